@@ -1,0 +1,368 @@
+"""Typed configuration.
+
+Defaults live in the pydantic models below; YAML files in ``configs/`` only override them, and
+``--set a.b=c`` on the command line overrides YAML. Every model forbids unknown keys, so a typo
+fails with a message that names the file and the key (and suggests the nearest valid one).
+
+Layout of a config directory::
+
+    configs/project.yaml        -> CrmlabConfig.project   (data sources, column mapping, as_of, ...)
+    configs/churn.yaml          -> CrmlabConfig.churn
+    configs/clv.yaml            -> CrmlabConfig.clv
+    configs/segmentation.yaml   -> CrmlabConfig.segmentation
+    configs/forecast.yaml       -> CrmlabConfig.forecast
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crmlab.errors import ConfigError
+
+__all__ = [
+    "PIPELINES",
+    "SECTIONS",
+    "ChurnConfig",
+    "CleaningConfig",
+    "ClvConfig",
+    "CrmlabConfig",
+    "DataConfig",
+    "FeatureConfig",
+    "ForecastConfig",
+    "MissingPolicy",
+    "OutputConfig",
+    "ProjectConfig",
+    "SegmentationConfig",
+    "TableSource",
+    "TrackingConfig",
+    "config_hash",
+    "load_config",
+    "parse_overrides",
+]
+
+PIPELINES = ("churn", "clv", "segmentation", "forecast")
+SECTIONS = ("project", *PIPELINES)
+
+
+class Frozen(BaseModel):
+    """Base for every config model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- project
+
+
+class TableSource(Frozen):
+    """One input table: where it is and how its columns map to crmlab's canonical names."""
+
+    path: Path | None = Field(
+        None, description="CSV or Parquet file. For transactions, empty means the embedded CDNOW log."
+    )
+    format: Literal["auto", "csv", "parquet"] = Field("auto", description="'auto' decides by suffix.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical name -> column in the file, e.g. {customer_id: CustomerID, ts: InvoiceDate}.",
+    )
+    sep: str = Field(",", description="CSV field separator.")
+    encoding: str = "utf-8"
+
+
+class DataConfig(Frozen):
+    transactions: TableSource | None = Field(
+        default_factory=TableSource,
+        description="A source without a path is the embedded CDNOW log; null means no transactions "
+        "(a contract business with a churn column in its customer table).",
+    )
+    customers: TableSource | None = None
+    interactions: TableSource | None = None
+
+
+class MissingPolicy(Frozen):
+    """What to do with a missing value in one column."""
+
+    strategy: Literal["reject", "median", "mode", "constant", "keep"] = "keep"
+    value: str | float | int | None = Field(None, description="Fill value for strategy 'constant'.")
+
+
+def _default_missing() -> dict[str, MissingPolicy]:
+    return {
+        "transactions.customer_id": MissingPolicy(strategy="reject"),
+        "transactions.ts": MissingPolicy(strategy="reject"),
+        "transactions.amount": MissingPolicy(strategy="reject"),
+        "transactions.quantity": MissingPolicy(strategy="constant", value=1),
+        "transactions.category": MissingPolicy(strategy="constant", value="unknown"),
+        "transactions.channel": MissingPolicy(strategy="constant", value="unknown"),
+        "customers.customer_id": MissingPolicy(strategy="reject"),
+        "customers.age": MissingPolicy(strategy="median"),
+        "customers.gender": MissingPolicy(strategy="constant", value="unknown"),
+        "customers.region": MissingPolicy(strategy="mode"),
+        "interactions.customer_id": MissingPolicy(strategy="reject"),
+        "interactions.ts": MissingPolicy(strategy="reject"),
+        "interactions.kind": MissingPolicy(strategy="constant", value="other"),
+    }
+
+
+class CleaningConfig(Frozen):
+    date_formats: list[str] = Field(
+        default_factory=lambda: [
+            "%Y-%m-%d",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y/%m/%d",
+            "%Y%m%d",
+            "%d %b %Y",
+            "%b %d, %Y",
+            "%d.%m.%Y",
+            "%m/%d/%Y",
+        ],
+        description="Formats tried in order for text dates; the first that parses wins.",
+    )
+    max_date: date | None = Field(
+        None, description="Dates after this are rejected as 'in the future of the data'. Empty: today."
+    )
+    missing: dict[str, MissingPolicy] = Field(
+        default_factory=_default_missing,
+        description="Per 'table.column' policy for missing values; columns not listed are kept as missing.",
+    )
+    category_aliases: dict[str, str] = Field(
+        default_factory=dict, description="Spelling -> canonical value, applied after lower-casing."
+    )
+    dedupe_customers: bool = Field(True, description="Merge one person under several ids by email/phone.")
+    match_on: list[Literal["email", "phone"]] = Field(default_factory=lambda: ["email", "phone"])
+
+
+class FeatureConfig(Frozen):
+    windows: list[int] = Field(default_factory=lambda: [30, 90, 180, 365], description="Trailing windows in days.")
+    pii_columns: list[str] = Field(
+        default_factory=lambda: ["name", "first_name", "last_name", "email", "phone", "address"],
+        description="Personal data: used for de-duplication only, never a feature, log line or artifact.",
+    )
+    drop_columns: list[str] = Field(default_factory=list, description="Customer columns never used as features.")
+
+    @field_validator("windows")
+    @classmethod
+    def _positive_sorted(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError(f"windows must be positive day counts, got {v}")
+        return sorted(set(v))
+
+
+class TrackingConfig(Frozen):
+    enabled: bool = True
+    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; default a local SQLite file.")
+    artifact_dir: Path = Field(Path("mlartifacts"), description="Where run artifacts are stored.")
+    experiment: str = "crmlab"
+
+
+class OutputConfig(Frozen):
+    dir: Path = Field(Path("outputs"), description="Cleaned data, rejects, reports, scores.")
+    models_dir: Path = Field(Path("models"), description="Exported model bundles, one folder per pipeline.")
+
+
+class ProjectConfig(Frozen):
+    name: str = "crmlab"
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    as_of: date | None = Field(None, description="Cut-off date; empty means the last transaction date.")
+    time_unit: Literal["D", "W", "M"] = Field(
+        "W", description="Unit of frequency/recency/T: days, weeks (7 days) or months (30.4375 days)."
+    )
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+class ClvConfig(Frozen):
+    model: Literal["bgnbd", "pareto_nbd", "mbgnbd"] = "bgnbd"
+    penalizer: float = Field(0.0, ge=0)
+    gg_penalizer: float = Field(0.0, ge=0)
+    spend_rule: Literal["exclude", "floor"] = Field(
+        "exclude",
+        description="Repeat customers with zero or negative mean spend: 'exclude' them from the Gamma-Gamma "
+        "fit (they get the population mean spend) or 'floor' their spend at 0.01.",
+    )
+    horizon_months: int = Field(12, gt=0)
+    discount_rate_monthly: float = Field(0.01, ge=0)
+    margin: float = Field(1.0, gt=0, le=1)
+    calibration_start: date | None = None
+    calibration_end: date | None = Field(None, description="End of calibration; empty: as_of minus holdout.")
+    holdout_weeks: int = Field(39, gt=0)
+    challenger: bool = True
+
+
+class ChurnConfig(Frozen):
+    mode: Literal["auto", "transactions", "contract"] = "auto"
+    horizon_days: int = Field(182, gt=0)
+    label_column: str = "churn"
+    n_snapshots: int = Field(3, ge=1)
+    snapshot_step_days: int = Field(91, gt=0)
+    top_k_percent: float = Field(10.0, gt=0, le=100)
+    lightgbm: dict[str, Any] = Field(default_factory=dict)
+
+
+class SegmentationConfig(Frozen):
+    features: list[str] = Field(default_factory=lambda: ["recency_days", "frequency", "monetary_value"])
+    transform: Literal["log", "standard", "quantile"] = "log"
+    k: int | None = Field(None, description="Fixed k; empty means choose by a sweep over k_range.")
+    k_range: tuple[int, int] = (2, 10)
+
+
+class ForecastConfig(Frozen):
+    target: Literal["revenue", "orders", "active_customers"] = "revenue"
+    freq: Literal["D", "W", "M"] = "W"
+    group_by: str | None = None
+    horizon: int = Field(13, gt=0)
+    season_length: int | None = None
+
+
+class CrmlabConfig(Frozen):
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    clv: ClvConfig = Field(default_factory=ClvConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The resolved config of one pipeline: the project section plus that pipeline's."""
+        if name not in PIPELINES and name != "project":
+            raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
+        out = {"project": self.project.model_dump(mode="json")}
+        if name != "project":
+            out[name] = getattr(self, name).model_dump(mode="json")
+        return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[list[str], Any]]:
+    """Parse ``a.b=c`` strings; values are read as YAML (numbers, lists, dates, null)."""
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set clv.penalizer=0.01")
+        path = [p for p in key.strip().split(".") if p]
+        if path[0] not in SECTIONS:
+            raise ConfigError(
+                f"--set {item!r}: the key must start with one of {', '.join(SECTIONS)}, e.g. project.as_of=1997-09-30"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((path, value))
+    return out
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[path[-1]] = value
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the parent of ``loc`` (for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            ann = current.model_fields[part].annotation
+            args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                current = ann
+            elif args:
+                current = args[0]
+            else:
+                return []
+        else:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        where = sources.get(str(loc[0]), "defaults") if loc else "defaults"
+        if err["type"] == "extra_forbidden":
+            valid = _valid_keys(CrmlabConfig, loc)
+            hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            msg = f"{where}: unknown key {key!r}"
+            msg += f" (did you mean {hint[0]!r}?)" if hint else f" (valid keys: {', '.join(valid)})" if valid else ""
+        else:
+            msg = f"{where}: {key}: {err['msg']} (got {err.get('input')!r})"
+        lines.append(msg)
+    return "; ".join(lines)
+
+
+def load_config(
+    config_dir: str | Path | None = "configs",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> CrmlabConfig:
+    """Resolve the configuration: model defaults <- ``config_dir/*.yaml`` <- ``overrides``.
+
+    A missing directory or file just means defaults. ``overrides`` are ``section.key=value``
+    strings, as given to ``--set``.
+    """
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_dir is not None:
+        cdir = Path(config_dir)
+        if cdir.exists() and not cdir.is_dir():
+            raise ConfigError(f"{cdir}: expected a directory of YAML config files")
+        for section in SECTIONS:
+            path = cdir / f"{section}.yaml"
+            if path.is_file():
+                raw[section] = _read_yaml(path)
+                sources[section] = str(path)
+    for path, value in parse_overrides(overrides):
+        raw = copy.deepcopy(raw)
+        _set_path(raw, path, value)
+        sources[path[0]] = f"{sources.get(path[0], 'defaults')} + --set"
+    try:
+        return CrmlabConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, sources)) from None
+
+
+def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
+    """Stable short hash of a (resolved) config, for manifests and run tags."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,210 @@
+"""Loading input tables (CSV, Parquet, the embedded CDNOW log) under crmlab's canonical names.
+
+Loading only reads and renames: it checks that the file exists, is readable, is not empty and has
+the required columns, and otherwise leaves values as they are (text stays text). Parsing dates and
+amounts, and quarantining rows that cannot be parsed, is the job of :mod:`crmlab.data.clean`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crmlab.config import DataConfig, TableSource
+from crmlab.errors import DataError
+
+__all__ = [
+    "CDNOW_NAME",
+    "SCHEMAS",
+    "TableSchema",
+    "Tables",
+    "load_cdnow",
+    "load_cdnow_sample_summary",
+    "load_tables",
+    "read_table",
+    "source_name",
+]
+
+CDNOW_NAME = "CDNOW_master.txt (embedded, from the lifetimes wheel)"
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    kind: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+
+SCHEMAS: dict[str, TableSchema] = {
+    "transactions": TableSchema(
+        "transactions",
+        ("customer_id", "ts", "amount"),
+        ("order_id", "quantity", "product_id", "category", "channel", "region"),
+    ),
+    "customers": TableSchema("customers", ("customer_id",), ("signup_date", "name", "email", "phone")),
+    "interactions": TableSchema("interactions", ("customer_id", "ts", "kind"), ("value",)),
+}
+
+
+@dataclass
+class Tables:
+    """The input tables under canonical column names; ``sources`` names each table's file."""
+
+    transactions: pd.DataFrame | None = None
+    customers: pd.DataFrame | None = None
+    interactions: pd.DataFrame | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def items(self) -> list[tuple[str, pd.DataFrame]]:
+        return [(k, v) for k, v in (("transactions", self.transactions), ("customers", self.customers),
+                                    ("interactions", self.interactions)) if v is not None]
+
+
+def source_name(source: TableSource | None) -> str:
+    if source is None or source.path is None:
+        return CDNOW_NAME
+    return str(source.path)
+
+
+def _datasets_dir():
+    return importlib.resources.files("lifetimes") / "datasets"
+
+
+def load_cdnow() -> pd.DataFrame:
+    """The full CDNOW transaction log shipped inside the lifetimes wheel (69,659 rows, 23,570 customers).
+
+    Returns canonical, already typed columns: ``customer_id`` (text, as in the file), ``ts``
+    (datetime64), ``quantity`` (number of CDs) and ``amount`` (dollars).
+    """
+    with (_datasets_dir() / "CDNOW_master.txt").open("rb") as fh:
+        raw = pd.read_csv(
+            fh,
+            sep=r"\s+",
+            header=0,
+            names=["customer_id", "date", "quantity", "amount"],
+            dtype={"customer_id": str, "date": str, "quantity": np.int64, "amount": np.float64},
+            engine="c",
+        )
+    return pd.DataFrame(
+        {
+            "customer_id": raw["customer_id"],
+            "ts": pd.to_datetime(raw["date"], format="%Y%m%d"),
+            "amount": raw["amount"],
+            "quantity": raw["quantity"],
+        }
+    )
+
+
+def load_cdnow_sample_summary() -> pd.DataFrame:
+    """The 2,357-customer CDNOW sample of Fader, Hardie and Lee (2005), as a summary per customer.
+
+    Columns: ``customer_id``, ``frequency`` (x), ``recency`` (t_x, weeks), ``T`` (weeks),
+    ``monetary_value`` (zbar, mean repeat spend). Calibration period: 39 weeks of 1997.
+    """
+    with (_datasets_dir() / "cdnow_customers_summary_with_transactions.csv").open("rb") as fh:
+        raw = pd.read_csv(fh)
+    return pd.DataFrame(
+        {
+            "customer_id": raw["ID"].astype(str),
+            "frequency": raw["x"].astype(np.int64),
+            "recency": raw["t_x"].astype(np.float64),
+            "T": raw["T"].astype(np.float64),
+            "monetary_value": raw["zbar"].astype(np.float64),
+        }
+    )
+
+
+def _read_file(path: Path, source: TableSource) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError("file not found", file=str(path), expected="an existing CSV or Parquet file")
+    if path.is_dir():
+        raise DataError("is a directory", file=str(path), expected="a CSV or Parquet file")
+    fmt = source.format
+    if fmt == "auto":
+        fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        # Text columns stay text: cleaning parses them and quarantines what does not parse.
+        return pd.read_csv(path, sep=source.sep, encoding=source.encoding, dtype=str, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty", file=str(path), expected="a header row and at least one data row") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read the file ({msg})", file=str(path), expected=f"a readable {fmt} file") from None
+
+
+def read_table(source: TableSource, kind: str) -> pd.DataFrame:
+    """Read one table and rename its columns to canonical names.
+
+    A transactions source without a path gives the embedded CDNOW log.
+    Raises :class:`DataError` naming the file and column when the file is missing, unreadable,
+    empty, or lacks a required column.
+    """
+    schema = SCHEMAS[kind]
+    if source.path is None:
+        if kind != "transactions":
+            raise DataError(f"no file configured for the {kind} table", expected="project.data.<table>.path")
+        df = load_cdnow()
+        df.attrs["source"] = CDNOW_NAME
+        return df
+
+    path = Path(source.path)
+    name = str(path)
+    df = _read_file(path, source)
+    # mapping: canonical -> file column. Refuse a mapping whose file column does not exist.
+    mapping = dict(source.columns)
+    unknown = [c for c in mapping if c not in schema.required + schema.optional and kind != "customers"]
+    if unknown:
+        raise DataError(
+            f"unknown canonical column(s) {unknown} in the column mapping",
+            file=name,
+            expected=f"keys among {list(schema.required + schema.optional)}",
+        )
+    first = df.iloc[0].to_dict() if len(df) else None
+    for canonical, col in mapping.items():
+        if col not in df.columns:
+            raise DataError(
+                f"mapped column {col!r} (for {canonical!r}) is not in the file",
+                file=name,
+                column=col,
+                expected=f"one of the file's columns {list(df.columns)}",
+                example=first,
+            )
+    rename = {col: canonical for canonical, col in mapping.items()}
+    df = df.rename(columns=rename)
+    for col in schema.required:
+        if col not in df.columns:
+            raise DataError(
+                f"required column {col!r} is missing",
+                file=name,
+                column=col,
+                expected=f"the {kind} table to have columns {list(schema.required)} "
+                f"(map yours with project.data.{kind}.columns.{col}=<your column>); found {list(df.columns)}",
+                example=first,
+            )
+    if len(df) == 0:
+        raise DataError("the table has a header but no rows", file=name, expected=f"at least one {kind} row")
+    df.attrs["source"] = name
+    return df
+
+
+def load_tables(data: DataConfig) -> Tables:
+    """Read every configured table (transactions default to the embedded CDNOW log)."""
+    tables = Tables()
+    if data.transactions is not None:
+        tables.transactions = read_table(data.transactions, "transactions")
+        tables.sources["transactions"] = tables.transactions.attrs["source"]
+    elif data.customers is None:
+        raise DataError("no input tables configured", expected="project.data.transactions or project.data.customers")
+    if data.customers is not None:
+        tables.customers = read_table(data.customers, "customers")
+        tables.sources["customers"] = str(data.customers.path)
+    if data.interactions is not None:
+        tables.interactions = read_table(data.interactions, "interactions")
+        tables.sources["interactions"] = str(data.interactions.path)
+    return tables
