@@ -1,0 +1,240 @@
+"""The ``crmlab`` command line.
+
+Thin: every command resolves the config, calls library functions and prints a short summary.
+Errors a user can fix exit with code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
+
+from crmlab import __version__
+from crmlab.config import PIPELINES, CrmlabConfig, load_config
+from crmlab.errors import CrmlabError
+
+__all__ = ["app", "main"]
+
+console = Console(stderr=True)
+out = Console()
+log = logging.getLogger("crmlab")
+
+app = typer.Typer(
+    name="crmlab",
+    help="Customer models from CRM data: churn, CLV, segmentation and sales forecasting, tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show the resolved configuration or its JSON schema.", no_args_is_help=True)
+data_app = typer.Typer(help="Synthetic data and cleaning.", no_args_is_help=True)
+features_app = typer.Typer(help="The shared customer features.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value: --set project.as_of=1997-09-30 (repeatable)."),
+]
+ConfigDirOpt = Annotated[Path, typer.Option("--config-dir", "-c", help="Folder of YAML config files.")]
+
+
+class _State:
+    config_dir: Path = Path("configs")
+    sets: list[str] = []
+
+
+state = _State()
+
+
+@app.callback()
+def _root(
+    config_dir: ConfigDirOpt = Path("configs"),
+    set_: SetOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+    state.config_dir = config_dir
+    state.sets = list(set_ or [])
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "lightgbm"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config(sets: list[str] | None = None) -> CrmlabConfig:
+    return load_config(state.config_dir, [*state.sets, *(sets or [])])
+
+
+@contextmanager
+def _step(text: str):
+    """A spinner on stderr for a long step, and its duration afterwards."""
+    start = time.perf_counter()
+    with console.status(text):
+        yield
+    console.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
+
+
+# --------------------------------------------------------------------------- config
+
+
+@config_app.command("show")
+def config_show(
+    pipeline: Annotated[str, typer.Argument(help=f"One of: project, {', '.join(PIPELINES)}.")],
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Print the resolved config of a pipeline (defaults <- YAML <- --set)."""
+    import yaml
+
+    section = _config(set_).section(pipeline)
+    if as_json:
+        out.print_json(json.dumps(section))
+    else:
+        out.print(yaml.safe_dump(section, sort_keys=False), end="", markup=False, highlight=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the whole configuration."""
+    out.print_json(json.dumps(CrmlabConfig.model_json_schema()))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@data_app.command("synth")
+def data_synth(
+    customers: Annotated[int, typer.Option("--customers", "-n", min=10, help="Number of true customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("data/synthetic"),
+) -> None:
+    """Write a seeded synthetic CRM (customers, transactions, interactions, dirty rows, ground truth)."""
+    from crmlab.data.synth import write_synthetic
+
+    with _step(f"Generating {customers:,} synthetic customers (seed {seed})"):
+        paths = write_synthetic(out_dir, n_customers=customers, seed=seed)
+    for name, path in paths.items():
+        out.print(f"{name}: {path}")
+
+
+def _print_report(report: Any) -> None:
+    data = report.to_dict()
+    tbl = Table(title="Cleaning report")
+    for col in ("table", "input", "clean", "rejected", "exact duplicates", "merged", "check"):
+        tbl.add_column(col, justify="right" if col not in ("table", "check") else "left")
+    for name, t in data.get("tables", {}).items():
+        tbl.add_row(
+            name,
+            f"{t.get('input_rows', 0):,}",
+            f"{t.get('clean_rows', 0):,}",
+            f"{t.get('rejected_rows', 0):,}",
+            f"{t.get('exact_duplicates', 0):,}",
+            f"{t.get('merged_rows', 0):,}",
+            "ok" if t.get("invariant_ok", True) else "MISMATCH",
+        )
+    out.print(tbl)
+    for line in report.to_text().splitlines():
+        out.print(line, markup=False, highlight=False)
+
+
+@data_app.command("clean")
+def data_clean(
+    set_: SetOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/clean).")] = None,
+) -> None:
+    """Clean the configured tables: clean Parquet files, a rejects file per table and a report."""
+    from crmlab.workflow import prepare_data
+
+    cfg = _config(set_)
+    target = out_dir or cfg.project.output.dir / "clean"
+    with _step("Loading and cleaning"):
+        prepared = prepare_data(cfg.project, out_dir=target)
+    _print_report(prepared.cleaning.report)
+    out.print(f"clean tables, rejects and report written to {target}")
+
+
+# --------------------------------------------------------------------------- features
+
+
+@features_app.command("build")
+def features_build(
+    set_: SetOpt = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Cut-off date YYYY-MM-DD (default: config).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Parquet or CSV file.")] = None,
+) -> None:
+    """Build one row of features per customer at the cut-off date."""
+    from crmlab.features import build_features_from_tables
+    from crmlab.workflow import prepare_data
+
+    sets = [*(set_ or []), *([f"project.as_of={as_of}"] if as_of else [])]
+    cfg = _config(sets)
+    with _step("Loading and cleaning"):
+        prepared = prepare_data(cfg.project, out_dir=cfg.project.output.dir / "clean")
+    with _step(f"Building features at {prepared.as_of}"):
+        feats = build_features_from_tables(prepared.tables, as_of=prepared.as_of, cfg=cfg.project)
+    target = out_file or cfg.project.output.dir / f"features_{prepared.as_of}.parquet"
+    _write_table(feats, target)
+    out.print(f"{len(feats):,} customers x {feats.shape[1] - 1} features -> {target}")
+
+
+def _write_table(df: Any, path: Path) -> None:
+    from crmlab.utils import write_table_atomic
+
+    write_table_atomic(df, path)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(set_: SetOpt = None) -> None:
+    """The main job on the embedded CDNOW data (or the configured data): clean, build features, track."""
+    from crmlab.demo import run_demo
+
+    cfg = _config(set_)
+    run_demo(cfg, step=_step, out=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    import click
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except CrmlabError as exc:
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The one MLflow wrapper.
+
+Every training run goes through :class:`Tracker`: it points MLflow at the configured store (a local
+SQLite file by default, so ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` works), creates
+the experiment with a configured artifact folder, and logs, for each run, the resolved config, a
+fingerprint of the input data, the code version, metrics and artifacts.
+
+Personal data never reaches a log line, a parameter or an artifact: tables are scrubbed of the
+configured PII columns and of any text column that holds e-mail addresses or phone numbers before
+they are logged, and the data fingerprint hashes only non-personal columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmlab import __version__
+from crmlab.config import TrackingConfig
+from crmlab.errors import CrmlabError
+
+__all__ = [
+    "Run",
+    "Tracker",
+    "code_version",
+    "data_fingerprint",
+    "flatten",
+    "scrub_pii",
+]
+
+log = logging.getLogger(__name__)
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"^\s*\+?[\d\s().-]{9,}\d\s*$")
+DEFAULT_PII = ("name", "first_name", "last_name", "email", "phone", "address")
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``; lists and None become strings."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value, default=str)
+    return out
+
+
+def _looks_personal(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    if sample.empty:
+        return False
+    hits = sample.str.contains(_EMAIL).mean() + sample.str.match(_PHONE).mean()
+    return bool(hits > 0.2)
+
+
+def scrub_pii(df: pd.DataFrame, pii_columns: Sequence[str] = DEFAULT_PII) -> pd.DataFrame:
+    """A copy of ``df`` without personal columns: those named in ``pii_columns`` and any text column
+    whose values look like e-mail addresses or phone numbers."""
+    drop = [c for c in df.columns if str(c).lower() in {p.lower() for p in pii_columns}]
+    for col in df.columns:
+        if col in drop:
+            continue
+        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]) or isinstance(df[col].dtype, pd.CategoricalDtype):
+            if _looks_personal(df[col]):
+                drop.append(col)
+    return df.drop(columns=drop)
+
+
+def data_fingerprint(tables: Mapping[str, pd.DataFrame | None], pii_columns: Sequence[str] = DEFAULT_PII) -> dict[str, Any]:
+    """Row counts, customers, date range and a content hash per table (personal columns excluded)."""
+    out: dict[str, Any] = {}
+    for name, df in tables.items():
+        if df is None:
+            continue
+        safe = scrub_pii(df, pii_columns)
+        info: dict[str, Any] = {"rows": int(len(df)), "columns": int(df.shape[1])}
+        if "customer_id" in df.columns:
+            info["customers"] = int(df["customer_id"].nunique())
+        for col in ("ts", "signup_date"):
+            if col in df.columns and pd.api.types.is_datetime64_any_dtype(df[col]):
+                info["date_min"] = str(df[col].min().date()) if df[col].notna().any() else None
+                info["date_max"] = str(df[col].max().date()) if df[col].notna().any() else None
+                break
+        row_hashes = pd.util.hash_pandas_object(safe, index=False).to_numpy()
+        info["sha256"] = hashlib.sha256(np.sort(row_hashes).tobytes()).hexdigest()[:16]
+        out[name] = info
+    return out
+
+
+def code_version() -> dict[str, str]:
+    """crmlab's version and, when run from a git checkout, the commit (with '-dirty' if modified)."""
+    info = {"crmlab_version": __version__}
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True,
+            timeout=5, check=True,
+        ).stdout.strip()
+        info["git_commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+class Run:
+    """A handle on one active MLflow run (or a no-op when tracking is disabled)."""
+
+    def __init__(self, mlflow_run: Any | None, pii_columns: Sequence[str]) -> None:
+        self._run = mlflow_run
+        self._pii = tuple(pii_columns)
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run.info.run_id if self._run is not None else None
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._run is None:
+            return
+        import mlflow
+
+        flat = flatten(params)
+        items = list(flat.items())
+        for i in range(0, len(items), 100):
+            mlflow.log_params({k: str(v)[:6000] for k, v in items[i : i + 100]})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._run is None:
+            return
+        import mlflow
+
+        clean = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float, np.number)) and np.isfinite(v)}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._run is None:
+            return
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_dict(self, data: Mapping[str, Any] | list[Any], artifact_file: str) -> None:
+        if self._run is None:
+            return
+        import mlflow
+
+        mlflow.log_text(json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file)
+
+    def log_table(self, df: pd.DataFrame, artifact_file: str) -> None:
+        """Log a table as CSV (or Parquet by suffix), with personal columns removed."""
+        if self._run is None:
+            return
+        import mlflow
+
+        safe = scrub_pii(df, self._pii)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            if path.suffix == ".parquet":
+                safe.to_parquet(path, index=False)
+            else:
+                safe.to_csv(path, index=False)
+            folder = str(Path(artifact_file).parent)
+            mlflow.log_artifact(str(path), artifact_path=None if folder == "." else folder)
+
+    def log_figure(self, fig: Any, artifact_file: str) -> None:
+        if self._run is None:
+            return
+        import mlflow
+
+        mlflow.log_figure(fig, artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self._run is None:
+            return
+        import mlflow
+
+        p = Path(path)
+        if p.is_dir():
+            mlflow.log_artifacts(str(p), artifact_path=artifact_path)
+        else:
+            mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+
+class Tracker:
+    """Runs in one MLflow experiment of one tracking store."""
+
+    def __init__(self, cfg: TrackingConfig | None = None, *, pii_columns: Sequence[str] = DEFAULT_PII) -> None:
+        self.cfg = cfg or TrackingConfig()
+        self.pii_columns = tuple(pii_columns)
+        self._experiment_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return _absolute_uri(self.cfg.uri)
+
+    def _setup(self) -> str:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        if self._experiment_id is not None:
+            return self._experiment_id
+        try:
+            exp = mlflow.get_experiment_by_name(self.cfg.experiment)
+            if exp is None:
+                art = Path(self.cfg.artifact_dir).expanduser().resolve()
+                art.mkdir(parents=True, exist_ok=True)
+                self._experiment_id = mlflow.create_experiment(self.cfg.experiment, artifact_location=art.as_uri())
+            else:
+                self._experiment_id = exp.experiment_id
+        except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
+            raise CrmlabError(
+                f"cannot open the MLflow tracking store {self.cfg.uri!r}: {str(exc).splitlines()[0]} "
+                "(set project.tracking.uri, or project.tracking.enabled=false)"
+            ) from None
+        return self._experiment_id
+
+    @contextmanager
+    def start_run(
+        self,
+        run_name: str,
+        *,
+        pipeline: str,
+        config: Mapping[str, Any] | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        nested: bool = False,
+    ) -> Iterator[Run]:
+        """Start a run that logs the resolved config, the data fingerprint and the code version.
+
+        Nested runs (``nested=True`` inside another run) become child runs, e.g. one per model of a
+        comparison or one per tuning trial. A failing block marks the run FAILED and re-raises.
+        """
+        if not self.cfg.enabled:
+            yield Run(None, self.pii_columns)
+            return
+        import mlflow
+
+        exp_id = self._setup()
+        all_tags = {"crmlab.pipeline": pipeline, **code_version(), **(tags or {})}
+        with mlflow.start_run(run_name=run_name, experiment_id=exp_id, nested=nested, tags={k: str(v) for k, v in all_tags.items()}) as active:
+            run = Run(active, self.pii_columns)
+            if config is not None:
+                run.log_params(config)
+                run.log_dict(dict(config), "config.json")
+            if fingerprint is not None:
+                run.log_dict(dict(fingerprint), "data_fingerprint.json")
+                run.log_params({"data": fingerprint})
+            try:
+                yield run
+            except BaseException:
+                mlflow.end_run(status="FAILED")
+                raise
+
+
+def _absolute_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///file.db`` absolute, so runs from other folders find the same store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path.resolve())
+    if "://" not in uri:  # a bare path: treat as a SQLite file
+        path = Path(uri).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return uri
+
+

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crmlab.config import PIPELINES, CrmlabConfig, config_hash, load_config
+from crmlab.errors import ConfigError
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_shipped_config_file_validates():
+    files = sorted(REPO_CONFIGS.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"project", *PIPELINES}
+    cfg = load_config(REPO_CONFIGS)
+    # the files really are read: clv.yaml sets the paper's calibration split
+    assert str(cfg.clv.calibration_end) == "1997-09-30"
+    for pipeline in PIPELINES:
+        section = cfg.section(pipeline)
+        assert set(section) == {"project", pipeline}
+
+
+def test_yaml_overrides_defaults_and_set_overrides_yaml(tmp_path):
+    (tmp_path / "clv.yaml").write_text("penalizer: 0.5\nhorizon_months: 6\n")
+    cfg = load_config(tmp_path, ["clv.penalizer=0.01", "project.as_of=1997-09-30", "project.features.windows=[7, 30]"])
+    assert cfg.clv.penalizer == 0.01  # --set beats YAML
+    assert cfg.clv.horizon_months == 6  # YAML beats default
+    assert cfg.clv.margin == 1.0  # default kept
+    assert str(cfg.project.as_of) == "1997-09-30"
+    assert cfg.project.features.windows == [7, 30]
+
+
+def test_misspelt_key_in_yaml_names_file_and_key(tmp_path):
+    (tmp_path / "clv.yaml").write_text("penaliser: 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path)
+    msg = str(err.value)
+    assert "clv.yaml" in msg and "clv.penaliser" in msg and "did you mean 'penalizer'" in msg
+
+
+def test_misspelt_nested_key_on_command_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"project\.tracking\.urii.*did you mean 'uri'"):
+        load_config(tmp_path, ["project.tracking.urii=sqlite:///x.db"])
+
+
+def test_bad_value_names_key_and_value(tmp_path):
+    (tmp_path / "project.yaml").write_text("time_unit: Y\n")
+    with pytest.raises(ConfigError, match=r"project\.yaml: project\.time_unit: .*'Y'"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["noequals", "nosection.x=1", "=3"])
+def test_malformed_override(bad):
+    with pytest.raises(ConfigError, match="--set"):
+        load_config(None, [bad])
+
+
+def test_invalid_yaml_is_reported_with_file(tmp_path):
+    (tmp_path / "churn.yaml").write_text("horizon_days: [1, 2\n")
+    with pytest.raises(ConfigError, match="churn.yaml: not valid YAML"):
+        load_config(tmp_path)
+
+
+def test_config_is_frozen_and_hash_stable():
+    a, b = load_config(None), load_config(None)
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(load_config(None, ["clv.margin=0.5"]))
+    with pytest.raises(Exception):
+        a.project.seed = 3  # type: ignore[misc]
+
+
+def test_schema_is_json_and_covers_every_section():
+    schema = CrmlabConfig.model_json_schema()
+    json.dumps(schema)
+    assert set(schema["properties"]) == {"project", *PIPELINES}
