@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+
+from crmlab.config import TrackingConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def _no_stray_outputs(monkeypatch, tmp_path):
     """Run every test from its own tmp dir, so relative default paths (mlflow.db, outputs/) land there."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def _empty_mlflow_db(tmp_path_factory) -> Path:
+    """An initialised, empty MLflow SQLite store, made once (creating one takes seconds)."""
+    import mlflow
+
+    folder = tmp_path_factory.mktemp("mlflow_template")
+    db = folder / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def tracking(tmp_path, _empty_mlflow_db) -> TrackingConfig:
+    """A TrackingConfig pointing at a fresh SQLite store and artifact folder under tmp_path."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_empty_mlflow_db, db)
+    return TrackingConfig(uri=f"sqlite:///{db}", artifact_dir=tmp_path / "mlartifacts", experiment="test")

@@ -216,10 +216,13 @@ class Tracker:
     def _setup(self) -> str:
         import mlflow
 
-        mlflow.set_tracking_uri(self.uri)
         if self._experiment_id is not None:
+            mlflow.set_tracking_uri(self.uri)
             return self._experiment_id
         try:
+            if self.uri.startswith("sqlite:///"):
+                Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            mlflow.set_tracking_uri(self.uri)
             exp = mlflow.get_experiment_by_name(self.cfg.experiment)
             if exp is None:
                 art = Path(self.cfg.artifact_dir).expanduser().resolve()
@@ -276,13 +279,9 @@ def _absolute_uri(uri: str) -> str:
     """Make a relative ``sqlite:///file.db`` absolute, so runs from other folders find the same store."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(uri[len(prefix):]).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path.resolve())
+        return prefix + str(Path(uri[len(prefix):]).expanduser().resolve())
     if "://" not in uri:  # a bare path: treat as a SQLite file
-        path = Path(uri).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path)
+        return prefix + str(Path(uri).expanduser().resolve())
     return uri
 
 

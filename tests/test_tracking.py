@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from crmlab.errors import CrmlabError
+from crmlab.tracking import Tracker, code_version, data_fingerprint, flatten, scrub_pii
+
+
+def _people() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "email": ["x@example.com", "y@example.com", "z@example.com"],
+            "contact": ["Ann.Lee@Example.com", "bo@mail.org", "cy@mail.org"],  # unnamed PII column
+            "tel": ["+1 (555) 123-4567", "555.123.4568", "5551234569"],
+            "age": [30, 40, 50],
+            "plan": ["basic", "plus", "basic"],
+        }
+    )
+
+
+def test_scrub_pii_drops_named_and_detected_columns():
+    safe = scrub_pii(_people())
+    assert list(safe.columns) == ["customer_id", "age", "plan"]
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {"a.b": 1, "a.c": "[1, 2]", "d": "null", "e": "{}"}
+
+
+def test_fingerprint_changes_with_data_and_ignores_personal_columns():
+    df = _people()
+    fp = data_fingerprint({"customers": df})["customers"]
+    assert fp["rows"] == 3 and fp["customers"] == 3
+    other_email = df.assign(email=["q@example.com", "y@example.com", "z@example.com"])
+    assert data_fingerprint({"customers": other_email})["customers"]["sha256"] == fp["sha256"]
+    other_age = df.assign(age=[31, 40, 50])
+    assert data_fingerprint({"customers": other_age})["customers"]["sha256"] != fp["sha256"]
+    # row order does not matter
+    assert data_fingerprint({"customers": df.iloc[::-1]})["customers"]["sha256"] == fp["sha256"]
+
+
+def test_run_logs_config_fingerprint_code_metrics_and_tables(tracking):
+    tracker = Tracker(tracking)
+    fp = data_fingerprint({"customers": _people()})
+    with tracker.start_run("unit", pipeline="test", config={"clv": {"penalizer": 0.1}}, fingerprint=fp) as run:
+        run.log_metrics({"auc": 0.8, "nested": {"mae": 1.5}, "bad": float("nan")})
+        run.log_table(_people(), "tables/people.csv")
+    got = mlflow.MlflowClient(tracker.uri).get_run(run.run_id)
+    assert got.data.params["clv.penalizer"] == "0.1"
+    assert got.data.params["data.customers.rows"] == "3"
+    assert got.data.metrics == {"auc": 0.8, "nested.mae": 1.5}
+    assert got.data.tags["crmlab.pipeline"] == "test"
+    assert got.data.tags["crmlab_version"] == code_version()["crmlab_version"]
+    art = tracking.artifact_dir
+    files = {p.name for p in art.rglob("*") if p.is_file()}
+    assert {"config.json", "data_fingerprint.json", "people.csv"} <= files
+    logged = pd.read_csv(next(art.rglob("people.csv")))
+    assert list(logged.columns) == ["customer_id", "age", "plan"]
+    assert json.loads(next(art.rglob("config.json")).read_text()) == {"clv": {"penalizer": 0.1}}
+
+
+def test_failed_block_marks_run_failed(tracking):
+    tracker = Tracker(tracking)
+    with pytest.raises(RuntimeError):
+        with tracker.start_run("boom", pipeline="test") as run:
+            raise RuntimeError("x")
+    assert mlflow.MlflowClient(tracker.uri).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_nested_runs_are_children(tracking):
+    tracker = Tracker(tracking)
+    with tracker.start_run("parent", pipeline="test") as parent:
+        with tracker.start_run("child", pipeline="test", nested=True) as child:
+            pass
+    tags = mlflow.MlflowClient(tracker.uri).get_run(child.run_id).data.tags
+    assert tags["mlflow.parentRunId"] == parent.run_id
+
+
+def test_disabled_tracking_logs_nothing(tracking, tmp_path):
+    cfg = tracking.model_copy(update={"enabled": False, "uri": f"sqlite:///{tmp_path / 'off.db'}"})
+    with Tracker(cfg).start_run("off", pipeline="test", config={"a": 1}) as run:
+        run.log_metrics({"x": 1})
+    assert run.run_id is None and not (tmp_path / "off.db").exists()
+
+
+def test_unusable_store_gives_clear_error(tmp_path):
+    from crmlab.config import TrackingConfig
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cfg = TrackingConfig(uri=f"sqlite:///{blocker}/sub/mlflow.db", artifact_dir=tmp_path / "a")
+    with pytest.raises(CrmlabError, match=r"cannot open the MLflow tracking store .*project\.tracking\.uri"):
+        with Tracker(cfg).start_run("x", pipeline="test"):
+            pass
