@@ -1,0 +1,60 @@
+"""Every crmlab model as an MLflow pyfunc, without pickles.
+
+The model is logged "from code" (MLflow's models-from-code): the MLflow model holds the bundle
+folder as an artifact and the small file :mod:`crmlab._pyfunc_entry`, which loads the bundle with
+:func:`crmlab.export.load_bundle` and calls the pipeline's scoring function. So
+``mlflow.pyfunc.load_model(uri).predict(df)`` and ``mlflow.pyfunc.spark_udf`` work, and the input
+signature makes MLflow refuse a wrong input schema with a clear message.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crmlab import __version__
+from crmlab.export import Bundle
+
+__all__ = ["SCORERS", "get_scorer", "log_pyfunc"]
+
+# pipeline -> "module:function" taking (input DataFrame, Bundle) and returning a DataFrame
+SCORERS: dict[str, str] = {
+    "clv": "crmlab.clv.pipeline:score_clv",
+    "churn": "crmlab.churn.pipeline:score_churn",
+    "segmentation": "crmlab.segmentation.pipeline:score_segmentation",
+    "forecast": "crmlab.forecast.pipeline:score_forecast",
+}
+
+
+def get_scorer(pipeline: str) -> Callable[[pd.DataFrame, Bundle], pd.DataFrame]:
+    module, _, name = SCORERS[pipeline].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def log_pyfunc(
+    bundle_dir: str | Path,
+    *,
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    registered_model_name: str | None = None,
+    name: str = "model",
+) -> Any:
+    """Log the bundle as a pyfunc model in the active run (optionally registering a version)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, output_example)
+    entry = Path(__file__).with_name("_pyfunc_entry.py")
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(entry),
+        artifacts={"bundle": str(bundle_dir)},
+        signature=signature,
+        input_example=input_example.head(3),
+        pip_requirements=[f"crmlab=={__version__}"],
+        registered_model_name=registered_model_name,
+    )
