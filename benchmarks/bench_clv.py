@@ -1,0 +1,228 @@
+"""Benchmark the CLV model core at scale: fit BG/NBD + Gamma-Gamma and score every customer.
+
+The CDNOW log (23,570 customers, 69,659 transactions, 1997-01 to 1998-06) is summarised into RFM
+(lifetimes' convention: purchase days, weeks, as_of 1998-06-30) and replicated ``--replicas`` times
+(144: about 3.39 million customers, the customer base of about 10 million transactions). Then it
+times fitting (BG/NBD + Gamma-Gamma) and scoring (P(alive), expected purchases over 52 weeks,
+expected spend, 12-month CLV), and the same work in lifetimes for reference.
+
+Replicating the base keeps the number of *distinct* histories at CDNOW's, which is what fitting on
+weighted unique rows exploits; ``--distinct`` adds a scoring run on simulated customers whose
+histories are all different (the worst case for unique-row compression).
+
+    .venv/bin/python benchmarks/bench_clv.py [--replicas 144] [--lifetimes-fraction 0.1] [--distinct 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import platform
+import resource
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmlab.clv.models import SpendModel, TransactionModel, customer_lifetime_value
+from crmlab.data.io import load_cdnow
+
+log = logging.getLogger("bench_clv")
+
+AS_OF = pd.Timestamp("1998-06-30")
+
+
+def rfm_summary_local(tx: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
+    """RFM per customer in lifetimes' convention (purchase *days*; weeks): frequency = purchase days
+    - 1, recency = weeks from first to last purchase day, T = weeks from first purchase day to as_of,
+    monetary_value = mean spend of the repeat purchase days (0 for one-time buyers)."""
+    tx = tx.loc[tx["ts"] <= as_of, ["customer_id", "ts", "amount"]]
+    days = (
+        tx.assign(day=tx["ts"].dt.floor("D"))
+        .groupby(["customer_id", "day"], sort=True, observed=True)["amount"]
+        .sum()
+        .reset_index()
+    )
+    g = days.groupby("customer_id", sort=True, observed=True)
+    out = g.agg(first=("day", "min"), last=("day", "max"), n=("day", "size"), total=("amount", "sum"),
+                first_amount=("amount", "first"))
+    week = pd.Timedelta(days=7)
+    frequency = out["n"] - 1
+    return pd.DataFrame(
+        {
+            "customer_id": out.index.to_numpy(),
+            "frequency": frequency.to_numpy(np.float64),
+            "recency": ((out["last"] - out["first"]) / week).to_numpy(np.float64),
+            "T": ((as_of - out["first"]) / week).to_numpy(np.float64),
+            "monetary_value": np.where(frequency > 0, (out["total"] - out["first_amount"]) / frequency.clip(lower=1), 0.0),
+        }
+    )
+
+
+def cdnow_rfm() -> tuple[pd.DataFrame, str]:
+    tx = load_cdnow()
+    try:  # the shared feature module, when it exists
+        from crmlab.features import rfm_summary  # type: ignore[attr-defined]
+
+        rfm = rfm_summary(tx, as_of=AS_OF.date())
+        rfm = rfm[["frequency", "recency", "T", "monetary_value"]].astype(np.float64)
+        return rfm, "crmlab.features.rfm_summary"
+    except (ImportError, AttributeError, TypeError, KeyError):
+        return rfm_summary_local(tx, as_of=AS_OF), "local groupby (benchmarks/bench_clv.py)"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    gc.collect()
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def peak_mb(fn: Callable[[], Any]) -> float:
+    """Peak memory allocated by ``fn`` above what was allocated before it (tracemalloc, which numpy
+    and pandas report their buffers to)."""
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / 2**20
+
+
+def simulate_distinct(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """BG/NBD customers (CDNOW-like parameters) with continuous ages over three years: (nearly)
+    every history is distinct."""
+    rng = np.random.default_rng(seed)
+    r, alpha, a, b = 0.243, 4.414, 0.793, 2.426
+    T = rng.uniform(1.0, 156.0, n)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    n_tx = rng.poisson(lam * T)
+    death = rng.geometric(p)
+    x = np.minimum(n_tx, death)
+    tx = np.where(x > 0, T * rng.beta(np.maximum(x, 1), n_tx - x + 1), 0.0)
+    m = np.where(x > 0, rng.gamma(6.25 * np.maximum(x, 1), 1.0 / (np.maximum(x, 1) * rng.gamma(3.74, 1 / 15.44, n))), 0.0)
+    return {"frequency": x.astype(np.float64), "recency": tx, "T": T, "monetary_value": m}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, default=144, help="copies of the CDNOW customer base (144: 3.39M)")
+    parser.add_argument("--lifetimes-fraction", type=float, default=0.1,
+                        help="share of the rows lifetimes is timed on (extrapolated linearly); 1 for all")
+    parser.add_argument("--distinct", type=int, default=1_000_000,
+                        help="also score this many simulated customers with all-distinct histories (0: skip)")
+    parser.add_argument("--no-lifetimes", action="store_true", help="skip the lifetimes reference timings")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    log.info("machine: %s, %s, python %s, numpy %s, pandas %s", platform.machine(), platform.processor() or "?",
+             platform.python_version(), np.__version__, pd.__version__)
+    (rfm, source), t_rfm = timed(cdnow_rfm)
+    log.info("CDNOW RFM (as_of %s, weeks) from %s: %d customers in %.2f s", AS_OF.date(), source, len(rfm), t_rfm)
+    cols = {c: np.tile(rfm[c].to_numpy(np.float64), args.replicas) for c in ("frequency", "recency", "T", "monetary_value")}
+    f, r, T, m = cols["frequency"], cols["recency"], cols["T"], cols["monetary_value"]
+    n = f.size
+    n_unique = len(pd.DataFrame({"f": f[: len(rfm)], "r": r[: len(rfm)], "T": T[: len(rfm)]}).drop_duplicates())
+    log.info("replicated x%d: %d customers, %d distinct (frequency, recency, T) histories", args.replicas, n, n_unique)
+
+    # ------------------------------------------------------------------ crmlab
+    tm, t_fit_tm = timed(lambda: TransactionModel("bgnbd").fit(f, r, T))
+    sm, t_fit_sm = timed(lambda: SpendModel().fit(f, m))
+    log.info("\n== crmlab fit (%d customers)", n)
+    log.info("  BG/NBD       %6.2f s  %s", t_fit_tm, {k: round(v, 4) for k, v in tm.params_.items()})
+    log.info("  Gamma-Gamma  %6.2f s  %s  (%d non-positive spends excluded)", t_fit_sm,
+             {k: round(v, 4) for k, v in sm.params_.items()}, sm.report_["n_excluded"])
+    log.info("  fit total    %6.2f s", t_fit_tm + t_fit_sm)
+
+    def score_all(tm=tm, sm=sm, f=f, r=r, T=T, m=m) -> dict[str, np.ndarray]:
+        return {
+            "p_alive": tm.probability_alive(f, r, T),
+            "purchases_52w": tm.predict_purchases(52.0, f, r, T),
+            "spend": sm.conditional_expected_spend(f, m),
+            "clv_12m": customer_lifetime_value(tm, sm, f, r, T, m, horizon_months=12, discount_rate_monthly=0.01),
+        }
+
+    parts = {
+        "P(alive)": lambda: tm.probability_alive(f, r, T),
+        "purchases 52w": lambda: tm.predict_purchases(52.0, f, r, T),
+        "expected spend": lambda: sm.conditional_expected_spend(f, m),
+        "CLV 12 months": lambda: customer_lifetime_value(tm, sm, f, r, T, m),
+    }
+    log.info("\n== crmlab score (%d customers)", n)
+    total = 0.0
+    for name, fn in parts.items():
+        _, el = timed(fn)
+        total += el
+        log.info("  %-15s %6.2f s", name, el)
+    scores, t_score = timed(score_all)
+    log.info("  score total    %6.2f s (one pass of all four; sum of parts %.2f s)", t_score, total)
+    log.info("  mean P(alive) %.4f, mean purchases 52w %.4f, mean spend %.2f, total CLV %.4g",
+             scores["p_alive"].mean(), scores["purchases_52w"].mean(), scores["spend"].mean(), scores["clv_12m"].sum())
+    del scores
+
+    mem_fit = peak_mb(lambda: (TransactionModel("bgnbd").fit(f, r, T), SpendModel().fit(f, m)))
+    mem_score = peak_mb(score_all)
+    inputs_mb = sum(a.nbytes for a in cols.values()) / 2**20
+    log.info("\n== memory: inputs %.0f MB; peak extra while fitting %.0f MB, while scoring %.0f MB (tracemalloc)",
+             inputs_mb, mem_fit, mem_score)
+
+    # ------------------------------------------------------------------ distinct histories
+    if args.distinct:
+        sim = simulate_distinct(args.distinct)
+        fs, rs, Ts, ms = sim["frequency"], sim["recency"], sim["T"], sim["monetary_value"]
+        n_u = len(pd.DataFrame({"f": fs, "r": rs, "T": Ts}).drop_duplicates())
+        log.info("\n== worst case: %d simulated customers, %d distinct histories", fs.size, n_u)
+        (tms), el = timed(lambda: TransactionModel("bgnbd").fit(fs, rs, Ts))
+        sms, el2 = timed(lambda: SpendModel().fit(fs, ms))
+        log.info("  fit BG/NBD + Gamma-Gamma %6.2f s", el + el2)
+        for name, fn in {
+            "P(alive)": lambda: tms.probability_alive(fs, rs, Ts),
+            "purchases 52w": lambda: tms.predict_purchases(52.0, fs, rs, Ts),
+            "expected spend": lambda: sms.conditional_expected_spend(fs, ms),
+            "CLV 12 months": lambda: customer_lifetime_value(tms, sms, fs, rs, Ts, ms),
+        }.items():
+            _, el = timed(fn)
+            log.info("  %-15s %6.2f s", name, el)
+
+    # ------------------------------------------------------------------ lifetimes reference
+    if args.no_lifetimes:
+        log.info("\nmax RSS of the process: %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    k = max(1, int(round(n * args.lifetimes_fraction)))
+    scale = n / k
+    fk, rk, Tk, mk = f[:k], r[:k], T[:k], m[:k]
+    rep = (fk > 0) & (mk > 0)
+    note = "" if k == n else f" (on {k} rows = {args.lifetimes_fraction:.0%}, x{scale:.0f} extrapolated)"
+    log.info("\n== lifetimes 0.11 reference%s", note)
+    bg, el = timed(lambda: BetaGeoFitter().fit(fk, rk, Tk))
+    log.info("  BetaGeoFitter.fit, one row per customer     %7.2f s -> %7.1f s", el, el * scale)
+    gg, el = timed(lambda: GammaGammaFitter().fit(fk[rep], mk[rep]))
+    log.info("  GammaGammaFitter.fit, one row per customer  %7.2f s -> %7.1f s", el, el * scale)
+    uniq = pd.DataFrame({"f": f, "r": r, "T": T}).value_counts().reset_index()
+    _, el = timed(lambda: BetaGeoFitter().fit(uniq["f"].to_numpy(), uniq["r"].to_numpy(), uniq["T"].to_numpy(),
+                                              weights=uniq["count"].to_numpy()))
+    log.info("  BetaGeoFitter.fit, weighted unique rows     %7.2f s (all %d customers)", el, n)
+    _, el = timed(lambda: bg.conditional_probability_alive(fk, rk, Tk))
+    log.info("  conditional_probability_alive               %7.2f s -> %7.1f s", el, el * scale)
+    _, el = timed(lambda: bg.conditional_expected_number_of_purchases_up_to_time(52.0, fk, rk, Tk))
+    log.info("  conditional_expected_number_..._up_to_time  %7.2f s -> %7.1f s", el, el * scale)
+    _, el = timed(lambda: gg.conditional_expected_average_profit(fk, mk))
+    log.info("  conditional_expected_average_profit         %7.2f s -> %7.1f s", el, el * scale)
+    sk = pd.Series(fk)
+    _, el = timed(lambda: gg.customer_lifetime_value(bg, sk, pd.Series(rk), pd.Series(Tk), pd.Series(mk),
+                                                       time=12, discount_rate=0.01, freq="W"))
+    log.info("  customer_lifetime_value (12 months)         %7.2f s -> %7.1f s", el, el * scale)
+    log.info("\nmax RSS of the process: %.0f MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+if __name__ == "__main__":
+    main()
