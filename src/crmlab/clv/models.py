@@ -32,6 +32,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -217,30 +218,58 @@ def _expm1_ratio(u: Any, log_ratio: Any) -> np.ndarray:
     return np.where(small, log_ratio, -np.expm1(-safe_u * log_ratio) / safe_u)
 
 
+# --------------------------------------------------------------------------- data for the likelihoods
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Weighted unique rows for a likelihood. Terms that depend on the parameters and the frequency
+    only (the gamma and beta functions) are evaluated once per distinct frequency ``xs`` and summed
+    with the weights ``wx``; only the terms that also involve recency, T or spend run per row."""
+
+    x: np.ndarray
+    cols: tuple[np.ndarray, ...]  # (t_x, T) scaled, or (m,) for Gamma-Gamma
+    w: np.ndarray
+    xs: np.ndarray
+    xi: np.ndarray
+    wx: np.ndarray
+
+    @classmethod
+    def build(cls, x: np.ndarray, cols: tuple[np.ndarray, ...], w: np.ndarray) -> _Rows:
+        xi, xs = pd.factorize(x, sort=True)
+        return cls(x, cols, w, np.asarray(xs, dtype=np.float64), xi, np.bincount(xi, weights=w, minlength=len(xs)))
+
+
 # --------------------------------------------------------------------------- BG/NBD
 
 
-def _bgnbd_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, grad: bool):
-    """Per-row log-likelihood of BG/NBD (FHL 2005a, eq. 6) and, if ``grad``, its gradient rows."""
+def _bgnbd_loglik(params: np.ndarray, d: _Rows, grad: bool):
+    """Weighted sum of the BG/NBD log-likelihood (FHL 2005a, eq. 6) and, if ``grad``, its gradient.
+
+    LL = log G(r+x) - log G(r) + r log(alpha) + log B(a, b+x) - log B(a, b)
+         + log[(alpha+T)^-(r+x) + 1{x>0} a / (b+x-1) (alpha+t_x)^-(r+x)]
+    """
     r, alpha, a, b = params
-    xm1 = np.maximum(x, 1.0) - 1.0
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-    a3 = -(r + x) * np.log(alpha + T)
-    a4 = np.where(x > 0, np.log(a) - np.log(b + xm1) - (r + x) * np.log(alpha + tx), -np.inf)
+    tx, T = d.cols
+    xs, x = d.xs, d.x
+    lvl = (gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + gammaln(a + b) + gammaln(b + xs) - gammaln(b)
+           - gammaln(a + b + xs))
+    log_aT, log_atx = np.log(alpha + T), np.log(alpha + tx)
+    bx = b + np.maximum(x, 1.0) - 1.0
+    a3 = -(r + x) * log_aT
+    a4 = np.where(x > 0, np.log(a) - np.log(bx) - (r + x) * log_atx, -np.inf)
     mix = np.logaddexp(a3, a4)
-    ll = a1 + a2 + mix
+    total = np.dot(d.wx, lvl) + np.dot(d.w, mix)
     if not grad:
-        return ll, None
-    w4 = np.exp(a4 - mix)  # share of the "dropped out after the last purchase" branch
-    w3 = 1.0 - w4
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + tx)
-    d_alpha = r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + tx))
-    psi_ab = digamma(a + b)
-    psi_abx = digamma(a + b + x)
-    d_a = psi_ab - psi_abx + w4 / a
-    d_b = psi_ab + digamma(b + x) - digamma(b) - psi_abx - w4 / (b + xm1)
-    return ll, (d_r, d_alpha, d_a, d_b)
+        return total, None
+    w4 = np.exp(a4 - mix) * d.w  # weight of the "dropped out right after the last purchase" branch
+    w3 = d.w - w4
+    psi_ab, psi_abx = digamma(a + b), digamma(a + b + xs)
+    g_r = np.dot(d.wx, digamma(r + xs) - digamma(r) + np.log(alpha)) - np.dot(w3, log_aT) - np.dot(w4, log_atx)
+    g_alpha = d.wx.sum() * r / alpha - np.dot(w3, (r + x) / (alpha + T)) - np.dot(w4, (r + x) / (alpha + tx))
+    g_a = np.dot(d.wx, psi_ab - psi_abx) + w4.sum() / a
+    g_b = np.dot(d.wx, psi_ab + digamma(b + xs) - digamma(b) - psi_abx) - np.dot(w4, 1.0 / bx)
+    return total, np.array([g_r, g_alpha, g_a, g_b])
 
 
 def _bgnbd_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
@@ -250,13 +279,13 @@ def _bgnbd_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
     return np.where(x == 0, 1.0, expit(-log_odds_dead))
 
 
-def _bgnbd_conditional(params: Mapping[str, float], t: float, x, tx, T) -> np.ndarray:
-    """E[X(T, T + t) | x, t_x, T] for BG/NBD (FHL 2005a, eq. 10)."""
+def _bgnbd_if_alive(params: Mapping[str, float], t: float, x, T) -> np.ndarray:
+    """Expected purchases in (T, T + t] of a customer alive at T: FHL 2005a eq. 10 without its
+    P(alive) factor (the unconditional eq. 9 with the posterior r + x, alpha + T, b + x)."""
     r, alpha, a, b = (params[k] for k in _PARAM_NAMES["bgnbd"])
-    z = t / (alpha + T + t)
-    log_hyp = _log_hyp2f1(r + x, b + x, a + b + x - 1.0, z)
+    log_hyp = _log_hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
     tail = -np.expm1(log_hyp + (r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
-    return (a + b + x - 1.0) / (a - 1.0) * tail * _bgnbd_p_alive(params, x, tx, T)
+    return (a + b + x - 1.0) / (a - 1.0) * tail
 
 
 def _bgnbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
@@ -269,26 +298,28 @@ def _bgnbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarr
 # --------------------------------------------------------------------------- MBG/NBD
 
 
-def _mbgnbd_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, grad: bool):
-    """Per-row log-likelihood of MBG/NBD (Batislam et al. 2007): as BG/NBD, but a customer may also
-    drop out right after the first purchase."""
+def _mbgnbd_loglik(params: np.ndarray, d: _Rows, grad: bool):
+    """Weighted sum of the MBG/NBD log-likelihood (Batislam et al. 2007) and its gradient: as BG/NBD,
+    but a customer may also drop out right after the first purchase."""
     r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x + 1.0) - gammaln(b) - gammaln(a + b + x + 1.0)
-    la_T, la_tx = np.log(alpha + T), np.log(alpha + tx)
-    a3 = -(r + x) * la_T
-    a4 = np.log(a) - np.log(b + x) + (r + x) * (la_T - la_tx)
-    ll = a1 + a2 + a3 + np.logaddexp(a4, 0.0)
+    tx, T = d.cols
+    xs, x = d.xs, d.x
+    lvl = (gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + gammaln(a + b) + gammaln(b + xs + 1.0) - gammaln(b)
+           - gammaln(a + b + xs + 1.0))
+    log_aT, log_atx = np.log(alpha + T), np.log(alpha + tx)
+    a4 = np.log(a) - np.log(b + x) + (r + x) * (log_aT - log_atx)
+    total = np.dot(d.wx, lvl) - np.dot(d.w, (r + x) * log_aT) + np.dot(d.w, np.logaddexp(a4, 0.0))
     if not grad:
-        return ll, None
-    sig = expit(a4)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - la_T + sig * (la_T - la_tx)
-    d_alpha = r / alpha - (r + x) / (alpha + T) + sig * (r + x) * (1.0 / (alpha + T) - 1.0 / (alpha + tx))
-    psi_ab = digamma(a + b)
-    psi_abx = digamma(a + b + x + 1.0)
-    d_a = psi_ab - psi_abx + sig / a
-    d_b = psi_ab + digamma(b + x + 1.0) - digamma(b) - psi_abx - sig / (b + x)
-    return ll, (d_r, d_alpha, d_a, d_b)
+        return total, None
+    sig = expit(a4) * d.w
+    psi_ab, psi_abx = digamma(a + b), digamma(a + b + xs + 1.0)
+    g_r = (np.dot(d.wx, digamma(r + xs) - digamma(r) + np.log(alpha)) - np.dot(d.w, log_aT)
+           + np.dot(sig, log_aT - log_atx))
+    g_alpha = (d.wx.sum() * r / alpha - np.dot(d.w, (r + x) / (alpha + T))
+               + np.dot(sig, (r + x) * (1.0 / (alpha + T) - 1.0 / (alpha + tx))))
+    g_a = np.dot(d.wx, psi_ab - psi_abx) + sig.sum() / a
+    g_b = np.dot(d.wx, psi_ab + digamma(b + xs + 1.0) - digamma(b) - psi_abx) - np.dot(sig, 1.0 / (b + x))
+    return total, np.array([g_r, g_alpha, g_a, g_b])
 
 
 def _mbgnbd_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
@@ -298,12 +329,12 @@ def _mbgnbd_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
     return expit(-log_odds_dead)
 
 
-def _mbgnbd_conditional(params: Mapping[str, float], t: float, x, tx, T) -> np.ndarray:
-    """E[X(T, T + t) | x, t_x, T] for MBG/NBD (Wagner and Hoppe 2008)."""
+def _mbgnbd_if_alive(params: Mapping[str, float], t: float, x, T) -> np.ndarray:
+    """Expected purchases in (T, T + t] of a customer alive at T, MBG/NBD (Wagner and Hoppe 2008)."""
     r, alpha, a, b = (params[k] for k in _PARAM_NAMES["mbgnbd"])
     log_hyp = _log_hyp2f1(r + x, b + x + 1.0, a + b + x, t / (alpha + T + t))
     tail = -np.expm1(log_hyp + (r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
-    return (a + b + x) / (a - 1.0) * tail * _mbgnbd_p_alive(params, x, tx, T)
+    return (a + b + x) / (a - 1.0) * tail
 
 
 def _mbgnbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
@@ -316,9 +347,9 @@ def _mbgnbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndar
 # --------------------------------------------------------------------------- Pareto/NBD
 
 
-def _pareto_terms(params, x, tx, T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A1, log of the 'alive at T' term, log of the 'died in (t_x, T]' term) of the Pareto/NBD
-    likelihood (Fader and Hardie 2005, note 009, eqs. 18-20)."""
+def _pareto_terms(params, x, tx, T) -> tuple[np.ndarray, np.ndarray]:
+    """Logs of the 'alive at T' and 'died in (t_x, T]' terms of the Pareto/NBD likelihood, without
+    the common factor G(r+x) alpha^r beta^s / G(r) (note 009, eqs. 18-20)."""
     r, alpha, s, beta = params
     rsx = r + s + x
     if alpha >= beta:
@@ -331,30 +362,32 @@ def _pareto_terms(params, x, tx, T) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         l2 = _log_hyp2f1(rsx, second, rsx + 1.0, gap / (top + T)) - rsx * np.log(top + T)
         # log A0 = log(exp(l1) - exp(l2)), l2 <= l1 (A0 = 0 when t_x = T)
         log_a0 = l1 + np.log(-np.expm1(l2 - l1))
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
         alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
         died = np.log(s) - np.log(rsx) + log_a0
-    return a1, alive, died
+    return alive, died
 
 
-def _pareto_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray, grad: bool):
-    """Per-row log-likelihood of Pareto/NBD (note 009, eq. 18). No analytic gradient: the
-    hypergeometric terms depend on the parameters through their arguments."""
-    a1, alive, died = _pareto_terms(params, x, tx, T)
-    return a1 + np.logaddexp(alive, died), None
+def _pareto_loglik(params: np.ndarray, d: _Rows, grad: bool):
+    """Weighted sum of the Pareto/NBD log-likelihood (note 009, eq. 18). No analytic gradient (the
+    hypergeometric terms depend on the parameters through their arguments): the optimiser uses
+    central differences."""
+    r, alpha, s, beta = params
+    lvl = gammaln(r + d.xs) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    alive, died = _pareto_terms(params, d.x, *d.cols)
+    return np.dot(d.wx, lvl) + np.dot(d.w, np.logaddexp(alive, died)), None
 
 
 def _pareto_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
     """P(alive | x, t_x, T) for Pareto/NBD (note 009, eq. 36)."""
-    _, alive, died = _pareto_terms([params[k] for k in _PARAM_NAMES["pareto_nbd"]], x, tx, T)
+    alive, died = _pareto_terms([params[k] for k in _PARAM_NAMES["pareto_nbd"]], x, tx, T)
     return expit(alive - died)
 
 
-def _pareto_conditional(params: Mapping[str, float], t: float, x, tx, T) -> np.ndarray:
-    """E[Y(t) | x, t_x, T] for Pareto/NBD (note 009, eq. 41)."""
+def _pareto_if_alive(params: Mapping[str, float], t: float, x, T) -> np.ndarray:
+    """Expected purchases in (T, T + t] of a customer alive at T: note 009 eq. 41 without P(alive),
+    (r + x)(beta + T) / ((alpha + T)(s - 1)) [1 - ((beta + T) / (beta + T + t))^(s - 1)]."""
     r, alpha, s, beta = (params[k] for k in _PARAM_NAMES["pareto_nbd"])
-    rate = (r + x) * (beta + T) / (alpha + T)
-    return _pareto_p_alive(params, x, tx, T) * rate * _expm1_ratio(s - 1.0, np.log1p(t / (beta + T)))
+    return (r + x) * (beta + T) / (alpha + T) * _expm1_ratio(s - 1.0, np.log1p(t / (beta + T)))
 
 
 def _pareto_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
@@ -365,51 +398,55 @@ def _pareto_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndar
 
 _LOGLIK = {"bgnbd": _bgnbd_loglik, "pareto_nbd": _pareto_loglik, "mbgnbd": _mbgnbd_loglik}
 _P_ALIVE = {"bgnbd": _bgnbd_p_alive, "pareto_nbd": _pareto_p_alive, "mbgnbd": _mbgnbd_p_alive}
-_CONDITIONAL = {"bgnbd": _bgnbd_conditional, "pareto_nbd": _pareto_conditional, "mbgnbd": _mbgnbd_conditional}
+_IF_ALIVE = {"bgnbd": _bgnbd_if_alive, "pareto_nbd": _pareto_if_alive, "mbgnbd": _mbgnbd_if_alive}
 _UNCONDITIONAL = {"bgnbd": _bgnbd_unconditional, "pareto_nbd": _pareto_unconditional, "mbgnbd": _mbgnbd_unconditional}
 
 
 # --------------------------------------------------------------------------- Gamma-Gamma
 
 
-def _gamma_gamma_loglik(params: np.ndarray, x: np.ndarray, m: np.ndarray, grad: bool):
-    """Per-row log-likelihood of the mean spend m over x repeat purchases (note 025, eq. 1a)."""
+def _gamma_gamma_loglik(params: np.ndarray, d: _Rows, grad: bool):
+    """Weighted sum of the log-likelihood of the mean spend m over x repeat purchases (note 025,
+    eq. 1a) and its gradient:
+    LL = log G(px+q) - log G(px) - log G(q) + q log v + (px-1) log m + px log x - (px+q) log(xm+v)."""
     p, q, v = params
-    px = p * x
+    (m,) = d.cols
+    xs, x = d.xs, d.x
+    pxs = p * xs
+    log_m = np.log(m)
     log_xmv = np.log(x * m + v)
-    ll = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + (px - 1.0) * np.log(m)
-          + px * np.log(x) - (px + q) * log_xmv)
+    lvl = gammaln(pxs + q) - gammaln(pxs) - gammaln(q) + q * np.log(v) + pxs * np.log(xs)
+    total = np.dot(d.wx, lvl) + np.dot(d.w, (p * x - 1.0) * log_m - (p * x + q) * log_xmv)
     if not grad:
-        return ll, None
-    psi = digamma(px + q)
-    d_p = x * (psi - digamma(px) + np.log(m) + np.log(x) - log_xmv)
-    d_q = psi - digamma(q) + np.log(v) - log_xmv
-    d_v = q / v - (px + q) / (x * m + v)
-    return ll, (d_p, d_q, d_v)
+        return total, None
+    psi = digamma(pxs + q)
+    g_p = np.dot(d.wx, xs * (psi - digamma(pxs) + np.log(xs))) + np.dot(d.w * x, log_m - log_xmv)
+    g_q = np.dot(d.wx, psi - digamma(q) + np.log(v)) - np.dot(d.w, log_xmv)
+    g_v = d.wx.sum() * q / v - np.dot(d.w, (p * x + q) / (x * m + v))
+    return total, np.array([g_p, g_q, g_v])
 
 
 # --------------------------------------------------------------------------- optimisation
 
 
-def _objective(
-    loglik: Callable, data: tuple[np.ndarray, ...], weights: np.ndarray, penalizer: float
-) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+def _objective(loglik: Callable, data: _Rows, penalizer: float) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """Weighted mean negative log-likelihood plus ``penalizer * sum(params**2)`` (lifetimes' objective),
     as a function of the log-parameters, returning (value, gradient)."""
-    total = weights.sum()
+    total = data.w.sum()
 
     def value(log_params: np.ndarray) -> float:
         params = np.exp(log_params)
         with np.errstate(all="ignore"):
-            ll, _ = loglik(params, *data, grad=False)
-            out = -np.dot(weights, ll) / total + penalizer * np.sum(params**2)
+            ll, _ = loglik(params, data, grad=False)
+            out = -ll / total + penalizer * np.sum(params**2)
         return float(out) if np.isfinite(out) else np.inf
 
     def value_and_grad(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(log_params)
         with np.errstate(all="ignore"):
-            ll, parts = loglik(params, *data, grad=True)
-            if parts is None:  # central differences in log-parameters
+            ll, dll = loglik(params, data, grad=True)
+            out = -ll / total + penalizer * np.sum(params**2)
+            if dll is None:  # central differences in the log-parameters
                 step = 1e-6
                 grad = np.empty_like(log_params)
                 for k in range(log_params.size):
@@ -417,9 +454,7 @@ def _objective(
                     e[k] = step
                     grad[k] = (value(log_params + e) - value(log_params - e)) / (2 * step)
             else:
-                dll = np.array([np.dot(weights, part) for part in parts]) / total
-                grad = params * (-dll + 2.0 * penalizer * params)
-            out = -np.dot(weights, ll) / total + penalizer * np.sum(params**2)
+                grad = params * (-dll / total + 2.0 * penalizer * params)
         if not np.isfinite(out) or not np.all(np.isfinite(grad)):
             return np.inf, np.zeros_like(log_params)
         return float(out), grad
@@ -446,9 +481,10 @@ def _minimise(
     return res.x, value, int(res.nit)
 
 
-def _std_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray:
+def _std_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray | None:
     """Asymptotic standard errors of exp(log_params): the inverse observed information of the
-    (mean) objective, by central differences of its gradient, mapped through the delta method."""
+    (mean) objective, by central differences of its gradient, mapped through the delta method.
+    None when the information is not positive definite (the optimum is not a strict minimum)."""
     step = 1e-4
     k = log_params.size
     hess = np.empty((k, k))
@@ -458,11 +494,27 @@ def _std_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray:
         hess[:, j] = (fun(log_params + e)[1] - fun(log_params - e)[1]) / (2 * step)
     hess = 0.5 * (hess + hess.T)
     try:
+        np.linalg.cholesky(hess)
         cov = np.linalg.inv(hess) / n
     except np.linalg.LinAlgError:
-        return np.full(k, np.nan)
-    var = np.diag(cov)
-    return np.where(var > 0, np.exp(log_params) * np.sqrt(np.abs(var)), np.nan)
+        return None
+    if not np.all(np.isfinite(cov)):
+        return None
+    return np.exp(log_params) * np.sqrt(np.diag(cov))
+
+
+def _penalty_hint(key: str, penalizer: float) -> str:
+    if penalizer == 0:
+        return f"try a small penalty, e.g. {key}=0.001"
+    return f"try a larger penalty than {key}={penalizer:g}, e.g. {key}={10 * penalizer:g}"
+
+
+def _not_identified(what: str, names: tuple[str, ...], values: np.ndarray, hint: str, note: str = "") -> ModelError:
+    shown = ", ".join(f"{k}={v:.3g}" for k, v in zip(names, values))
+    return ModelError(
+        f"{what}: the data do not identify the model (the fit ended at {shown}{note}, where the likelihood is "
+        f"flat or still rising towards the edge of the parameter space); {hint}"
+    )
 
 
 def _json_float(value: Any) -> float | None:
@@ -526,21 +578,22 @@ class TransactionModel:
         ux, utx, uT, uw = ux[keep], utx[keep], uT[keep], uw[keep]
         if uT.max() <= 0:
             raise ModelError("every customer has T = 0 (first purchase on the cut-off date): nothing to fit")
+        if not np.any(ux > 0):
+            raise ModelError(f"none of the {int(round(uw.sum()))} customers has a repeat purchase (frequency > 0): "
+                             "a purchase model cannot be fitted; check the cut-off date and the customer id mapping")
 
         scale = 1.0 / uT.max()  # as lifetimes: the oldest customer has T = 1 while optimising
         names = _PARAM_NAMES[self.kind]
-        hint = (f"try a small penalty, e.g. clv.penalizer=0.001 (now {penalizer:g}), or check that the data "
-                "have enough repeat customers")
+        hint = f"{_penalty_hint('clv.penalizer', penalizer)}, or check that the data have enough repeat customers"
         what = f"{self.kind} fit on {int(round(uw.sum()))} customers"
-        fun = _objective(_LOGLIK[self.kind], (ux, utx * scale, uT * scale), uw, penalizer)
+        fun = _objective(_LOGLIK[self.kind], _Rows.build(ux, (utx * scale, uT * scale), uw), penalizer)
         log_params, value, nit = _minimise(fun, np.full(len(names), 0.1), what, hint)
+        note = ", time scaled so that the oldest customer has T = 1"
         if np.any(np.abs(log_params) > _LOG_PARAM_LIMIT):
-            shown = ", ".join(f"{k}={v:.3g}" for k, v in zip(names, np.exp(log_params)))
-            raise ModelError(
-                f"{what}: the parameters ran off to the edge of the parameter space ({shown}, time scaled "
-                f"so that the oldest customer has T = 1): the data do not identify the model; {hint}"
-            )
+            raise _not_identified(what, names, np.exp(log_params), hint, note)
         se = _std_errors(fun, log_params, uw.sum())
+        if se is None:
+            raise _not_identified(what, names, np.exp(log_params), hint, note)
         params = dict(zip(names, np.exp(log_params).tolist()))
         std_errors = dict(zip(names, se.tolist()))
         for name in _TIME_PARAMS[self.kind]:
@@ -556,7 +609,7 @@ class TransactionModel:
             "n_unique_rows": int(ux.size),
             "log_likelihood": float(loglik),
             "iterations": nit,
-            "std_errors": {k: _json_float(v) for k, v in std_errors.items()},
+            "std_errors": {k: float(v) for k, v in std_errors.items()},
         }
         return self
 
@@ -580,8 +633,12 @@ class TransactionModel:
         """Expected number of purchases in the next ``t`` time units, given each customer's history
         (BG/NBD: FHL 2005a eq. 10; Pareto/NBD: note 009 eq. 41; MBG/NBD: Wagner and Hoppe 2008)."""
         t = _check_horizon(t)
-        fn = _CONDITIONAL[self.kind]
-        return self._on_unique_rows(lambda x, tx, age: fn(self.params_, t, x, tx, age), frequency, recency, T)
+        p_alive, if_alive, params = _P_ALIVE[self.kind], _IF_ALIVE[self.kind], self.params_
+
+        def expected(x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> np.ndarray:
+            return p_alive(params, x, tx, age) * if_alive(params, t, x, age)
+
+        return self._on_unique_rows(expected, frequency, recency, T)
 
     def probability_alive(self, frequency: Any, recency: Any, T: Any) -> np.ndarray:
         """Probability that each customer is still active at the cut-off, given the history
@@ -776,25 +833,24 @@ class SpendModel:
             raise ModelError(f"Gamma-Gamma needs at least 3 distinct (frequency, spend) rows to fit 3 parameters, "
                              f"got {ux.size}")
 
-        hint = (f"try clv.gg_penalizer=0.001 (now {penalizer:g}) or check monetary_value for extreme outliers "
-                "(the model needs spends that vary between customers)")
+        hint = (f"{_penalty_hint('clv.gg_penalizer', penalizer)}, or check monetary_value for extreme outliers "
+                "(the model needs mean spends that vary between customers)")
         what = f"Gamma-Gamma fit on {int(round(uw.sum()))} repeat customers"
         mean_spend = float(np.dot(uw, um) / uw.sum())
         # start: p = q = e^0.1 (as lifetimes) and v such that the population mean p v / (q - 1) = mean spend
         x0 = np.array([0.1, 0.1, np.log(mean_spend * (np.exp(0.1) - 1.0) / np.exp(0.1))])
-        fun = _objective(_gamma_gamma_loglik, (ux, um), uw, penalizer)
+        fun = _objective(_gamma_gamma_loglik, _Rows.build(ux, (um,), uw), penalizer)
         log_params, value, nit = _minimise(fun, x0, what, hint)
         p, q, v = np.exp(log_params)
         scale_free = log_params - np.array([0.0, 0.0, np.log(mean_spend)])
-        if np.any(np.abs(scale_free) > _LOG_PARAM_LIMIT):
-            raise ModelError(f"{what}: the parameters ran off to the edge of the parameter space "
-                             f"(p={p:.3g}, q={q:.3g}, v={v:.3g}); {hint}")
+        se = _std_errors(fun, log_params, uw.sum())
+        if np.any(np.abs(scale_free) > _LOG_PARAM_LIMIT) or se is None:
+            raise _not_identified(what, ("p", "q", "v"), np.exp(log_params), hint)
         if q <= 1.0:
             raise ModelError(
                 f"{what}: q={q:.3g} <= 1, so the fitted spend distribution has no finite mean (a very heavy "
                 f"tail of mean spends); {hint}"
             )
-        se = _std_errors(fun, log_params, uw.sum())
         xs, ms, ws = x[use], spend[use], w[use]
         corr = _weighted_corr(xs, ms, ws)
         penalty = penalizer * float(p**2 + q**2 + v**2)
@@ -812,7 +868,7 @@ class SpendModel:
             "population_mean_spend": float(p * v / (q - 1.0)),
             "log_likelihood": float(-(value - penalty) * uw.sum()),
             "iterations": nit,
-            "std_errors": {k: _json_float(s) for k, s in zip(("p", "q", "v"), se)},
+            "std_errors": {k: float(s) for k, s in zip(("p", "q", "v"), se)},
         }
         return self
 
@@ -922,17 +978,18 @@ def customer_lifetime_value(
         raise ModelError(f"discount_rate_monthly must be > -1, got {discount_rate_monthly!r}")
     if not (np.isfinite(margin) and margin > 0):
         raise ModelError(f"margin must be > 0, got {margin!r}")
-    conditional = _CONDITIONAL[transaction_model.kind]
+    p_alive, if_alive = _P_ALIVE[transaction_model.kind], _IF_ALIVE[transaction_model.kind]
     params = transaction_model.params_
 
     def discounted_purchases(x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> np.ndarray:
+        # E[X(t) | history] = P(alive) * E[X(t) | alive]: P(alive) is computed once, not per month
         total = np.zeros(x.size)
         previous = np.zeros(x.size)
         for month in range(1, int(horizon_months) + 1):
-            cumulative = conditional(params, month * units_per_month, x, tx, age)
+            cumulative = if_alive(params, month * units_per_month, x, age)
             total += (cumulative - previous) / (1.0 + discount_rate_monthly) ** month
             previous = cumulative
-        return total
+        return p_alive(params, x, tx, age) * total
 
     purchases = transaction_model._on_unique_rows(discounted_purchases, frequency, recency, T)
     spend = spend_model.conditional_expected_spend(frequency, monetary_value)
