@@ -432,7 +432,9 @@ def _exact_duplicates(df: pd.DataFrame) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     if repeated.size == 0:
         return out
-    candidates = np.flatnonzero(np.isin(hashes, np.unique(repeated)))
+    repeated = np.unique(repeated)
+    at = np.minimum(np.searchsorted(repeated, hashes), repeated.size - 1)
+    candidates = np.flatnonzero(repeated[at] == hashes)
     out[candidates] = df.iloc[candidates].duplicated(keep="first").to_numpy()
     return out
 
@@ -541,34 +543,33 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
             raise DataError(f"the required column {col!r} is empty in every row", file=source or f"the {name} table",
                             column=col, expected=f"a {col} in each {name} row",
                             example=_example(raw, int(work.index[0]), pii))
-    reason = np.full(len(work), None, dtype=object)
-    kind = np.full(len(work), None, dtype=object)
+    taken = np.zeros(len(work), dtype=bool)
+    parts: list[tuple[np.ndarray, str, list[str]]] = []  # (positions, kind, reasons)
 
-    def flag(mask: np.ndarray, why: str | list[str], what: str) -> np.ndarray:
-        new = mask & (kind == None)  # noqa: E711 - elementwise on an object array
-        pos = np.flatnonzero(new)
+    def flag(mask: np.ndarray, what: str, reasons: Any) -> None:
+        """Reject the rows of ``mask`` not rejected yet; ``reasons(pos)`` gives their reasons (or one string)."""
+        pos = np.flatnonzero(mask & ~taken)
         if pos.size:
-            kind[pos] = what
-            reason[pos] = why if isinstance(why, str) else None
-        return pos
+            taken[pos] = True
+            why = [reasons] * pos.size if isinstance(reasons, str) else reasons(pos)
+            parts.append((pos, what, why))
 
     order = [c for c in (*REQUIRED[name], *DATE_COLUMNS[name], *AMOUNT_COLUMNS.get(name, ())) if c in work.columns]
     order += [c for c in work.columns if c not in order]
     for col in order:
         policy = _policy(cfg, name, col)
         if policy is not None and policy.strategy == "reject":
-            flag(~_bool(work[col].notna()) & ~unparseable.get(col, ("", np.zeros(len(work), bool)))[1],
-                 f"missing {col}", f"missing {col}")
+            missing = ~_bool(work[col].notna())
+            if col in unparseable:
+                missing &= ~unparseable[col][1]
+            flag(missing, f"missing {col}", f"missing {col}")
     for what in ("date", "amount"):
         for col, (w, bad) in unparseable.items():
             if w != what:
                 continue
             label = f"unparseable date in {col}" if what == "date" else (
                 "unparseable amount" if col == "amount" else f"unparseable amount in {col}")
-            pos = flag(bad, [], label)
-            if pos.size:
-                cells = kept[col].iloc[pos].tolist()
-                reason[pos] = [f"{label}: {v!r}" for v in cells]
+            flag(bad, label, lambda pos, col=col, label=label: [f"{label}: {v!r}" for v in kept[col].iloc[pos].tolist()])
     cutoff = pd.Timestamp(max_date) + pd.Timedelta(days=1)
     for col in DATE_COLUMNS[name]:
         if col not in work.columns:
@@ -577,18 +578,23 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         tz = getattr(ts.dt, "tz", None)
         limit = cutoff.tz_localize(tz) if tz is not None else cutoff
         label = "date in the future of the data" + ("" if col == "ts" else f" in {col}")
-        pos = flag(_bool(ts >= limit), [], label)
-        if pos.size:
-            days = ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()
-            reason[pos] = [f"{label}: {d} > {max_date.isoformat()}" for d in days]
+        flag(_bool(ts >= limit), label, lambda pos, ts=ts, label=label: [
+            f"{label}: {d} > {max_date.isoformat()}" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
 
-    rejected = kind != None  # noqa: E711
-    for what, n in pd.Series(kind[rejected]).value_counts().items():
-        report._add(report.rejected, str(what), int(n))
-    rows = work.index.to_numpy()[rejected]
+    if parts:
+        pos = np.concatenate([p for p, _, _ in parts])
+        why = [r for _, _, rs in parts for r in rs]
+        for _, what, rs in parts:
+            report._add(report.rejected, what, len(rs))
+        by_row = np.argsort(pos, kind="stable")
+        pos, why = pos[by_row], [why[i] for i in by_row]
+    else:
+        pos, why = np.empty(0, dtype=np.int64), []
+    rejected = taken
+    rows = work.index.to_numpy()[pos]
     rejects = raw.iloc[rows].copy()
     rejects["_row"] = rows.astype(np.int64)
-    rejects["_reason"] = pd.Series(reason[rejected], index=rejects.index, dtype="str")
+    rejects["_reason"] = pd.Series(why, index=rejects.index, dtype="str")
     rejects = rejects.reset_index(drop=True)
     if rejected.any():
         work = work.loc[~rejected]
