@@ -38,7 +38,6 @@ the clean history (:attr:`SynthData.clean_transactions`, :attr:`SynthData.clean_
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
@@ -328,6 +327,13 @@ def _format_dates(seconds: np.ndarray, kind: str) -> np.ndarray:
     return np.array(out, dtype=object)
 
 
+def _numbered(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    """Ids like ``C000123`` (object array): ``prefix`` and the numbers zero-padded to ``width``."""
+    if numbers.size == 0:
+        return np.empty(0, dtype=object)
+    return np.strings.add(prefix, np.strings.zfill(numbers.astype(str), width)).astype(object)
+
+
 def _int_text(values: np.ndarray) -> np.ndarray:
     """Non-negative integers as text (object array), through a lookup table."""
     values = np.asarray(values, dtype=np.int64)
@@ -474,57 +480,46 @@ def _email_variant(email: str, style: int) -> str:
 # --------------------------------------------------------------------------- generation
 
 
-def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAULT_PARAMS) -> SynthData:
-    """Generate a dirty CRM export of ``n_customers`` true persons with known ground truth.
+def _purchase_details(people: _People, params: SynthParams, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Spend (Gamma-Gamma), quantity, category and channel of every purchase."""
+    n, owner = people.lam.size, people.owner
+    m = owner.size
+    amount = np.maximum(np.round(rng.gamma(params.p, 1.0 / people.nu[owner]), 2), 0.01)
+    quantity = 1 + np.minimum(rng.poisson(amount / 40.0), 4)  # loosely tied to the amount
+    favourite_category = _categorical(rng, np.tile([0.25, 0.2, 0.2, 0.2, 0.15], (n, 1)))
+    favourite_channel = _categorical(rng, np.tile([0.5, 0.3, 0.2], (n, 1)))
+    category = np.where(rng.random(m) < 0.7, favourite_category[owner], rng.integers(0, len(CATEGORIES), m))
+    channel = np.where(rng.random(m) < 0.8, favourite_channel[owner], rng.integers(0, len(CHANNELS), m))
+    return {"amount": amount, "quantity": quantity, "category": category, "channel": channel}
 
-    Pure: the result depends only on the arguments. Independent random streams drive the latent
-    process, the attributes, the interactions, the duplicate persons and the dirt, so changing a
-    dirty-row rate never changes the truth.
-    """
-    if isinstance(n_customers, bool) or not isinstance(n_customers, (int, np.integer)) or n_customers < 1:
-        raise ValueError(f"n_customers={n_customers!r} should be a positive integer")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} should be a non-negative integer")
-    n = int(n_customers)
-    streams = np.random.default_rng(int(seed)).spawn(9)
-    (rng_latent, rng_process, rng_detail, rng_attr, rng_inter, rng_dup,
-     rng_dirty_tx, rng_dirty_cust, rng_dirty_inter) = streams
-    end_s = _epoch_s(params.end)
 
-    people = _simulate_people(n, params, rng_latent, rng_process)
-    dropped = people.dropout_s >= 0
-
-    # ---- purchase details
-    owner, ts_s = people.owner, people.ts_s
-    n_purch = owner.size
-    amount = np.maximum(np.round(rng_detail.gamma(params.p, 1.0 / people.nu[owner]), 2), 0.01)
-    quantity = 1 + np.minimum(rng_detail.poisson(amount / 40.0), 4)
-    fav_cat = _categorical(rng_detail, np.tile([0.25, 0.2, 0.2, 0.2, 0.15], (n, 1)))
-    fav_chan = _categorical(rng_detail, np.tile([0.5, 0.3, 0.2], (n, 1)))
-    category = np.where(rng_detail.random(n_purch) < 0.7, fav_cat[owner], rng_detail.integers(0, 5, n_purch))
-    channel = np.where(rng_detail.random(n_purch) < 0.8, fav_chan[owner], rng_detail.integers(0, 3, n_purch))
-
-    # ---- returns (valid rows with a negative amount, after their purchase, before end)
+def _returns(ts_s: np.ndarray, purchase: Mapping[str, np.ndarray], params: SynthParams, end_s: int,
+             rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Returns of some purchases, 1-21 days later (always before ``end``): the whole amount or part of it."""
     eligible = np.flatnonzero(ts_s < end_s - 22 * DAY_S)
-    ret_src = np.sort(_pick(rng_detail, eligible, min(int(round(params.return_rate * n_purch)), eligible.size)))
-    ret_ts = ts_s[ret_src] + rng_detail.integers(DAY_S, 21 * DAY_S, ret_src.size)
-    full = rng_detail.random(ret_src.size) < 0.7
-    ret_amount = np.where(full, amount[ret_src], np.maximum(np.round(amount[ret_src] * rng_detail.uniform(0.2, 0.9, ret_src.size), 2), 0.01))
-    ret_qty = np.where(full, quantity[ret_src], 1)
+    k = min(int(round(params.return_rate * ts_s.size)), eligible.size)
+    src = np.sort(_pick(rng, eligible, k))
+    ts = ts_s[src] + rng.integers(DAY_S, 21 * DAY_S, src.size)
+    full = rng.random(src.size) < 0.7
+    part = np.maximum(np.round(purchase["amount"][src] * rng.uniform(0.2, 0.9, src.size), 2), 0.01)
+    amount = np.where(full, purchase["amount"][src], part)
+    return {"src": src, "ts_s": ts, "amount": amount, "quantity": np.where(full, purchase["quantity"][src], 1)}
 
-    # ---- interactions (truth)
+
+def _simulate_interactions(people: _People, params: SynthParams, end_s: int,
+                           rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Interaction events (Poisson in time) from signup to dropout (or ``end``), sorted by time.
+
+    Visits and email opens at rates proportional to ``lambda``; tickets and complaints at a baseline
+    rate plus an elevated rate in the ``pre_dropout_weeks`` before dropout.
+    """
+    n = people.lam.size
     first_s = people.first_s
+    dropped = people.dropout_s >= 0
     alive_end = np.where(dropped, people.dropout_s, end_s)
     pre_lo = np.where(dropped, np.maximum(first_s, people.dropout_s - int(params.pre_dropout_weeks * WEEK_S)), 0)
     pre_hi = np.where(dropped, people.dropout_s, 0)
-
-    def events(rate: np.ndarray | float, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        span = np.maximum(hi - lo, 0)
-        k = rng_inter.poisson(np.broadcast_to(rate, (n,)) * span / WEEK_S)
-        who = np.repeat(np.arange(n), k)
-        return who, lo[who] + np.floor(rng_inter.random(who.size) * span[who]).astype(np.int64)
-
-    ev_owner, ev_ts, ev_kind, ev_pre = [], [], [], []
+    parts = []
     for kind, rate, lo, hi, pre in (
         ("visit", params.visit_rate_per_lambda * people.lam, first_s, alive_end, False),
         ("email_open", params.email_open_rate_per_lambda * people.lam, first_s, alive_end, False),
@@ -533,148 +528,199 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         ("support_ticket", params.support_ticket_rate_pre_dropout, pre_lo, pre_hi, True),
         ("complaint", params.complaint_rate_pre_dropout, pre_lo, pre_hi, True),
     ):
-        who, when = events(rate, lo, hi)
-        ev_owner.append(who)
-        ev_ts.append(when)
-        ev_kind.append(np.full(who.size, INTERACTION_KINDS.index(kind), dtype=np.int8))
-        ev_pre.append(np.full(who.size, pre))
-    ev = pd.DataFrame({
-        "owner": np.concatenate(ev_owner), "ts": np.concatenate(ev_ts),
-        "kind": np.concatenate(ev_kind), "pre": np.concatenate(ev_pre),
-    })
-    ev = ev.drop_duplicates(["owner", "kind", "ts"]).sort_values(["ts", "owner", "kind"], kind="stable")
-    ev_owner, ev_ts = ev["owner"].to_numpy(), ev["ts"].to_numpy(np.int64)
-    ev_kind, ev_pre = ev["kind"].to_numpy(), ev["pre"].to_numpy(bool)
-    ev_value = np.full(ev_owner.size, np.nan)
-    is_visit = ev_kind == INTERACTION_KINDS.index("visit")
-    ev_value[is_visit] = 1 + rng_inter.poisson(3.0, int(is_visit.sum()))
-    is_ticket = ev_kind == INTERACTION_KINDS.index("support_ticket")
-    ev_value[is_ticket] = np.round(rng_inter.gamma(2.0, 12.0, int(is_ticket.sum())), 1)
-    is_complaint = ev_kind == INTERACTION_KINDS.index("complaint")
-    ev_value[is_complaint] = 1 + rng_inter.binomial(4, np.where(ev_pre[is_complaint], 0.6, 0.3))
+        span = np.maximum(hi - lo, 0)
+        who = np.repeat(np.arange(n), rng.poisson(np.broadcast_to(rate, (n,)) * span / WEEK_S))
+        when = lo[who] + np.floor(rng.random(who.size) * span[who]).astype(np.int64)
+        parts.append(pd.DataFrame({"owner": who, "ts": when, "kind": INTERACTION_KINDS.index(kind), "pre": pre}))
+    ev = pd.concat(parts, ignore_index=True).drop_duplicates(["owner", "kind", "ts"])
+    ev = ev.sort_values(["ts", "owner", "kind"], kind="stable")
+    kind = ev["kind"].to_numpy()
+    pre = ev["pre"].to_numpy(bool)
+    value = np.full(kind.size, np.nan)  # email opens have none
+    visit = kind == INTERACTION_KINDS.index("visit")
+    value[visit] = 1 + rng.poisson(3.0, int(visit.sum()))  # pages viewed
+    ticket = kind == INTERACTION_KINDS.index("support_ticket")
+    value[ticket] = np.round(rng.gamma(2.0, 12.0, int(ticket.sum())), 1)  # hours to resolve
+    complaint = kind == INTERACTION_KINDS.index("complaint")
+    value[complaint] = 1 + rng.binomial(4, np.where(pre[complaint], 0.6, 0.3))  # severity 1-5
+    return {"owner": ev["owner"].to_numpy(), "ts_s": ev["ts"].to_numpy(np.int64),
+            "kind": np.array(INTERACTION_KINDS, dtype=object)[kind], "value": value, "pre": pre}
 
-    # ---- customer attributes
+
+def _customer_attributes(people: _People, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Personal data (unique email and phone per person) and attributes, some tied to the latent values:
+    frequent buyers are more often on higher plans; loyal people (low p) more often came by referral."""
+    n = people.lam.size
     u_lam, u_p = _rank01(people.lam), _rank01(people.pdrop)
-    gender = _categorical(rng_attr, np.tile([0.49, 0.49, 0.02], (n, 1)))
-    fem = rng_attr.integers(0, len(_FEMALE), n)
-    mal = rng_attr.integers(0, len(_MALE), n)
-    either = rng_attr.random(n) < 0.5
-    first_name = np.where((gender == 0) | ((gender == 2) & either), np.array(_FEMALE)[fem], np.array(_MALE)[mal])
-    last_name = np.array(_LAST)[rng_attr.integers(0, len(_LAST), n)]
-    email = _unique_emails(rng_attr, first_name, last_name)
-    phone = _unique_phones(rng_attr, n)
-    age = np.clip(np.round(rng_attr.normal(42, 14, n)), 18, 90).astype(int)
-    region = _categorical(rng_attr, np.tile([0.17, 0.21, 0.38, 0.24], (n, 1)))
-    # frequent buyers are more often on higher plans; loyal (low p) people more often came by referral
-    plan = _categorical(rng_attr, np.column_stack([0.6 - 0.3 * u_lam, 0.3 + 0.05 * u_lam, 0.1 + 0.25 * u_lam]))
-    acq = _categorical(rng_attr, np.column_stack([
+    gender = _categorical(rng, np.tile([0.49, 0.49, 0.02], (n, 1)))
+    female = np.array(_FEMALE)[rng.integers(0, len(_FEMALE), n)]
+    male = np.array(_MALE)[rng.integers(0, len(_MALE), n)]
+    either = rng.random(n) < 0.5
+    first_name = np.where((gender == 0) | ((gender == 2) & either), female, male)
+    last_name = np.array(_LAST)[rng.integers(0, len(_LAST), n)]
+    email = _unique_emails(rng, first_name, last_name)
+    phone = _unique_phones(rng, n)
+    age = np.clip(np.round(rng.normal(42, 14, n)), 18, 90).astype(np.int64)
+    region = _categorical(rng, np.tile([0.17, 0.21, 0.38, 0.24], (n, 1)))
+    plan = _categorical(rng, np.column_stack([0.6 - 0.3 * u_lam, 0.3 + 0.05 * u_lam, 0.1 + 0.25 * u_lam]))
+    acq = _categorical(rng, np.column_stack([  # search, social, referral, email, affiliate
         np.full(n, 0.3), 0.2 * (0.7 + 0.6 * u_p), 0.15 * (1.6 - 1.2 * u_p), np.full(n, 0.15), 0.2 * (0.4 + 1.2 * u_p),
     ]))
-    acq_cost = np.round(np.array([ACQUISITION_COST[c] for c in ACQUISITION_CHANNELS])[acq]
-                        * rng_attr.lognormal(0.0, 0.35, n), 2)
+    return {
+        "name": np.strings.add(np.strings.add(first_name, " "), last_name).astype(object),
+        "email": email,
+        "phone": phone,
+        "signup_s": people.first_s,
+        "age": age,
+        "gender": np.array(GENDERS)[gender],
+        "region": np.array(REGIONS)[region],
+        "plan": np.array(PLANS)[plan],
+        "acquisition_channel": np.array(ACQUISITION_CHANNELS)[acq],
+        "acquisition_cost": _acquisition_cost(rng, acq),
+    }
 
-    # ---- the same person under several ids
-    n_dup_people = min(int(round(params.duplicate_person_rate * n)), n)
-    dup_person = np.sort(rng_dup.choice(n, size=n_dup_people, replace=False))
-    twice = rng_dup.random(n_dup_people) < params.second_duplicate_share
-    dup_owner = np.concatenate([dup_person, dup_person[twice]])
-    lo = first_s[dup_owner] + DAY_S
-    dup_signup = lo + np.floor(rng_dup.random(dup_owner.size) * np.maximum(end_s - DAY_S - lo, 1)).astype(np.int64)
-    order = np.lexsort((dup_signup, dup_owner))
-    dup_owner, dup_signup = dup_owner[order], dup_signup[order]
-    # every customer record (true persons first, then duplicates) gets an id in order of signup
-    rec_signup = np.concatenate([first_s, dup_signup])
-    rec_rank = np.empty(rec_signup.size, dtype=np.int64)
-    rec_rank[np.lexsort((np.arange(rec_signup.size), rec_signup))] = np.arange(rec_signup.size)
-    width = max(6, len(str(rec_signup.size)))
-    rec_id = np.array([f"C{i + 1:0{width}d}" for i in rec_rank.tolist()], dtype=object)
-    true_id, dup_id = rec_id[:n], rec_id[n:]
-    # per person: up to two duplicate ids (and their signup times), -1 / inf where absent
-    dup_slot = np.full((n, 2), -1, dtype=np.int64)
-    dup_since = np.full((n, 2), np.iinfo(np.int64).max, dtype=np.int64)
-    first_of = np.ones(dup_owner.size, dtype=bool)
-    first_of[1:] = dup_owner[1:] != dup_owner[:-1]
-    dup_slot[dup_owner[first_of], 0] = np.flatnonzero(first_of)
-    dup_since[dup_owner[first_of], 0] = dup_signup[first_of]
-    dup_slot[dup_owner[~first_of], 1] = np.flatnonzero(~first_of)
-    dup_since[dup_owner[~first_of], 1] = dup_signup[~first_of]
 
-    def raw_ids(who: np.ndarray, when: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Id written on a row of person ``who`` at ``when``: the true id or one of the duplicate ids
-        registered by then, uniformly."""
-        registered = (dup_since[who] <= when[:, None]).sum(axis=1)
-        pick = np.floor(rng_dup.random(who.size) * (registered + 1)).astype(np.int64)
-        ids = true_id[who].copy()
+def _acquisition_cost(rng: np.random.Generator, channel: np.ndarray) -> np.ndarray:
+    base = np.array([ACQUISITION_COST[c] for c in ACQUISITION_CHANNELS])
+    return np.round(base[channel] * rng.lognormal(0.0, 0.35, channel.size), 2)
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """Customer ids of true persons and their duplicate records."""
+
+    true_id: np.ndarray  # per person
+    dup_id: np.ndarray  # per duplicate record
+    dup_owner: np.ndarray  # per duplicate record: person index
+    dup_signup_s: np.ndarray  # per duplicate record
+    slot: np.ndarray  # (persons, 2): index of a person's first/second duplicate record, -1 if none
+    since: np.ndarray  # (persons, 2): signup of that record, int64 max if none
+
+    def raw_ids(self, who: np.ndarray, when: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Id written on a row of person ``who`` at ``when``: uniformly the true id or one of the
+        duplicate ids registered by then. Also returns whether a duplicate id was used."""
+        registered = (self.since[who] <= when[:, None]).sum(axis=1)
+        pick = np.floor(rng.random(who.size) * (registered + 1)).astype(np.int64)
+        ids = self.true_id[who].copy()
         uses_dup = pick > 0
-        ids[uses_dup] = dup_id[dup_slot[who[uses_dup], pick[uses_dup] - 1]]
+        ids[uses_dup] = self.dup_id[self.slot[who[uses_dup], pick[uses_dup] - 1]]
         return ids, uses_dup
 
-    all_tx_owner = np.concatenate([owner, owner[ret_src]])
-    all_tx_ts = np.concatenate([ts_s, ret_ts])
-    tx_raw_id, tx_uses_dup = raw_ids(all_tx_owner, all_tx_ts)
-    ev_raw_id, ev_uses_dup = raw_ids(ev_owner, ev_ts)
 
-    # ---- truth
-    n_tx = np.bincount(owner, minlength=n)
+def _assign_ids(first_s: np.ndarray, params: SynthParams, end_s: int, rng: np.random.Generator) -> _Ids:
+    """Pick the persons who register again (some twice), when, and number every customer record
+    (true persons and duplicates alike) ``C000001, C000002, ...`` in order of signup."""
+    n = first_s.size
+    n_people = min(int(round(params.duplicate_person_rate * n)), n)
+    person = np.sort(rng.choice(n, size=n_people, replace=False))
+    twice = rng.random(n_people) < params.second_duplicate_share
+    owner = np.concatenate([person, person[twice]])
+    lo = first_s[owner] + DAY_S
+    signup = lo + np.floor(rng.random(owner.size) * np.maximum(end_s - DAY_S - lo, 1)).astype(np.int64)
+    order = np.lexsort((signup, owner))
+    owner, signup = owner[order], signup[order]
+
+    all_signup = np.concatenate([first_s, signup])
+    rank = np.empty(all_signup.size, dtype=np.int64)
+    rank[np.lexsort((np.arange(all_signup.size), all_signup))] = np.arange(all_signup.size)
+    width = max(6, len(str(all_signup.size)))
+    ids = _numbered("C", rank + 1, width)
+
+    slot = np.full((n, 2), -1, dtype=np.int64)
+    since = np.full((n, 2), np.iinfo(np.int64).max, dtype=np.int64)
+    first_of = np.ones(owner.size, dtype=bool)
+    first_of[1:] = owner[1:] != owner[:-1]
+    for column, rows in ((0, np.flatnonzero(first_of)), (1, np.flatnonzero(~first_of))):
+        slot[owner[rows], column] = rows
+        since[owner[rows], column] = signup[rows]
+    return _Ids(ids[:n], ids[n:], owner, signup, slot, since)
+
+
+def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAULT_PARAMS) -> SynthData:
+    """Generate a dirty CRM export of ``n_customers`` true persons with known ground truth.
+
+    Pure: the result depends only on the arguments. Independent random streams drive the latent
+    process, the purchase details, the attributes, the interactions, the duplicate persons and the
+    dirt of each table, so changing a dirty-row rate never changes the truth.
+    """
+    if isinstance(n_customers, bool) or not isinstance(n_customers, (int, np.integer)) or n_customers < 1:
+        raise ValueError(f"n_customers={n_customers!r} should be a positive integer")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} should be a non-negative integer")
+    n = int(n_customers)
+    (rng_latent, rng_process, rng_detail, rng_attr, rng_inter, rng_dup,
+     rng_dirty_tx, rng_dirty_cust, rng_dirty_inter) = np.random.default_rng(int(seed)).spawn(9)
+    end_s = _epoch_s(params.end)
+
+    people = _simulate_people(n, params, rng_latent, rng_process)
+    purchase = _purchase_details(people, params, rng_detail)
+    ret = _returns(people.ts_s, purchase, params, end_s, rng_detail)
+    events = _simulate_interactions(people, params, end_s, rng_inter)
+    attrs = _customer_attributes(people, rng_attr)
+    ids = _assign_ids(people.first_s, params, end_s, rng_dup)
+
+    n_purch = people.owner.size
+    tx_owner = np.concatenate([people.owner, people.owner[ret["src"]]])
+    tx_ts = np.concatenate([people.ts_s, ret["ts_s"]])
+    tx_raw_id, tx_uses_dup = ids.raw_ids(tx_owner, tx_ts, rng_dup)
+    ev_raw_id, ev_uses_dup = ids.raw_ids(events["owner"], events["ts_s"], rng_dup)
+
+    dropped = people.dropout_s >= 0
     truth = pd.DataFrame({
-        "customer_id": _text(true_id),
-        "signup_ts": _to_datetime(first_s),
+        "customer_id": _text(ids.true_id),
+        "signup_ts": _to_datetime(people.first_s),
         "lambda": people.lam,
         "p": people.pdrop,
         "nu": people.nu,
         "mean_spend": params.p / people.nu,
         "dropout_ts": _to_datetime(np.where(dropped, people.dropout_s, 0)).where(dropped),
         "alive_at_end": ~dropped,
-        "n_transactions": n_tx.astype(np.int64),
+        "n_transactions": np.bincount(people.owner, minlength=n).astype(np.int64),
     }).sort_values("customer_id", ignore_index=True)
     duplicate_ids = pd.DataFrame({
-        "duplicate_id": _text(dup_id), "customer_id": _text(true_id[dup_owner]),
+        "duplicate_id": _text(ids.dup_id), "customer_id": _text(ids.true_id[ids.dup_owner]),
     }).sort_values("duplicate_id", ignore_index=True)
 
-    # ---- clean tables
-    oid_width = max(8, len(str(2 * n_purch)))
-    order_id = np.strings.add("O", np.strings.zfill(np.arange(1, n_purch + 1).astype(str), oid_width))
+    # order ids number the purchases in time order; a return is "<order_id>-R"
+    width = max(8, len(str(2 * n_purch)))
+    order_id = _numbered("O", np.arange(1, n_purch + 1), width)
+    src = ret["src"]
+    category = np.concatenate([purchase["category"], purchase["category"][src]])
+    channel = np.concatenate([purchase["channel"], purchase["channel"][src]])
     tx = {
-        "order_id": np.concatenate([order_id, np.strings.add(order_id[ret_src], "-R")]).astype(object),
+        "order_id": np.concatenate([order_id, order_id[src] + "-R"]),
         "raw_customer_id": tx_raw_id,
-        "ts_s": all_tx_ts,
-        "amount": np.concatenate([amount, -ret_amount]),
-        "quantity": np.concatenate([quantity, ret_qty]).astype(np.int64),
-        "category": np.array(CATEGORIES, dtype=object)[np.concatenate([category, category[ret_src]])],
-        "channel": np.array(CHANNELS, dtype=object)[np.concatenate([channel, channel[ret_src]])],
+        "ts_s": tx_ts,
+        "amount": np.concatenate([purchase["amount"], -ret["amount"]]),
+        "quantity": np.concatenate([purchase["quantity"], ret["quantity"]]).astype(np.int64),
+        "category": np.array(CATEGORIES, dtype=object)[category],
+        "channel": np.array(CHANNELS, dtype=object)[channel],
     }
     clean_tx = pd.DataFrame({
         "order_id": _text(tx["order_id"]),
-        "customer_id": _text(true_id[all_tx_owner]),
+        "customer_id": _text(ids.true_id[tx_owner]),
         "raw_customer_id": _text(tx_raw_id),
-        "ts": _to_datetime(all_tx_ts),
+        "ts": _to_datetime(tx_ts),
         "amount": tx["amount"],
         "quantity": tx["quantity"],
         "category": _text(tx["category"]),
         "channel": _text(tx["channel"]),
-        "is_return": np.r_[np.zeros(n_purch, bool), np.ones(ret_src.size, bool)],
+        "is_return": np.r_[np.zeros(n_purch, bool), np.ones(src.size, bool)],
     })
-    ev_kind_name = np.array(INTERACTION_KINDS, dtype=object)[ev_kind]
     clean_inter = pd.DataFrame({
-        "customer_id": _text(true_id[ev_owner]),
+        "customer_id": _text(ids.true_id[events["owner"]]),
         "raw_customer_id": _text(ev_raw_id),
-        "ts": _to_datetime(ev_ts),
-        "kind": _text(ev_kind_name),
-        "value": ev_value,
-        "pre_dropout": ev_pre,
+        "ts": _to_datetime(events["ts_s"]),
+        "kind": _text(events["kind"]),
+        "value": events["value"],
+        "pre_dropout": events["pre"],
     })
 
     counts: dict[str, dict[str, int]] = {}
     transactions = _dirty_transactions(rng_dirty_tx, params, tx, tx_uses_dup, n_purch, counts)
-    customers = _dirty_customers(
-        rng_dirty_cust, params, counts,
-        true=dict(customer_id=true_id, name=np.strings.add(np.strings.add(first_name, " "), last_name).astype(object),
-                  email=email, phone=phone, signup_s=first_s, age=age, gender=np.array(GENDERS)[gender],
-                  region=np.array(REGIONS)[region], plan=np.array(PLANS)[plan],
-                  acquisition_channel=np.array(ACQUISITION_CHANNELS)[acq], acquisition_cost=acq_cost),
-        dup=dict(owner=dup_owner, customer_id=dup_id, signup_s=dup_signup),
-    )
-    ev_cols = {"raw_customer_id": ev_raw_id, "ts_s": ev_ts, "kind": ev_kind_name, "value": ev_value}
+    customers = _dirty_customers(rng_dirty_cust, params, counts, true={"customer_id": ids.true_id, **attrs},
+                                 dup={"owner": ids.dup_owner, "customer_id": ids.dup_id, "signup_s": ids.dup_signup_s})
+    ev_cols = {"raw_customer_id": ev_raw_id, "ts_s": events["ts_s"], "kind": events["kind"], "value": events["value"]}
     interactions = _dirty_interactions(rng_dirty_inter, params, ev_cols, ev_uses_dup, counts)
     return SynthData(
         customers=customers,
@@ -732,6 +778,32 @@ def _count(table: str, labels: np.ndarray, extra: Mapping[str, int], counts: dic
     counts[table] = {k: int(found.get(k, 0)) + int(extra.get(k, 0)) for k in _TABLE_KINDS[table]}
 
 
+def _broken_copies(rng: np.random.Generator, cols: Mapping[str, np.ndarray], ts_s: np.ndarray, pool: np.ndarray,
+                   base: int, rates: Mapping[str, float]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Copies of rows of ``pool`` (``round(rate * base)`` per kind) with one field broken: the date
+    ('date_unparseable', 'date_future'), the amount ('amount_unparseable') or the customer id
+    ('empty_customer_id'). Returns the copied columns and each copy's kind."""
+    src_parts, label_parts = [], []
+    for kind, rate in rates.items():
+        src = _pick(rng, pool, int(round(rate * base)))
+        src_parts.append(src)
+        label_parts.append(np.full(src.size, kind, dtype=object))
+    src = np.concatenate(src_parts)
+    labels = np.concatenate(label_parts)
+    extra = {k: v[src].copy() for k, v in cols.items()}
+    rows = labels == "date_unparseable"
+    extra["ts"][rows] = _unparseable_dates(rng, ts_s[src[rows]])
+    rows = labels == "date_future"
+    extra["ts"][rows] = _future_dates(ts_s[src[rows]])
+    if "amount_unparseable" in rates:
+        rows = np.flatnonzero(labels == "amount_unparseable")
+        word = (rng.random(rows.size) < 0.5).tolist()
+        extra["amount"][rows] = ["abc" if w else a.replace(".", "..") for w, a in
+                                 zip(word, extra["amount"][rows].tolist(), strict=True)]
+    extra["customer_id"][labels == "empty_customer_id"] = np.nan
+    return extra, labels
+
+
 def _dirty_transactions(rng: np.random.Generator, params: SynthParams, tx: Mapping[str, np.ndarray],
                         uses_dup: np.ndarray, n_purch: int, counts: dict[str, dict[str, int]]) -> pd.DataFrame:
     m = tx["order_id"].size
@@ -772,35 +844,20 @@ def _dirty_transactions(rng: np.random.Generator, params: SynthParams, tx: Mappi
     rows = np.flatnonzero(labels == "category_variant")
     style = rng.integers(0, 3, rows.size)
     cols["category"][rows] = [
-        (c.capitalize(), f" {c} ", c.upper())[s] for c, s in zip(cols["category"][rows].tolist(), style.tolist(), strict=True)
+        (c.capitalize(), f" {c} ", c.upper())[i]
+        for c, i in zip(cols["category"][rows].tolist(), style.tolist(), strict=True)
     ]
-    for kind, col in (("missing_category", "category"), ("missing_quantity", "quantity"), ("missing_channel", "channel")):
-        cols[col][labels == kind] = np.nan
+    for col in ("category", "quantity", "channel"):
+        cols[col][labels == f"missing_{col}"] = np.nan
 
     # extra rows: copies of untouched purchases (true id) with one field broken, under new order ids
     pool = np.flatnonzero((labels[:n_purch] == _CLEAN) & ~uses_dup[:n_purch])
-    extra_kinds = {
+    extra, extra_labels = _broken_copies(rng, cols, ts_s, pool, n_purch, {
         "date_unparseable": params.unparseable_date_rate, "date_future": params.future_date_rate,
         "amount_unparseable": params.unparseable_amount_rate, "empty_customer_id": params.empty_customer_id_rate,
-    }
-    src_parts, label_parts = [], []
-    for kind, rate in extra_kinds.items():
-        src = _pick(rng, pool, int(round(rate * n_purch)))
-        src_parts.append(src)
-        label_parts.append(np.full(src.size, kind, dtype=object))
-    src = np.concatenate(src_parts)
-    extra_labels = np.concatenate(label_parts)
-    extra = {k: v[src].copy() for k, v in cols.items()}
-    width = len(cols["order_id"][0]) - 1 if m else 8
-    extra["order_id"] = np.array([f"O{n_purch + i + 1:0{width}d}" for i in range(src.size)], dtype=object)
-    rows = extra_labels == "date_unparseable"
-    extra["ts"][rows] = _unparseable_dates(rng, ts_s[src[rows]])
-    rows = extra_labels == "date_future"
-    extra["ts"][rows] = _future_dates(ts_s[src[rows]])
-    rows = np.flatnonzero(extra_labels == "amount_unparseable")
-    extra["amount"][rows] = ["abc" if w else s.replace(".", "..") for w, s in
-                             zip((rng.random(rows.size) < 0.5).tolist(), extra["amount"][rows].tolist(), strict=True)]
-    extra["customer_id"][extra_labels == "empty_customer_id"] = np.nan
+    })
+    width = len(cols["order_id"][0]) - 1
+    extra["order_id"] = _numbered("O", np.arange(n_purch + 1, n_purch + 1 + extra_labels.size), width)
 
     # exact repeats of untouched purchases
     dup_src = _pick(rng, pool, int(round(params.exact_duplicate_rate * m)))
@@ -835,20 +892,21 @@ def _dirty_customers(rng: np.random.Generator, params: SynthParams, counts: dict
     for kind in _DATE_FORMATS:
         rows = np.flatnonzero(labels == kind)
         cols["signup_date"][rows] = _format_dates(true["signup_s"][rows], kind)
-    for kind, col in (("missing_age", "age"), ("missing_gender", "gender"), ("missing_region", "region")):
-        cols[col][labels == kind] = np.nan
+    for col in ("age", "gender", "region"):
+        cols[col][labels == f"missing_{col}"] = np.nan
 
     # duplicate persons: same name, email in other case/spacing, phone in another format, later signup
     who = dup["owner"]
     k = who.size
+    email_style = rng.integers(0, 4, k).tolist()
+    phone_style = rng.integers(1, len(_PHONE_STYLES), k).tolist()  # never the main style 0
     dup_acq = rng.integers(0, len(ACQUISITION_CHANNELS), k)
     dup_cols = {
         "customer_id": dup["customer_id"].astype(object),
         "name": true["name"][who].astype(object),
-        "email": np.array([_email_variant(e, s) for e, s in
-                           zip(true["email"][who].tolist(), rng.integers(0, 4, k).tolist(), strict=True)], dtype=object),
-        "phone": np.array([_format_phone(d, s) for d, s in
-                           zip(true["phone"][who].tolist(), rng.integers(1, len(_PHONE_STYLES), k).tolist(), strict=True)],
+        "email": np.array([_email_variant(e, i) for e, i in zip(true["email"][who].tolist(), email_style, strict=True)],
+                          dtype=object),
+        "phone": np.array([_format_phone(d, i) for d, i in zip(true["phone"][who].tolist(), phone_style, strict=True)],
                           dtype=object),
         "signup_date": _format_dates(dup["signup_s"], "date_iso_date"),
         "age": _int_text(true["age"][who]),
@@ -856,8 +914,7 @@ def _dirty_customers(rng: np.random.Generator, params: SynthParams, counts: dict
         "region": true["region"][who].astype(object),
         "plan": np.array(PLANS, dtype=object)[rng.integers(0, len(PLANS), k)],
         "acquisition_channel": np.array(ACQUISITION_CHANNELS, dtype=object)[dup_acq],
-        "acquisition_cost": _format_amounts(np.round(
-            np.array([ACQUISITION_COST[c] for c in ACQUISITION_CHANNELS])[dup_acq] * rng.lognormal(0.0, 0.35, k), 2)),
+        "acquisition_cost": _format_amounts(_acquisition_cost(rng, dup_acq)),
     }
     pool = np.flatnonzero(labels == _CLEAN)
     rep = _pick(rng, pool, int(round(params.exact_duplicate_rate * n)))
@@ -902,21 +959,12 @@ def _dirty_interactions(rng: np.random.Generator, params: SynthParams, ev: Mappi
     labels[same] = _CLEAN
 
     pool = np.flatnonzero((labels == _CLEAN) & ~uses_dup)
-    src_parts, label_parts = [], []
-    for kind, rate in (("date_unparseable", params.unparseable_date_rate), ("date_future", params.future_date_rate)):
-        src = _pick(rng, pool, int(round(rate * m)))
-        src_parts.append(src)
-        label_parts.append(np.full(src.size, kind, dtype=object))
-    src = np.concatenate(src_parts)
-    extra_labels = np.concatenate(label_parts)
-    extra = {k: v[src].copy() for k, v in cols.items()}
-    rows = extra_labels == "date_unparseable"
-    extra["ts"][rows] = _unparseable_dates(rng, ts_s[src[rows]])
-    rows = extra_labels == "date_future"
-    extra["ts"][rows] = _future_dates(ts_s[src[rows]])
-    # a broken copy must not repeat another row by accident ("not a date" loses what told two rows apart)
-    # (real rows never hold these date strings, so only broken copies can repeat one another)
-    keep = ~_frame(extra, np.arange(src.size)).duplicated(keep="first").to_numpy()
+    extra, extra_labels = _broken_copies(rng, cols, ts_s, pool, m, {
+        "date_unparseable": params.unparseable_date_rate, "date_future": params.future_date_rate,
+    })
+    # Broken copies must not repeat one another by accident ("not a date" hides what told two rows
+    # apart); real rows never hold these date strings, so they cannot be repeated by a broken copy.
+    keep = ~_frame(extra, np.arange(extra_labels.size)).duplicated(keep="first").to_numpy()
     extra = {k: v[keep] for k, v in extra.items()}
     extra_labels = extra_labels[keep]
 
