@@ -25,6 +25,21 @@ The process, for each person (time unit: weeks):
 dated strictly before ``end`` (the last observed day is ``end - 1 day``). Nothing is generated at or
 after ``end`` except the injected future-dated dirty rows (year 2099).
 
+Raw tables (all text; main formats, before dirt):
+
+* ``customers.csv``: ``customer_id`` (``C000123``, numbered in order of signup), ``name``
+  (``John Smith``), ``email`` (``john.smith123@example.com``, unique per person), ``phone``
+  (``295-123-4567``: reserved N9X area codes, so fictitious; unique per person), ``signup_date``
+  (``2023-04-05``), ``age``, ``gender`` (female/male/other), ``region``
+  (northeast/midwest/south/west), ``plan`` (basic/plus/premium), ``acquisition_channel``
+  (search/social/referral/email/affiliate), ``acquisition_cost`` (``31.20``, channel-dependent).
+* ``transactions.csv``: ``order_id`` (``O00000042``, in time order; a return is ``O00000042-R``),
+  ``customer_id``, ``ts`` (``2023-04-05 14:03:00``), ``amount`` (``12.50``), ``quantity`` (1-5),
+  ``category`` (:data:`CATEGORIES`, a favourite per person), ``channel`` (:data:`CHANNELS`).
+* ``interactions.csv``: ``customer_id``, ``ts``, ``kind`` (:data:`INTERACTION_KINDS`), ``value``
+  (pages for a visit, hours to resolve for a ticket, severity 1-5 for a complaint, empty for an
+  email open).
+
 Two names clash between the two models: :class:`SynthParams` ``p`` is the Gamma-Gamma shape, while
 the ``p`` column of :attr:`SynthData.truth` is each person's BG/NBD dropout probability.
 
@@ -94,8 +109,8 @@ _LAST = (
 ).split()
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# Alternative date formats: kind -> (strftime-like description, example). The main format is
-# "2023-04-05 14:03:00" for transactions and interactions and "2023-04-05" for customers.
+# Date formats: kind -> example. The main format is "2023-04-05 14:03:00" for transactions and
+# interactions and "2023-04-05" for customers; the others are the dirty variants.
 _DATE_FORMATS = {
     "date_iso_datetime": "2023-04-05 14:03:00",
     "date_iso_date": "2023-04-05",
@@ -433,13 +448,14 @@ def _simulate_people(n: int, params: SynthParams, rng_latent: np.random.Generato
 
 
 def _unique_emails(rng: np.random.Generator, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    stem = np.char.add(np.char.add(np.char.lower(first.astype(str)), "."), np.char.lower(last.astype(str)))
+    """``first.last<number>@example.com`` (lower case), the number redrawn until every address is unique."""
+    stem = np.strings.add(np.strings.add(np.strings.lower(first), "."), np.strings.lower(last))
     number = rng.integers(1, 10_000, first.size)
     while True:
-        email = pd.Series(np.char.add(np.char.add(stem, number.astype(str)), "@example.com"))
-        clash = email.duplicated().to_numpy()
+        email = np.strings.add(np.strings.add(stem, number.astype(str)), "@example.com").astype(object)
+        clash = pd.Series(email).duplicated().to_numpy()
         if not clash.any():
-            return email.to_numpy(dtype=object)
+            return email
         number[clash] = rng.integers(1, 100_000, int(clash.sum()))
 
 
@@ -519,7 +535,7 @@ def _simulate_interactions(people: _People, params: SynthParams, end_s: int,
     alive_end = np.where(dropped, people.dropout_s, end_s)
     pre_lo = np.where(dropped, np.maximum(first_s, people.dropout_s - int(params.pre_dropout_weeks * WEEK_S)), 0)
     pre_hi = np.where(dropped, people.dropout_s, 0)
-    parts = []
+    owner_parts, ts_parts, kind_parts, pre_parts = [], [], [], []
     for kind, rate, lo, hi, pre in (
         ("visit", params.visit_rate_per_lambda * people.lam, first_s, alive_end, False),
         ("email_open", params.email_open_rate_per_lambda * people.lam, first_s, alive_end, False),
@@ -530,12 +546,17 @@ def _simulate_interactions(people: _People, params: SynthParams, end_s: int,
     ):
         span = np.maximum(hi - lo, 0)
         who = np.repeat(np.arange(n), rng.poisson(np.broadcast_to(rate, (n,)) * span / WEEK_S))
-        when = lo[who] + np.floor(rng.random(who.size) * span[who]).astype(np.int64)
-        parts.append(pd.DataFrame({"owner": who, "ts": when, "kind": INTERACTION_KINDS.index(kind), "pre": pre}))
-    ev = pd.concat(parts, ignore_index=True).drop_duplicates(["owner", "kind", "ts"])
-    ev = ev.sort_values(["ts", "owner", "kind"], kind="stable")
-    kind = ev["kind"].to_numpy()
-    pre = ev["pre"].to_numpy(bool)
+        owner_parts.append(who)
+        ts_parts.append(lo[who] + np.floor(rng.random(who.size) * span[who]).astype(np.int64))
+        kind_parts.append(np.full(who.size, INTERACTION_KINDS.index(kind), dtype=np.int64))
+        pre_parts.append(np.full(who.size, pre))
+    owner, ts, kind, pre = (np.concatenate(x) for x in (owner_parts, ts_parts, kind_parts, pre_parts))
+    # sorted by time; two events of one kind by one person in the same second are one event
+    order = np.lexsort((kind, owner, ts))
+    owner, ts, kind, pre = owner[order], ts[order], kind[order], pre[order]
+    keep = np.ones(ts.size, dtype=bool)
+    keep[1:] = (ts[1:] != ts[:-1]) | (owner[1:] != owner[:-1]) | (kind[1:] != kind[:-1])
+    owner, ts, kind, pre = owner[keep], ts[keep], kind[keep], pre[keep]
     value = np.full(kind.size, np.nan)  # email opens have none
     visit = kind == INTERACTION_KINDS.index("visit")
     value[visit] = 1 + rng.poisson(3.0, int(visit.sum()))  # pages viewed
@@ -543,8 +564,8 @@ def _simulate_interactions(people: _People, params: SynthParams, end_s: int,
     value[ticket] = np.round(rng.gamma(2.0, 12.0, int(ticket.sum())), 1)  # hours to resolve
     complaint = kind == INTERACTION_KINDS.index("complaint")
     value[complaint] = 1 + rng.binomial(4, np.where(pre[complaint], 0.6, 0.3))  # severity 1-5
-    return {"owner": ev["owner"].to_numpy(), "ts_s": ev["ts"].to_numpy(np.int64),
-            "kind": np.array(INTERACTION_KINDS, dtype=object)[kind], "value": value, "pre": pre}
+    return {"owner": owner, "ts_s": ts, "kind": np.array(INTERACTION_KINDS, dtype=object)[kind], "value": value,
+            "pre": pre}
 
 
 def _customer_attributes(people: _People, rng: np.random.Generator) -> dict[str, np.ndarray]:
