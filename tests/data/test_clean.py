@@ -407,3 +407,21 @@ def test_synthetic_crm_is_cleaned_back_to_its_ground_truth():
     np.testing.assert_allclose(ours["amount"].to_numpy(), truth["amount"].to_numpy())
     assert set(ours["category"]) == set(synth.CATEGORIES) | {"unknown"}
     assert len(res.tables.interactions) == len(data.clean_interactions)
+
+
+def test_long_tables_find_exactly_the_repeated_rows():
+    # Long tables go through row hashes; the result must equal a cell-by-cell comparison.
+    rng = np.random.default_rng(0)
+    n = 250_000
+    base = pd.DataFrame({
+        "order_id": pd.Series(np.arange(n).astype(str), dtype="str"),
+        "customer_id": pd.Series(rng.integers(0, 5000, n).astype(str), dtype="str"),
+        "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D"),
+        "amount": rng.integers(1, 10_000, n) / 100,
+    })
+    repeats = base.iloc[rng.choice(n, 1000, replace=False)]
+    near = base.iloc[:500].assign(amount=lambda d: d["amount"] + 0.01)  # one cell differs: not a repeat
+    raw = pd.concat([base, repeats, near], ignore_index=True).sample(frac=1, random_state=1, ignore_index=True)
+    res = clean(transactions=raw)
+    assert res.report.tables["transactions"].exact_duplicates == raw.duplicated().sum() == 1000
+    assert len(res.tables.transactions) == n + 500

@@ -271,16 +271,40 @@ def _is_text_dtype(dtype: Any) -> bool:
     return isinstance(dtype, pd.StringDtype) or dtype == object
 
 
-def _as_text(s: pd.Series) -> pd.Series:
-    """Text (``str`` dtype) with surrounding whitespace stripped and empty cells missing."""
+def _text_of(s: pd.Series) -> pd.Series:
+    """The column as text (``str`` dtype, missing = NaN); whole floats lose their ``.0``."""
     if pd.api.types.is_float_dtype(s.dtype):
         vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
         finite = vals[np.isfinite(vals)]
         if np.array_equal(finite, np.round(finite)):
             s = s.astype("Int64")
-    text = s if isinstance(s.dtype, pd.StringDtype) and s.dtype.na_value is np.nan else s.astype("str")
-    stripped = text.str.strip()
+    return s if isinstance(s.dtype, pd.StringDtype) and s.dtype.na_value is np.nan else s.astype("str")
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Text (``str`` dtype) with surrounding whitespace stripped and empty cells missing."""
+    stripped = _text_of(s).str.strip()
     return stripped.mask(stripped == "")
+
+
+def _distinct(s: pd.Series) -> tuple[np.ndarray, pd.Series, np.ndarray]:
+    """(codes, distinct raw texts, rows per distinct text): parsers work once per distinct value.
+
+    ``codes`` is -1 for missing cells. Dates and amounts repeat a lot, so this is much faster than
+    parsing every row, and never slower by more than the factorisation.
+    """
+    codes, uniques = pd.factorize(_text_of(s), use_na_sentinel=True)
+    distinct = pd.Series(np.asarray(uniques, dtype=object), dtype="str")
+    weights = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    return codes, distinct, weights
+
+
+def _expand(codes: np.ndarray, values: np.ndarray, fill: Any) -> np.ndarray:
+    """Per-row values from per-distinct-value ``values`` (``fill`` where the cell is missing)."""
+    out = np.full(codes.size, fill, dtype=values.dtype)
+    has = codes >= 0
+    out[has] = values[codes[has]]
+    return out
 
 
 def _bool(values: pd.Series) -> np.ndarray:
@@ -299,45 +323,44 @@ def _clean_ids(s: pd.Series, col: str, report: TableReport) -> pd.Series:
 
 
 def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.ndarray, dict[str, int]]:
-    """(dates, unparseable mask, rows parsed per format). Typed datetime columns pass through."""
+    """(dates, unparseable mask, rows parsed per format). Typed datetime columns pass through.
+
+    Each format is one vectorised :func:`pandas.to_datetime` call on the values still unparsed.
+    """
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return s, np.zeros(len(s), dtype=bool), {}
-    text = _as_text(s)
+    codes, distinct, weights = _distinct(s)
+    text = _as_text(distinct)
     todo = _bool(text.notna())
-    out = np.full(len(s), np.datetime64("NaT"), dtype="datetime64[us]")
-    counts: dict[str, int] = {}
-    for fmt in formats:
+    parsed_u = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
+    fmt_u = np.full(len(text), -1, dtype=np.int64)
+    for i, fmt in enumerate(formats):
         if not todo.any():
             break
         pos = np.flatnonzero(todo)
-        sub = text if pos.size == len(text) else text.iloc[pos]
-        parsed = pd.to_datetime(sub, format=fmt, errors="coerce")
+        parsed = pd.to_datetime(text.iloc[pos], format=fmt, errors="coerce")
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert(None)
         ok = _bool(parsed.notna())
         if ok.any():
-            out[pos[ok]] = parsed.to_numpy()[ok].astype("datetime64[us]")
+            parsed_u[pos[ok]] = parsed.to_numpy()[ok].astype("datetime64[us]")
+            fmt_u[pos[ok]] = i
             todo[pos[ok]] = False
-            counts[fmt] = int(ok.sum())
-    return pd.Series(out, index=s.index), todo, counts
+    per_format = np.bincount(fmt_u[fmt_u >= 0], weights=weights[fmt_u >= 0], minlength=len(formats))
+    counts = {fmt: int(n) for fmt, n in zip(formats, per_format, strict=False) if n}
+    values = pd.Series(_expand(codes, parsed_u, np.datetime64("NaT")), index=s.index)
+    return values, _expand(codes, todo, False), counts
 
 
-def _parse_numbers(s: pd.Series, col: str, report: TableReport | None) -> tuple[pd.Series, np.ndarray]:
-    """(float64 values, unparseable mask). Strips currency symbols/codes, spaces and thousands separators;
-    ``(15.00)`` is -15. Typed numeric columns pass through (infinities count as unparseable)."""
-    n = len(s)
-    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-        vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = np.isinf(vals)
-        if bad.any():
-            vals = vals.copy()
-            vals[bad] = np.nan
-        return pd.Series(vals, index=s.index), bad
-    raw = s if _is_text_dtype(s.dtype) else s.astype("str")
-    text = _as_text(s)
+def _number_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Parse distinct texts as numbers: (values, unparseable, {rule: applied}) per value."""
+    n = len(raw)
+    text = _as_text(raw)
     present = _bool(text.notna())
     values = np.full(n, np.nan)
     bad = np.zeros(n, dtype=bool)
+    rules = {k: np.zeros(n, dtype=bool) for k in (
+        "parenthesised negative", "currency symbol or code removed", "thousands separator removed")}
     plain = _bool(text.str.fullmatch(_PLAIN_NUMBER))
     if plain.any():
         values[plain] = text[plain].to_numpy(dtype=np.float64)
@@ -357,14 +380,28 @@ def _parse_numbers(s: pd.Series, col: str, report: TableReport | None) -> tuple[
         v[paren & ok] = -np.abs(v[paren & ok])
         values[pos] = v
         bad[pos] = ~ok
-        if report is not None:
-            report._add(report.standardised, f"{col}: parenthesised negative", (paren & ok).sum())
-            report._add(report.standardised, f"{col}: currency symbol or code removed", (currency & ok).sum())
-            report._add(report.standardised, f"{col}: thousands separator removed", (thousands & ok).sum())
-    if report is not None and isinstance(raw.dtype, pd.StringDtype):
-        trimmed = present & ~bad & _bool(raw != text)
-        report._add(report.standardised, f"{col}: surrounding spaces removed", trimmed.sum())
-    return pd.Series(values, index=s.index), bad
+        for rule, mask in zip(rules, (paren, currency, thousands), strict=True):
+            rules[rule][pos] = mask & ok
+    rules["surrounding spaces removed"] = present & ~bad & _bool(raw != text)
+    return values, bad, rules
+
+
+def _parse_numbers(s: pd.Series, col: str, report: TableReport | None) -> tuple[pd.Series, np.ndarray]:
+    """(float64 values, unparseable mask). Strips currency symbols/codes, spaces and thousands separators;
+    ``(15.00)`` is -15. Typed numeric columns pass through (infinities count as unparseable)."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isinf(vals)
+        if bad.any():
+            vals = vals.copy()
+            vals[bad] = np.nan
+        return pd.Series(vals, index=s.index), bad
+    codes, distinct, weights = _distinct(s)
+    values_u, bad_u, rules = _number_values(distinct)
+    if report is not None:
+        for rule, mask in rules.items():
+            report._add(report.standardised, f"{col}: {rule}", int(weights[mask].sum()))
+    return pd.Series(_expand(codes, values_u, np.nan), index=s.index), _expand(codes, bad_u, False)
 
 
 def _normalise_label_values(values: Iterable[str], aliases: Mapping[str, str]) -> list[str | float]:
@@ -423,8 +460,11 @@ def _exact_duplicates(df: pd.DataFrame) -> np.ndarray:
     try:
         import polars as pl
 
-        cols = {f"c{i}": (df[c].astype("str") if df[c].dtype == object else df[c]) for i, c in enumerate(df.columns)}
-        hashes = pl.from_pandas(pd.DataFrame(cols)).hash_rows(seed=0).to_numpy()
+        frame = df.set_axis([f"c{i}" for i in range(df.shape[1])], axis=1)
+        objects = [c for c in frame.columns if frame[c].dtype == object]
+        if objects:
+            frame = frame.astype(dict.fromkeys(objects, "str"))
+        hashes = pl.from_pandas(frame, rechunk=False).hash_rows(seed=0).to_numpy()
     except Exception:  # noqa: BLE001 - any column polars cannot take: fall back to the exact pandas path
         return df.duplicated(keep="first").to_numpy()
     ordered = np.sort(hashes)
@@ -433,8 +473,12 @@ def _exact_duplicates(df: pd.DataFrame) -> np.ndarray:
     if repeated.size == 0:
         return out
     repeated = np.unique(repeated)
-    at = np.minimum(np.searchsorted(repeated, hashes), repeated.size - 1)
-    candidates = np.flatnonzero(repeated[at] == hashes)
+    # rows whose hash is a repeated one: prefilter by the top 24 bits (a cheap gather), then binary search
+    bucket = np.zeros(1 << 24, dtype=bool)
+    bucket[repeated >> np.uint64(40)] = True
+    maybe = np.flatnonzero(bucket[hashes >> np.uint64(40)])
+    at = np.minimum(np.searchsorted(repeated, hashes[maybe]), repeated.size - 1)
+    candidates = maybe[repeated[at] == hashes[maybe]]
     out[candidates] = df.iloc[candidates].duplicated(keep="first").to_numpy()
     return out
 
