@@ -425,3 +425,13 @@ def test_long_tables_find_exactly_the_repeated_rows():
     res = clean(transactions=raw)
     assert res.report.tables["transactions"].exact_duplicates == raw.duplicated().sum() == 1000
     assert len(res.tables.transactions) == n + 500
+
+
+def test_unparseable_optional_numbers_become_missing_unless_their_policy_rejects():
+    raw = tx([("1", "a", "2024-01-01", "5", "two"), ("2", "a", "2024-01-02", "5", " 3 "), ("3", "a", "2024-01-03", "5", "1")],
+             columns=("order_id", "customer_id", "ts", "amount", "quantity"))
+    res = clean(transactions=raw)
+    assert res.tables.transactions["quantity"].tolist() == [1.0, 3.0, 1.0]  # 'two' -> missing -> default 1
+    assert res.report.tables["transactions"].standardised["quantity: unparseable number set missing"] == 1
+    strict = CleaningConfig(missing={"transactions.quantity": MissingPolicy(strategy="reject")})
+    assert reasons(clean(strict, transactions=raw)) == ["unparseable number in quantity: 'two'"]

@@ -404,6 +404,11 @@ def _parse_numbers(s: pd.Series, col: str, report: TableReport | None) -> tuple[
     return pd.Series(_expand(codes, values_u, np.nan), index=s.index), _expand(codes, bad_u, False)
 
 
+def _aliases(cfg: CleaningConfig) -> dict[str, str]:
+    """``cfg.category_aliases`` with its spellings normalised like the values they are matched with."""
+    return {" ".join(k.split()).lower(): v for k, v in cfg.category_aliases.items()}
+
+
 def _normalise_label_values(values: Iterable[str], aliases: Mapping[str, str]) -> list[str | float]:
     out: list[str | float] = []
     for v in values:
@@ -542,6 +547,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     kept = raw if not dup.any() else raw.loc[~dup]
 
     # 2. formats
+    aliases = _aliases(cfg)
     cols: dict[str, pd.Series] = {}
     unparseable: dict[str, tuple[str, np.ndarray]] = {}  # col -> (what, mask)
     for col in kept.columns:
@@ -572,10 +578,13 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
             if col == "value" and bad.sum() > MAX_UNPARSEABLE_SHARE * (bad.sum() + values.notna().sum()):
                 cols[col] = s  # free text, not a number: keep it as it is
                 continue
-            report._add(report.standardised, f"{col}: unparseable number set missing", bad.sum())
+            policy = _policy(cfg, name, col)
+            if policy is not None and policy.strategy == "reject":
+                unparseable[col] = ("number", bad)
+            else:
+                report._add(report.standardised, f"{col}: unparseable number set missing", bad.sum())
             cols[col] = values
         elif col in LABEL_COLUMNS:
-            aliases = {" ".join(k.split()).lower(): v for k, v in cfg.category_aliases.items()}
             cols[col] = _normalise_labels(s, col, aliases, report)
         else:
             cols[col] = _maybe_numeric(s)
@@ -607,12 +616,11 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
             if col in unparseable:
                 missing &= ~unparseable[col][1]
             flag(missing, f"missing {col}", f"missing {col}")
-    for what in ("date", "amount"):
+    for what in ("date", "amount", "number"):
         for col, (w, bad) in unparseable.items():
             if w != what:
                 continue
-            label = f"unparseable date in {col}" if what == "date" else (
-                "unparseable amount" if col == "amount" else f"unparseable amount in {col}")
+            label = "unparseable amount" if col == "amount" else f"unparseable {what} in {col}"
             flag(bad, label, lambda pos, col=col, label=label: [f"{label}: {v!r}" for v in kept[col].iloc[pos].tolist()])
     cutoff = pd.Timestamp(max_date) + pd.Timedelta(days=1)
     for col in DATE_COLUMNS[name]:
@@ -772,7 +780,7 @@ def _fill_value(policy: MissingPolicy, key: str, s: pd.Series, aliases: Mapping[
 
 
 def _impute(stage: _Stage, cfg: CleaningConfig, pii: frozenset[str]) -> None:
-    aliases = {" ".join(k.split()).lower(): v for k, v in cfg.category_aliases.items()}
+    aliases = _aliases(cfg)
     work = stage.work
     for col in list(work.columns):
         key = f"{stage.name}.{col}"
