@@ -435,3 +435,11 @@ def test_unparseable_optional_numbers_become_missing_unless_their_policy_rejects
     assert res.report.tables["transactions"].standardised["quantity: unparseable number set missing"] == 1
     strict = CleaningConfig(missing={"transactions.quantity": MissingPolicy(strategy="reject")})
     assert reasons(clean(strict, transactions=raw)) == ["unparseable number in quantity: 'two'"]
+
+
+def test_personal_data_columns_are_recognised_whatever_their_case():
+    cust = text({"customer_id": ["a", "b"], "Email": ["Ann@X.org", " ann@x.org"], "Phone": [np.nan, "555 000 1111"]})
+    res = clean(customers=cust)
+    assert res.id_map.to_dict("list") == {"source_id": ["b"], "customer_id": ["a"]}
+    assert list(res.tables.customers.columns) == ["customer_id"]
+    assert res.report.tables["customers"].dropped_columns == ["Email", "Phone"]

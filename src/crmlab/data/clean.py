@@ -511,7 +511,7 @@ def _policy(cfg: CleaningConfig, table: str, col: str) -> MissingPolicy | None:
 
 def _example(raw: pd.DataFrame, row: int, pii: frozenset[str]) -> dict[str, Any]:
     cells = raw.iloc[row].to_dict()
-    return {k: (_REDACTED if k in pii and not pd.isna(v) else v) for k, v in cells.items()}
+    return {k: (_REDACTED if str(k).lower() in pii and not pd.isna(v) else v) for k, v in cells.items()}
 
 
 def _check_column(name: str, col: str, raw: pd.DataFrame, values: pd.Series, bad: np.ndarray, *,
@@ -552,7 +552,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     unparseable: dict[str, tuple[str, np.ndarray]] = {}  # col -> (what, mask)
     for col in kept.columns:
         s = kept[col]
-        if col in pii:
+        if str(col).lower() in pii:
             cols[col] = s
         elif col in ID_COLUMNS:
             cols[col] = _clean_ids(s, col, report)
@@ -682,9 +682,10 @@ def _merge_customers(stage: _Stage, cfg: CleaningConfig) -> pd.DataFrame:
     offset = n_ids
     if cfg.dedupe_customers:
         for key in dict.fromkeys(cfg.match_on):
-            if key not in df.columns:
+            col = next((c for c in df.columns if str(c).lower() == key), None)
+            if col is None:
                 continue
-            k = _email_key(df[key]) if key == "email" else _phone_key(df[key])
+            k = _email_key(df[col]) if key == "email" else _phone_key(df[col])
             has = _bool(k.notna())
             codes, uniques = pd.factorize(k[has])
             src.append(id_codes[has])
@@ -797,7 +798,7 @@ def _impute(stage: _Stage, cfg: CleaningConfig, pii: frozenset[str]) -> None:
             continue
         work = work.assign(**{col: s.fillna(value)})
         entry: dict[str, Any] = {"strategy": policy.strategy, "count": int(missing.sum())}
-        if col not in pii:
+        if str(col).lower() not in pii:
             entry["value"] = value.isoformat() if isinstance(value, pd.Timestamp) else (
                 float(value) if isinstance(value, (int, float, np.number)) else str(value))
         stage.report.imputed[col] = entry
@@ -827,7 +828,7 @@ def clean_tables(
     """
     started = time.perf_counter()
     max_date = cfg.max_date or today or date.today()
-    pii = frozenset(pii_columns)
+    pii = frozenset(str(c).lower() for c in pii_columns)
     report = CleanReport(max_date=max_date)
     stages: dict[str, _Stage] = {}
     for name, df in tables.items():
@@ -856,7 +857,7 @@ def clean_tables(
         _impute(stage, cfg, pii)
         clean = stage.work
         if not keep_pii:
-            dropped = [c for c in clean.columns if c in pii]
+            dropped = [c for c in clean.columns if str(c).lower() in pii]
             stage.report.dropped_columns = dropped
             clean = clean.drop(columns=dropped)
         clean = clean.reset_index(drop=True)
