@@ -186,8 +186,8 @@ def test_interactions_relate_to_purchases_and_churn(small):
     rate_alive = per_person.loc[~gone, "complaint"].sum() / alive_weeks[~gone].sum()
     assert rate_gone > 3 * rate_alive
     assert per_person.loc[gone, "complaint"].mean() > 3 * per_person.loc[~gone, "complaint"].mean()
-    recent = ev[(ev["kind"] == "complaint")]
-    assert recent["pre_dropout"].mean() > 0.5
+    complaints = ev[ev["kind"] == "complaint"]
+    assert complaints["pre_dropout"].mean() > 0.5  # most complaints come in the weeks before a dropout
 
 
 # --------------------------------------------------------------------------- dirty rows
