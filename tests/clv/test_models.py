@@ -172,6 +172,19 @@ def test_weighted_unique_rows_give_the_parameters_of_one_row_per_customer(rfm):
     assert_allclose(list(tripled.values()), list(ours.values()), rtol=1e-6)
 
 
+def test_warm_start_on_a_subsample_reaches_the_same_optimum(rfm, fitted, spend, monkeypatch):
+    """Fits with many distinct rows start from the optimum on a subsample; force that path here."""
+    import crmlab.clv.models as models
+
+    monkeypatch.setattr(models, "_WARM_START_ROWS", 300)
+    monkeypatch.setattr(models, "_WARM_SAMPLE_ROWS", 250)
+    f, r, T, m = rfm
+    for kind in ("bgnbd", "pareto_nbd"):
+        warm = TransactionModel(kind).fit(f, r, T)
+        assert_allclose(list(warm.params_.values()), list(fitted[kind].params_.values()), rtol=1e-5)
+    assert_allclose(list(SpendModel().fit(f, m).params_.values()), list(spend.params_.values()), rtol=1e-5)
+
+
 def test_unique_rows_equal_numpy_unique():
     rng = np.random.default_rng(3)
     cols = (rng.integers(0, 5, 5000).astype(float), rng.integers(0, 40, 5000) / 7.0, rng.choice([27.0, 38.86], 5000))
