@@ -13,9 +13,18 @@ import pandas as pd
 __all__ = ["write_json_atomic", "write_table_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_target(path: Path) -> tuple[Path, int]:
+    """A temp file beside ``path`` (same file system, so os.replace is atomic) with the permissions a
+    plain ``open(path, "w")`` would give, not mkstemp's owner-only 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp), fd
 
 
