@@ -7,10 +7,12 @@ times fitting (BG/NBD + Gamma-Gamma) and scoring (P(alive), expected purchases o
 expected spend, 12-month CLV), and the same work in lifetimes for reference.
 
 Replicating the base keeps the number of *distinct* histories at CDNOW's, which is what fitting on
-weighted unique rows exploits; ``--distinct`` adds a scoring run on simulated customers whose
-histories are all different (the worst case for unique-row compression).
+weighted unique rows exploits; ``--simulated`` adds runs on simulated customers with day-resolution
+histories over three years (many distinct histories, as in a real log) and with continuous ages (every
+history distinct: the worst case for unique-row compression).
 
-    .venv/bin/python benchmarks/bench_clv.py [--replicas 144] [--lifetimes-fraction 0.1] [--distinct 1000000]
+    .venv/bin/python benchmarks/bench_clv.py [--replicas 144] [--repeat 3] [--lifetimes-fraction 0.1]
+                                             [--simulated 3394080] [--simulated-resolution day continuous]
 """
 
 from __future__ import annotations
@@ -105,19 +107,23 @@ def peak_mb(fn: Callable[[], Any]) -> float:
     return (peak - base) / 2**20
 
 
-def simulate_distinct(n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """BG/NBD customers (CDNOW-like parameters) with continuous ages over three years: (nearly)
-    every history is distinct."""
+def simulate_customers(n: int, resolution: str = "day", seed: int = 0) -> dict[str, np.ndarray]:
+    """BG/NBD + Gamma-Gamma customers (CDNOW-like parameters, weeks) who joined over three years.
+    With ``resolution="day"`` ages are whole days, as from a real transaction log; "continuous"
+    makes (nearly) every history distinct, the worst case for unique-row compression."""
     rng = np.random.default_rng(seed)
     r, alpha, a, b = 0.243, 4.414, 0.793, 2.426
     T = rng.uniform(1.0, 156.0, n)
     lam = rng.gamma(r, 1.0 / alpha, n)
     p = rng.beta(a, b, n)
     n_tx = rng.poisson(lam * T)
-    death = rng.geometric(p)
-    x = np.minimum(n_tx, death)
+    x = np.minimum(n_tx, rng.geometric(p))
     tx = np.where(x > 0, T * rng.beta(np.maximum(x, 1), n_tx - x + 1), 0.0)
-    m = np.where(x > 0, rng.gamma(6.25 * np.maximum(x, 1), 1.0 / (np.maximum(x, 1) * rng.gamma(3.74, 1 / 15.44, n))), 0.0)
+    if resolution == "day":
+        T = np.round(T * 7.0) / 7.0
+        tx = np.minimum(np.round(tx * 7.0) / 7.0, T)
+    xs = np.maximum(x, 1)
+    m = np.where(x > 0, rng.gamma(6.25 * xs, 1.0 / (xs * rng.gamma(3.74, 1 / 15.44, n))), 0.0)
     return {"frequency": x.astype(np.float64), "recency": tx, "T": T, "monetary_value": m}
 
 
@@ -126,8 +132,10 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=144, help="copies of the CDNOW customer base (144: 3.39M)")
     parser.add_argument("--lifetimes-fraction", type=float, default=0.1,
                         help="share of the rows lifetimes is timed on (extrapolated linearly); 1 for all")
-    parser.add_argument("--distinct", type=int, default=1_000_000,
-                        help="also score this many simulated customers with all-distinct histories (0: skip)")
+    parser.add_argument("--simulated", type=int, default=3_394_080,
+                        help="also fit and score this many simulated customers with many distinct histories (0: skip)")
+    parser.add_argument("--simulated-resolution", nargs="+", choices=["day", "continuous"], default=["day", "continuous"],
+                        help="time resolution of the simulated histories (continuous: all distinct, the worst case)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per crmlab timing (best and median shown)")
     parser.add_argument("--no-lifetimes", action="store_true", help="skip the lifetimes reference timings")
     args = parser.parse_args()
@@ -184,23 +192,29 @@ def main() -> None:
     log.info("\n== memory: inputs %.0f MB; peak extra while fitting %.0f MB, while scoring %.0f MB (tracemalloc)",
              inputs_mb, mem_fit, mem_score)
 
-    # ------------------------------------------------------------------ distinct histories
-    if args.distinct:
-        sim = simulate_distinct(args.distinct)
+    # ------------------------------------------------------------------ simulated, many distinct histories
+    for resolution in args.simulated_resolution:
+        if not args.simulated:
+            break
+        sim = simulate_customers(args.simulated, resolution)
         fs, rs, Ts, ms = sim["frequency"], sim["recency"], sim["T"], sim["monetary_value"]
-        n_u = len(pd.DataFrame({"f": fs, "r": rs, "T": Ts}).drop_duplicates())
-        log.info("\n== worst case: %d simulated customers, %d distinct histories", fs.size, n_u)
-        (tms), el = timed(lambda: TransactionModel("bgnbd").fit(fs, rs, Ts))
-        sms, el2 = timed(lambda: SpendModel().fit(fs, ms))
-        log.info("  fit BG/NBD + Gamma-Gamma %6.2f s", el + el2)
+        frame = pd.DataFrame({"f": fs, "r": rs, "T": Ts})
+        log.info("\n== simulated: %d customers over 3 years, %s resolution: %d distinct (frequency, recency, T), "
+                 "%d distinct (frequency, T)", fs.size, resolution, len(frame.drop_duplicates()),
+                 len(frame[["f", "T"]].drop_duplicates()))
+        tms, best, med = timed_runs(lambda: TransactionModel("bgnbd").fit(fs, rs, Ts), rep)
+        log.info("  fit BG/NBD      %6.2f / %6.2f s", best, med)
+        sms, best, med = timed_runs(lambda: SpendModel().fit(fs, ms), rep)
+        log.info("  fit Gamma-Gamma %6.2f / %6.2f s", best, med)
         for name, fn in {
             "P(alive)": lambda: tms.probability_alive(fs, rs, Ts),
             "purchases 52w": lambda: tms.predict_purchases(52.0, fs, rs, Ts),
             "expected spend": lambda: sms.conditional_expected_spend(fs, ms),
             "CLV 12 months": lambda: customer_lifetime_value(tms, sms, fs, rs, Ts, ms),
         }.items():
-            _, el = timed(fn)
-            log.info("  %-15s %6.2f s", name, el)
+            _, best, med = timed_runs(fn, rep)
+            log.info("  %-15s %6.2f / %6.2f s", name, best, med)
+        del sim, fs, rs, Ts, ms, frame
 
     # ------------------------------------------------------------------ lifetimes reference
     if args.no_lifetimes:

@@ -437,6 +437,23 @@ def test_unidentified_fit_raises_model_error_with_a_suggestion(kind):
         TransactionModel(kind, penalizer=0.01).fit(x, tx, T)
 
 
+def test_optimiser_failure_raises_model_error_with_a_suggestion(rfm, monkeypatch):
+    import crmlab.clv.models as models
+    from scipy.optimize import OptimizeResult
+
+    def gives_up(fun, x0, **kwargs):
+        value, grad = fun(x0)
+        return OptimizeResult(x=x0, fun=value, jac=grad, success=False, nit=2000,
+                              message="Maximum number of iterations has been exceeded.")
+
+    monkeypatch.setattr(models, "minimize", gives_up)
+    f, r, T, _ = rfm
+    with pytest.raises(ModelError, match=r"bgnbd fit on 2357 customers did not converge \(Maximum number of "
+                                         r"iterations has been exceeded; largest gradient .* after 2000 iterations\); "
+                                         r"try a small penalty, e\.g\. clv\.penalizer=0\.001"):
+        TransactionModel().fit(f, r, T)
+
+
 def test_no_repeat_customers_is_a_clear_error():
     with pytest.raises(ModelError, match="none of the 500 customers has a repeat purchase"):
         TransactionModel().fit(np.zeros(500), np.zeros(500), np.linspace(10.0, 40.0, 500))

@@ -81,7 +81,7 @@ _DICT_VERSION = 1
 
 
 def _to_array(name: str, values: Any) -> np.ndarray:
-    """A 1-D float64 copy-free view of ``values`` (numpy, pandas, list); NaN for missing."""
+    """``values`` (numpy, pandas, list) as a 1-D float64 array; NaN for missing."""
     try:
         if isinstance(values, (pd.Series, pd.Index)):
             arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -672,7 +672,9 @@ class TransactionModel:
         p_alive, if_alive, params = _P_ALIVE[self.kind], _IF_ALIVE[self.kind], self.params_
 
         def expected(x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> np.ndarray:
-            return p_alive(params, x, tx, age) * if_alive(params, t, x, age)
+            # E[X(t) | alive] depends on (x, T) only: evaluate the hypergeometric terms per distinct pair
+            (px, pT), pair, _ = _unique_rows(x, age)
+            return p_alive(params, x, tx, age) * if_alive(params, t, px, pT)[pair]
 
         return self._on_unique_rows(expected, frequency, recency, T)
 
@@ -1018,14 +1020,16 @@ def customer_lifetime_value(
     params = transaction_model.params_
 
     def discounted_purchases(x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> np.ndarray:
-        # E[X(t) | history] = P(alive) * E[X(t) | alive]: P(alive) is computed once, not per month
-        total = np.zeros(x.size)
-        previous = np.zeros(x.size)
+        # E[X(t) | history] = P(alive | x, t_x, T) * E[X(t) | alive, x, T]: P(alive) once per history,
+        # the monthly hypergeometric terms once per distinct (x, T)
+        (px, pT), pair, _ = _unique_rows(x, age)
+        total = np.zeros(px.size)
+        previous = np.zeros(px.size)
         for month in range(1, int(horizon_months) + 1):
-            cumulative = if_alive(params, month * units_per_month, x, age)
+            cumulative = if_alive(params, month * units_per_month, px, pT)
             total += (cumulative - previous) / (1.0 + discount_rate_monthly) ** month
             previous = cumulative
-        return p_alive(params, x, tx, age) * total
+        return p_alive(params, x, tx, age) * total[pair]
 
     purchases = transaction_model._on_unique_rows(discounted_purchases, frequency, recency, T)
     spend = spend_model.conditional_expected_spend(frequency, monetary_value)
