@@ -443,3 +443,18 @@ def test_personal_data_columns_are_recognised_whatever_their_case():
     assert res.id_map.to_dict("list") == {"source_id": ["b"], "customer_id": ["a"]}
     assert list(res.tables.customers.columns) == ["customer_id"]
     assert res.report.tables["customers"].dropped_columns == ["Email", "Phone"]
+
+
+def test_duplicate_check_stays_exact_when_row_hashes_collide(monkeypatch):
+    # Force the hash path on a small table and make most hashes collide: the answer must not change.
+    import polars as pl
+
+    import crmlab.data.clean as clean_module
+
+    real = pl.DataFrame.hash_rows
+    monkeypatch.setattr(clean_module, "_HASH_DEDUPE_ROWS", 1)
+    monkeypatch.setattr(pl.DataFrame, "hash_rows", lambda self, *a, **k: real(self, *a, **k) % 3)
+    raw = tx([(str(i % 10), "a" if i % 3 else "b", "2024-01-01", str(i % 5)) for i in range(60)])
+    res = clean(transactions=raw)
+    assert res.report.tables["transactions"].exact_duplicates == raw.duplicated().sum() > 0
+    assert len(res.tables.transactions) == len(raw.drop_duplicates())

@@ -477,15 +477,43 @@ def _exact_duplicates(df: pd.DataFrame) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     if repeated.size == 0:
         return out
-    repeated = np.unique(repeated)
+    repeated = repeated[np.r_[True, repeated[1:] != repeated[:-1]]]  # sorted already: unique in one pass
     # rows whose hash is a repeated one: prefilter by the top 24 bits (a cheap gather), then binary search
     bucket = np.zeros(1 << 24, dtype=bool)
     bucket[repeated >> np.uint64(40)] = True
     maybe = np.flatnonzero(bucket[hashes >> np.uint64(40)])
-    at = np.minimum(np.searchsorted(repeated, hashes[maybe]), repeated.size - 1)
-    candidates = maybe[repeated[at] == hashes[maybe]]
-    out[candidates] = df.iloc[candidates].duplicated(keep="first").to_numpy()
+    if maybe.size > n // 8:  # many repeats: sorting every row is cheaper than looking each one up
+        candidates = np.arange(n)
+    else:
+        at = np.minimum(np.searchsorted(repeated, hashes[maybe]), repeated.size - 1)
+        candidates = maybe[repeated[at] == hashes[maybe]]
+    # group candidates by hash and compare every row, cell by cell, with the first row of its group
+    rows = candidates[pl.Series(hashes[candidates]).arg_sort().to_numpy()]
+    sorted_hashes = hashes[rows]
+    starts = np.flatnonzero(np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]])
+    sizes = np.diff(np.r_[starts, rows.size])
+    same = _same_as_group_head(df, rows, np.repeat(starts, sizes))
+    group_same = np.logical_and.reduceat(same, starts)
+    earliest = np.repeat(np.minimum.reduceat(rows, starts), sizes)
+    out[rows[np.repeat(group_same, sizes) & (rows != earliest)]] = True
+    if not group_same.all():
+        # a real hash collision: settle those groups exactly
+        clash = np.sort(rows[np.repeat(~group_same, sizes)])
+        out[clash] = df.iloc[clash].duplicated(keep="first").to_numpy()
     return out
+
+
+def _same_as_group_head(df: pd.DataFrame, rows: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Whether row ``rows[k]`` of ``df`` holds the same cells as row ``rows[head[k]]`` (missing equals missing).
+
+    ``head`` is non-decreasing, so the second gather runs over memory in order.
+    """
+    same = np.ones(rows.size, dtype=bool)
+    for col in range(df.shape[1]):
+        x = df.iloc[:, col].iloc[rows].reset_index(drop=True)
+        y = x.iloc[head].reset_index(drop=True)
+        same &= _bool(x == y) | (_bool(x.isna()) & _bool(y.isna()))
+    return same
 
 
 # --------------------------------------------------------------------------- per-table cleaning
