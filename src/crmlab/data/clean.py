@@ -77,7 +77,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TABLES = ("transactions", "customers", "interactions")
 DEFAULT_PII_COLUMNS: tuple[str, ...] = tuple(FeatureConfig().pii_columns)
 
 # Which canonical columns get which treatment.
