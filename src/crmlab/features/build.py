@@ -451,13 +451,11 @@ def _past_transactions(transactions: pd.DataFrame, as_of_day: int, after_day: in
     day_expr = _day_expr(plf, "ts", transactions, table)
     past = plf.lazy().with_columns(_day=day_expr).filter(keep).drop("ts").collect()
     del plf
-    if past.height == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        extra_empty: dict[str, np.ndarray | pl.Series] = {c: past[c] for c in optional}
-        return _Past(pl.Series("customer_id", [], pl.String), empty, empty, np.zeros(0, np.int32),
-                     np.zeros(0), False, extra_empty)
     day = past["_day"].to_numpy()
-    perm, new, ids = _customer_day_order(past["customer_id"], day)
+    if past.height == 0:
+        perm, new, ids = None, np.zeros(0, dtype=bool), past["customer_id"]
+    else:
+        perm, new, ids = _customer_day_order(past["customer_id"], day)
     amount = past["amount"].cast(pl.Float64).to_numpy()
 
     def ordered(values: np.ndarray) -> np.ndarray:
@@ -786,7 +784,7 @@ def _customers(customers: pd.DataFrame, as_of_day: int, *, exclude: frozenset[st
         if s.isna().all():
             signup = np.full(len(s), np.nan)
         elif pd.api.types.is_datetime64_any_dtype(s.dtype):
-            signup = pl.from_pandas(s.reset_index(drop=True)).dt.date().cast(pl.Float64).fill_null(np.nan).to_numpy()
+            signup = pl.from_pandas(s.reset_index(drop=True)).dt.date().cast(pl.Float64).fill_null(np.nan).to_numpy(writable=True)
         else:
             raise DataError(f"has dtype {s.dtype}", file=_source(customers, table), column="signup_date",
                             expected="datetime64 values (parse dates with crmlab.data.clean first)",
@@ -808,8 +806,12 @@ def _customers(customers: pd.DataFrame, as_of_day: int, *, exclude: frozenset[st
     )
 
 
-def _interactions(interactions: pd.DataFrame, as_of_day: int, windows: Sequence[int]) -> tuple[pl.DataFrame, list[str]]:
-    """Per customer id: interaction counts per window and kind, and the last interaction day."""
+def _interactions(
+    interactions: pd.DataFrame, as_of_day: int, windows: Sequence[int], population: pl.Series
+) -> tuple[pl.DataFrame, list[str]]:
+    """Per customer of the population: interaction counts per window and kind (the kinds its
+    customers show on or before as_of), and the last interaction day; with a ``_pos`` column, the
+    customer's row in the population."""
     table = "interactions"
     _require(interactions, ("customer_id", "ts", "kind"), table)
     plf = _to_polars(interactions, ["customer_id", "ts", "kind"], table)
@@ -820,6 +822,8 @@ def _interactions(interactions: pd.DataFrame, as_of_day: int, windows: Sequence[
         .with_columns(_day=day, kind=pl.col("kind").cast(pl.String).fill_null("unknown"))
         .filter(pl.col("_day") <= as_of_day)
         .drop("ts")
+        .join(pl.DataFrame({"customer_id": population, "_pos": np.arange(len(population), dtype=np.int64)}).lazy(),
+              on="customer_id", how="inner")
         .collect()
     )
     raw_kinds = past["kind"].unique().to_list()
@@ -832,7 +836,7 @@ def _interactions(interactions: pd.DataFrame, as_of_day: int, windows: Sequence[
         is_kind = pl.col("kind") == kind
         aggs += [(is_kind & in_w[w]).sum().cast(pl.Int32).alias(f"interaction_{kind}_count_{w}d") for w in windows]
     aggs.append((as_of_day - pl.col("_day").max()).cast(pl.Float64).alias("days_since_last_interaction"))
-    return past.group_by("customer_id").agg(aggs), [a.meta.output_name() for a in aggs]
+    return past.group_by("_pos").agg(aggs), [a.meta.output_name() for a in aggs]
 
 
 # --------------------------------------------------------------------------- assembly
@@ -975,9 +979,7 @@ def build_features(
         columns["tenure_days"] = np.full(len(ids), np.nan)
 
     if interactions is not None:
-        it, names = _interactions(interactions, as_of_day, windows)
-        pos = pl.DataFrame({"customer_id": ids, "_pos": np.arange(len(ids), dtype=np.int64)})
-        it = it.join(pos, on="customer_id", how="inner")
+        it, names = _interactions(interactions, as_of_day, windows, ids)
         where = it["_pos"].to_numpy()
         for name in names:
             fill = _fill_value(name)
