@@ -551,23 +551,29 @@ def _purchase_days(days: _Days, n: int) -> _PurchaseDays:
     m = len(cust)
     first = np.ones(m, dtype=bool)
     np.not_equal(cust[1:], cust[:-1], out=first[1:])
-    last = np.ones(m, dtype=bool)
-    last[:-1] = first[1:]
-    first_day = np.full(n, np.nan)
-    last_day = np.full(n, np.nan)
-    first_day[cust[first]] = day[first]
-    last_day[cust[last]] = day[last]
+    seg = np.flatnonzero(first)
+    seg_last = np.append(seg[1:], m)[: len(seg)] - 1
+    first_day, last_day = day[seg].astype(np.float64), day[seg_last].astype(np.float64)
     gaps = np.zeros(m)
-    gaps[1:] = np.diff(day)
+    np.subtract(day[1:], day[:-1], out=gaps[1:])
     gaps[first] = 0.0
     np.multiply(gaps, gaps, out=gaps)  # whole numbers below 2**53: exact in float64
-    return _PurchaseDays(
-        n_days=np.bincount(cust, minlength=n),
+    net = np.where(first, 0.0, net)
+    pdays = _PurchaseDays(
+        n_days=np.diff(np.append(seg, m))[: len(seg)],
         first=first_day,
         last=last_day,
-        repeat_sum=np.bincount(cust, weights=np.where(first, 0.0, net), minlength=n),
+        repeat_sum=np.bincount(cust, weights=net, minlength=n),
         gap_sq_sum=np.bincount(cust, weights=gaps, minlength=n).astype(np.int64),
     )
+    if len(seg) != n:  # customers without a purchase day
+        buyers = cust[seg]
+        for name, fill in (("n_days", 0), ("first", np.nan), ("last", np.nan)):
+            values = getattr(pdays, name)
+            full = np.full(n, fill, dtype=values.dtype)
+            full[buyers] = values
+            setattr(pdays, name, full)
+    return pdays
 
 
 def _rfm_columns(pdays: _PurchaseDays, as_of_day: int, unit: float) -> dict[str, np.ndarray]:
@@ -589,15 +595,15 @@ def _window_columns(days: _Days, as_of_day: int, windows: Sequence[int]) -> dict
     """The five counts/sums for each trailing window and over the whole past (``_total``).
 
     Each day-row falls in the shortest window that holds it (bucket 0), a longer one, ... or none
-    (the last bucket); one ``bincount`` per metric over (customer, bucket) and a cumulative sum
-    over the buckets give every window at once."""
+    (the last bucket); one ``bincount`` per metric over (bucket, customer) and a running sum over
+    the buckets give every window at once (bucket-major, so each window is a contiguous row)."""
     n, nb = len(days.starts), len(windows) + 1
-    bucket = np.zeros(len(days.day), dtype=np.int64)
+    bucket = np.zeros(len(days.day), dtype=np.int8)
     for w in windows:
         bucket += days.day <= as_of_day - w
-    slot = days.cust * nb + bucket
+    slot = bucket * np.int64(n) + days.cust
     del bucket
-    # (name, weights per day-row; None counts day-rows; is a count)
+    # (name, weights per day-row, None: each day-row counts 1; is a count)
     metrics = [
         ("txn_count", days.n_purchase, True),
         ("amount_sum", days.purchase_amount, False),
@@ -605,17 +611,19 @@ def _window_columns(days: _Days, as_of_day: int, windows: Sequence[int]) -> dict
         ("return_count", days.n_return, True),
         ("return_amount", days.return_amount, False),
     ]
+    suffixes = [f"{w}d" for w in windows] + ["total"]
     out: dict[str, np.ndarray] = {}
     for name, weights, is_count in metrics:
         if name.startswith("return_") and not days.has_returns:
-            table = np.zeros((n, nb))
+            table = np.zeros((nb, n), dtype=np.int32 if is_count else np.float64)
         else:
-            table = np.bincount(slot, weights=weights, minlength=n * nb).reshape(n, nb).astype(np.float64)
-        np.cumsum(table, axis=1, out=table)
-        for j, suffix in enumerate([f"{w}d" for w in windows] + ["total"]):
-            column = table[:, j]
-            out[f"{name}_{suffix}"] = column.astype(np.int32) if is_count else np.ascontiguousarray(column)
-        del table
+            table = np.bincount(slot, weights=weights, minlength=nb * n).reshape(nb, n)
+            for j in range(1, nb):
+                table[j] += table[j - 1]
+            if is_count:
+                table = table.astype(np.int32)
+        for j, suffix in enumerate(suffixes):
+            out[f"{name}_{suffix}"] = table[j]  # contiguous rows of one block
     return out
 
 
