@@ -8,10 +8,12 @@ the repeat purchases), all times in one unit (weeks by default).
 
 Everything is vectorised and works on *weighted unique rows*: customers with the same
 (frequency, recency, T) share one likelihood term and one score, so fitting and scoring cost grows
-with the number of distinct histories, not the number of customers. The likelihoods, their
-gradients and the closed forms below are written in numpy/scipy (no autograd, no pickles, no global
-warning filters); they are the ones lifetimes 0.11 uses, with the same time scaling and penalty, so
-the same data and penalizer give the same parameters (cross-checked in ``tests/clv/test_models.py``).
+with the number of distinct histories, not the number of customers (terms that depend on the
+frequency alone, or on frequency and T alone, are evaluated once per distinct value or pair). The
+likelihoods, their analytic gradients (numerical for Pareto/NBD) and the closed forms are written in
+numpy/scipy (no autograd, no pickles, no global warning filters, no printing); they are those of
+lifetimes 0.11, with the same time scaling and penalty, so the same data and penalizer give the same
+parameters (cross-checked formula by formula in ``tests/clv/test_models.py``).
 
 References
 ----------
@@ -582,8 +584,9 @@ class TransactionModel:
         Fitted parameters in the input time unit: r, alpha, a, b (BG/NBD, MBG/NBD) or
         r, alpha, s, beta (Pareto/NBD).
     report_ : dict
-        n_customers, n_repeat, n_unique_rows, log_likelihood (total, in the input time unit, as
-        reported in the papers), iterations, std_errors (asymptotic, per parameter).
+        n_customers, n_repeat, n_unique_rows, log_likelihood (total, without the penalty, in the
+        input time unit, as the papers report it), iterations (BFGS, on all rows), std_errors
+        (asymptotic, from the observed information of the penalised objective).
     """
 
     def __init__(self, kind: str = "bgnbd", penalizer: float = 0.0) -> None:
@@ -807,8 +810,8 @@ class SpendModel:
     report_ : dict
         n_customers, n_repeat, n_nonpositive_spend, n_excluded, n_floored, n_fit, n_unique_rows,
         freq_spend_corr (Pearson correlation of frequency and spend among the repeat customers in the
-        fit; the model assumes they are about independent), population_mean_spend, log_likelihood,
-        iterations, std_errors.
+        fit; the model assumes they are about independent), population_mean_spend, log_likelihood
+        (total, without the penalty), iterations, std_errors (as in TransactionModel).
     """
 
     def __init__(self, penalizer: float = 0.0, spend_rule: str = "exclude") -> None:
