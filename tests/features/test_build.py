@@ -521,3 +521,22 @@ def test_random_future_perturbation_of_cdnow_changes_nothing(cdnow):
     added.loc[added.index[:100], "customer_id"] = [f"new{i}" for i in range(100)]
     perturbed = pd.concat([perturbed, added]).sample(frac=1.0, random_state=5)
     pdt.assert_frame_equal(build_features(perturbed, as_of=as_of), base)
+
+
+def test_rows_without_order_id_are_orders_of_their_own(tx):
+    some = tx.copy()
+    some.loc[some["order_id"].isin(["o1", "o2"]), "order_id"] = None  # A: rows 10, 5, 20 lose their order
+    got = row(feats(some), "A")
+    assert got["order_value_mean"] == pytest.approx(65 / 4) and got["order_value_max"] == 30
+
+
+def test_output_is_an_ordinary_writable_frame(tx):
+    out = feats(tx)
+    out.loc[0, "amount_sum_30d"] = -1.0
+    out["txn_count_10d"] += 1
+    assert out.loc[0, "amount_sum_30d"] == -1.0 and out["amount_sum_10d"].iloc[0] == 30
+
+
+def test_time_zone_aware_timestamps_use_their_local_date(tx):
+    local = tx.assign(ts=tx["ts"].dt.tz_localize("America/New_York"))
+    pdt.assert_frame_equal(feats(local), feats(tx))

@@ -204,8 +204,12 @@ def _require(df: pd.DataFrame, columns: Sequence[str], table: str) -> None:
 
 def _to_polars(df: pd.DataFrame, columns: Sequence[str], table: str) -> pl.DataFrame:
     """Selected columns as polars, ``customer_id`` as text and the date column checked."""
+    sub = df[list(columns)]
+    zoned = [c for c in columns if isinstance(sub[c].dtype, pd.DatetimeTZDtype)]
+    if zoned:  # local wall-clock time: its date is the local calendar date
+        sub = sub.assign(**{c: sub[c].dt.tz_localize(None) for c in zoned})
     try:
-        out = pl.from_pandas(df[list(columns)])
+        out = pl.from_pandas(sub)
     except Exception as exc:  # noqa: BLE001 - any conversion failure is a data problem
         raise DataError(f"cannot convert columns {list(columns)} ({exc})", file=_source(df, table)) from None
     if out.schema["customer_id"] != pl.String:
@@ -663,8 +667,9 @@ def _order_value_columns(past: _Past, win: Mapping[str, np.ndarray]) -> dict[str
         orders = (
             pl.DataFrame({"c": past.cust, "o": past.extra["order_id"], "a": past.amount})
             .lazy()
+            .with_columns(r=pl.when(pl.col("o").is_null()).then(pl.int_range(pl.len())).otherwise(-1))
             .filter(pl.col("a") >= 0)
-            .group_by("c", "o", maintain_order=True)
+            .group_by("c", "o", "r", maintain_order=True)  # a row without order_id is an order
             .agg(pl.col("a").sum())
             .group_by("c")
             .agg(m=pl.col("a").mean(), s=pl.col("a").std(), x=pl.col("a").max())
@@ -792,6 +797,8 @@ def _customers(customers: pd.DataFrame, as_of_day: int, *, exclude: frozenset[st
         if s.isna().all():
             signup = np.full(len(s), np.nan)
         elif pd.api.types.is_datetime64_any_dtype(s.dtype):
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                s = s.dt.tz_localize(None)
             signup = pl.from_pandas(s.reset_index(drop=True)).dt.date().cast(pl.Float64).fill_null(np.nan).to_numpy(writable=True)
         else:
             raise DataError(f"has dtype {s.dtype}", file=_source(customers, table), column="signup_date",
@@ -965,8 +972,8 @@ def build_features(
                 on="customer_id", how="full", coalesce=True,
             )
             .filter(pl.col("_tx").is_not_null() | pl.col("_in"))
-            .sort("customer_id")
         )
+        pop = pop[_string_order(pop["customer_id"])]
         ids = pop["customer_id"]
         tx_index = pop["_tx"].fill_null(-1).to_numpy()
         cu_index = pop["_cu"].fill_null(-1).to_numpy()

@@ -70,8 +70,11 @@ def churn_label(
         .collect()
         .to_series()
     )
-    ids = pl.Series("customer_id", list(population_ids) if not isinstance(population_ids, pd.Series | pl.Series)
-                    else population_ids, dtype=pl.String, strict=False)
+    if isinstance(population_ids, pl.Series):
+        ids = population_ids.cast(pl.String)
+    else:
+        ids = pl.from_pandas(pd.Series(population_ids if isinstance(population_ids, pd.Series)
+                                       else list(population_ids), dtype=object).astype("str")).cast(pl.String)
     churned = (~ids.is_in(buyers.implode())).cast(pl.Int64).to_numpy()
     index = pd.Index(ids.to_pandas().astype("str"), name="customer_id")
     return pd.Series(churned, index=index, name="churn")
