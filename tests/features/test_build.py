@@ -540,3 +540,9 @@ def test_output_is_an_ordinary_writable_frame(tx):
 def test_time_zone_aware_timestamps_use_their_local_date(tx):
     local = tx.assign(ts=tx["ts"].dt.tz_localize("America/New_York"))
     pdt.assert_frame_equal(feats(local), feats(tx))
+
+
+def test_error_examples_leave_out_personal_data(tx, customers):
+    with pytest.raises(DataError, match="share a customer id") as err:
+        feats(tx, pd.concat([customers, customers.iloc[:1]]))
+    assert "a@x.com" not in str(err.value) and "Ann" not in str(err.value) and "gold" in str(err.value)

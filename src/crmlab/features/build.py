@@ -185,8 +185,10 @@ def _source(df: pd.DataFrame, table: str) -> str:
     return str(df.attrs.get("source") or f"{table} table")
 
 
-def _example(df: pd.DataFrame, row: int) -> dict[str, Any]:
-    return {str(k): v for k, v in df.iloc[row].items()}
+def _example(df: pd.DataFrame, row: int, pii: Iterable[str] = DEFAULT_PII_COLUMNS) -> dict[str, Any]:
+    """One row for an error message, without its personal data."""
+    hidden = {str(c).lower() for c in (*pii, *DEFAULT_PII_COLUMNS)}
+    return {str(k): v for k, v in df.iloc[row].items() if str(k).lower() not in hidden}
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], table: str) -> None:
@@ -783,13 +785,13 @@ def _customers(customers: pd.DataFrame, as_of_day: int, *, exclude: frozenset[st
     if ids.null_count():
         row = int(np.flatnonzero(ids.is_null().to_numpy())[0])
         raise DataError("missing customer id", file=_source(customers, table), column="customer_id",
-                        expected="an id on every row", example=_example(customers, row))
+                        expected="an id on every row", example=_example(customers, row, pii))
     dup = ids.is_duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         raise DataError(f"{int(dup.sum())} rows share a customer id", file=_source(customers, table),
                         column="customer_id", expected="one row per customer (crmlab.data.clean merges them)",
-                        example=_example(customers, row))
+                        example=_example(customers, row, pii))
     in_population = np.ones(len(customers), dtype=bool)
     signup = None
     if "signup_date" in customers.columns:
@@ -803,7 +805,7 @@ def _customers(customers: pd.DataFrame, as_of_day: int, *, exclude: frozenset[st
         else:
             raise DataError(f"has dtype {s.dtype}", file=_source(customers, table), column="signup_date",
                             expected="datetime64 values (parse dates with crmlab.data.clean first)",
-                            example=_example(customers, 0))
+                            example=_example(customers, 0, pii))
         later = signup > as_of_day
         in_population = ~later
         signup[later] = np.nan  # not yet known at the cut-off
