@@ -28,40 +28,29 @@ Purchases and returns
     * ``monetary_value`` = mean over repeat purchase days (the first excluded) of the day's total
       amount (all the day's rows, so a same-day return is netted), 0 when ``frequency == 0``.
 
-Columns, in this order (``{w}`` for each window, ascending; ``{s}``/``{l}`` consecutive windows):
+Columns, in this order (``{w}``: each window, ascending; ``{s}_{l}``: consecutive windows):
 
-========================================  ======================================================
-``customer_id``                           text
-``frequency``, ``recency``, ``T``,        RFM above; NaN for customers without a purchase
-``monetary_value``
-``recency_days``                          days from the last purchase day to as_of
-``tenure_days``                           days from signup_date (when known and <= as_of), else
-                                          from the first purchase day, to as_of
-``txn_count_{w}d``                        purchase rows in the window
-``amount_sum_{w}d``                       sum of purchase amounts in the window
-``purchase_days_{w}d``                    purchase days in the window
-``return_count_{w}d``                     return rows in the window
-``return_amount_{w}d``                    sum of returned amounts in the window (positive)
-``txn_count_total`` ... ``return_amount_total``  the same five over all the past
-``txn_trend_{s}d_{l}d``                   (txn_count_{s}d / s) / (txn_count_{l}d / l); NaN when
-                                          the longer window has none
-``amount_trend_{s}d_{l}d``                the same for amount_sum
-``gap_mean_days``, ``gap_std_days``       mean and sample std (ddof=1) of the gaps in days
-                                          between consecutive purchase days
-``overdue_ratio``                         recency_days / gap_mean_days
-``order_value_mean``, ``_std``, ``_max``  purchase value per order (``order_id``) or per row
-``quantity_sum``, ``quantity_mean``       over purchase rows, when ``quantity`` is given
-``n_categories``, ``top_category_share``  distinct categories of the purchase rows and the share
-                                          of rows in the most frequent one, when ``category``
-                                          is given; the same for ``channel``
-                                          (``n_channels``, ``top_channel_share``)
-``n_products``                            distinct ``product_id`` of the purchase rows
-``interaction_count_{w}d``                interactions in the window, when interactions are given
-``interaction_{kind}_count_{w}d``         per kind seen on or before as_of (snake_case, sorted)
-``days_since_last_interaction``           NaN when none
-attributes                                the customers table's other columns, in its order:
-                                          numbers as they are, text as pandas ``category``
-========================================  ======================================================
+* ``customer_id`` (text);
+* ``frequency``, ``recency``, ``T``, ``monetary_value``: RFM above;
+* ``recency_days``: days from the last purchase day to as_of; ``tenure_days``: days from
+  ``signup_date`` (when known and not after as_of), else from the first purchase day, to as_of;
+* ``txn_count_{w}d`` (purchase rows), ``amount_sum_{w}d`` (purchase amounts),
+  ``purchase_days_{w}d``, ``return_count_{w}d`` (return rows), ``return_amount_{w}d`` (returned
+  amounts, positive); each for every window, then ``_total`` over the whole past;
+* ``txn_trend_{s}d_{l}d`` = (txn_count_{s}d / s) / (txn_count_{l}d / l), ``amount_trend_{s}d_{l}d``
+  the same for amount_sum; NaN when the longer window is empty;
+* ``gap_mean_days``, ``gap_std_days``: mean and sample std (ddof=1) of the gaps in days between
+  consecutive purchase days; ``overdue_ratio`` = recency_days / gap_mean_days;
+* ``order_value_mean``, ``order_value_std``, ``order_value_max``: purchase value per order
+  (``order_id``; a purchase row without one is an order of its own), else per purchase row;
+* when the column is given: ``quantity_sum``, ``quantity_mean`` (purchase rows);
+  ``n_categories``, ``top_category_share`` (distinct categories of the purchase rows, share of
+  those rows in the most frequent one); ``n_channels``, ``top_channel_share``; ``n_products``;
+* with interactions: ``interaction_count_{w}d``, then ``interaction_{kind}_count_{w}d`` for each
+  kind (snake_case, sorted) the population shows on or before as_of, and
+  ``days_since_last_interaction``;
+* the customers table's other columns, in its order: numbers as they are, text as pandas
+  ``category`` (categories: the sorted values of the output rows).
 
 Customers without a purchase get NaN for the RFM, gap and order-value features and 0 counts.
 Personal data (``pii_columns``), ``signup_date``, ``label_column`` and ``drop_columns`` never become
@@ -72,12 +61,14 @@ interaction features and the attributes are built.
 Dtypes: counts are int32; amounts, RFM and days are float64 (day counts are exact); trends,
 shares, gap statistics and ratios are float32.
 
-Speed: the past rows are sorted once by (customer, day) on a 64-bit key that packs a hash of the
-customer id with the day number; every feature is then a segment reduction over contiguous rows
-(numpy ``reduceat``/``bincount``). A second, independent hash checks that no two customer ids share
-a key prefix; if they do, the key is re-drawn with new seeds and, after a few attempts, exact
-integer codes replace the hash. Ten million CDNOW-like rows take a few seconds on two cores (see
-``benchmarks/bench_features.py``).
+Speed: the past rows are put in (customer id, day) order once, and every feature is then a
+segment reduction over contiguous rows (numpy ``bincount``, one call per metric for all windows).
+The order costs one pass when the input is already sorted by customer id; otherwise one 64-bit
+integer sort, on exact keys read from the ids' bytes when the ids are short or code-like
+(``'00017'``, ``'C-10294'``), else on a hash of the id packed with the day number. A second,
+independent hash checks every hashed key (a collision re-draws the seeds and, in the end, falls
+back to exact codes), and the customers are then sorted by id. The 10-million-row benchmark
+(``benchmarks/bench_features.py``) runs in a few seconds on two cores.
 """
 
 from __future__ import annotations

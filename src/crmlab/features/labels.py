@@ -58,10 +58,10 @@ def churn_label(
     day = _day_expr(plf, "ts", transactions, "transactions")
     last_day = plf.select(day.max()).item()
     if last_day is not None and last_day < end:
+        epoch = date(1970, 1, 1)
         log.warning(
             "churn labels are censored: the transactions end on %s, before as_of + %d days = %s",
-            date.fromordinal(date(1970, 1, 1).toordinal() + int(last_day)), horizon_days,
-            date.fromordinal(date(1970, 1, 1).toordinal() + end),
+            epoch + timedelta(days=int(last_day)), horizon_days, epoch + timedelta(days=end),
         )
     buyers = (
         plf.lazy()
