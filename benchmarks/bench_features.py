@@ -1,7 +1,7 @@
 """Benchmark: crmlab.features.build_features on CDNOW replicated to ~10 million transactions.
 
     .venv/bin/python benchmarks/bench_features.py [--replicas 144] [--extra-columns]
-        [--order file|time] [--repeat 1] [--no-lifetimes]
+        [--order file|time] [--uuid-ids] [--repeat 1] [--no-lifetimes]
 
 The embedded CDNOW log (69,659 rows, 23,570 customers) is replicated ``--replicas`` times with
 distinct customer ids (144 replicas: 10,030,896 rows, 3,394,080 customers). ``--extra-columns`` adds
@@ -68,7 +68,16 @@ def peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def make_data(replicas: int, *, extra_columns: bool, order: str, seed: int = 0) -> pd.DataFrame:
+def long_ids(customer_id: pd.Series, seed: int) -> pd.Series:
+    """Replace each customer id by a random UUID-like text id (36 characters)."""
+    codes, uniques = pd.factorize(customer_id)
+    rng = np.random.default_rng(seed)
+    hexes = [f"{a:016x}{b:016x}" for a, b in rng.integers(0, 2**63, (len(uniques), 2), dtype=np.int64)]
+    uuids = np.array([f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes], dtype=object)
+    return pd.Series(uuids[codes], dtype="str")
+
+
+def make_data(replicas: int, *, extra_columns: bool, order: str, uuid_ids: bool = False, seed: int = 0) -> pd.DataFrame:
     base = load_cdnow()
     ids = pa.array(base["customer_id"].to_numpy(dtype=object), type=pa.string())
     width = len(str(replicas - 1))
@@ -85,6 +94,8 @@ def make_data(replicas: int, *, extra_columns: bool, order: str, seed: int = 0) 
     )
     del customer_id
     rng = np.random.default_rng(seed)
+    if uuid_ids:
+        df["customer_id"] = long_ids(df["customer_id"], seed)
     if extra_columns:
         cats = np.array(["classical", "country", "jazz", "pop", "rock", "soundtrack", "world", "other"])
         chans = np.array(["web", "phone", "mail", "store"])
@@ -119,15 +130,16 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=144)
     ap.add_argument("--extra-columns", action="store_true", help="add category and channel columns")
     ap.add_argument("--order", choices=("file", "time"), default="file")
+    ap.add_argument("--uuid-ids", action="store_true", help="36-character random ids instead of CDNOW-like ones")
     ap.add_argument("--repeat", type=int, default=1, help="time build_features this many times")
     ap.add_argument("--no-lifetimes", action="store_true", help="skip the lifetimes reference")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    tx = make_data(args.replicas, extra_columns=args.extra_columns, order=args.order)
+    tx = make_data(args.replicas, extra_columns=args.extra_columns, order=args.order, uuid_ids=args.uuid_ids)
     print(
         f"data: {len(tx):,} transactions, {args.replicas * 23_570:,} customers, columns {list(tx.columns)}, "
-        f"order={args.order}, made in {time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs",
+        f"order={args.order}{', UUID-like ids' if args.uuid_ids else ''}, made in {time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs",
         flush=True,
     )
     feats = None

@@ -9,6 +9,7 @@ import uuid
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
+import polars as pl
 import pytest
 
 import crmlab.features.build as build_mod
@@ -546,3 +547,17 @@ def test_error_examples_leave_out_personal_data(tx, customers):
     with pytest.raises(DataError, match="share a customer id") as err:
         feats(tx, pd.concat([customers, customers.iloc[:1]]))
     assert "a@x.com" not in str(err.value) and "Ann" not in str(err.value) and "gold" in str(err.value)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_text_sort_on_packed_words_matches_python(seed):
+    rng = random.Random(seed)
+    alphabet = "".join(chr(c) for c in range(32, 127))
+    prefixes = ["", "customer-", "customer-0000", "X"]
+    values = {rng.choice(prefixes) + "".join(rng.choices(alphabet, k=rng.randint(1, 30))) for _ in range(3000)}
+    values |= {"customer-", "customer-0", "customer-00", "a", "ab", "abc"}  # prefixes of each other
+    s = pl.Series(sorted(values, key=lambda _: rng.random()))
+    order = build_mod._string_order(s)
+    assert s.gather(order).to_list() == sorted(values)
+    keys = build_mod._id_keys(pl.Series(["b7", "a10", "a9", "a10", "b"]), 64)
+    assert keys is not None and list(np.argsort(keys, kind="stable")) == [1, 3, 2, 4, 0] and keys[1] == keys[3]
