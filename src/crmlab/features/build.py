@@ -265,7 +265,8 @@ def _dense_codes(s: pl.Series) -> np.ndarray:
 
 
 def _byte_matrix(s: pl.Series) -> np.ndarray | None:
-    """Text values as an (n, width) uint8 matrix, shorter values padded with NUL bytes.
+    """Text values as a (width, n) uint8 matrix (row j: the j-th byte of every value), shorter
+    values padded with NUL bytes.
 
     None when that would not keep the byte-wise order: values of different lengths that are not
     all ASCII, values holding NUL bytes, empty or very long values."""
@@ -283,18 +284,19 @@ def _byte_matrix(s: pl.Series) -> np.ndarray | None:
             return None
         arr = pc.utf8_rpad(arr, hi, "\x00")  # ASCII: one byte per character
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
-    return np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * hi].reshape(n, hi)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * hi]
+    return np.ascontiguousarray(data.reshape(n, hi).T)
 
 
 def _digits(matrix: np.ndarray) -> list[tuple[int, np.ndarray, int]]:
     """Byte positions that vary, each with a lookup table from byte to dense digit and its radix.
 
-    Reading the rows of ``matrix`` as mixed-radix numbers over these digits keeps their byte-wise
-    order: positions where every row has the same byte are skipped, and each position's digits
+    Reading the columns of ``matrix`` as mixed-radix numbers over these digits keeps their byte-wise
+    order: positions where every value has the same byte are skipped, and each position's digits
     are the byte values seen there, in order."""
     out = []
-    for j in range(matrix.shape[1]):
-        present = np.bincount(matrix[:, j], minlength=256) > 0
+    for j in range(matrix.shape[0]):
+        present = np.bincount(matrix[j], minlength=256) > 0
         radix = int(present.sum())
         if radix > 1:
             out.append((j, (np.cumsum(present) - 1).astype(np.uint64), radix))
@@ -302,10 +304,10 @@ def _digits(matrix: np.ndarray) -> list[tuple[int, np.ndarray, int]]:
 
 
 def _pack(matrix: np.ndarray, digits: Sequence[tuple[int, np.ndarray, int]]) -> np.ndarray:
-    key = np.zeros(len(matrix), dtype=np.uint64)
+    key = np.zeros(matrix.shape[1], dtype=np.uint64)
     for j, lut, radix in digits:
         key *= np.uint64(radix)
-        key += lut[matrix[:, j]]
+        key += lut[matrix[j]]
     return key
 
 
