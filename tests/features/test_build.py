@@ -561,3 +561,9 @@ def test_text_sort_on_packed_words_matches_python(seed):
     assert s.gather(order).to_list() == sorted(values)
     keys = build_mod._id_keys(pl.Series(["b7", "a10", "a9", "a10", "b"]), 64)
     assert keys is not None and list(np.argsort(keys, kind="stable")) == [1, 3, 2, 4, 0] and keys[1] == keys[3]
+
+
+def test_diversity_by_table_and_by_sort_agree(tx, monkeypatch):
+    base = feats(tx)
+    monkeypatch.setattr(build_mod, "_DENSE_TABLE_LIMIT", 0)
+    pdt.assert_frame_equal(feats(tx), base)
