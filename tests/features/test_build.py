@@ -567,3 +567,8 @@ def test_diversity_by_table_and_by_sort_agree(tx, monkeypatch):
     base = feats(tx)
     monkeypatch.setattr(build_mod, "_DENSE_TABLE_LIMIT", 0)
     pdt.assert_frame_equal(feats(tx), base)
+
+
+def test_customer_columns_named_like_features_are_an_error(tx, customers):
+    with pytest.raises(DataError, match=r"\['frequency'\].*drop_columns"):
+        feats(tx, customers.rename(columns={"age": "frequency"}), label_column="churn")

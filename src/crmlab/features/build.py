@@ -52,6 +52,9 @@ Columns, in this order (``{w}``: each window, ascending; ``{s}_{l}``: consecutiv
 * the customers table's other columns, in its order: numbers as they are, text as pandas
   ``category`` (categories: the sorted values of the output rows).
 
+Not used: ``region`` of the transactions (a customer attribute belongs in the customers table)
+and ``value`` of the interactions.
+
 Customers without a purchase get NaN for the RFM, gap and order-value features and 0 counts.
 Personal data (``pii_columns``), ``signup_date``, ``label_column`` and ``drop_columns`` never become
 features; neither do date or time-span columns of the customers table (a cancellation date would
@@ -984,13 +987,6 @@ def build_features(
         del past
 
     cu = _customers(customers, as_of_day, exclude=exclude, pii=pii) if customers is not None else None
-    if cu is not None:
-        clash = [c for c in cu.attributes.columns if c in tx_cols]
-        if clash:
-            raise DataError(f"customer column(s) {clash} have the name of a built feature",
-                            file=_source(customers, "customers"),
-                            expected="other names (rename them, or list them in drop_columns)")
-
     # Population and row order: sorted customer ids; index of each row in the tx and customer arrays.
     if cu is None:
         ids, tx_index, cu_index = tx_ids, None, None  # already in id order
@@ -1034,6 +1030,11 @@ def build_features(
             columns[name] = arr
 
     if cu is not None:
+        clash = [str(c) for c in cu.attributes.columns if str(c) in columns or str(c) == "customer_id"]
+        if clash:
+            raise DataError(f"customer column(s) {clash} have the name of a built feature",
+                            file=_source(customers, "customers"),
+                            expected="other names (rename them, or list them in drop_columns)")
         for name in cu.attributes.columns:
             columns[str(name)] = _attribute(cu.attributes[name], cu_index)
     return _finish(ids, columns)
