@@ -950,6 +950,22 @@ def _finish(ids: pl.Series, columns: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(data, copy=False)
 
 
+def _population(tx_ids: pl.Series, cu: _Customers) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+    """Customers with a past transaction or in the customers-table population, sorted by id, with
+    each one's row in the transaction features and in the customers table (-1: none)."""
+    pop = (
+        pl.DataFrame({"customer_id": tx_ids, "_tx": np.arange(len(tx_ids), dtype=np.int64)})
+        .join(
+            pl.DataFrame({"customer_id": cu.ids, "_cu": np.arange(len(cu.ids), dtype=np.int64),
+                          "_in": cu.in_population}),
+            on="customer_id", how="full", coalesce=True,
+        )
+        .filter(pl.col("_tx").is_not_null() | pl.col("_in"))
+    )
+    pop = pop[_string_order(pop["customer_id"])]
+    return pop["customer_id"], pop["_tx"].fill_null(-1).to_numpy(), pop["_cu"].fill_null(-1).to_numpy()
+
+
 def build_features(
     transactions: pd.DataFrame | None,
     customers: pd.DataFrame | None = None,
@@ -987,24 +1003,10 @@ def build_features(
         del past
 
     cu = _customers(customers, as_of_day, exclude=exclude, pii=pii) if customers is not None else None
-    # Population and row order: sorted customer ids; index of each row in the tx and customer arrays.
     if cu is None:
         ids, tx_index, cu_index = tx_ids, None, None  # already in id order
     else:
-        pop = (
-            pl.DataFrame({"customer_id": tx_ids, "_tx": np.arange(len(tx_ids), dtype=np.int64)})
-            .join(
-                pl.DataFrame({"customer_id": cu.ids, "_cu": np.arange(len(cu.ids), dtype=np.int64),
-                              "_in": cu.in_population}),
-                on="customer_id", how="full", coalesce=True,
-            )
-            .filter(pl.col("_tx").is_not_null() | pl.col("_in"))
-        )
-        pop = pop[_string_order(pop["customer_id"])]
-        ids = pop["customer_id"]
-        tx_index = pop["_tx"].fill_null(-1).to_numpy()
-        cu_index = pop["_cu"].fill_null(-1).to_numpy()
-        del pop
+        ids, tx_index, cu_index = _population(tx_ids, cu)
 
     columns: dict[str, Any] = {}
     if transactions is not None:
