@@ -563,12 +563,6 @@ def test_text_sort_on_packed_words_matches_python(seed):
     assert keys is not None and list(np.argsort(keys, kind="stable")) == [1, 3, 2, 4, 0] and keys[1] == keys[3]
 
 
-def test_diversity_by_table_and_by_sort_agree(tx, monkeypatch):
-    base = feats(tx)
-    monkeypatch.setattr(build_mod, "_DENSE_TABLE_LIMIT", 0)
-    pdt.assert_frame_equal(feats(tx), base)
-
-
 def test_customer_columns_named_like_features_are_an_error(tx, customers):
     with pytest.raises(DataError, match=r"\['frequency'\].*drop_columns"):
         feats(tx, customers.rename(columns={"age": "frequency"}), label_column="churn")

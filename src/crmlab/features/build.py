@@ -126,8 +126,6 @@ _DIVERSITY = (
 _HASH_SEEDS = ((0x5EED_0001, 0x5EED_1001), (0x5EED_0002, 0x5EED_1002), (0x5EED_0003, 0x5EED_1003))
 # How many high bits of the key hash are used; lowered only by tests to force collisions.
 _HASH_KEEP_BITS = 64
-# Largest (customer x value) count table for the diversity features; beyond it, a sort.
-_DENSE_TABLE_LIMIT = 2**25
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -744,23 +742,18 @@ def _diversity_columns(past: _Past, column: str, n_name: str, share_name: str | 
     use = (past.amount >= 0) & (codes >= 0)
     k = int(codes.max()) + 1 if len(codes) else 1
     pair = past.cust[use] * k + codes[use]
-    if n * k <= _DENSE_TABLE_LIMIT:  # few values: a (customer, value) count table
-        table = np.bincount(pair, minlength=n * k).reshape(n, k)
-        n_distinct, top, total = np.count_nonzero(table, axis=1), table.max(axis=1), table.sum(axis=1)
-    else:  # many values: sort the (customer, value) pairs, already in customer order
-        pair.sort(kind="stable")
-        run = np.ones(len(pair), dtype=bool)
-        np.not_equal(pair[1:], pair[:-1], out=run[1:])
-        run_starts = np.flatnonzero(run)
-        run_cust = pair[run_starts] // k
-        n_distinct = np.bincount(run_cust, minlength=n)
+    pair.sort(kind="stable")  # already in customer order: nearly sorted, fast
+    run = np.ones(len(pair), dtype=bool)
+    np.not_equal(pair[1:], pair[:-1], out=run[1:])
+    run_starts = np.flatnonzero(run)
+    run_cust = pair[run_starts] // k
+    out = {n_name: np.bincount(run_cust, minlength=n).astype(np.int32)}
+    if share_name is not None:
         top = np.zeros(n, dtype=np.int64)
         if len(run_cust):
             seg = np.flatnonzero(np.r_[True, run_cust[1:] != run_cust[:-1]])
             top[run_cust[seg]] = np.maximum.reduceat(np.diff(np.append(run_starts, len(pair))), seg)
         total = np.bincount(past.cust[use], minlength=n)
-    out = {n_name: n_distinct.astype(np.int32)}
-    if share_name is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[share_name] = np.where(total > 0, top / np.maximum(total, 1), np.nan).astype(np.float32)
     return out
