@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -78,6 +79,8 @@ def _root(
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
         force=True,
     )
+    # MLflow configures its own loggers when first imported; this keeps its INFO chatter out unless -v
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "lightgbm"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
