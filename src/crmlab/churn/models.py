@@ -1,0 +1,356 @@
+"""Churn classifiers on the feature frame of :func:`~crmlab.features.build_features`.
+
+* :class:`LightGBMChurn`: the main model; LightGBM with native categoricals (pandas ``category``
+  columns), optional class weighting, early stopping on a validation fold; seeded and deterministic.
+* :class:`LogisticChurn`: baseline; median-impute and scale numbers, one-hot categories.
+* :class:`PAliveChurn`: baseline for transaction data; BG/NBD (crmlab's
+  :class:`~crmlab.clv.models.TransactionModel`) on ``frequency``, ``recency``, ``T``; the churn
+  score is ``1 - P(alive)`` or, with ``score="no_purchase"``, the BG/NBD probability of no
+  purchase over the horizon.
+* :class:`CalibratedChurn`: wraps any of them; fits the model on one part of the rows and an
+  isotonic or sigmoid (Platt) map from score to probability on a separate fold.
+
+All take ``X`` as a DataFrame (a ``customer_id`` column, if present, is ignored) and follow
+scikit-learn's conventions: ``fit`` returns self, ``predict_proba`` returns two columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from crmlab.clv.models import TransactionModel
+from crmlab.errors import ModelError
+
+__all__ = ["CalibratedChurn", "LightGBMChurn", "LogisticChurn", "PAliveChurn", "feature_frame"]
+
+_ID = "customer_id"
+_UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375}
+
+
+def feature_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` without ``customer_id``; raises ModelError for anything but a non-empty DataFrame."""
+    if not isinstance(X, pd.DataFrame):
+        raise ModelError(f"churn models take the feature DataFrame, got {type(X).__name__}")
+    return X.drop(columns=_ID) if _ID in X.columns else X
+
+
+def _labels(y: Any) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1 or not np.isin(arr, (0, 1)).all():
+        raise ModelError(f"churn labels must be 0/1, got values {sorted(set(np.unique(arr).tolist()))[:5]}")
+    if np.unique(arr).size < 2:
+        raise ModelError(f"all {arr.size} labels are {arr[0]}; a classifier needs both classes")
+    return arr.astype(np.int8)
+
+
+def _check_columns(model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in model.feature_names_in_ if c not in X.columns]
+    if missing:
+        raise ModelError(f"{len(missing)} feature(s) seen in fit are missing: {missing[:5]}")
+    return X[list(model.feature_names_in_)]
+
+
+def _split(n: int, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=y)
+    return np.sort(a), np.sort(b)
+
+
+# --------------------------------------------------------------------------- LightGBM
+
+
+class LightGBMChurn(ClassifierMixin, BaseEstimator):
+    """LightGBM binary classifier on the feature frame.
+
+    Parameters
+    ----------
+    n_estimators : maximum boosting rounds; early stopping picks the best round on the
+        validation fold (``eval_set`` given to :meth:`fit`, else ``validation_fraction`` of the
+        training rows, stratified). ``early_stopping_rounds=0`` turns early stopping off.
+    class_weight : None or ``"balanced"`` (weights rows so both classes weigh the same), the
+        class-imbalance option. Balanced weights distort probabilities: calibrate afterwards.
+    params : extra LightGBM parameters (``config.churn.lightgbm``); they override the above.
+
+    Attributes: ``booster_`` (lightgbm.Booster), ``best_iteration_``, ``feature_names_in_``,
+    ``categorical_features_``, ``feature_medians_`` (numeric training medians, for reasons).
+    """
+
+    def __init__(self, *, n_estimators: int = 1000, learning_rate: float = 0.05, num_leaves: int = 31,
+                 min_child_samples: int = 20, feature_fraction: float = 0.9, reg_lambda: float = 0.0,
+                 class_weight: str | None = None, early_stopping_rounds: int = 50,
+                 validation_fraction: float = 0.2, seed: int = 42, num_threads: int = 2,
+                 params: dict[str, Any] | None = None) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.feature_fraction = feature_fraction
+        self.reg_lambda = reg_lambda
+        self.class_weight = class_weight
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.num_threads = num_threads
+        self.params = params
+
+    def lgb_params(self) -> dict[str, Any]:
+        """The LightGBM parameters used by :meth:`fit`."""
+        out = {
+            "objective": "binary", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples, "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.reg_lambda, "seed": self.seed, "num_threads": self.num_threads,
+            "deterministic": True, "force_row_wise": True, "verbose": -1,
+        }
+        out.update(self.params or {})
+        return out
+
+    def _weights(self, y: np.ndarray) -> np.ndarray | None:
+        if self.class_weight is None:
+            return None
+        if self.class_weight != "balanced":
+            raise ModelError(f"class_weight={self.class_weight!r}: choose None or 'balanced'")
+        pos = y.mean()
+        return np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos))
+
+    def fit(self, X: pd.DataFrame, y: Any, *, eval_set: tuple[pd.DataFrame, Any] | None = None) -> LightGBMChurn:
+        X = feature_frame(X)
+        y = _labels(y)
+        self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.categorical_features_ = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+        num = X.drop(columns=self.categorical_features_)
+        self.feature_medians_ = {str(c): float(v) for c, v in num.astype(float).median().items()}
+        stop = int(self.early_stopping_rounds) > 0
+        if stop and eval_set is None:
+            tr, va = _split(len(y), y, self.validation_fraction, self.seed)
+            X_fit, y_fit, X_val, y_val = X.iloc[tr], y[tr], X.iloc[va], y[va]
+        elif stop:
+            X_fit, y_fit = X, y
+            X_val, y_val = feature_frame(eval_set[0])[list(X.columns)], _labels(eval_set[1])
+        else:
+            X_fit, y_fit, X_val, y_val = X, y, None, None
+        self.classes_ = np.array([0, 1])
+        train = lgb.Dataset(X_fit, label=y_fit, weight=self._weights(y_fit), categorical_feature="auto",
+                            free_raw_data=False)
+        valid_sets, callbacks = [], []
+        if X_val is not None:
+            valid_sets = [lgb.Dataset(X_val, label=y_val, weight=self._weights(y_val), reference=train)]
+            callbacks = [lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)]
+        self.booster_ = lgb.train(self.lgb_params(), train, num_boost_round=int(self.n_estimators),
+                                  valid_sets=valid_sets, callbacks=callbacks)
+        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        return self
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "booster_")
+        return _check_columns(self, feature_frame(X))
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw score (log-odds of churn)."""
+        return self.booster_.predict(self._prepare(X), num_iteration=self.best_iteration_, raw_score=True)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.booster_.predict(self._prepare(X), num_iteration=self.best_iteration_)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """SHAP values on the log-odds scale (LightGBM's ``pred_contrib=True``): one column per
+        feature plus ``bias``; each row sums to :meth:`decision_function`."""
+        X = self._prepare(X)
+        values = self.booster_.predict(X, num_iteration=self.best_iteration_, pred_contrib=True)
+        return pd.DataFrame(values, columns=[*map(str, X.columns), "bias"], index=X.index)
+
+
+# --------------------------------------------------------------------------- logistic regression
+
+
+class LogisticChurn(ClassifierMixin, BaseEstimator):
+    """Logistic regression baseline: numbers median-imputed and standardised, categories one-hot
+    (missing as their own level, unseen levels ignored)."""
+
+    def __init__(self, *, C: float = 1.0, class_weight: str | None = None, max_iter: int = 2000,
+                 seed: int = 42) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.seed = seed
+
+    @staticmethod
+    def _clean(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+        out = X.copy()
+        for c in out.columns:
+            if c in categorical:
+                out[c] = out[c].astype(object).where(out[c].notna(), "__missing__").astype(str)
+            else:
+                out[c] = out[c].astype(float).replace([np.inf, -np.inf], np.nan)
+        return out
+
+    def fit(self, X: pd.DataFrame, y: Any) -> LogisticChurn:
+        X = feature_frame(X)
+        y = _labels(y)
+        self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.categorical_features_ = [c for c in X.columns
+                                      if isinstance(X[c].dtype, pd.CategoricalDtype) or X[c].dtype == object
+                                      or pd.api.types.is_string_dtype(X[c].dtype)]
+        numeric = [c for c in X.columns if c not in self.categorical_features_]
+        pre = ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
+             numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), self.categorical_features_),
+        ])
+        self.pipeline_ = Pipeline([
+            ("prepare", pre),
+            ("model", LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                         random_state=self.seed)),
+        ]).fit(self._clean(X, self.categorical_features_), y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
+        X = _check_columns(self, feature_frame(X))
+        return self.pipeline_.predict_proba(self._clean(X, self.categorical_features_))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- BG/NBD P(alive)
+
+
+class PAliveChurn(ClassifierMixin, BaseEstimator):
+    """BG/NBD baseline: fitted on ``frequency``, ``recency``, ``T`` (labels are not used).
+
+    ``score="p_alive"``: churn score ``1 - P(alive)`` (Fader, Hardie and Lee 2008, note 021). Note
+    that BG/NBD holds every one-time buyer alive (P = 1), so they all tie at 0.
+    ``score="no_purchase"``: probability of no purchase in the next ``horizon_days``,
+    ``1 - P(alive) * (1 - ((alpha + T) / (alpha + T + h)) ** (r + x))`` (given alive, the purchase
+    rate is Gamma(r + x, alpha + T) and no dropout happens without a purchase).
+    Customers without a purchase (NaN frequency) get the training mean score.
+    """
+
+    def __init__(self, *, score: str = "p_alive", horizon_days: float = 182, time_unit: str = "W",
+                 penalizer: float = 0.0) -> None:
+        self.score = score
+        self.horizon_days = horizon_days
+        self.time_unit = time_unit
+        self.penalizer = penalizer
+
+    @staticmethod
+    def _rfm(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        missing = [c for c in ("frequency", "recency", "T") if c not in X.columns]
+        if missing:
+            raise ModelError(f"the P(alive) baseline needs transaction features; missing {missing}")
+        x, tx, T = (X[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        ok = np.isfinite(x) & np.isfinite(tx) & np.isfinite(T)
+        return x, tx, T, ok
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        x, tx, T, ok = self._rfm(feature_frame(X))
+        out = np.full(len(x), np.nan)
+        if ok.any():
+            alive = self.model_.probability_alive(x[ok], tx[ok], T[ok])
+            if self.score == "p_alive":
+                out[ok] = 1 - alive
+            else:
+                p = self.model_.params_
+                h = self.horizon_days / _UNIT_DAYS[self.time_unit]
+                quiet = ((p["alpha"] + T[ok]) / (p["alpha"] + T[ok] + h)) ** (p["r"] + x[ok])
+                out[ok] = 1 - alive * (1 - quiet)
+        return out
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> PAliveChurn:
+        if self.score not in ("p_alive", "no_purchase"):
+            raise ModelError(f"score={self.score!r}: choose 'p_alive' or 'no_purchase'")
+        if self.time_unit not in _UNIT_DAYS:
+            raise ModelError(f"time_unit={self.time_unit!r}: choose one of {', '.join(_UNIT_DAYS)}")
+        x, tx, T, ok = self._rfm(feature_frame(X))
+        self.model_ = TransactionModel("bgnbd", penalizer=self.penalizer).fit(x[ok], tx[ok], T[ok])
+        self.classes_ = np.array([0, 1])
+        raw = self._raw(X)
+        self.fill_ = float(np.nanmean(raw)) if np.isfinite(raw).any() else 0.5
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        s = self._raw(X)
+        s = np.clip(np.where(np.isnan(s), self.fill_, s), 0.0, 1.0)
+        return np.column_stack([1 - s, s])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+class CalibratedChurn(ClassifierMixin, BaseEstimator):
+    """A churn model whose scores are mapped to probabilities fitted on a separate fold.
+
+    ``fit`` holds out ``calibration_fraction`` of the rows (stratified, seeded), fits ``estimator``
+    on the rest and the map on the held-out scores; or uses ``calibration_set=(X, y)`` when given.
+    ``method="isotonic"``: monotone step map (needs a few hundred rows); ``"sigmoid"``: Platt's
+    ``1 / (1 + exp(-(a * logit(s) + b)))``. The fitted map is plain arrays/numbers
+    (``isotonic_.X_thresholds_``/``y_thresholds_`` or ``sigmoid_``) for export.
+    """
+
+    def __init__(self, estimator: Any, *, method: str = "isotonic", calibration_fraction: float = 0.2,
+                 seed: int = 42) -> None:
+        self.estimator = estimator
+        self.method = method
+        self.calibration_fraction = calibration_fraction
+        self.seed = seed
+
+    @staticmethod
+    def _logit(s: np.ndarray) -> np.ndarray:
+        s = np.clip(s, 1e-6, 1 - 1e-6)
+        return np.log(s / (1 - s))
+
+    def fit(self, X: pd.DataFrame, y: Any, *, calibration_set: tuple[pd.DataFrame, Any] | None = None) -> CalibratedChurn:
+        if self.method not in ("isotonic", "sigmoid"):
+            raise ModelError(f"method={self.method!r}: choose 'isotonic' or 'sigmoid'")
+        y = _labels(y)
+        if calibration_set is None:
+            tr, ca = _split(len(y), y, self.calibration_fraction, self.seed)
+            X_fit, y_fit, X_cal, y_cal = X.iloc[tr], y[tr], X.iloc[ca], y[ca]
+        else:
+            X_fit, y_fit, (X_cal, y_cal) = X, y, calibration_set
+            y_cal = _labels(y_cal)
+        from sklearn.base import clone
+        self.estimator_ = clone(self.estimator).fit(X_fit, y_fit)
+        s = self.estimator_.predict_proba(X_cal)[:, 1]
+        if self.method == "isotonic":
+            self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y_cal)
+        else:
+            lr = LogisticRegression(C=1e6, max_iter=1000).fit(self._logit(s)[:, None], y_cal)
+            self.sigmoid_ = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        s = self.estimator_.predict_proba(X)[:, 1]
+        if self.method == "isotonic":
+            p = self.isotonic_.predict(s)
+        else:
+            p = 1 / (1 + np.exp(-(self.sigmoid_["a"] * self._logit(s) + self.sigmoid_["b"])))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
