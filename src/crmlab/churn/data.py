@@ -94,7 +94,7 @@ def parse_churn_labels(values: pd.Series, *, column: str = "churn", frame: pd.Da
     bad = ~(pos | neg)
     if bad.any():
         raw = values[bad]
-        shown = sorted({repr(v) for v in raw.tolist()})[:10]
+        shown = sorted({repr(v) if _label_key(v) is not None else "(missing)" for v in raw.tolist()})[:10]
         first = int(np.flatnonzero(bad)[0])
         example = (frame.iloc[first].to_dict() if frame is not None else {column: values.iloc[first]})
         raise DataError(
