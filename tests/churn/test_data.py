@@ -31,7 +31,7 @@ def _contract(n: int = 200, seed: int = 0) -> pd.DataFrame:
     plan = rng.choice(["monthly", "yearly", "two_year"], n)
     charges = rng.gamma(4, 20, n)
     tenure = rng.integers(1, 72, n)
-    logit = -1 + 1.5 * (plan == "monthly") - 0.03 * tenure + 0.01 * charges
+    logit = -1 + 2.5 * (plan == "monthly") - 0.05 * tenure + 0.015 * charges
     churn = rng.random(n) < 1 / (1 + np.exp(-logit))
     return pd.DataFrame({
         "customer_id": [f"K{i:04d}" for i in range(n)],

@@ -1,0 +1,81 @@
+"""Churn models: a contract table trains and scores; calibration; reasons follow SHAP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from crmlab.churn.data import make_contract_dataset
+from crmlab.churn.explain import global_importance, shap_values, top_reasons
+from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
+from crmlab.errors import ModelError
+from tests.churn.test_data import _contract
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return make_contract_dataset(_contract(1500, seed=4), label_column="Churn", seed=0)
+
+
+def _small_lgbm(**kw) -> LightGBMChurn:
+    return LightGBMChurn(n_estimators=200, learning_rate=0.1, num_leaves=7, min_child_samples=20, **kw)
+
+
+def test_contract_table_trains_lightgbm_and_logistic_and_scores(contract):
+    for model in (_small_lgbm(), _small_lgbm(class_weight="balanced"), LogisticChurn()):
+        model.fit(contract.X_train, contract.y_train)
+        p = model.predict_proba(contract.X_valid)[:, 1]
+        assert p.shape == (len(contract.y_valid),) and np.all((p >= 0) & (p <= 1))
+        # the mechanism is logistic in plan, tenure and charges: both learn it
+        assert roc_auc_score(contract.y_valid, p) > 0.8
+
+
+def test_lightgbm_is_deterministic_and_uses_native_categoricals(contract):
+    a = _small_lgbm().fit(contract.X_train, contract.y_train)
+    b = _small_lgbm().fit(contract.X_train, contract.y_train)
+    assert np.array_equal(a.predict_proba(contract.X_valid), b.predict_proba(contract.X_valid))
+    assert a.categorical_features_ == ["plan"]
+    assert a.booster_.pandas_categorical == [["monthly", "two_year", "yearly"]]
+
+
+def test_calibrated_probabilities_average_to_the_churn_rate(contract):
+    for method in ("isotonic", "sigmoid"):
+        model = CalibratedChurn(_small_lgbm(class_weight="balanced"), method=method).fit(contract.X_train,
+                                                                                          contract.y_train)
+        p = model.predict_proba(contract.X_valid)[:, 1]
+        assert abs(p.mean() - contract.y_valid.mean()) < 0.05
+
+
+def test_missing_feature_and_bad_labels_are_model_errors(contract):
+    model = LogisticChurn().fit(contract.X_train, contract.y_train)
+    with pytest.raises(ModelError, match="missing"):
+        model.predict_proba(contract.X_valid.drop(columns="plan"))
+    with pytest.raises(ModelError, match="both classes"):
+        LogisticChurn().fit(contract.X_train, np.zeros(len(contract.y_train)))
+    with pytest.raises(ModelError, match="transaction features"):
+        PAliveChurn().fit(contract.X_train)
+
+
+def test_top_reasons_match_the_sign_of_shap_contributions(contract):
+    model = _small_lgbm().fit(contract.X_train, contract.y_train)
+    X = contract.X_valid.head(50)
+    contrib = shap_values(model, X)
+    # contributions add up to the log-odds
+    assert np.allclose(contrib.sum(axis=1), model.decision_function(X))
+    reasons = top_reasons(model, X)
+    for i in range(len(X)):
+        for j in (1, 2, 3):
+            feat, c, text = reasons.iloc[i][[f"feature_{j}", f"contribution_{j}", f"reason_{j}"]]
+            assert c == pytest.approx(contrib.iloc[i][feat])
+            assert text.startswith(feat) and text.endswith(f"({c:+.2f})")
+        # ordered by absolute size
+        sizes = reasons.iloc[i][["contribution_1", "contribution_2", "contribution_3"]].abs().to_numpy(float)
+        assert np.all(np.diff(sizes) <= 0)
+    risk = top_reasons(model, X, risk_only=True)
+    assert (risk["contribution_1"].dropna() > 0).all()
+    imp = global_importance(model, X)
+    assert set(imp["feature"]) == set(contract.X_train.columns)
+    assert imp["mean_abs_shap"].is_monotonic_decreasing
+    assert imp["gain_share"].sum() == pytest.approx(1.0)
