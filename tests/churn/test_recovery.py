@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
 from sklearn.metrics import roc_auc_score
 
 from crmlab.churn.data import make_snapshot_dataset

@@ -21,7 +21,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
@@ -332,7 +332,6 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
         else:
             X_fit, y_fit, (X_cal, y_cal) = X, y, calibration_set
             y_cal = _labels(y_cal)
-        from sklearn.base import clone
         self.estimator_ = clone(self.estimator).fit(X_fit, y_fit)
         s = self.estimator_.predict_proba(X_cal)[:, 1]
         if self.method == "isotonic":
