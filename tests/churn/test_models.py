@@ -78,3 +78,20 @@ def test_top_reasons_match_the_sign_of_shap_contributions(contract):
     assert set(imp["feature"]) == set(contract.X_train.columns)
     assert imp["mean_abs_shap"].is_monotonic_decreasing
     assert imp["gain_share"].sum() == pytest.approx(1.0)
+
+
+def test_p_alive_baseline_scores_follow_bgnbd():
+    from crmlab.data.io import load_cdnow_sample_summary
+
+    rfm = load_cdnow_sample_summary()[["frequency", "recency", "T"]]
+    one_timer = rfm.iloc[[0]].assign(frequency=0.0, recency=0.0, T=30.0)
+    alive = PAliveChurn().fit(rfm)
+    # published BG/NBD fit of this sample (Fader, Hardie and Lee 2005): r 0.243, alpha 4.414
+    assert alive.model_.params_["r"] == pytest.approx(0.243, abs=0.002)
+    assert alive.predict_proba(one_timer)[0, 1] == pytest.approx(0.0)  # BG/NBD: never dropped out
+    quiet = PAliveChurn(score="no_purchase", horizon_days=7 * 26).fit(rfm)
+    r, a = quiet.model_.params_["r"], quiet.model_.params_["alpha"]
+    # x = 0: alive, so P(no purchase in h) = ((alpha + T) / (alpha + T + h)) ** r
+    assert quiet.predict_proba(one_timer)[0, 1] == pytest.approx(((a + 30) / (a + 30 + 26)) ** r)
+    no_history = rfm.iloc[[0]].assign(frequency=float("nan"))
+    assert quiet.predict_proba(no_history)[0, 1] == pytest.approx(quiet.fill_)
