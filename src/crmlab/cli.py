@@ -42,9 +42,20 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the resolved configuration or its JSON schema.", no_args_is_help=True)
 data_app = typer.Typer(help="Synthetic data and cleaning.", no_args_is_help=True)
 features_app = typer.Typer(help="The shared customer features.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a pipeline: evaluate, export to models/, track in MLflow.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+app.add_typer(train_app, name="train")
+
+# pipeline -> "module:function"; each takes (cfg, *, tracker=None, step=None) and returns a result
+# with .summary() -> list[str], .run_id and .tracking_uri
+TRAINERS: dict[str, str] = {
+    "clv": "crmlab.clv.pipeline:train_clv",
+    "churn": "crmlab.churn.pipeline:train_churn",
+    "segmentation": "crmlab.segmentation.pipeline:train_segmentation",
+    "forecast": "crmlab.forecast.pipeline:train_forecast",
+}
 
 SetOpt = Annotated[
     list[str] | None,
@@ -205,6 +216,28 @@ def _write_table(df: Any, path: Path) -> None:
     from crmlab.utils import write_table_atomic
 
     write_table_atomic(df, path)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train(pipeline: str, sets: list[str] | None) -> Any:
+    import importlib
+
+    module, _, name = TRAINERS[pipeline].partition(":")
+    trainer = getattr(importlib.import_module(module), name)
+    result = trainer(_config(sets), step=_step)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if getattr(result, "run_id", None):
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+    return result
+
+
+@train_app.command("clv")
+def train_clv(set_: SetOpt = None) -> None:
+    """BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma: holdout evaluation, LightGBM challenger, export."""
+    _train("clv", set_)
 
 
 # --------------------------------------------------------------------------- demo

@@ -186,6 +186,24 @@ class ClvResult:
     tracking_uri: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> list[str]:
+        """A few lines for the CLI: the fitted model, the holdout figures, the challenger's verdict."""
+        m, w = self.metrics, self.window
+        params = ", ".join(f"{k}={v:.4g}" for k, v in _named_params(self.models).items())
+        lines = [
+            f"{self.models.transaction.kind} + Gamma-Gamma refitted to {w.as_of} on "
+            f"{int(self.models.transaction.report_['n_customers']):,} customers: {params}",
+            f"holdout {w.calibration_end} -> {w.holdout_end}: purchases MAE {m['purchases_mae']:.3f}, "
+            f"total {m['purchases_total_predicted']:,.0f} predicted vs {m['purchases_total_actual']:,.0f} actual "
+            f"({m['purchases_total_pct_error']:+.1f}%); spend Gini {m['spend_gini']:.3f}, "
+            f"top-decile share {m['spend_top_decile_share']:.1%}",
+        ]
+        if self.comparison is not None:
+            wins = self.comparison.groupby("winner")["metric"].apply(lambda s: ", ".join(s))
+            lines.append("challenger comparison: " + "; ".join(f"{k} wins {v}" for k, v in wins.items()))
+        lines.append(f"bundle: {self.bundle_path}")
+        return lines
+
 
 # --------------------------------------------------------------------------- steps
 
