@@ -234,10 +234,96 @@ def _train(pipeline: str, sets: list[str] | None) -> Any:
     return result
 
 
+@train_app.command("all")
+def train_all(set_: SetOpt = None) -> None:
+    """Train every pipeline in turn (CLV, churn, segmentation, forecast)."""
+    for pipeline in ("clv", "churn", "segmentation", "forecast"):
+        console.rule(f"train {pipeline}")
+        _train(pipeline, set_)
+
+
 @train_app.command("clv")
 def train_clv(set_: SetOpt = None) -> None:
     """BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma: holdout evaluation, LightGBM challenger, export."""
     _train("clv", set_)
+
+
+# --------------------------------------------------------------------------- scoring and registry
+
+
+@app.command("score")
+def score(
+    set_: SetOpt = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Cut-off date YYYY-MM-DD (default: config).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="scores.parquet or scores.csv.")] = None,
+    source: Annotated[str | None, typer.Option(help="models (bundles in models/) or registry (champions).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Only these pipelines (repeatable).")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Customers per chunk (default: config).")] = None,
+) -> None:
+    """Score every customer with every trained customer model: one row per customer, written atomically."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from crmlab.scoring import write_scores
+    from crmlab.workflow import prepare_data
+
+    cfg = _config(set_)
+    if source not in (None, "models", "registry"):
+        raise typer.BadParameter("--source must be 'models' or 'registry'")
+    target = out_file or cfg.project.output.dir / "scores.parquet"
+    with _step("Loading and cleaning the data"):
+        tables = prepare_data(cfg.project).tables
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("Scoring customers", total=None)
+        summary = write_scores(cfg, target, as_of=as_of, pipelines=model or None, source=source, tables=tables,
+                               chunk_size=chunk_size, progress=lambda done, total: bar.update(task, completed=done,
+                                                                                              total=total))
+    models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
+    out.print(f"{summary['rows']:,} customers scored at {summary['as_of']} with {models} -> {summary['path']}",
+              soft_wrap=True)
+
+
+@app.command("promote")
+def promote(
+    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
+    version: Annotated[str, typer.Argument(help="Registered model version to make the champion.")],
+    set_: SetOpt = None,
+) -> None:
+    """Move the registry's 'champion' alias of a pipeline's model to VERSION."""
+    from crmlab.registry import promote as do_promote
+
+    cfg = _config(set_)
+    info = do_promote(cfg.project.tracking, pipeline, version, reason="promoted by hand (crmlab promote)")
+    out.print(f"{info.name} version {info.version} is now the champion")
+
+
+@app.command("compare")
+def compare(
+    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
+    set_: SetOpt = None,
+    last: Annotated[int, typer.Option(help="How many recent runs.")] = 10,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="Metrics to show (repeatable).")] = None,
+) -> None:
+    """A leaderboard of the pipeline's recent training runs from MLflow, metrics side by side."""
+    from crmlab.registry import PRIMARY_METRICS, recent_runs
+
+    cfg = _config(set_)
+    df = recent_runs(cfg.project.tracking, pipeline, last=last, metrics=metric or None)
+    if df.empty:
+        out.print(f"no {pipeline} runs in {cfg.project.tracking.uri} (experiment {cfg.project.tracking.experiment!r})")
+        return
+    fixed = ["run_id", "started", "version", "champion"]
+    metrics = [c for c in df.columns if c not in (*fixed, "status")]
+    shown = df[fixed + metrics[: len(metric) if metric else 6]].copy()
+    shown["run_id"] = shown["run_id"].str[:8]
+    shown["champion"] = shown["champion"].map({True: "*", False: ""})
+    primary, higher = PRIMARY_METRICS[pipeline]
+    out.print(f"{pipeline}: the last {len(df)} runs, newest first; primary metric {primary} "
+              f"({'higher' if higher else 'lower'} is better); * = champion", soft_wrap=True)
+    out.print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), soft_wrap=True, markup=False,
+              highlight=False)
+    if not metric and len(metrics) > 6:
+        out.print(f"(+{len(metrics) - 6} more metrics: --metric NAME to choose)")
 
 
 # --------------------------------------------------------------------------- demo

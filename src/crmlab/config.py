@@ -169,6 +169,25 @@ class OutputConfig(Frozen):
     models_dir: Path = Field(Path("models"), description="Exported model bundles, one folder per pipeline.")
 
 
+class ScoringConfig(Frozen):
+    source: Literal["models", "registry"] = Field(
+        "models", description="Score with the bundles in output.models_dir, or with the registry's 'champion' versions."
+    )
+    pipelines: list[Literal["churn", "clv", "segmentation"]] = Field(
+        default_factory=lambda: ["churn", "clv", "segmentation"],
+        description="Customer models to score with; one that was never trained is skipped with a warning.",
+    )
+    chunk_size: int = Field(500_000, gt=0, description="Customers per chunk: bounds memory while scoring.")
+
+
+class RetrainConfig(Frozen):
+    margin: float = Field(
+        0.0, ge=0, description="Promote a challenger only if its primary metric beats the champion's by more than this."
+    )
+    trials: int = Field(20, ge=0, description="Optuna trials per retraining (pipelines that tune).")
+    timeout: float | None = Field(None, gt=0, description="Seconds of tuning at most per retraining.")
+
+
 class ProjectConfig(Frozen):
     name: str = "crmlab"
     seed: int = 42
@@ -181,6 +200,8 @@ class ProjectConfig(Frozen):
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
 
 # --------------------------------------------------------------------------- pipelines

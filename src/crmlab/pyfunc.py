@@ -43,13 +43,14 @@ def log_pyfunc(
     registered_model_name: str | None = None,
     name: str = "model",
 ) -> Any:
-    """Log the bundle as a pyfunc model in the active run (optionally registering a version)."""
+    """Log the bundle as a pyfunc model in the active run, optionally registering a version (the first
+    version of a registered model becomes its ``champion``)."""
     import mlflow
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, output_example)
     entry = Path(__file__).with_name("_pyfunc_entry.py")
-    return mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(entry),
         artifacts={"bundle": str(bundle_dir)},
@@ -58,3 +59,9 @@ def log_pyfunc(
         pip_requirements=[f"crmlab=={__version__}"],
         registered_model_name=registered_model_name,
     )
+    version = getattr(info, "registered_model_version", None)
+    if registered_model_name and version is not None:
+        from crmlab.registry import ensure_champion
+
+        ensure_champion(registered_model_name, version)
+    return info

@@ -1,0 +1,240 @@
+"""Batch scoring of the whole customer base: one row per customer, every customer model.
+
+``crmlab score --as-of DATE --out scores.parquet`` and :func:`score_customers` do the same thing:
+
+1. load and clean the configured tables (:func:`crmlab.workflow.prepare_data`);
+2. load each customer model's bundle, from ``models/<pipeline>/`` or from the MLflow registry's
+   ``champion`` (``project.scoring.source``); a model that was never trained is left out with a
+   warning, unless it was asked for by name;
+3. split the customers into chunks of ``project.scoring.chunk_size`` by their sorted ids (all rows
+   of a customer in the same chunk), and for each chunk build the shared features at ``as_of`` and
+   call every model's scoring function (the same functions the MLflow pyfuncs call);
+4. write the chunks one after another to a temporary file beside the target and move it into place
+   when complete: a killed run leaves the previous file intact, never half a file.
+
+The output is sorted by ``customer_id`` and the same for the same inputs and models, whatever the
+chunk size (tested), so running it twice gives the same file.
+
+Columns: ``customer_id``, ``as_of``, then each model's columns (churn: ``churn_probability``,
+``risk_tier``, ``reason_1..3``; clv: ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv``;
+segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_version`` naming the bundle
+(its hash, or ``registry:<version>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmlab.config import CrmlabConfig
+from crmlab.data.io import Tables
+from crmlab.errors import ConfigError, ModelError
+from crmlab.export import Bundle, load_bundle
+from crmlab.features import build_features_from_tables
+from crmlab.pyfunc import get_scorer
+
+__all__ = ["CUSTOMER_MODELS", "LoadedModel", "iter_score_chunks", "load_models", "score_customers", "write_scores"]
+
+log = logging.getLogger(__name__)
+
+#: Pipelines with one score per customer (forecast predicts sales per period, not per customer).
+CUSTOMER_MODELS: tuple[str, ...] = ("churn", "clv", "segmentation")
+
+Progress = Callable[[int, int], None]  # (customers done, customers in all)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    pipeline: str
+    bundle: Bundle
+    version: str
+    source: str
+
+
+def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, source: str | None = None,
+                workdir: str | Path | None = None) -> dict[str, LoadedModel]:
+    """The bundles to score with. ``pipelines=None``: every customer model that has been trained
+    (the others are skipped with a warning); named pipelines must all be there."""
+    scoring = cfg.project.scoring
+    source = source or scoring.source
+    asked = list(pipelines) if pipelines else list(scoring.pipelines)
+    unknown = [p for p in asked if p not in CUSTOMER_MODELS]
+    if unknown:
+        raise ConfigError(f"cannot score customers with {unknown}: choose from {list(CUSTOMER_MODELS)}")
+    strict = pipelines is not None
+    models: dict[str, LoadedModel] = {}
+    for pipeline in asked:
+        try:
+            if source == "registry":
+                from crmlab.registry import champion_bundle
+
+                dst = Path(workdir or tempfile.mkdtemp(prefix="crmlab-champions-")) / pipeline
+                path, info = champion_bundle(cfg.project.tracking, pipeline, dst)
+                bundle = load_bundle(path, pipeline=pipeline)
+                models[pipeline] = LoadedModel(pipeline, bundle, f"registry:{info.version}",
+                                               f"models:/{info.name}@champion")
+            else:
+                path = Path(cfg.project.output.models_dir) / pipeline
+                bundle = load_bundle(path, pipeline=pipeline)
+                models[pipeline] = LoadedModel(pipeline, bundle, str(bundle.manifest.get("bundle_hash", "")), str(path))
+        except ModelError as exc:
+            if strict:
+                raise
+            log.warning("not scoring %s: %s", pipeline, exc)
+    if not models:
+        raise ModelError(
+            f"no trained customer model to score with (looked in {source}: "
+            + (f"{cfg.project.output.models_dir}/<pipeline>" if source != "registry" else "the registry's champions")
+            + "); run `crmlab train all` first"
+        )
+    return models
+
+
+def _chunks(tables: Tables, chunk_size: int) -> Iterator[tuple[Tables, int, int]]:
+    """Split the tables into chunks of at most ``chunk_size`` customers by sorted id; yields the
+    chunk's tables, its number of distinct ids and the total number of ids."""
+    frames = {name: df for name, df in tables.items()}
+    ids = pd.Index(pd.concat([df["customer_id"].astype("string") for df in frames.values()], ignore_index=True)
+                   .dropna().unique()).sort_values()
+    n = len(ids)
+    if n == 0:
+        return
+    n_chunks = max(1, math.ceil(n / chunk_size))
+    codes = {name: ids.get_indexer(df["customer_id"].astype("string")) for name, df in frames.items()}
+    orders = {}
+    bounds = {}
+    for name, c in codes.items():
+        bucket = np.where(c >= 0, c // chunk_size, n_chunks)  # rows without an id go to no chunk
+        order = np.argsort(bucket, kind="stable")
+        orders[name] = order
+        bounds[name] = np.searchsorted(bucket[order], np.arange(n_chunks + 1))
+    for i in range(n_chunks):
+        parts = {name: frames[name].iloc[orders[name][bounds[name][i]:bounds[name][i + 1]]] for name in frames}
+        yield (Tables(transactions=parts.get("transactions"), customers=parts.get("customers"),
+                      interactions=parts.get("interactions"), sources=dict(tables.sources)),
+               min(chunk_size, n - i * chunk_size), n)
+
+
+def _category_levels(tables: Tables) -> dict[str, list[str]]:
+    """Text attributes become categoricals whose levels would differ from chunk to chunk; fix them
+    from the whole customer table so every chunk (and every run) encodes them alike."""
+    if tables.customers is None:
+        return {}
+    levels = {}
+    for col in tables.customers.columns:
+        s = tables.customers[col]
+        if col != "customer_id" and (isinstance(s.dtype, (pd.CategoricalDtype, pd.StringDtype)) or s.dtype == object):
+            levels[col] = sorted(map(str, s.dropna().unique()))
+    return levels
+
+
+def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
+                      chunk_size: int | None = None, progress: Progress | None = None) -> Iterator[pd.DataFrame]:
+    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk."""
+    chunk_size = chunk_size or cfg.project.scoring.chunk_size
+    levels = _category_levels(tables)
+    done = 0
+    for part, n_ids, total in _chunks(tables, chunk_size):
+        feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
+        for col, cats in levels.items():
+            if col in feats.columns and isinstance(feats[col].dtype, pd.CategoricalDtype):
+                feats[col] = pd.Categorical(feats[col].astype("string"), categories=cats)
+        out = pd.DataFrame({"customer_id": feats["customer_id"].to_numpy(),
+                            "as_of": np.full(len(feats), np.datetime64(pd.Timestamp(as_of).date(), "ms"))})
+        for pipeline, model in models.items():
+            if feats.empty:
+                break
+            scores = get_scorer(pipeline)(feats, model.bundle)
+            if len(scores) != len(feats) or not (scores["customer_id"].to_numpy() == out["customer_id"].to_numpy()).all():
+                scores = out[["customer_id"]].merge(scores, on="customer_id", how="left", validate="1:1")
+            for col in scores.columns:
+                if col != "customer_id":
+                    out[col] = scores[col].to_numpy()
+            out[f"{pipeline}_model_version"] = model.version
+        done += n_ids
+        if progress is not None:
+            progress(done, total)
+        if not out.empty:
+            yield out
+
+
+def score_customers(cfg: CrmlabConfig, *, as_of: date | str | None = None, pipelines: Sequence[str] | None = None,
+                    source: str | None = None, tables: Tables | None = None) -> pd.DataFrame:
+    """Score every customer in memory and return the table (see the module doc for the columns).
+
+    ``tables``: already clean tables; default: the configured data, loaded and cleaned."""
+    tables, as_of_d = _tables_and_as_of(cfg, tables, as_of)
+    models = load_models(cfg, pipelines=pipelines, source=source)
+    parts = list(iter_score_chunks(tables, cfg, models, as_of=as_of_d))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "as_of"])
+
+
+def _tables_and_as_of(cfg: CrmlabConfig, tables: Tables | None, as_of: date | str | None) -> tuple[Tables, date]:
+    from crmlab.workflow import prepare_data, resolve_as_of
+
+    if tables is None:
+        tables = prepare_data(cfg.project).tables
+    as_of_d = pd.Timestamp(as_of).date() if as_of is not None else resolve_as_of(cfg.project, tables)
+    if as_of_d is None:
+        raise ConfigError("no cut-off date: set --as-of (or project.as_of); there are no transactions to take it from")
+    return tables, as_of_d
+
+
+def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None = None,
+                 pipelines: Sequence[str] | None = None, source: str | None = None, tables: Tables | None = None,
+                 chunk_size: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Score every customer into ``out`` (``.parquet`` or ``.csv``), chunk by chunk, atomically.
+
+    Returns a summary: path, rows, as_of, the models and their versions."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {out}: write .parquet or .csv")
+    tables, as_of_d = _tables_and_as_of(cfg, tables, as_of)
+    models = load_models(cfg, pipelines=pipelines, source=source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    rows = 0
+    try:
+        writer = None
+        schema = None
+        for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size, progress=progress):
+            rows += len(chunk)
+            if suffix == ".csv":
+                chunk.to_csv(tmp, mode="a" if rows > len(chunk) else "w", header=rows == len(chunk), index=False)
+                continue
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(tmp, schema)
+            else:
+                table = table.cast(schema)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+        elif suffix == ".parquet":
+            pd.DataFrame(columns=["customer_id", "as_of"]).to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"path": out, "rows": rows, "as_of": as_of_d,
+            "models": {p: {"version": m.version, "source": m.source} for p, m in models.items()}}

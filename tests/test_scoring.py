@@ -1,0 +1,144 @@
+"""Batch scoring, the registry and the comparison of runs, on real bundles and a real MLflow store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmlab.clv.pipeline import train_clv
+from crmlab.config import load_config
+from crmlab.data.synth import write_synthetic
+from crmlab.errors import ModelError
+from crmlab.registry import get_champion, promote, recent_runs
+from crmlab.scoring import load_models, score_customers, write_scores
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic CRM, an MLflow store and two trainings of the CLV model (versions 1 and 2)."""
+    root = tmp_path_factory.mktemp("scoring")
+    paths = write_synthetic(root / "synth", n_customers=1200, seed=21)
+    sets = [
+        f"project.tracking.uri=sqlite:///{root / 'mlflow.db'}",
+        f"project.tracking.artifact_dir={root / 'mlartifacts'}",
+        f"project.output.dir={root / 'outputs'}",
+        f"project.output.models_dir={root / 'models'}",
+        f"project.data.transactions.path={paths['transactions']}",
+        f"project.data.customers.path={paths['customers']}",
+        "project.cleaning.max_date=2024-12-31",
+        "clv.calibration_start=null", "clv.calibration_end=null", "clv.holdout_weeks=26", "clv.challenger=false",
+    ]
+    cfg = load_config(root / "no-configs", sets)
+    first = train_clv(cfg)
+    second = train_clv(load_config(root / "no-configs", [*sets, "clv.penalizer=0.01"]))
+    return root, sets, cfg, first, second
+
+
+def test_scores_are_one_row_per_customer_whatever_the_chunks(trained, tmp_path):
+    root, _, cfg, first, second = trained
+    whole = score_customers(cfg)
+    assert whole["customer_id"].is_unique and whole["customer_id"].is_monotonic_increasing
+    assert {"as_of", "p_alive", "expected_purchases", "expected_spend", "clv", "clv_model_version"} <= set(whole.columns)
+    # every customer of the clean customer table (and every buyer) has a row
+    from crmlab.workflow import prepare_data
+
+    tables = prepare_data(cfg.project).tables
+    assert set(whole["customer_id"]) >= set(tables.customers["customer_id"])
+    assert set(whole["customer_id"]) >= set(tables.transactions["customer_id"])
+    # the scores are the model's: same numbers as the bundle's training-time scores
+    merged = whole.merge(second.scores, on="customer_id", suffixes=("", "_train"))
+    assert len(merged) == len(second.scores)
+    np.testing.assert_allclose(merged["clv"], merged["clv_train"], rtol=1e-12)
+    # chunking changes nothing
+    write_scores(cfg, tmp_path / "a.parquet", tables=tables)
+    write_scores(cfg, tmp_path / "b.parquet", tables=tables, chunk_size=97)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), whole)
+
+
+def test_scoring_twice_gives_the_same_file(trained, tmp_path):
+    _, _, cfg, _, _ = trained
+    for name in ("one", "two"):
+        write_scores(cfg, tmp_path / f"{name}.parquet", chunk_size=300)
+        write_scores(cfg, tmp_path / f"{name}.csv", chunk_size=300)
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "two.parquet").read_bytes()
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    csv = pd.read_csv(tmp_path / "one.csv", dtype={"customer_id": str})
+    assert len(csv) == len(pd.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_a_killed_run_leaves_the_previous_file_intact(trained, tmp_path):
+    root, sets, _, _, _ = trained
+    out = tmp_path / "scores.parquet"
+    out.write_bytes(b"previous scores")
+    args = [sys.executable, "-m", "crmlab", "-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)],
+            "score", "--out", str(out), "--chunk-size", "5"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".scores.parquet.*.partial")):
+        assert proc.poll() is None, "the scoring run ended before it started writing"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == b"previous scores"
+    # the next run clears the leftover and replaces the file whole
+    subprocess.run(args[:-1] + ["500"], check=True, capture_output=True, cwd=tmp_path)
+    assert not list(tmp_path.glob(".scores.parquet.*.partial"))
+    assert len(pd.read_parquet(out)) > 1000
+
+
+def test_registry_champion_promotion_and_scoring_from_it(trained, tmp_path):
+    root, _, cfg, first, second = trained
+    tracking = cfg.project.tracking
+    # the first registered version became the champion by itself; the second did not
+    assert get_champion(tracking, "clv").version == "1"
+    from_registry = score_customers(cfg, source="registry")
+    assert set(from_registry["clv_model_version"]) == {"registry:1"}
+    np.testing.assert_allclose(
+        from_registry.set_index("customer_id").loc[first.scores["customer_id"], "clv"], first.scores["clv"], rtol=1e-12)
+    promote(tracking, "clv", 2, reason="test")
+    assert get_champion(tracking, "clv").version == "2"
+    assert set(score_customers(cfg, source="registry")["clv_model_version"]) == {"registry:2"}
+    with pytest.raises(ModelError, match=r"no version 9 \(versions: 1, 2\)"):
+        promote(tracking, "clv", 9)
+    board = recent_runs(tracking, "clv")
+    assert list(board["version"]) == ["2", "1"] and list(board["champion"]) == [True, False]
+    assert board.columns[5] == "purchases_mae"
+    assert board["purchases_mae"].notna().all()
+
+
+def test_missing_models_are_named(trained, tmp_path):
+    _, sets, _, _, _ = trained
+    cfg = load_config(tmp_path / "no-configs", [*sets, f"project.output.models_dir={tmp_path / 'none'}"])
+    with pytest.raises(ModelError, match="no trained customer model"):
+        load_models(cfg)
+    with pytest.raises(ModelError, match="churn"):
+        load_models(load_config(tmp_path / "no-configs", sets), pipelines=["churn"])
+
+
+def test_cli_score_compare_promote(trained, tmp_path, capsys):
+    from crmlab.cli import main
+
+    root, sets, _, _, _ = trained
+    flags = ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
+    assert main([*flags, "score", "--out", str(tmp_path / "s.csv"), "--model", "clv"]) == 0
+    assert "customers scored" in capsys.readouterr().out
+    assert main([*flags, "compare", "clv"]) == 0
+    assert "purchases_mae" in capsys.readouterr().out
+    assert main([*flags, "promote", "clv", "42"]) == 2
+    assert "no version 42" in capsys.readouterr().err
+
+
+def test_top_level_api():
+    import crmlab
+
+    assert crmlab.score_customers is score_customers
+    assert callable(crmlab.score_clv)
