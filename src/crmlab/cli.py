@@ -48,14 +48,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 
-# pipeline -> "module:function"; each takes (cfg, *, tracker=None, step=None) and returns a result
-# with .summary() -> list[str], .run_id and .tracking_uri
-TRAINERS: dict[str, str] = {
-    "clv": "crmlab.clv.pipeline:train_clv",
-    "churn": "crmlab.churn.pipeline:train_churn",
-    "segmentation": "crmlab.segmentation.pipeline:train_segmentation",
-    "forecast": "crmlab.forecast.pipeline:train_forecast",
-}
 
 SetOpt = Annotated[
     list[str] | None,
@@ -224,6 +216,8 @@ def _write_table(df: Any, path: Path) -> None:
 def _train(pipeline: str, sets: list[str] | None) -> Any:
     import importlib
 
+    from crmlab.retrain import TRAINERS
+
     module, _, name = TRAINERS[pipeline].partition(":")
     trainer = getattr(importlib.import_module(module), name)
     result = trainer(_config(sets), step=_step)
@@ -281,6 +275,24 @@ def score(
     models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
     out.print(f"{summary['rows']:,} customers scored at {summary['as_of']} with {models} -> {summary['path']}",
               soft_wrap=True)
+
+
+@app.command("retrain")
+def retrain(
+    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
+    set_: SetOpt = None,
+    trials: Annotated[int | None, typer.Option(help="Optuna trials (default: project.retrain.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds of tuning at most.")] = None,
+) -> None:
+    """Check the data, tune, train a challenger, compare it with the champion on the same holdout and
+    promote it only if it is better by the configured margin. Exit code 3: the data checks failed."""
+    from crmlab.retrain import retrain as run_retrain
+
+    result = run_retrain(_config(set_), pipeline, trials=trials, timeout=timeout, step=_step)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"decision logged in MLflow run {result.run_id}", soft_wrap=True)
 
 
 @app.command("promote")

@@ -186,6 +186,13 @@ class RetrainConfig(Frozen):
     )
     trials: int = Field(20, ge=0, description="Optuna trials per retraining (pipelines that tune).")
     timeout: float | None = Field(None, gt=0, description="Seconds of tuning at most per retraining.")
+    max_reject_share: float = Field(
+        0.05, ge=0, le=1, description="Data check: stop without promoting if cleaning rejects more than this share."
+    )
+    min_customers: int = Field(100, ge=1, description="Data check: stop without promoting below this many customers.")
+    max_staleness_days: int | None = Field(
+        None, gt=0, description="Data check: stop if the last transaction is older than this many days before as_of."
+    )
 
 
 class ProjectConfig(Frozen):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CrmlabError", "ConfigError", "DataError", "ModelError", "format_row"]
+__all__ = ["CrmlabError", "ConfigError", "DataCheckError", "DataError", "ModelError", "format_row"]
 
 
 class CrmlabError(Exception):
@@ -25,6 +25,12 @@ class ConfigError(CrmlabError):
 
 class ModelError(CrmlabError):
     """A model that cannot be fitted, loaded or used on the data given."""
+
+
+class DataCheckError(CrmlabError):
+    """The data a scheduled job was given failed its checks (exit code 3, so schedulers can tell)."""
+
+    exit_code = 3
 
 
 def format_row(row: Mapping[str, Any] | None, limit: int = 8) -> str:

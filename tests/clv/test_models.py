@@ -462,3 +462,23 @@ def test_no_repeat_customers_is_a_clear_error():
 def test_gamma_gamma_needs_repeat_customers_with_positive_spend():
     with pytest.raises(ModelError, match="none among 3 customers.*2 with spend <= 0"):
         SpendModel().fit([0.0, 1.0, 2.0], [0.0, 0.0, -1.0])
+
+
+def test_expectations_finite_when_a_plus_b_below_one():
+    """A penalised fit can give a + b < 1, where the hypergeometric term of FHL eq. 10 is negative for
+    x = 0 (its c = a + b - 1 < 0) and has no logarithm; the expectation is still finite and equals lifetimes'."""
+    from lifetimes import BetaGeoFitter
+
+    from crmlab.clv.models import _DICT_VERSION
+
+    params = {"r": 0.2117, "alpha": 3.0006, "a": 0.1259, "b": 0.18457}
+    model = TransactionModel.from_dict({"model": "TransactionModel", "version": _DICT_VERSION, "kind": "bgnbd",
+                                        "penalizer": 0.0, "params": params, "report": {}})
+    ref = BetaGeoFitter()
+    ref.params_ = pd.Series(params)
+    x, tx, T = np.array([0, 0, 1, 3, 10.0]), np.array([0, 0, 5, 20, 30.0]), np.array([10, 40, 30, 40, 35.0])
+    got = model.predict_purchases(26, x, tx, T)
+    assert np.all(np.isfinite(got)) and np.all(got > 0)
+    np.testing.assert_allclose(got, ref.conditional_expected_number_of_purchases_up_to_time(26, x, tx, T), rtol=1e-9)
+    t = np.array([1.0, 10.0, 52.0])
+    np.testing.assert_allclose(model.expected_purchases_new(t), ref.expected_number_of_purchases_up_to_time(t), rtol=1e-9)

@@ -215,6 +215,19 @@ def _log_hyp2f1(a: Any, b: Any, c: Any, z: Any) -> np.ndarray:
     return direct
 
 
+def _one_minus_hyp(a: Any, b: Any, c: Any, z: Any, log_ratio: Any) -> np.ndarray:
+    """1 - 2F1(a, b; c; z) exp(log_ratio), in logs where 2F1 is positive (no overflow) and directly
+    where it is not: with c = a + b + x - 1 < 0 (BG/NBD with a + b < 1, penalised fits) 2F1 can be
+    negative and its logarithm undefined, while the expectation itself is fine."""
+    out = -np.expm1(_log_hyp2f1(a, b, c, z) + log_ratio)
+    bad = ~np.isfinite(out)
+    if np.any(bad):
+        with np.errstate(over="ignore", invalid="ignore"):
+            direct = 1.0 - hyp2f1(a, b, c, z) * np.exp(log_ratio)
+        out = np.where(bad, direct, out)
+    return out
+
+
 def _expm1_ratio(u: Any, log_ratio: Any) -> np.ndarray:
     """(1 - exp(-u L)) / u, continuous at u = 0 (where it is L); ``log_ratio`` is L >= 0."""
     u = np.asarray(u, dtype=float)
@@ -288,16 +301,16 @@ def _bgnbd_if_alive(params: Mapping[str, float], t: float, x, T) -> np.ndarray:
     """Expected purchases in (T, T + t] of a customer alive at T: FHL 2005a eq. 10 without its
     P(alive) factor (the unconditional eq. 9 with the posterior r + x, alpha + T, b + x)."""
     r, alpha, a, b = (params[k] for k in _PARAM_NAMES["bgnbd"])
-    log_hyp = _log_hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
-    tail = -np.expm1(log_hyp + (r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
+    tail = _one_minus_hyp(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t),
+                          (r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
     return (a + b + x - 1.0) / (a - 1.0) * tail
 
 
 def _bgnbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
     """E[X(t)] for a customer who has just made the first purchase, BG/NBD (FHL 2005a, eq. 9)."""
     r, alpha, a, b = (params[k] for k in _PARAM_NAMES["bgnbd"])
-    log_hyp = _log_hyp2f1(r, b, a + b - 1.0, t / (alpha + t))
-    return (a + b - 1.0) / (a - 1.0) * -np.expm1(log_hyp + r * (np.log(alpha) - np.log(alpha + t)))
+    tail = _one_minus_hyp(r, b, a + b - 1.0, t / (alpha + t), r * (np.log(alpha) - np.log(alpha + t)))
+    return (a + b - 1.0) / (a - 1.0) * tail
 
 
 # --------------------------------------------------------------------------- MBG/NBD
@@ -337,16 +350,15 @@ def _mbgnbd_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
 def _mbgnbd_if_alive(params: Mapping[str, float], t: float, x, T) -> np.ndarray:
     """Expected purchases in (T, T + t] of a customer alive at T, MBG/NBD (Wagner and Hoppe 2008)."""
     r, alpha, a, b = (params[k] for k in _PARAM_NAMES["mbgnbd"])
-    log_hyp = _log_hyp2f1(r + x, b + x + 1.0, a + b + x, t / (alpha + T + t))
-    tail = -np.expm1(log_hyp + (r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
+    tail = _one_minus_hyp(r + x, b + x + 1.0, a + b + x, t / (alpha + T + t),
+                          (r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
     return (a + b + x) / (a - 1.0) * tail
 
 
 def _mbgnbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
     """E[X(t)] for a new customer, MBG/NBD (Batislam et al. 2007)."""
     r, alpha, a, b = (params[k] for k in _PARAM_NAMES["mbgnbd"])
-    log_hyp = _log_hyp2f1(r, b + 1.0, a + b, t / (alpha + t))
-    return b / (a - 1.0) * -np.expm1(log_hyp + r * (np.log(alpha) - np.log(alpha + t)))
+    return b / (a - 1.0) * _one_minus_hyp(r, b + 1.0, a + b, t / (alpha + t), r * (np.log(alpha) - np.log(alpha + t)))
 
 
 # --------------------------------------------------------------------------- Pareto/NBD

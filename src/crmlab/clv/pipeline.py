@@ -50,6 +50,7 @@ __all__ = [
     "ClvSettings",
     "ClvWindow",
     "cumulative_repeat_purchases",
+    "evaluate_bundle",
     "evaluate_holdout",
     "export_bundle",
     "fit_models",
@@ -485,6 +486,26 @@ def score_clv(
     return score_rfm(models, rfm, settings)
 
 
+def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str, float]:
+    """The holdout metrics of another exported model's specification (the registry's champion, say)
+    on the holdout of ``result``, computed like ``result.metrics``, so a retraining compares like
+    with like: the champion's model kind, penalizers and spend rule are fitted on the same
+    calibration period as the challenger and judged on the same holdout. (Its exported parameters
+    were refitted on data that may include this holdout, which would flatter it.)"""
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle, pipeline="clv")
+    models, settings = _models_from_bundle(bundle)
+    if settings.time_unit != result.window.time_unit:
+        raise ModelError(f"{bundle.path}: time unit {settings.time_unit!r}, the new run uses "
+                         f"{result.window.time_unit!r}; compare models of the same time unit")
+    spec = ClvConfig(model=models.transaction.kind, penalizer=models.transaction.penalizer,
+                     gg_penalizer=models.spend.penalizer, spend_rule=models.spend.spend_rule)
+    split = result.extras["split"]
+    calibrated = fit_models(calibration_rfm(split), spec)
+    metrics, _ = evaluate_holdout(predict_holdout(calibrated, split), calibrated.spend)
+    return metrics
+
+
 # --------------------------------------------------------------------------- tracking
 
 
@@ -611,6 +632,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
             models = fit_models(rfm, clv)
             scores = score_rfm(models, rfm, settings)
         extras["final_rfm"] = rfm
+        extras["split"] = split
         with step("Exporting the model bundle"):
             bundle_path = export_bundle(
                 Path(project.output.models_dir) / "clv", models, settings, window,

@@ -1,0 +1,248 @@
+"""The retraining job: check the data, tune, train a challenger, compare it with the champion, promote.
+
+``crmlab retrain <pipeline> [--trials N] [--timeout S]`` is meant for a scheduler (cron, Airflow):
+
+1. **Data checks** on the freshly loaded and cleaned data (``project.retrain``): the cleaning
+   invariant holds, no table rejects more than ``max_reject_share`` of its rows, there are at least
+   ``min_customers`` customers, and (optionally) the last transaction is at most
+   ``max_staleness_days`` old at the cut-off. A failed check records the decision in MLflow and
+   exits with code 3, promoting nothing.
+2. **Tuning** with Optuna (pipelines that have a tuner, ``--trials`` > 0); the best parameters
+   feed the training.
+3. **Challenger**: the pipeline's normal training on the latest window; its bundle goes to a
+   candidate folder, its model is registered as a new version (not the champion).
+4. **Comparison on the same holdout**: the champion's bundle (the registry's ``champion`` alias) is
+   evaluated on the challenger's holdout by the pipeline's own evaluation code (:data:`EVALUATORS`),
+   and the two values of the pipeline's primary metric are compared
+   (:data:`crmlab.registry.PRIMARY_METRICS`). Where the champion's exported model was refitted on
+   data that overlaps the new holdout, the evaluator refits the champion's *specification* (model
+   kind and hyper-parameters from its bundle) on the challenger's training window, so neither model
+   has seen the holdout: CLV does this.
+5. **Promotion** only when the challenger is better by more than ``project.retrain.margin``: the
+   alias moves and the bundle replaces ``models/<pipeline>/``. Either way a ``retrain`` run in
+   MLflow holds the decision, its reason and both sets of metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crmlab.config import CrmlabConfig
+from crmlab.errors import ConfigError, DataCheckError
+from crmlab.registry import PRIMARY_METRICS, champion_bundle, get_champion, promote
+from crmlab.tracking import Tracker
+from crmlab.workflow import PreparedData, prepare_data
+
+__all__ = ["EVALUATORS", "TRAINERS", "TUNERS", "RetrainResult", "check_data", "retrain", "with_overrides"]
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[str], AbstractContextManager[Any]]
+
+#: pipeline -> "module:function" of its training, ``(cfg, *, tracker=None, step=None) -> result``
+TRAINERS: dict[str, str] = {
+    "clv": "crmlab.clv.pipeline:train_clv",
+    "churn": "crmlab.churn.pipeline:train_churn",
+    "segmentation": "crmlab.segmentation.pipeline:train_segmentation",
+    "forecast": "crmlab.forecast.pipeline:train_forecast",
+}
+#: pipeline -> "module:function" evaluating another bundle on a result's holdout, ``(bundle, result) -> metrics``
+EVALUATORS: dict[str, str] = {
+    "clv": "crmlab.clv.pipeline:evaluate_bundle",
+}
+#: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> overrides dict``
+TUNERS: dict[str, str] = {}
+
+
+def _load(ref: str) -> Callable[..., Any]:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def with_overrides(cfg: CrmlabConfig, overrides: dict[str, Any]) -> CrmlabConfig:
+    """A copy of ``cfg`` with a nested dict of values merged in (validated again)."""
+
+    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for k, v in extra.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    return CrmlabConfig.model_validate(merge(cfg.model_dump(), overrides))
+
+
+def check_data(prepared: PreparedData, cfg: CrmlabConfig) -> list[str]:
+    """The retraining data checks; returns the problems found (empty: all passed)."""
+    rules = cfg.project.retrain
+    report = prepared.cleaning.report.to_dict()
+    problems = []
+    if not report.get("invariant_ok", True):
+        problems.append("cleaning lost rows: input != clean + rejected + duplicates (see the cleaning report)")
+    for name, t in report.get("tables", {}).items():
+        n_in = t.get("input_rows", 0)
+        share = t.get("rejected_rows", 0) / n_in if n_in else 0.0
+        if share > rules.max_reject_share:
+            reasons = ", ".join(f"{k}: {v}" for k, v in list(t.get("rejected", {}).items())[:3])
+            problems.append(f"{name}: {share:.1%} of {n_in:,} rows rejected (> project.retrain.max_reject_share="
+                            f"{rules.max_reject_share:.1%}; {reasons})")
+    ids = set()
+    for _, df in prepared.tables.items():
+        ids.update(df["customer_id"].dropna().unique().tolist())
+    if len(ids) < rules.min_customers:
+        problems.append(f"{len(ids):,} customers (< project.retrain.min_customers={rules.min_customers})")
+    tx = prepared.tables.transactions
+    if rules.max_staleness_days is not None and tx is not None and len(tx) and prepared.as_of is not None:
+        last = pd.Timestamp(tx["ts"].max()).date()
+        age = (prepared.as_of - last).days
+        if age > rules.max_staleness_days:
+            problems.append(f"the last transaction ({last}) is {age} days before the cut-off {prepared.as_of} "
+                            f"(> project.retrain.max_staleness_days={rules.max_staleness_days}): stale data?")
+    return problems
+
+
+@dataclass
+class RetrainResult:
+    pipeline: str
+    promoted: bool
+    reason: str
+    metric: str
+    challenger_value: float | None = None
+    champion_value: float | None = None
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+    tracking_uri: str | None = None
+
+    def summary(self) -> list[str]:
+        fmt = (lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}")
+        lines = [f"{self.pipeline}: {self.metric} challenger (v{self.challenger_version}) "
+                 f"{fmt(self.challenger_value)} vs champion (v{self.champion_version or '-'}) {fmt(self.champion_value)}",
+                 ("PROMOTED: " if self.promoted else "kept the champion: ") + self.reason]
+        return lines
+
+
+def _better(challenger: float, champion: float, higher: bool, margin: float) -> bool:
+    if not math.isfinite(challenger):
+        return False
+    if not math.isfinite(champion):
+        return True
+    return (challenger - champion > margin) if higher else (champion - challenger > margin)
+
+
+def _install_bundle(src: Path, dst: Path) -> None:
+    """Copy a bundle folder over ``dst`` atomically (the old one stays until the new one is complete)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    shutil.copytree(src, tmp / "b")
+    old = None
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, old / "b")
+    os.replace(tmp / "b", dst)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _no_step(text: str) -> AbstractContextManager[Any]:
+    import contextlib
+
+    log.info("%s", text)
+    return contextlib.nullcontext()
+
+
+def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, timeout: float | None = None,
+            tracker: Tracker | None = None, step: Step | None = None) -> RetrainResult:
+    """Run the retraining job for one pipeline (see the module doc) and return the decision."""
+    if pipeline not in TRAINERS:
+        raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(TRAINERS)}")
+    step = step or _no_step
+    project = cfg.project
+    rules = project.retrain
+    trials = rules.trials if trials is None else trials
+    timeout = rules.timeout if timeout is None else timeout
+    tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
+    metric, higher = PRIMARY_METRICS[pipeline]
+
+    with step("Loading, cleaning and checking the data"):
+        prepared = prepare_data(project)
+        problems = check_data(prepared, cfg)
+    if problems:
+        with tracker.start_run(f"retrain-{pipeline}", pipeline="retrain", config=cfg.section(pipeline),
+                               fingerprint=prepared.fingerprint,
+                               tags={"crmlab.retrain_of": pipeline, "crmlab.decision": "data_checks_failed"}) as run:
+            run.log_dict({"decision": "data_checks_failed", "problems": problems}, "retrain_decision.json")
+        raise DataCheckError(f"retrain {pipeline}: data checks failed, nothing trained or promoted: "
+                             + "; ".join(problems))
+
+    if trials and pipeline in TUNERS:
+        overrides = _load(TUNERS[pipeline])(cfg, trials=trials, timeout=timeout, tracker=tracker, step=step)
+        cfg = with_overrides(cfg, overrides)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    candidates = Path(project.output.dir) / "candidates" / f"{pipeline}-{stamp}"
+    cfg_c = with_overrides(cfg, {"project": {"output": {"models_dir": str(candidates)}}})
+    result = _load(TRAINERS[pipeline])(cfg_c, tracker=tracker, step=step)
+    bundle_path = Path(result.bundle_path)
+    challenger_version = result.extras.get("registered_model_version") if hasattr(result, "extras") else None
+    challenger_version = None if challenger_version is None else str(challenger_version)
+    challenger_metrics = {k: float(v) for k, v in result.metrics.items()}
+    out = RetrainResult(pipeline, False, "", metric, challenger_metrics.get(metric), None, challenger_version)
+    out.challenger_metrics = challenger_metrics
+
+    champion = get_champion(project.tracking, pipeline)
+    if champion is None or champion.version == challenger_version:
+        out.promoted, out.reason = True, "there was no champion: the new model is the first"
+    else:
+        out.champion_version = champion.version
+        with step(f"Evaluating the champion (version {champion.version}) on the same holdout"):
+            with tempfile.TemporaryDirectory(prefix="crmlab-champion-") as tmp:
+                champ_path, _ = champion_bundle(project.tracking, pipeline, tmp)
+                evaluate = _load(EVALUATORS[pipeline])
+                out.champion_metrics = {k: float(v) for k, v in evaluate(champ_path, result).items()}
+        out.champion_value = out.champion_metrics.get(metric)
+        if out.challenger_value is None or out.champion_value is None:
+            raise ConfigError(f"retrain {pipeline}: metric {metric!r} missing from the evaluation")
+        better = _better(out.challenger_value, out.champion_value, higher, rules.margin)
+        direction = "higher" if higher else "lower"
+        out.promoted = better
+        out.reason = (f"{metric} {out.challenger_value:.4g} vs {out.champion_value:.4g} ({direction} is better, "
+                      f"margin {rules.margin:g}): " + ("the challenger is better" if better else
+                                                       "the challenger is not better by the margin"))
+    if out.promoted and challenger_version is not None:
+        promote(project.tracking, pipeline, challenger_version, reason=out.reason)
+        _install_bundle(bundle_path, Path(project.output.models_dir) / pipeline)
+    shutil.rmtree(candidates, ignore_errors=True)
+
+    with tracker.start_run(f"retrain-{pipeline}", pipeline="retrain", config=cfg.section(pipeline),
+                           fingerprint=prepared.fingerprint,
+                           tags={"crmlab.retrain_of": pipeline,
+                                 "crmlab.decision": "promoted" if out.promoted else "kept_champion"}) as run:
+        run.log_metrics({f"challenger_{k}": v for k, v in out.challenger_metrics.items()})
+        run.log_metrics({f"champion_{k}": v for k, v in out.champion_metrics.items()})
+        run.log_metrics({"promoted": float(out.promoted)})
+        run.log_params({"margin": rules.margin, "metric": metric, "challenger_version": challenger_version,
+                        "champion_version": out.champion_version, "challenger_run_id": getattr(result, "run_id", None),
+                        "trials": trials})
+        run.log_dict({"decision": "promoted" if out.promoted else "kept_champion", "reason": out.reason,
+                      "metric": metric, "higher_is_better": higher,
+                      "challenger": {"version": challenger_version, "metrics": out.challenger_metrics},
+                      "champion": {"version": out.champion_version, "metrics": out.champion_metrics}},
+                     "retrain_decision.json")
+        out.run_id = run.run_id
+        out.tracking_uri = tracker.uri if run.active else None
+    return out
