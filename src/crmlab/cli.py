@@ -255,7 +255,7 @@ def score(
     chunk_size: Annotated[int | None, typer.Option(help="Customers per chunk (default: config).")] = None,
 ) -> None:
     """Score every customer with every trained customer model: one row per customer, written atomically."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
 
     from crmlab.scoring import write_scores
     from crmlab.workflow import prepare_data
@@ -266,9 +266,9 @@ def score(
     target = out_file or cfg.project.output.dir / "scores.parquet"
     with _step("Loading and cleaning the data"):
         tables = prepare_data(cfg.project).tables
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+    with Progress("[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("Scoring customers", total=None)
+        task = bar.add_task("Scoring customers", total=1.0)
         summary = write_scores(cfg, target, as_of=as_of, pipelines=model or None, source=source, tables=tables,
                                chunk_size=chunk_size, progress=lambda done, total: bar.update(task, completed=done,
                                                                                               total=total))

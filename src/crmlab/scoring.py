@@ -6,9 +6,10 @@
 2. load each customer model's bundle, from ``models/<pipeline>/`` or from the MLflow registry's
    ``champion`` (``project.scoring.source``); a model that was never trained is left out with a
    warning, unless it was asked for by name;
-3. split the customers into chunks of ``project.scoring.chunk_size`` by their sorted ids (all rows
-   of a customer in the same chunk), and for each chunk build the shared features at ``as_of`` and
-   call every model's scoring function (the same functions the MLflow pyfuncs call);
+3. split the customers into chunks of about ``project.scoring.chunk_size`` customers, each a
+   contiguous range of sorted ids with all the rows of its customers, and for each chunk build the
+   shared features at ``as_of`` and call every model's scoring function (the same functions the
+   MLflow pyfuncs call);
 4. write the chunks one after another to a temporary file beside the target and move it into place
    when complete: a killed run leaves the previous file intact, never half a file.
 
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from crmlab.config import CrmlabConfig
 from crmlab.data.io import Tables
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 #: Pipelines with one score per customer (forecast predicts sales per period, not per customer).
 CUSTOMER_MODELS: tuple[str, ...] = ("churn", "clv", "segmentation")
 
-Progress = Callable[[int, int], None]  # (customers done, customers in all)
+Progress = Callable[[float, float], None]  # (share of the rows done, 1.0)
 
 
 @dataclass(frozen=True)
@@ -100,29 +102,46 @@ def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, so
     return models
 
 
-def _chunks(tables: Tables, chunk_size: int) -> Iterator[tuple[Tables, int, int]]:
-    """Split the tables into chunks of at most ``chunk_size`` customers by sorted id; yields the
-    chunk's tables, its number of distinct ids and the total number of ids."""
+#: Customers whose id hashes to 0 modulo this are the sample that places the chunk boundaries.
+_SAMPLE_EVERY = 32
+
+
+def _chunk_bounds(ids: pl.Series, chunk_size: int) -> pl.Series:
+    """Ids that cut the sorted id space into ranges of about ``chunk_size`` customers each, placed
+    from a sample of customers (ids hashing to 0 modulo :data:`_SAMPLE_EVERY`) so that no sort
+    of every id is needed. Each chunk is a contiguous range of ids and is scored sorted, so the
+    output is sorted by id whatever the boundaries are."""
+    sample = ids.filter(ids.hash(seed=0) % _SAMPLE_EVERY == 0).unique().sort()
+    step = max(1, chunk_size // _SAMPLE_EVERY)
+    return sample.gather(list(range(step, len(sample), step)))
+
+
+def _chunks(tables: Tables, chunk_size: int) -> Iterator[tuple[Tables, int]]:
+    """Split the tables into chunks of about ``chunk_size`` customers, each a contiguous range of
+    sorted ids with every row of its customers; yields the chunk's tables and its share of the
+    rows (for the progress bar). Small bases are one chunk."""
     frames = {name: df for name, df in tables.items()}
-    ids = pd.Index(pd.concat([df["customer_id"].astype("string") for df in frames.values()], ignore_index=True)
-                   .dropna().unique()).sort_values()
-    n = len(ids)
-    if n == 0:
+    if sum(len(df) for df in frames.values()) <= chunk_size:
+        yield tables, 1.0
         return
-    n_chunks = max(1, math.ceil(n / chunk_size))
-    codes = {name: ids.get_indexer(df["customer_id"].astype("string")) for name, df in frames.items()}
-    orders = {}
-    bounds = {}
-    for name, c in codes.items():
-        bucket = np.where(c >= 0, c // chunk_size, n_chunks)  # rows without an id go to no chunk
+    ids = {name: pl.from_pandas(df["customer_id"].astype("string").reset_index(drop=True))
+           for name, df in frames.items()}
+    bounds = _chunk_bounds(pl.concat(list(ids.values())).drop_nulls(), chunk_size)
+    n_chunks = len(bounds) + 1
+    orders, cuts = {}, {}
+    for name, s in ids.items():
+        # chunk of each row: how many boundaries are <= its id (rows without an id: no chunk)
+        bucket = bounds.search_sorted(s.fill_null(""), side="right").to_numpy().astype(np.int64)
+        bucket[s.is_null().to_numpy()] = n_chunks
         order = np.argsort(bucket, kind="stable")
         orders[name] = order
-        bounds[name] = np.searchsorted(bucket[order], np.arange(n_chunks + 1))
+        cuts[name] = np.searchsorted(bucket[order], np.arange(n_chunks + 1))
+    total = sum(len(df) for df in frames.values())
     for i in range(n_chunks):
-        parts = {name: frames[name].iloc[orders[name][bounds[name][i]:bounds[name][i + 1]]] for name in frames}
+        parts = {name: frames[name].iloc[orders[name][cuts[name][i]:cuts[name][i + 1]]] for name in frames}
+        share = sum(len(df) for df in parts.values()) / total
         yield (Tables(transactions=parts.get("transactions"), customers=parts.get("customers"),
-                      interactions=parts.get("interactions"), sources=dict(tables.sources)),
-               min(chunk_size, n - i * chunk_size), n)
+                      interactions=parts.get("interactions"), sources=dict(tables.sources)), share)
 
 
 def _category_levels(tables: Tables) -> dict[str, list[str]]:
@@ -143,27 +162,28 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
     """Score the customers chunk by chunk (see the module doc); yields one frame per chunk."""
     chunk_size = chunk_size or cfg.project.scoring.chunk_size
     levels = _category_levels(tables)
-    done = 0
-    for part, n_ids, total in _chunks(tables, chunk_size):
+    done = 0.0
+    for part, share in _chunks(tables, chunk_size):
         feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
         for col, cats in levels.items():
             if col in feats.columns and isinstance(feats[col].dtype, pd.CategoricalDtype):
                 feats[col] = pd.Categorical(feats[col].astype("string"), categories=cats)
-        out = pd.DataFrame({"customer_id": feats["customer_id"].to_numpy(),
+        ids = feats["customer_id"].reset_index(drop=True)
+        out = pd.DataFrame({"customer_id": ids,
                             "as_of": np.full(len(feats), np.datetime64(pd.Timestamp(as_of).date(), "ms"))})
         for pipeline, model in models.items():
             if feats.empty:
                 break
             scores = get_scorer(pipeline)(feats, model.bundle)
-            if len(scores) != len(feats) or not (scores["customer_id"].to_numpy() == out["customer_id"].to_numpy()).all():
+            if not scores["customer_id"].reset_index(drop=True).equals(ids):  # scorers keep the row order
                 scores = out[["customer_id"]].merge(scores, on="customer_id", how="left", validate="1:1")
             for col in scores.columns:
                 if col != "customer_id":
                     out[col] = scores[col].to_numpy()
             out[f"{pipeline}_model_version"] = model.version
-        done += n_ids
+        done += share
         if progress is not None:
-            progress(done, total)
+            progress(done, 1.0)
         if not out.empty:
             yield out
 

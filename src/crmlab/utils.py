@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["write_json_atomic", "write_table_atomic"]
+__all__ = ["ids_unique", "write_json_atomic", "write_table_atomic"]
 
 
 def _umask() -> int:
@@ -58,3 +58,17 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def ids_unique(ids: pd.Series) -> bool:
+    """Whether a column of ids has no repeats; linear (no hashing) when it is sorted, as feature
+    frames are, which matters for millions of text ids."""
+    import polars as pl
+
+    s = pl.from_pandas(ids.reset_index(drop=True))
+    n = len(s)
+    if n < 2:
+        return True
+    if s.null_count() == 0 and s.is_sorted():
+        return bool((s.slice(1) != s.slice(0, n - 1)).all())
+    return s.n_unique() == n

@@ -37,6 +37,7 @@ from crmlab.config import ClvConfig, CrmlabConfig, ProjectConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, load_bundle, write_bundle
 from crmlab.features import RFM_COLUMNS, calibration_holdout_split, rfm_summary
+from crmlab.utils import ids_unique
 from crmlab.tracking import Run, Tracker
 from crmlab.workflow import prepare_data
 
@@ -288,7 +289,7 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings) -> pd
     Rows whose frequency, recency or T is missing (customers without a purchase in a features
     frame) get missing scores; ``monetary_value`` may be missing where ``frequency`` is 0.
     """
-    ids = rfm["customer_id"].to_numpy()
+    ids = rfm["customer_id"].reset_index(drop=True)  # kept as is: converting text ids to objects is slow
     x = rfm["frequency"].to_numpy(dtype=np.float64, na_value=np.nan)
     tx = rfm["recency"].to_numpy(dtype=np.float64, na_value=np.nan)
     age = rfm["T"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -479,8 +480,8 @@ def score_clv(
         rfm = rfm_summary(df, as_of=as_of, time_unit=settings.time_unit)
     else:
         rfm = df[INPUT_COLUMNS]
-        dup = rfm["customer_id"].duplicated()
-        if dup.any():
+        if not ids_unique(rfm["customer_id"]):
+            dup = rfm["customer_id"].duplicated()
             raise ModelError(f"CLV scoring input: customer_id must be unique in a features frame; "
                              f"{int(dup.sum())} repeated, e.g. {rfm['customer_id'][dup].iloc[0]!r}")
     return score_rfm(models, rfm, settings)
