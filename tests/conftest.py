@@ -35,3 +35,24 @@ def tracking(tmp_path, _empty_mlflow_db) -> TrackingConfig:
     db = tmp_path / "mlflow.db"
     shutil.copy(_empty_mlflow_db, db)
     return TrackingConfig(uri=f"sqlite:///{db}", artifact_dir=tmp_path / "mlartifacts", experiment="test")
+
+
+def synthetic_project(root: Path, *, n_customers: int, seed: int, tables=("transactions",),
+                      clv_holdout_weeks: int = 26) -> list[str]:
+    """Write a synthetic CRM under ``root`` and return the ``--set`` overrides of a project on it:
+    its own MLflow store, outputs and models folder under ``root``, and a CLV window that fits the
+    synthetic dates (the shipped clv.yaml holds CDNOW's)."""
+    from crmlab.data.synth import write_synthetic
+
+    paths = write_synthetic(root / "synth", n_customers=n_customers, seed=seed)
+    return [
+        f"project.tracking.uri=sqlite:///{root / 'mlflow.db'}",
+        f"project.tracking.artifact_dir={root / 'mlartifacts'}",
+        f"project.output.dir={root / 'outputs'}",
+        f"project.output.models_dir={root / 'models'}",
+        *(f"project.data.{t}.path={paths[t]}" for t in tables),
+        "project.cleaning.max_date=2024-12-31",
+        "clv.calibration_start=null",
+        "clv.calibration_end=null",
+        f"clv.holdout_weeks={clv_holdout_weeks}",
+    ]

@@ -9,9 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from crmlab.data.synth import write_synthetic
-
-from .conftest import REPO
+from .conftest import REPO, synthetic_project
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -36,18 +34,8 @@ def test_committed_without_outputs(path: Path):
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("nb")
-    paths = write_synthetic(root / "synth", n_customers=600, seed=8)
-    return root, [
-        f"project.tracking.uri=sqlite:///{root / 'mlflow.db'}",
-        f"project.tracking.artifact_dir={root / 'mlartifacts'}",
-        f"project.output.dir={root / 'outputs'}",
-        f"project.output.models_dir={root / 'models'}",
-        f"project.data.transactions.path={paths['transactions']}",
-        f"project.data.customers.path={paths['customers']}",
-        f"project.data.interactions.path={paths['interactions']}",
-        "project.cleaning.max_date=2024-12-31",
-        "clv.calibration_start=null", "clv.calibration_end=null", "clv.holdout_weeks=26",
-    ]
+    return root, synthetic_project(root, n_customers=600, seed=8,
+                                   tables=("transactions", "customers", "interactions"))
 
 
 @pytest.mark.slow

@@ -11,26 +11,18 @@ import pytest
 from crmlab.cli import main
 from crmlab.clv.pipeline import train_clv
 from crmlab.config import load_config
-from crmlab.data.synth import write_synthetic
 from crmlab.errors import DataCheckError
 from crmlab.export import load_bundle
 from crmlab.registry import get_champion
 from crmlab.retrain import check_data, retrain, with_overrides
 from crmlab.workflow import prepare_data
 
+from .conftest import synthetic_project
+
 
 @pytest.fixture
 def sets(tmp_path):
-    paths = write_synthetic(tmp_path / "synth", n_customers=800, seed=4)
-    return [
-        f"project.tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"project.tracking.artifact_dir={tmp_path / 'mlartifacts'}",
-        f"project.output.dir={tmp_path / 'outputs'}",
-        f"project.output.models_dir={tmp_path / 'models'}",
-        f"project.data.transactions.path={paths['transactions']}",
-        "project.cleaning.max_date=2024-12-31",
-        "clv.calibration_start=null", "clv.calibration_end=null", "clv.holdout_weeks=26", "clv.challenger=false",
-    ]
+    return [*synthetic_project(tmp_path, n_customers=800, seed=4), "clv.challenger=false"]
 
 
 def _decision(tracking_uri: str, run_id: str) -> dict:

@@ -14,27 +14,19 @@ import pytest
 
 from crmlab.clv.pipeline import train_clv
 from crmlab.config import load_config
-from crmlab.data.synth import write_synthetic
 from crmlab.errors import ModelError
 from crmlab.registry import get_champion, promote, recent_runs
 from crmlab.scoring import load_models, score_customers, write_scores
+
+from .conftest import synthetic_project
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A synthetic CRM, an MLflow store and two trainings of the CLV model (versions 1 and 2)."""
     root = tmp_path_factory.mktemp("scoring")
-    paths = write_synthetic(root / "synth", n_customers=1200, seed=21)
-    sets = [
-        f"project.tracking.uri=sqlite:///{root / 'mlflow.db'}",
-        f"project.tracking.artifact_dir={root / 'mlartifacts'}",
-        f"project.output.dir={root / 'outputs'}",
-        f"project.output.models_dir={root / 'models'}",
-        f"project.data.transactions.path={paths['transactions']}",
-        f"project.data.customers.path={paths['customers']}",
-        "project.cleaning.max_date=2024-12-31",
-        "clv.calibration_start=null", "clv.calibration_end=null", "clv.holdout_weeks=26", "clv.challenger=false",
-    ]
+    sets = [*synthetic_project(root, n_customers=1200, seed=21, tables=("transactions", "customers")),
+            "clv.challenger=false"]
     cfg = load_config(root / "no-configs", sets)
     first = train_clv(cfg)
     second = train_clv(load_config(root / "no-configs", [*sets, "clv.penalizer=0.01"]))

@@ -23,28 +23,16 @@ from crmlab.clv.pipeline import (
 )
 from crmlab.config import ClvConfig, load_config
 from crmlab.data.io import load_cdnow
-from crmlab.data.synth import write_synthetic
 from crmlab.errors import ConfigError, ModelError
 from crmlab.export import load_bundle
 from crmlab.features import rfm_summary
 
-from ..conftest import REPO
+from ..conftest import REPO, synthetic_project
 
 
 def _synthetic_sets(tracking, tmp_path, n_customers=1500, seed=5) -> list[str]:
-    paths = write_synthetic(tmp_path / "synth", n_customers=n_customers, seed=seed)
-    return [
-        f"project.tracking.uri={tracking.uri}",
-        f"project.tracking.artifact_dir={tracking.artifact_dir}",
-        f"project.output.dir={tmp_path / 'outputs'}",
-        f"project.output.models_dir={tmp_path / 'models'}",
-        f"project.data.transactions.path={paths['transactions']}",
-        "project.cleaning.max_date=2024-12-31",
-        # the shipped clv.yaml holds CDNOW's dates; on other data: the last 26 weeks are the holdout
-        "clv.calibration_start=null",
-        "clv.calibration_end=null",
-        "clv.holdout_weeks=26",
-    ]
+    return [*synthetic_project(tmp_path, n_customers=n_customers, seed=seed),
+            f"project.tracking.uri={tracking.uri}", f"project.tracking.artifact_dir={tracking.artifact_dir}"]
 
 
 @pytest.fixture(scope="module")
