@@ -114,7 +114,7 @@ def _step(text: str):
 
 @config_app.command("show")
 def config_show(
-    pipeline: Annotated[str, typer.Argument(help=f"One of: project, {', '.join(PIPELINES)}.")],
+    pipeline: Annotated[str, typer.Argument(help=f"One of: project, {', '.join(PIPELINES)}, kpis.")],
     set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
@@ -238,6 +238,44 @@ def _train(pipeline: str, sets: list[str] | None) -> Any:
 def train_clv(set_: SetOpt = None) -> None:
     """BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma: holdout evaluation, LightGBM challenger, export."""
     _train("clv", set_)
+
+
+# --------------------------------------------------------------------------- kpis and report
+
+
+@app.command("kpis")
+def kpis(
+    set_: SetOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/kpis).")] = None,
+    period: Annotated[str | None, typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet.")] = None,
+) -> None:
+    """CRM KPIs by period and overall, cohorts, CAC, revenue by segment, funnel; simple vs BG/NBD CLV."""
+    from crmlab.kpis import run_kpis
+
+    sets = [*(set_ or []), *([f"kpis.period={period}"] if period else []), *([f"kpis.format={fmt}"] if fmt else [])]
+    result = run_kpis(_config(sets), out_dir=out_dir, step=_step)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+
+
+@app.command("report")
+def report(
+    set_: SetOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default: <output.dir>/report.html).")] = None,
+    period: Annotated[str | None, typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
+) -> None:
+    """One self-contained HTML report: KPIs, cohorts, segments, CLV, churn and forecast (when trained)."""
+    from crmlab.report import write_report
+
+    sets = [*(set_ or []), *([f"kpis.period={period}"] if period else [])]
+    result = write_report(_config(sets), out=out_file, step=_step)
+    for line in [*result.kpis.summary(), *result.summary()]:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo

@@ -843,7 +843,7 @@ def log_kpis(run: Any, result: KpiResult) -> None:
         return
     run.log_metrics({f"kpi_{m}": v for m, v in zip(result.overall["metric"], result.overall["value"], strict=True)
                      if np.isfinite(v)})
-    run.log_params({"kpis": {"segment_source": result.segment_source, "cac_source": result.cac_source,
+    run.log_params({"kpis_resolved": {"segment_source": result.segment_source, "cac_source": result.cac_source,
                              "clv_source": result.clv.source if result.clv else "none"}})
     for name, df in result.tables().items():
         run.log_table(df, f"kpis/{name}.csv")
