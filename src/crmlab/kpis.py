@@ -76,6 +76,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -160,9 +161,10 @@ def _past(transactions: pd.DataFrame, as_of: date) -> pd.DataFrame:
     day = _day(transactions["ts"])
     keep = (day <= pd.Timestamp(as_of)).to_numpy()
     cols = ["customer_id", "amount", *(["order_id"] if "order_id" in transactions.columns else [])]
-    out = transactions.loc[keep, cols].copy()
+    out = transactions.loc[keep, cols] if not keep.all() else transactions[cols]
+    out = out.reset_index(drop=True)
     out["day"] = day[keep].to_numpy()
-    return out.reset_index(drop=True)
+    return out
 
 
 def _period_ordinal(day: pd.Series, period: str) -> np.ndarray:
@@ -176,39 +178,44 @@ def _period_index(first: int, last: int, period: str) -> pd.PeriodIndex:
 
 @dataclass(frozen=True)
 class _Log:
-    """Purchases and returns with period ordinals and order keys (internal)."""
+    """Purchases and returns up to as_of, customers as integer codes into ``ids`` (internal)."""
 
-    purchases: pd.DataFrame  # customer_id, amount, period, order (key unique within a customer)
-    returns: pd.DataFrame  # amount, period
+    purchases: pd.DataFrame  # cust, amount, day, period (+ order: key unique within a customer)
+    returns: pd.DataFrame  # cust, amount, period
+    ids: np.ndarray  # customer id of each code
     first_period: int
     last_period: int
+
+    def orders(self) -> pd.DataFrame:
+        """One row per (customer, order): ``cust``, ``period`` (of its first row), ``value`` (gross)."""
+        p = self.purchases
+        if "order" not in p.columns:  # every purchase row is an order
+            return pd.DataFrame({"cust": p["cust"].to_numpy(), "period": p["period"].to_numpy(),
+                                 "value": p["amount"].to_numpy()})
+        return p.groupby(["cust", "order"], sort=False, observed=True).agg(
+            period=("period", "min"), value=("amount", "sum")).reset_index()
 
 
 def _purchase_log(transactions: pd.DataFrame, as_of: date, period: str) -> _Log:
     past = _past(transactions, as_of)
     if past.empty:
         raise DataError(f"no transaction on or before the cut-off as_of={as_of}", column="ts")
-    past["period"] = _period_ordinal(past["day"], period)
-    is_purchase = (past["amount"] >= 0).to_numpy()
-    purchases = past.loc[is_purchase, ["customer_id", "amount", "period"]].copy()
-    if "order_id" in past.columns:
-        oid = past.loc[is_purchase, "order_id"]
-        row_key = pd.Series(np.arange(len(past))[is_purchase], index=oid.index).map(lambda i: f"\x00row{i}")
-        purchases["order"] = oid.astype("string").where(oid.notna(), row_key)
-    else:
-        purchases["order"] = np.arange(int(is_purchase.sum()))
-    returns = past.loc[~is_purchase, ["amount", "period"]]
-    last = int(pd.Period(pd.Timestamp(as_of), freq=_PANDAS_FREQ[period]).ordinal)
-    if purchases.empty:
+    codes, ids = pd.factorize(past["customer_id"], sort=False)
+    period_ord = _period_ordinal(past["day"], period)
+    amount = past["amount"].to_numpy(dtype=np.float64)
+    is_purchase = amount >= 0
+    if not is_purchase.any():
         raise DataError(f"no purchase (amount >= 0) on or before as_of={as_of}", column="amount")
-    return _Log(purchases.reset_index(drop=True), returns.reset_index(drop=True),
-                int(past["period"].min()), last)
-
-
-def _orders(purchases: pd.DataFrame) -> pd.DataFrame:
-    """One row per (customer, order) with the order's first period and gross value."""
-    return purchases.groupby(["customer_id", "order"], sort=False, observed=True).agg(
-        period=("period", "min"), value=("amount", "sum")).reset_index()
+    purchases = pd.DataFrame({"cust": codes[is_purchase], "amount": amount[is_purchase],
+                              "day": past["day"].to_numpy()[is_purchase], "period": period_ord[is_purchase]})
+    if "order_id" in past.columns and past["order_id"].notna().any():
+        oid = past["order_id"].astype("string")[is_purchase].reset_index(drop=True)
+        rows = pd.Series(np.flatnonzero(is_purchase)).astype("string")
+        purchases["order"] = oid.where(oid.notna(), "\x00row" + rows)
+    returns = pd.DataFrame({"cust": codes[~is_purchase], "amount": amount[~is_purchase],
+                            "period": period_ord[~is_purchase]})
+    last = int(pd.Period(pd.Timestamp(as_of), freq=_PANDAS_FREQ[period]).ordinal)
+    return _Log(purchases, returns, np.asarray(ids), int(period_ord.min()), last)
 
 
 def _ratio(num: Any, den: Any) -> Any:
@@ -247,22 +254,26 @@ def period_kpis(
     lg = _purchase_log(transactions, as_of, period)
     p = lg.purchases
     idx = np.arange(lg.first_period, lg.last_period + 1)
-    orders = _orders(p)
+    orders = lg.orders()
 
-    pairs = p[["customer_id", "period"]].drop_duplicates()
-    active = pairs.groupby("period").size().reindex(idx, fill_value=0)
-    first = pairs.groupby("customer_id", sort=False)["period"].min()
-    new = first.value_counts().reindex(idx, fill_value=0)
-    prev = pairs.assign(period=pairs["period"] + 1)
-    retained = pairs.merge(prev, on=["customer_id", "period"]).groupby("period").size().reindex(idx, fill_value=0)
+    # (customer, period) pairs with a purchase, as one int64 key: cust * n_periods + offset
+    n_per = len(idx)
+    key = orders["cust"].to_numpy(dtype=np.int64) * n_per + (orders["period"].to_numpy() - lg.first_period)
+    ukey, n_in = np.unique(key, return_counts=True)  # sorted by customer, then period
+    cust, off = ukey // n_per, ukey % n_per
+    active = pd.Series(np.bincount(off, minlength=n_per), index=idx)
+    head = np.r_[True, cust[1:] != cust[:-1]]  # first period of each customer
+    new = pd.Series(np.bincount(off[head], minlength=n_per), index=idx)
+    kept = ~head & (np.r_[0, off[:-1]] == off - 1)  # active in the period before too
+    retained = pd.Series(np.bincount(off[kept], minlength=n_per), index=idx)
     base = active.shift(1).to_numpy(dtype=np.float64)  # |A_{p-1}|, NaN for the first period
+    # cumulative orders of the customer by the end of each of its active periods
+    cum = np.cumsum(n_in)
+    starts = np.maximum.accumulate(np.where(head, np.arange(len(head)), 0))
+    cum_by_customer = cum - np.r_[0, cum][starts]
+    repeaters = pd.Series(np.bincount(off[cum_by_customer >= 2], minlength=n_per), index=idx)
 
-    per_cp = orders.groupby(["customer_id", "period"]).size().rename("n").reset_index().sort_values(
-        ["customer_id", "period"], kind="stable")
-    per_cp["cum"] = per_cp.groupby("customer_id")["n"].cumsum()
-    repeaters = per_cp[per_cp["cum"] >= 2].groupby("period").size().reindex(idx, fill_value=0)
-
-    n_orders = orders.groupby("period").size().reindex(idx, fill_value=0)
+    n_orders = pd.Series(np.bincount(off, weights=n_in, minlength=n_per).astype(np.int64), index=idx)
     gross = p.groupby("period")["amount"].sum().reindex(idx, fill_value=0.0)
     rets = lg.returns.groupby("period")["amount"].sum().reindex(idx, fill_value=0.0)
     revenue = gross + rets
@@ -317,8 +328,9 @@ def overall_kpis(
     """The KPIs over the whole window (module doc, "Overall"): a table of ``metric``, ``value``,
     ``definition``. ``by_period`` is :func:`period_kpis`'s table of the same data and period."""
     lg = _purchase_log(transactions, as_of, "M")
-    orders = _orders(lg.purchases)
-    per_customer = orders.groupby("customer_id").size()
+    orders = lg.orders()
+    per_customer = np.bincount(orders["cust"].to_numpy(), minlength=len(lg.ids))
+    per_customer = per_customer[per_customer > 0]  # customers with only returns are not customers here
     n_customers = int(per_customer.size)
     n_orders = int(len(orders))
     gross = float(lg.purchases["amount"].sum())
@@ -384,16 +396,17 @@ def cohort_retention(transactions: pd.DataFrame, *, as_of: date, period: str = "
     (the cohort's size), then columns ``0, 1, 2, ...``: the share of the cohort with a purchase k
     periods after its first (empty where that period is after as_of)."""
     lg = _purchase_log(transactions, as_of, period)
-    pairs = lg.purchases[["customer_id", "period"]].drop_duplicates()
-    cohort = pairs.groupby("customer_id")["period"].min().rename("cohort")
-    pairs = pairs.join(cohort, on="customer_id")
-    pairs["age"] = pairs["period"] - pairs["cohort"]
-    counts = pairs.groupby(["cohort", "age"]).size().unstack("age")
+    n_per = lg.last_period - lg.first_period + 1
+    key = lg.purchases["cust"].to_numpy(dtype=np.int64) * n_per + (lg.purchases["period"].to_numpy() - lg.first_period)
+    ukey = np.unique(key)
+    cust, off = ukey // n_per, ukey % n_per
+    head = np.r_[True, cust[1:] != cust[:-1]]
+    cohort_of = off[np.maximum.accumulate(np.where(head, np.arange(len(head)), 0))]
+    counts = np.bincount(cohort_of * n_per + (off - cohort_of), minlength=n_per * n_per).reshape(n_per, n_per)
     cohorts = np.arange(lg.first_period, lg.last_period + 1)
-    ages = np.arange(0, lg.last_period - lg.first_period + 1)
-    counts = counts.reindex(index=cohorts, columns=ages)
-    sizes = cohort.value_counts().reindex(cohorts, fill_value=0)
-    share = counts.to_numpy(dtype=np.float64) / np.where(sizes.to_numpy() > 0, sizes.to_numpy(), np.nan)[:, None]
+    ages = np.arange(0, n_per)
+    sizes = pd.Series(counts[:, 0], index=cohorts)
+    share = counts.astype(np.float64) / np.where(sizes.to_numpy() > 0, sizes.to_numpy(), np.nan)[:, None]
     observed = (cohorts[:, None] + ages[None, :]) <= lg.last_period
     share = np.where(observed, np.nan_to_num(share, nan=0.0), np.nan)
     share[sizes.to_numpy() == 0] = np.nan
@@ -452,7 +465,8 @@ def acquisition_spend(
         return None, "none", None
     freq = _PANDAS_FREQ[period]
     lg = _purchase_log(transactions, as_of, period)
-    first = lg.purchases.groupby("customer_id")["period"].min()
+    first_code = lg.purchases.groupby("cust")["period"].min()
+    first = pd.Series(first_code.to_numpy(), index=pd.Index(lg.ids[first_code.index.to_numpy()], name="customer_id"))
     if source == "marketing_spend":
         if marketing_spend is None:
             raise ConfigError("kpis.cac_source=marketing_spend needs project.data.marketing_spend (a table with "
@@ -496,12 +510,16 @@ def rfm_segments(transactions: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
     sales; ``segment`` is the first pattern of :data:`RFM_SEGMENT_MAP` matching "<r><f>".
     """
     lg = _purchase_log(transactions, as_of, "M")
-    past = _past(transactions, as_of)
-    purchases = past[past["amount"] >= 0]
-    last = purchases.groupby("customer_id")["day"].max()
-    recency = (pd.Timestamp(as_of) - last).dt.days
-    orders = _orders(lg.purchases).groupby("customer_id").agg(n=("value", "size"), m=("value", "sum"))
-    frame = pd.DataFrame({"recency": recency}).join(orders)
+    n = len(lg.ids)
+    last = lg.purchases.groupby("cust")["day"].max().reindex(np.arange(n))
+    orders = lg.orders()
+    codes = orders["cust"].to_numpy()
+    frame = pd.DataFrame({"recency": (pd.Timestamp(as_of) - last).dt.days.to_numpy(),
+                          "n": np.bincount(codes, minlength=n),
+                          "m": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)},
+                         index=pd.Index(lg.ids, name="customer_id"))
+    bought = frame["recency"].notna().to_numpy()
+    frame = frame[bought].sort_index()
 
     def score(values: pd.Series, ascending: bool = True) -> np.ndarray:
         pct = values.rank(pct=True, method="average", ascending=ascending).to_numpy()
@@ -510,15 +528,10 @@ def rfm_segments(transactions: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
     r = score(frame["recency"], ascending=False)
     f = score(frame["n"])
     m = score(frame["m"])
-    key = pd.Series([f"{a}{b}" for a, b in zip(r, f, strict=True)], index=frame.index)
-    segment = pd.Series("other", index=frame.index)
-    done = np.zeros(len(frame), dtype=bool)
-    for name, pattern in RFM_SEGMENT_MAP:
-        hit = key.str.fullmatch(pattern).to_numpy() & ~done
-        segment[hit] = name
-        done |= hit
+    names = np.array([next((name for name, pattern in RFM_SEGMENT_MAP if re.fullmatch(pattern, f"{a}{b}")), "other")
+                      for a in range(6) for b in range(6)], dtype=object)
     return pd.DataFrame({"customer_id": frame.index.to_numpy(), "r_score": r, "f_score": f, "m_score": m,
-                         "segment": segment.to_numpy()})
+                         "segment": names[r * 6 + f]})
 
 
 def load_segments(
@@ -556,11 +569,16 @@ def load_segments(
 def revenue_by_segment(transactions: pd.DataFrame, segments: pd.Series, *, as_of: date) -> pd.DataFrame:
     """Revenue by segment of the customers with a purchase up to as_of (module doc)."""
     lg = _purchase_log(transactions, as_of, "M")
-    past = _past(transactions, as_of)
-    orders = _orders(lg.purchases).groupby("customer_id").agg(orders=("value", "size"), gross=("value", "sum"))
-    net = past.groupby("customer_id")["amount"].sum()
-    per = orders.join(net.rename("revenue"))
-    per.index = per.index.astype(str)
+    n = len(lg.ids)
+    orders = lg.orders()
+    codes = orders["cust"].to_numpy()
+    per = pd.DataFrame({
+        "orders": np.bincount(codes, minlength=n),
+        "gross": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n),
+        "revenue": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)
+        + np.bincount(lg.returns["cust"].to_numpy(), weights=lg.returns["amount"].to_numpy(), minlength=n),
+    }, index=pd.Index(lg.ids.astype(str), name="customer_id"))
+    per = per[per["orders"] > 0]
     seg = segments.copy()
     seg.index = seg.index.astype(str)
     per["segment"] = seg.reindex(per.index).astype("string").fillna("unassigned").to_numpy()
