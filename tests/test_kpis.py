@@ -299,3 +299,16 @@ def test_kpis_command_writes_tables_and_logs_a_run(tmp_path, tracking, capsys):
     assert len(runs) == 1
     assert runs["metrics.kpi_active_customers"].iloc[0] == 5
     assert runs["metrics.kpi_retention_rate"].iloc[0] == pytest.approx(0.6)
+
+
+def test_a_purchase_log_built_once_gives_the_same_tables_in_any_period():
+    from crmlab.kpis import PurchaseLog
+
+    tx = hand.transactions()
+    weekly = PurchaseLog.from_transactions(tx, as_of=hand.AS_OF, period="W")
+    pd.testing.assert_frame_equal(cohort_retention(weekly, as_of=hand.AS_OF, period="M"),
+                                  cohort_retention(tx, as_of=hand.AS_OF, period="M"))
+    pd.testing.assert_frame_equal(period_kpis(weekly, as_of=hand.AS_OF, period="Q"),
+                                  period_kpis(tx, as_of=hand.AS_OF, period="Q"))
+    with pytest.raises(ValueError, match="as_of"):
+        period_kpis(weekly, as_of=date(2024, 2, 29))

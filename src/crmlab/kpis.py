@@ -95,6 +95,7 @@ __all__ = [
     "RFM_SEGMENT_MAP",
     "ClvFigures",
     "KpiResult",
+    "PurchaseLog",
     "acquisition_spend",
     "bgnbd_clv",
     "cohort_retention",
@@ -177,14 +178,35 @@ def _period_index(first: int, last: int, period: str) -> pd.PeriodIndex:
 
 
 @dataclass(frozen=True)
-class _Log:
-    """Purchases and returns up to as_of, customers as integer codes into ``ids`` (internal)."""
+class PurchaseLog:
+    """Purchases and returns up to ``as_of``, customers as integer codes into ``ids``, each row with
+    its period ordinal. Build it once with :meth:`from_transactions` and pass it instead of the
+    transactions to the functions of this module to skip re-reading them (what :func:`compute_kpis`
+    does); :meth:`regrid` changes the period."""
 
     purchases: pd.DataFrame  # cust, amount, day, period (+ order: key unique within a customer)
-    returns: pd.DataFrame  # cust, amount, period
+    returns: pd.DataFrame  # cust, amount, day, period
     ids: np.ndarray  # customer id of each code
+    as_of: date
+    period: str
     first_period: int
     last_period: int
+
+    @classmethod
+    def from_transactions(cls, transactions: pd.DataFrame, *, as_of: date, period: str = "M") -> PurchaseLog:
+        return _purchase_log(transactions, as_of, period)
+
+    def regrid(self, period: str) -> PurchaseLog:
+        """The same rows with period ordinals of another frequency."""
+        if period == self.period:
+            return self
+        if period not in _PANDAS_FREQ:
+            raise ConfigError(f"period={period!r} is not one of {', '.join(_PANDAS_FREQ)}")
+        pur = self.purchases.assign(period=_period_ordinal(self.purchases["day"], period))
+        ret = self.returns.assign(period=_period_ordinal(self.returns["day"], period))
+        first = min(int(pur["period"].min()), int(ret["period"].min()) if len(ret) else np.iinfo(np.int64).max)
+        last = int(pd.Period(pd.Timestamp(self.as_of), freq=_PANDAS_FREQ[period]).ordinal)
+        return PurchaseLog(pur, ret, self.ids, self.as_of, period, first, last)
 
     def orders(self) -> pd.DataFrame:
         """One row per (customer, order): ``cust``, ``period`` (of its first row), ``value`` (gross)."""
@@ -196,7 +218,13 @@ class _Log:
             period=("period", "min"), value=("amount", "sum")).reset_index()
 
 
-def _purchase_log(transactions: pd.DataFrame, as_of: date, period: str) -> _Log:
+def _purchase_log(transactions: pd.DataFrame | PurchaseLog, as_of: date, period: str) -> PurchaseLog:
+    if isinstance(transactions, PurchaseLog):
+        if transactions.as_of != as_of:
+            raise ValueError(f"the purchase log was built at as_of={transactions.as_of}, not {as_of}")
+        return transactions.regrid(period)
+    if period not in _PANDAS_FREQ:
+        raise ConfigError(f"period={period!r} is not one of {', '.join(_PANDAS_FREQ)}")
     past = _past(transactions, as_of)
     if past.empty:
         raise DataError(f"no transaction on or before the cut-off as_of={as_of}", column="ts")
@@ -213,9 +241,14 @@ def _purchase_log(transactions: pd.DataFrame, as_of: date, period: str) -> _Log:
         rows = pd.Series(np.flatnonzero(is_purchase)).astype("string")
         purchases["order"] = oid.where(oid.notna(), "\x00row" + rows)
     returns = pd.DataFrame({"cust": codes[~is_purchase], "amount": amount[~is_purchase],
-                            "period": period_ord[~is_purchase]})
+                            "day": past["day"].to_numpy()[~is_purchase], "period": period_ord[~is_purchase]})
     last = int(pd.Period(pd.Timestamp(as_of), freq=_PANDAS_FREQ[period]).ordinal)
-    return _Log(purchases, returns, np.asarray(ids), int(period_ord.min()), last)
+    return PurchaseLog(purchases, returns, np.asarray(ids), as_of, period, int(period_ord.min()), last)
+
+
+def _lg_period(transactions: pd.DataFrame | PurchaseLog) -> str:
+    """The period of a purchase log (for functions whose result does not depend on it), else M."""
+    return transactions.period if isinstance(transactions, PurchaseLog) else "M"
 
 
 def _sorted_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +280,7 @@ def _simple_clv(aov: Any, frequency: Any, churn: Any, margin: float) -> Any:
 
 
 def period_kpis(
-    transactions: pd.DataFrame,
+    transactions: pd.DataFrame | PurchaseLog,
     *,
     as_of: date,
     period: str = "M",
@@ -327,7 +360,7 @@ def period_kpis(
 
 
 def overall_kpis(
-    transactions: pd.DataFrame,
+    transactions: pd.DataFrame | PurchaseLog,
     by_period: pd.DataFrame,
     *,
     as_of: date,
@@ -337,7 +370,7 @@ def overall_kpis(
 ) -> pd.DataFrame:
     """The KPIs over the whole window (module doc, "Overall"): a table of ``metric``, ``value``,
     ``definition``. ``by_period`` is :func:`period_kpis`'s table of the same data and period."""
-    lg = _purchase_log(transactions, as_of, "M")
+    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
     orders = lg.orders()
     per_customer = np.bincount(orders["cust"].to_numpy(), minlength=len(lg.ids))
     per_customer = per_customer[per_customer > 0]  # customers with only returns are not customers here
@@ -401,7 +434,7 @@ def overall_kpis(
 # --------------------------------------------------------------------------- cohorts
 
 
-def cohort_retention(transactions: pd.DataFrame, *, as_of: date, period: str = "M") -> pd.DataFrame:
+def cohort_retention(transactions: pd.DataFrame | PurchaseLog, *, as_of: date, period: str = "M") -> pd.DataFrame:
     """Acquisition-cohort retention: one row per cohort (period of the first purchase), ``customers``
     (the cohort's size), then columns ``0, 1, 2, ...``: the share of the cohort with a purchase k
     periods after its first (empty where that period is after as_of)."""
@@ -457,7 +490,7 @@ def read_marketing_spend(source: TableSource) -> pd.DataFrame:
 
 def acquisition_spend(
     kcfg: KpiConfig,
-    transactions: pd.DataFrame,
+    transactions: pd.DataFrame | PurchaseLog,
     *,
     as_of: date,
     period: str,
@@ -511,7 +544,7 @@ def acquisition_spend(
 # --------------------------------------------------------------------------- segments
 
 
-def rfm_segments(transactions: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
+def rfm_segments(transactions: pd.DataFrame | PurchaseLog, *, as_of: date) -> pd.DataFrame:
     """Named RFM segments of the customers with a purchase up to as_of: ``customer_id``,
     ``r_score``, ``f_score``, ``m_score`` (1..5) and ``segment``.
 
@@ -519,7 +552,7 @@ def rfm_segments(transactions: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
     the last purchase to as_of (fewer days = higher score), frequency = orders, monetary = gross
     sales; ``segment`` is the first pattern of :data:`RFM_SEGMENT_MAP` matching "<r><f>".
     """
-    lg = _purchase_log(transactions, as_of, "M")
+    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
     n = len(lg.ids)
     last = lg.purchases.groupby("cust")["day"].max().reindex(np.arange(n))
     orders = lg.orders()
@@ -546,7 +579,7 @@ def rfm_segments(transactions: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
 
 def load_segments(
     kcfg: KpiConfig,
-    transactions: pd.DataFrame,
+    transactions: pd.DataFrame | PurchaseLog,
     *,
     as_of: date,
     customers: pd.DataFrame | None = None,
@@ -576,9 +609,9 @@ def load_segments(
     return rfm.set_index("customer_id")["segment"], "rfm"
 
 
-def revenue_by_segment(transactions: pd.DataFrame, segments: pd.Series, *, as_of: date) -> pd.DataFrame:
+def revenue_by_segment(transactions: pd.DataFrame | PurchaseLog, segments: pd.Series, *, as_of: date) -> pd.DataFrame:
     """Revenue by segment of the customers with a purchase up to as_of (module doc)."""
-    lg = _purchase_log(transactions, as_of, "M")
+    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
     n = len(lg.ids)
     orders = lg.orders()
     codes = orders["cust"].to_numpy()
@@ -805,9 +838,10 @@ def compute_kpis(
     k = cfg.kpis
     margin = cfg.clv.margin
     notes: list[str] = []
-    spend, cac_source, by_channel = acquisition_spend(k, transactions, as_of=as_of, period=k.period,
+    lg = PurchaseLog.from_transactions(transactions, as_of=as_of, period=k.period)
+    spend, cac_source, by_channel = acquisition_spend(k, lg, as_of=as_of, period=k.period,
                                                       customers=customers, marketing_spend=marketing_spend)
-    by_period = period_kpis(transactions, as_of=as_of, period=k.period, margin=margin, spend=spend)
+    by_period = period_kpis(lg, as_of=as_of, period=k.period, margin=margin, spend=spend)
     clv = None
     try:
         clv = bgnbd_clv(cfg, transactions, as_of=as_of)
@@ -815,11 +849,11 @@ def compute_kpis(
         if k.clv_source in ("bundle", "fit"):
             raise
         notes.append(f"BG/NBD CLV not available: {exc}")
-    overall = overall_kpis(transactions, by_period, as_of=as_of, period=k.period, margin=margin, clv=clv)
-    cohorts = cohort_retention(transactions, as_of=as_of, period=k.cohort_period)
+    overall = overall_kpis(lg, by_period, as_of=as_of, period=k.period, margin=margin, clv=clv)
+    cohorts = cohort_retention(lg, as_of=as_of, period=k.cohort_period)
     if segments is None:
-        segments, segment_source = load_segments(k, transactions, as_of=as_of, customers=customers)
-    seg_table = revenue_by_segment(transactions, segments, as_of=as_of)
+        segments, segment_source = load_segments(k, lg, as_of=as_of, customers=customers)
+    seg_table = revenue_by_segment(lg, segments, as_of=as_of)
     funnel = funnel_conversion(leads, k.funnel_stages, k.funnel_exit_stages) if leads is not None else None
     return KpiResult(as_of=as_of, period=k.period, by_period=by_period, overall=overall, cohorts=cohorts,
                      segments=seg_table, segment_source=segment_source or "given", cac_source=cac_source, clv=clv,
