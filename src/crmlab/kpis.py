@@ -186,7 +186,7 @@ class PurchaseLog:
 
     purchases: pd.DataFrame  # cust, amount, day, period (+ order: key unique within a customer)
     returns: pd.DataFrame  # cust, amount, day, period
-    ids: np.ndarray  # customer id of each code
+    ids: pd.Index  # customer id of each code
     as_of: date
     period: str
     first_period: int
@@ -243,7 +243,8 @@ def _purchase_log(transactions: pd.DataFrame | PurchaseLog, as_of: date, period:
     returns = pd.DataFrame({"cust": codes[~is_purchase], "amount": amount[~is_purchase],
                             "day": past["day"].to_numpy()[~is_purchase], "period": period_ord[~is_purchase]})
     last = int(pd.Period(pd.Timestamp(as_of), freq=_PANDAS_FREQ[period]).ordinal)
-    return PurchaseLog(purchases, returns, np.asarray(ids), as_of, period, int(period_ord.min()), last)
+    return PurchaseLog(purchases, returns, pd.Index(ids, name="customer_id"), as_of, period,
+                       int(period_ord.min()), last)
 
 
 def _lg_period(transactions: pd.DataFrame | PurchaseLog) -> str:
@@ -609,6 +610,18 @@ def load_segments(
     return rfm.set_index("customer_id")["segment"], "rfm"
 
 
+def _segment_of(ids: pd.Index, segments: pd.Series) -> np.ndarray:
+    """The segment label of each id (``unassigned`` when the mapping lacks it); ids are matched as
+    they are, or as text when their types differ (1001 vs '1001')."""
+    seg = segments[~segments.index.duplicated()]
+    index = pd.Index(seg.index)
+    pos = index.get_indexer(ids)
+    if len(ids) and (pos < 0).all() and len(index):
+        pos = index.astype(str).get_indexer(pd.Index(ids).astype(str))
+    labels = seg.astype("string").fillna("unassigned").to_numpy(dtype=object)
+    return np.where(pos >= 0, labels[np.maximum(pos, 0)] if len(labels) else "unassigned", "unassigned")
+
+
 def revenue_by_segment(transactions: pd.DataFrame | PurchaseLog, segments: pd.Series, *, as_of: date) -> pd.DataFrame:
     """Revenue by segment of the customers with a purchase up to as_of (module doc)."""
     lg = _purchase_log(transactions, as_of, _lg_period(transactions))
@@ -620,11 +633,9 @@ def revenue_by_segment(transactions: pd.DataFrame | PurchaseLog, segments: pd.Se
         "gross": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n),
         "revenue": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)
         + np.bincount(lg.returns["cust"].to_numpy(), weights=lg.returns["amount"].to_numpy(), minlength=n),
-    }, index=pd.Index(lg.ids.astype(str), name="customer_id"))
+    })
+    per["segment"] = _segment_of(lg.ids, segments)
     per = per[per["orders"] > 0]
-    seg = segments.copy()
-    seg.index = seg.index.astype(str)
-    per["segment"] = seg.reindex(per.index).astype("string").fillna("unassigned").to_numpy()
     out = per.groupby("segment").agg(customers=("orders", "size"), orders=("orders", "sum"),
                                      gross_sales=("gross", "sum"), revenue=("revenue", "sum"))
     out["customer_share"] = out["customers"] / out["customers"].sum()
