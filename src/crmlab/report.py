@@ -568,7 +568,8 @@ def render_html(
         if clv_po is not None and clv_po.trained:
             body += "<h3>CLV model (holdout evaluation)</h3>" + _manifest_block(clv_po)
     else:
-        body = _todo("clv", [*(clv_po.problems if clv_po else []), *k.notes])
+        body = _todo("clv", [*(clv_po.problems if clv_po else []), *k.notes,
+                             "or set kpis.clv_source=fit to fit BG/NBD + Gamma-Gamma for the report"])
     sections.append(("clv", "Customer lifetime value", body))
 
     for pipeline, anchor, heading in (("segmentation", "segmentation", "Segment profiles"),
