@@ -349,6 +349,8 @@ def plot_forecast(fc: pd.DataFrame) -> Figure:
         if i >= 4:
             break
         x = pd.to_datetime(g["period"].astype(str), errors="coerce", format="mixed")
+        if x.isna().any():  # periods that are not dates ('2024-W05', 't+1'): plot in row order
+            x = pd.Series(g["period"].astype(str).to_numpy())
         suffix = f" {name}" if name is not None else ""
         if "actual" in g.columns:
             ax.plot(x, g["actual"], color="black", lw=1.2, label=f"actual{suffix}")
