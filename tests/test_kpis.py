@@ -181,6 +181,10 @@ def test_quarter_and_week_periods():
     w = period_kpis(hand.transactions(), as_of=hand.AS_OF, period="W", spend=None)
     # weeks Monday-Sunday from the week of 2024-01-05 to that of 2024-03-31; every purchase in exactly one
     assert w["start"].iloc[0] == pd.Timestamp("2024-01-01") and w["end"].iloc[-1] == pd.Timestamp("2024-03-31")
+    assert w["period"].iloc[0] == "2024-W01" and w["period"].iloc[-1] == "2024-W13"  # ISO weeks
+    # a cut-off inside a month: that month is the last period and flagged partial
+    m = period_kpis(hand.transactions(), as_of=date(2024, 3, 20), period="M")
+    assert m["complete"].tolist() == [True, True, False] and m["orders"].iloc[-1] == 3  # A30 C60 D120
     assert w["orders"].sum() == 10 and w["gross_sales"].sum() == 830
     assert w["cac_payback_months"].isna().all()
 

@@ -172,6 +172,13 @@ def _period_ordinal(day: pd.Series, period: str) -> np.ndarray:
     return day.dt.to_period(_PANDAS_FREQ[period]).array.asi8
 
 
+def _labels(periods: pd.PeriodIndex, period: str) -> np.ndarray:
+    """Period labels: ``1997-01`` (month), ``1997Q1`` (quarter), ISO week ``1997-W01`` (Monday-Sunday)."""
+    if period == "W":
+        return np.asarray(periods.start_time.strftime("%G-W%V"), dtype=object)
+    return np.asarray(periods.astype(str), dtype=object)
+
+
 def _period_index(first: int, last: int, period: str) -> pd.PeriodIndex:
     freq = _PANDAS_FREQ[period]
     return pd.PeriodIndex.from_ordinals(np.arange(first, last + 1), freq=freq)
@@ -324,7 +331,7 @@ def period_kpis(
 
     periods = _period_index(lg.first_period, lg.last_period, period)
     out = pd.DataFrame({
-        "period": periods.astype(str),
+        "period": _labels(periods, period),
         "start": periods.start_time.normalize(),
         "end": periods.end_time.normalize(),
         "complete": periods.end_time.normalize() <= pd.Timestamp(as_of),
@@ -456,7 +463,7 @@ def cohort_retention(transactions: pd.DataFrame | PurchaseLog, *, as_of: date, p
     share[sizes.to_numpy() == 0] = np.nan
     out = pd.DataFrame(share, columns=[str(a) for a in ages])
     out.insert(0, "customers", sizes.to_numpy())
-    out.insert(0, "cohort", _period_index(lg.first_period, lg.last_period, period).astype(str))
+    out.insert(0, "cohort", _labels(_period_index(lg.first_period, lg.last_period, period), period))
     return out[out["customers"] > 0].reset_index(drop=True)
 
 

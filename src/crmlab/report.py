@@ -206,11 +206,9 @@ def plot_revenue(k: KpiResult) -> Figure:
     bp = k.by_period
     fig = _figure(11, 3.2)
     ax = fig.add_subplot()
-    ax.bar(bp["period"].astype(str), bp["revenue"], color=_BLUE, alpha=0.8, label="revenue (net)")
-    ax.tick_params(axis="x", labelrotation=45 if len(bp) > 12 else 0)
-    if len(bp) > 30:
-        for i, label in enumerate(ax.get_xticklabels()):
-            label.set_visible(i % max(1, len(bp) // 20) == 0)
+    start = pd.to_datetime(bp["start"])
+    width = (pd.to_datetime(bp["end"]) - start).dt.days.to_numpy() * 0.8 + 0.8
+    ax.bar(start, bp["revenue"], width=width, align="edge", color=_BLUE, alpha=0.8, label="revenue (net)")
     ax.set_title(f"Revenue (net) per {_UNITS[k.period]}")
     _style(ax)
     return fig
@@ -506,7 +504,8 @@ def render_html(
 
     tiles = [
         ("customers (with a purchase)", _fmt(v("active_customers"))),
-        (f"active in the last {unit} ({bp['period'].iloc[-1]})", _fmt(v("active_customers_last_period"))),
+        (f"active in the last {unit} ({bp['period'].iloc[-1]}"
+         + (", partial" if not bool(bp["complete"].iloc[-1]) else "") + ")", _fmt(v("active_customers_last_period"))),
         ("revenue (net)", _fmt(v("revenue"))),
         (f"retention, {unit} over {unit}", _fmt(v("retention_rate"), "pct")),
         ("repeat purchase rate", _fmt(v("repeat_purchase_rate"), "pct")),
