@@ -599,7 +599,8 @@ def render_html(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_esc(title)}</h1><p>Data {first} to {k.as_of} &middot; {_fmt(v('active_customers'))} "
+        f"<header><h1>{_esc(title)}</h1><p>{_esc(bp['period'].iloc[0])} ({first}) to {k.as_of} &middot; "
+        f"{_fmt(v('active_customers'))} "
         f"customers &middot; KPIs by {unit} &middot; generated {_esc(generated)} by crmlab {_esc(__version__)}"
         f"</p></header><nav>{nav}</nav><main>{main}</main></body></html>\n"
     )
