@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from crmlab.config import PIPELINES, CrmlabConfig, config_hash, load_config
+from crmlab.config import PIPELINES, SECTIONS, CrmlabConfig, config_hash, load_config
 from crmlab.errors import ConfigError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -13,11 +13,12 @@ REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def test_every_shipped_config_file_validates():
     files = sorted(REPO_CONFIGS.glob("*.yaml"))
-    assert {f.stem for f in files} >= {"project", *PIPELINES}
+    assert {f.stem for f in files} >= set(SECTIONS)
     cfg = load_config(REPO_CONFIGS)
     # the files really are read: clv.yaml sets the paper's calibration split
     assert str(cfg.clv.calibration_end) == "1997-09-30"
-    for pipeline in PIPELINES:
+    assert cfg.kpis.period == "M" and cfg.kpis.funnel_stages[-1] == "won"  # kpis.yaml is read too
+    for pipeline in SECTIONS[1:]:
         section = cfg.section(pipeline)
         assert set(section) == {"project", pipeline}
 
@@ -74,4 +75,13 @@ def test_config_is_frozen_and_hash_stable():
 def test_schema_is_json_and_covers_every_section():
     schema = CrmlabConfig.model_json_schema()
     json.dumps(schema)
-    assert set(schema["properties"]) == {"project", *PIPELINES}
+    assert set(schema["properties"]) == set(SECTIONS) >= {"project", *PIPELINES}
+
+
+def test_kpis_section_rejects_a_bad_funnel_and_names_the_key(tmp_path):
+    (tmp_path / "kpis.yaml").write_text("funnel_stages: [lead, lead]\n")
+    with pytest.raises(ConfigError, match=r"kpis\.yaml: kpis\.funnel_stages: .*distinct"):
+        load_config(tmp_path)
+    (tmp_path / "kpis.yaml").write_text("periode: W\n")
+    with pytest.raises(ConfigError, match=r"kpis\.periode.*did you mean 'period'"):
+        load_config(tmp_path)

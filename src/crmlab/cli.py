@@ -106,7 +106,7 @@ def _step(text: str):
 
 @config_app.command("show")
 def config_show(
-    pipeline: Annotated[str, typer.Argument(help=f"One of: project, {', '.join(PIPELINES)}.")],
+    pipeline: Annotated[str, typer.Argument(help=f"One of: project, {', '.join(PIPELINES)}, kpis.")],
     set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
@@ -336,6 +336,44 @@ def compare(
               highlight=False)
     if not metric and len(metrics) > 6:
         out.print(f"(+{len(metrics) - 6} more metrics: --metric NAME to choose)")
+
+
+# --------------------------------------------------------------------------- kpis and report
+
+
+@app.command("kpis")
+def kpis(
+    set_: SetOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/kpis).")] = None,
+    period: Annotated[str | None, typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet.")] = None,
+) -> None:
+    """CRM KPIs by period and overall, cohorts, CAC, revenue by segment, funnel; simple vs BG/NBD CLV."""
+    from crmlab.kpis import run_kpis
+
+    sets = [*(set_ or []), *([f"kpis.period={period}"] if period else []), *([f"kpis.format={fmt}"] if fmt else [])]
+    result = run_kpis(_config(sets), out_dir=out_dir, step=_step)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+
+
+@app.command("report")
+def report(
+    set_: SetOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default: <output.dir>/report.html).")] = None,
+    period: Annotated[str | None, typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
+) -> None:
+    """One self-contained HTML report: KPIs, cohorts, segments, CLV, churn and forecast (when trained)."""
+    from crmlab.report import write_report
+
+    sets = [*(set_ or []), *([f"kpis.period={period}"] if period else [])]
+    result = write_report(_config(sets), out=out_file, step=_step)
+    for line in [*result.kpis.summary(), *result.summary()]:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo

@@ -11,6 +11,7 @@ Layout of a config directory::
     configs/clv.yaml            -> CrmlabConfig.clv
     configs/segmentation.yaml   -> CrmlabConfig.segmentation
     configs/forecast.yaml       -> CrmlabConfig.forecast
+    configs/kpis.yaml           -> CrmlabConfig.kpis      (CRM KPIs and the HTML report; not a model)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from crmlab.errors import ConfigError
 
 __all__ = [
     "PIPELINES",
+    "REPORTING",
     "SECTIONS",
     "ChurnConfig",
     "CleaningConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "DataConfig",
     "FeatureConfig",
     "ForecastConfig",
+    "KpiConfig",
     "MissingPolicy",
     "OutputConfig",
     "ProjectConfig",
@@ -50,7 +53,9 @@ __all__ = [
 ]
 
 PIPELINES = ("churn", "clv", "segmentation", "forecast")
-SECTIONS = ("project", *PIPELINES)
+#: Config sections that are not model pipelines (no ``crmlab train``): the KPIs and the report.
+REPORTING = ("kpis",)
+SECTIONS = ("project", *PIPELINES, *REPORTING)
 
 
 class Frozen(BaseModel):
@@ -85,6 +90,16 @@ class DataConfig(Frozen):
     )
     customers: TableSource | None = None
     interactions: TableSource | None = None
+    marketing_spend: TableSource | None = Field(
+        None,
+        description="Optional, for CAC: spend by period (and channel): columns period (a date or '1997-01'), "
+        "spend, optional channel. Used only by crmlab kpis / report.",
+    )
+    leads: TableSource | None = Field(
+        None,
+        description="Optional, for funnel conversion: leads or opportunities with lead_id and stage (one row per "
+        "lead, or one per stage reached), optional ts, channel, customer_id. Used only by crmlab kpis / report.",
+    )
 
 
 class MissingPolicy(Frozen):
@@ -257,17 +272,68 @@ class ForecastConfig(Frozen):
     season_length: int | None = None
 
 
+class KpiConfig(Frozen):
+    """CRM KPIs (``crmlab kpis``) and the HTML report (``crmlab report``); formulas in crmlab.kpis."""
+
+    period: Literal["M", "W", "Q"] = Field("M", description="KPI period: month, week (Monday-Sunday) or quarter.")
+    cohort_period: Literal["M", "W", "Q"] = Field("M", description="Period of the acquisition-cohort matrix.")
+    cac_source: Literal["auto", "customers", "marketing_spend", "none"] = Field(
+        "auto",
+        description="Where acquisition cost comes from: 'auto' = the marketing_spend table when configured, else "
+        "the customers table's acquisition_cost_column when present, else no CAC.",
+    )
+    acquisition_cost_column: str = Field("acquisition_cost", description="Customers column: cost to acquire one.")
+    acquisition_channel_column: str = Field(
+        "acquisition_channel", description="Customers column: acquisition channel (CAC by channel with spend)."
+    )
+    segment_column: str | None = Field(
+        None, description="Customers column to group revenue by (e.g. plan); empty: segment_table or RFM segments."
+    )
+    segment_table: Path | None = Field(
+        None,
+        description="CSV/Parquet with customer_id and segment_name or segment (e.g. segmentation scores); "
+        "empty: segment_column or the built-in RFM segments.",
+    )
+    funnel_stages: list[str] = Field(
+        default_factory=lambda: ["lead", "qualified", "opportunity", "won"],
+        description="Funnel stages of the leads table, in order (compared case-insensitively).",
+    )
+    funnel_exit_stages: list[str] = Field(
+        default_factory=lambda: ["lost", "closed_lost", "disqualified"],
+        description="Stages that end a lead without advancing it (a lead only with these reached the first stage).",
+    )
+    clv_source: Literal["auto", "bundle", "fit", "none"] = Field(
+        "auto",
+        description="BG/NBD CLV next to the simple formula: 'bundle' scores with models/clv, 'fit' fits the clv "
+        "section's models on the data, 'auto' = bundle if one exists else fit, 'none' skips it.",
+    )
+    top_customers: int = Field(10, ge=0, description="Rows of the report's top-customers table.")
+    show_customer_ids: bool = Field(
+        False, description="Report: show customer ids in the top-customers table instead of short pseudonyms."
+    )
+    format: Literal["csv", "parquet"] = Field("csv", description="File format of the KPI tables.")
+
+    @field_validator("funnel_stages")
+    @classmethod
+    def _stages(cls, v: list[str]) -> list[str]:
+        low = [s.strip().lower() for s in v]
+        if len(low) < 2 or len(set(low)) != len(low) or not all(low):
+            raise ValueError(f"funnel_stages needs at least two distinct non-empty stages, got {v}")
+        return v
+
+
 class CrmlabConfig(Frozen):
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     clv: ClvConfig = Field(default_factory=ClvConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    kpis: KpiConfig = Field(default_factory=KpiConfig)
 
     def section(self, name: str) -> dict[str, Any]:
-        """The resolved config of one pipeline: the project section plus that pipeline's."""
-        if name not in PIPELINES and name != "project":
-            raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
+        """The resolved config of one pipeline (or of ``kpis``): the project section plus that one's."""
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(SECTIONS[1:])}")
         out = {"project": self.project.model_dump(mode="json")}
         if name != "project":
             out[name] = getattr(self, name).model_dump(mode="json")

@@ -47,6 +47,9 @@ SCHEMAS: dict[str, TableSchema] = {
     ),
     "customers": TableSchema("customers", ("customer_id",), ("signup_date", "name", "email", "phone")),
     "interactions": TableSchema("interactions", ("customer_id", "ts", "kind"), ("value",)),
+    # optional inputs of `crmlab kpis` only (not cleaned by crmlab.data.clean; read by crmlab.kpis)
+    "marketing_spend": TableSchema("marketing_spend", ("period", "spend"), ("channel",)),
+    "leads": TableSchema("leads", ("lead_id", "stage"), ("ts", "channel", "customer_id")),
 }
 
 
