@@ -222,26 +222,35 @@ def sweep_k(z: np.ndarray, k_values: Sequence[int], *, seed: int, n_init: int = 
     return table
 
 
-def elbow_k(table: pd.DataFrame) -> int:
-    """The knee of the inertia curve: the k farthest below the straight line from the first to the
+def _knee_distance(table: pd.DataFrame) -> np.ndarray:
+    """How far each point of the inertia curve lies below the straight line from the first to the
     last point, both axes scaled to [0, 1] (the "kneedle" rule of Satopaa et al. 2011)."""
     k = table["k"].to_numpy(dtype=float)
     inertia = table["inertia"].to_numpy(dtype=float)
     if len(k) < 3:
-        return int(k[0])
+        return np.zeros(len(k))
     x = (k - k[0]) / (k[-1] - k[0])
     span = inertia[0] - inertia[-1]
     y = (inertia - inertia[-1]) / span if span > 0 else np.zeros_like(inertia)
-    return int(k[np.argmax(1.0 - x - y)])
+    return 1.0 - x - y
+
+
+def elbow_k(table: pd.DataFrame) -> int:
+    """The knee of the inertia curve (:func:`_knee_distance`)."""
+    return int(table["k"].iloc[int(np.argmax(_knee_distance(table)))])
 
 
 def choose_k(table: pd.DataFrame, criterion: str) -> int:
-    """The best k of a sweep by ``criterion`` among the stable k (all k when none is stable)."""
-    candidates = table[~table["unstable"]] if (~table["unstable"]).any() else table
+    """The best k of a sweep by ``criterion`` among the stable k (all k when none is stable). The
+    elbow is found on the whole curve, then the stable k farthest below the line is taken."""
+    stable = ~table["unstable"].to_numpy(dtype=bool)
+    if not stable.any():
+        stable[:] = True
     if criterion == "elbow":
-        return elbow_k(candidates.reset_index(drop=True))
+        distance = np.where(stable, _knee_distance(table), -np.inf)
+        return int(table["k"].iloc[int(np.argmax(distance))])
     if criterion not in CRITERIA:
         raise ModelError(f"k_selection={criterion!r} should be one of elbow, {', '.join(CRITERIA)}")
-    values = candidates[criterion]
-    best = values.idxmax() if CRITERIA[criterion] else values.idxmin()
-    return int(candidates.loc[best, "k"])
+    values = table[criterion].to_numpy(dtype=float)
+    values = np.where(stable & np.isfinite(values), values if CRITERIA[criterion] else -values, -np.inf)
+    return int(table["k"].iloc[int(np.argmax(values))])

@@ -58,9 +58,10 @@ def profile_segments(features: pd.DataFrame, labels: np.ndarray, columns: Sequen
 
 
 def percentile_profile(features: pd.DataFrame, labels: np.ndarray, columns: Sequence[str], k: int) -> pd.DataFrame:
-    """Mean percentile rank in the base (ties averaged, missing values ignored) of each segment
-    (rows 0..k-1) on each column."""
-    ranks = features[list(columns)].astype("float64").rank(pct=True, method="average").reset_index(drop=True)
+    """Mean percentile rank in the base of each segment (rows 0..k-1) on each column; missing values
+    are ignored. Tied customers take the lowest rank of their tie, so a segment of one-time buyers
+    reads as the least frequent however many one-time buyers the base has."""
+    ranks = features[list(columns)].astype("float64").rank(pct=True, method="min").reset_index(drop=True)
     ranks["_segment"] = labels
     return ranks.groupby("_segment")[list(columns)].mean().reindex(range(k))
 
