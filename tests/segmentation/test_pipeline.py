@@ -165,3 +165,24 @@ def test_cli_train_segmentation_and_migrate(trained, tmp_path, capsys):
                  "train", "segmentation"])
     err = capsys.readouterr().err
     assert code == 2 and "frequncy" in err and "Traceback" not in err
+
+
+def test_batch_scoring_adds_the_segment_columns(trained):
+    from crmlab.scoring import score_customers
+
+    cfg, _, result = trained
+    table = score_customers(cfg, pipelines=["segmentation"])
+    assert list(table.columns) == ["customer_id", "as_of", *OUTPUT_COLUMNS[1:], "segmentation_model_version"]
+    expected = result.scores.set_index("customer_id")["segment_name"]
+    assert (table.set_index("customer_id")["segment_name"] == expected.reindex(table["customer_id"])).all()
+
+
+def test_retrain_compares_the_champion_on_the_same_customers(trained):
+    from crmlab.retrain import retrain
+
+    cfg, _, result = trained
+    decision = retrain(cfg, "segmentation", trials=0)
+    assert decision.metric == "silhouette" and decision.champion_version is not None
+    # the same data and config: the champion's silhouette on the new sample equals the challenger's
+    assert decision.champion_value == pytest.approx(decision.challenger_value)
+    assert not decision.promoted
