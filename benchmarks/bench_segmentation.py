@@ -92,7 +92,8 @@ def main() -> None:
         log.info("\n== score_segmentation on %d customers (CDNOW features x%d; best / median of %d runs)",
                  len(big), args.replicas, args.repeat)
         scores, best, med = timed_runs(lambda: score_segmentation(big, bundle), args.repeat)
-        log.info("  score_segmentation   %6.2f / %6.2f s  (%.1f M customers per second)", best, med, len(big) / best / 1e6)
+        log.info("  score_segmentation   %6.2f / %6.2f s  (%.1f M customers per second)", best, med,
+                 len(big) / best / 1e6)
         _, best, med = timed_runs(lambda: result.model.assign(big), args.repeat)
         log.info("  of which scale + nearest centre %6.2f / %6.2f s", best, med)
         counts = scores["segment_name"].value_counts()

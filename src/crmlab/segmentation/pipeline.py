@@ -311,8 +311,8 @@ class MigrationResult:
     def summary(self) -> list[str]:
         stayed = sum(int(self.matrix.loc[n, n]) for n in self.matrix.index if n in self.matrix.columns)
         total = int(self.matrix.to_numpy().sum())
-        return [f"{total:,} customers from {self.date_from} to {self.date_to}: {stayed:,} ({stayed / max(total, 1):.1%}) "
-                "kept their segment (rows: from, columns: to)"]
+        return [f"{total:,} customers from {self.date_from} to {self.date_to}: {stayed:,} "
+                f"({stayed / max(total, 1):.1%}) kept their segment (rows: from, columns: to)"]
 
 
 def migrate_segments(cfg: CrmlabConfig, date_from: date | str, date_to: date | str,

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from crmlab.segmentation.rfm import NO_PURCHASE, RFM_FEATURES
+from crmlab.segmentation.rfm import MONETARY_COLUMNS, NO_PURCHASE
 
 __all__ = ["HIGH", "LOW", "migration_matrix", "name_segments", "percentile_profile", "profile_segments"]
 
@@ -101,8 +101,9 @@ def name_segments(ranks: pd.DataFrame) -> list[str]:
     rfm = "recency_days" in columns and "frequency" in columns
     lookup = rfm_segment_names()
     names = pd.Series([lookup[_quintile(1.0 - row["recency_days"]) * 6 + _quintile(row["frequency"])] if rfm
-                       else _descriptor(row, columns, 2) for _, row in ranks.iterrows()], index=ranks.index, dtype=object)
-    monetary = next((c for c in RFM_FEATURES["m"] if c in columns), None)
+                       else _descriptor(row, columns, 2) for _, row in ranks.iterrows()],
+                      index=ranks.index, dtype=object)
+    monetary = next((c for c in MONETARY_COLUMNS if c in columns), None)
     for name, idx in names.groupby(names).groups.items():
         if len(idx) < 2:
             continue

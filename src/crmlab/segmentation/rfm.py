@@ -22,24 +22,20 @@ import pandas as pd
 from crmlab.errors import ModelError
 from crmlab.kpis import RFM_SEGMENT_MAP
 
-__all__ = ["NO_PURCHASE", "RFM_FEATURES", "RfmScorer", "monetary_column", "rfm_segment_names"]
+__all__ = ["MONETARY_COLUMNS", "NO_PURCHASE", "RfmScorer", "monetary_column", "rfm_segment_names"]
 
 #: The name of customers without a purchase up to the cut-off (no RFM, no cluster).
 NO_PURCHASE = "no_purchase"
-#: score -> features column (monetary: the first present of the two)
-RFM_FEATURES: dict[str, tuple[str, ...]] = {
-    "r": ("recency_days",),
-    "f": ("frequency",),
-    "m": ("amount_sum_total", "monetary_value"),
-}
+#: The monetary columns of a features frame, in order of preference.
+MONETARY_COLUMNS: tuple[str, ...] = ("amount_sum_total", "monetary_value")
 
 
 def monetary_column(columns: pd.Index | list[str]) -> str:
     """The monetary column of a features frame (module doc)."""
-    for name in RFM_FEATURES["m"]:
+    for name in MONETARY_COLUMNS:
         if name in columns:
             return name
-    raise ModelError(f"features lack a monetary column ({' or '.join(RFM_FEATURES['m'])})")
+    raise ModelError(f"features lack a monetary column ({' or '.join(MONETARY_COLUMNS)})")
 
 
 def _quintiles(values: np.ndarray) -> np.ndarray:
