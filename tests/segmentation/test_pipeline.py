@@ -52,6 +52,8 @@ def test_train_segmentation_end_to_end(trained):
         assert np.isfinite(run.data.metrics[key]), key
     assert run.data.metrics["k"] == result.k and 2 <= result.k <= 5
     assert run.data.params["chosen_by"] == "silhouette"
+    history = client.get_metric_history(result.run_id, "sweep_silhouette")
+    assert sorted(m.step for m in history) == [2, 3, 4, 5]
     plots = {f.path for f in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/sweep.png", "plots/profiles.png"}
     assert client.get_model_version("crmlab-segmentation", "1").run_id == result.run_id

@@ -349,6 +349,8 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
     run.log_table(result.extras["rfm_vs_kmeans"].reset_index(), "segments/rfm_vs_kmeans.csv")
     run.log_figure(plots.plot_profiles(result.profiles, result.ranks), "plots/profiles.png")
     if result.sweep is not None:
+        for row in result.sweep.drop(columns="unstable").itertuples(index=False):  # MLflow charts them against k
+            run.log_metrics({f"sweep_{key}": value for key, value in row._asdict().items() if key != "k"}, step=row.k)
         run.log_table(result.sweep, "sweep/sweep.csv")
         run.log_figure(plots.plot_sweep(result.sweep, result.k, result.chosen_by), "plots/sweep.png")
     run.log_dict({"as_of": result.as_of.isoformat(), "k": result.k, "chosen_by": result.chosen_by,

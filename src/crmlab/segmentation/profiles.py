@@ -75,7 +75,7 @@ def _quintile(p: float) -> int:
 
 
 #: how a clash between two segments of the same name is told apart: feature -> (word if higher, if lower)
-_WORDS = {"recency_days": ("lapsed", "recent"), "frequency": ("frequent", "rare"),
+_WORDS = {"recency_days": ("less_recent", "more_recent"), "frequency": ("more_frequent", "less_frequent"),
           "monetary_value": ("high_value", "low_value"), "amount_sum_total": ("high_value", "low_value")}
 
 
@@ -110,7 +110,7 @@ def name_segments(ranks: pd.DataFrame) -> list[str]:
         # the feature on which the clashing segments differ most tells them apart (money first)
         spread = ranks.loc[idx].max() - ranks.loc[idx].min()
         col = monetary if monetary is not None and spread[monetary] >= 0.1 else str(spread.idxmax())
-        higher, lower = _WORDS.get(col, (f"high_{col}", f"low_{col}"))
+        higher, lower = _WORDS.get(col, (f"higher_{col}", f"lower_{col}"))
         order = ranks.loc[idx, col].rank(method="first")
         for i in idx:
             word = higher if order[i] == len(idx) else lower if order[i] == 1 else f"mid{int(order[i]) - 1}_{col}"

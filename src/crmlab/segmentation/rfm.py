@@ -96,7 +96,8 @@ class RfmScorer:
         return pd.DataFrame({**out, "segment": names})
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        assert self.upper_ is not None and self.scores_ is not None
+        if self.upper_ is None or self.scores_ is None:
+            raise ModelError("RfmScorer is not fitted: call fit first")
         return {**{f"rfm_upper_{k}": v for k, v in self.upper_.items()},
                 **{f"rfm_scores_{k}": v for k, v in self.scores_.items()}}
 
