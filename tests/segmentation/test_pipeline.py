@@ -51,7 +51,7 @@ def test_train_segmentation_end_to_end(trained):
                 "stability_ari_bootstrap", "k", "inertia"):
         assert np.isfinite(run.data.metrics[key]), key
     assert run.data.metrics["k"] == result.k and 2 <= result.k <= 5
-    assert run.data.params["chosen_by"] == "silhouette"
+    assert run.data.params["chosen_by"] == "silhouette" and run.data.params["algorithm"] == "KMeans"
     history = client.get_metric_history(result.run_id, "sweep_silhouette")
     assert sorted(m.step for m in history) == [2, 3, 4, 5]
     plots = {f.path for f in client.list_artifacts(result.run_id, "plots")}
@@ -150,11 +150,13 @@ def test_unknown_feature_is_a_clear_error(tmp_path):
 def test_cli_train_segmentation_and_migrate(trained, tmp_path, capsys):
     _, sets, result = trained
     args = [a for s in sets for a in ("--set", s)]
-    args += ["--set", f"project.output.models_dir={tmp_path / 'models'}", "--set", "segmentation.k=3"]
+    args += ["--set", f"project.output.models_dir={tmp_path / 'models'}", "--set", "segmentation.k=3",
+             "--set", "segmentation.minibatch_threshold=100"]
     code = main(["-c", str(tmp_path / "no-configs"), *args, "train", "segmentation"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "k=3 (fixed)" in captured.out and "stability" in captured.out and "bundle:" in captured.out
+    assert "k=3 (fixed), MiniBatchKMeans" in captured.out and "stability" in captured.out
+    assert load_bundle(tmp_path / "models" / "segmentation").manifest["algorithm"] == "MiniBatchKMeans"
     out_csv = tmp_path / "migration.csv"
     code = main(["-c", str(tmp_path / "no-configs"), *args, "segments", "migrate", "--from", "2024-06-30",
                  "--to", str(result.as_of), "--out", str(out_csv)])

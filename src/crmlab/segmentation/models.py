@@ -92,14 +92,20 @@ class FeatureScaler:
         x = _as_matrix(x)
         if x.shape[1] != len(self.mean_):
             raise ModelError(f"got {x.shape[1]} features, the scaler was fitted on {len(self.mean_)}")
-        return (self._shape(self._impute(x)) - self.mean_) / self.scale_
+        y = self._shape(self._impute(x))
+        y -= self.mean_  # in place: scoring millions of rows should not allocate a matrix per step
+        y /= self.scale_
+        return y
 
     def _impute(self, x: np.ndarray) -> np.ndarray:
+        """A copy of ``x`` with its missing and infinite values replaced by the training medians."""
         return np.where(np.isfinite(x), x, self.medians_)
 
     def _shape(self, x: np.ndarray) -> np.ndarray:
+        """The log or quantile transform of an imputed copy, in place where possible."""
         if self.transform == "log":
-            return np.sign(x) * np.log1p(np.abs(x))
+            magnitude = np.log1p(np.abs(x))
+            return np.copysign(magnitude, x, out=magnitude)
         if self.transform == "quantile":
             ref = np.linspace(0, 1, _N_QUANTILES)
             out = np.empty_like(x)

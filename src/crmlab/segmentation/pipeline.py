@@ -138,6 +138,7 @@ class SegmentationResult:
     as_of: date
     k: int
     chosen_by: str
+    algorithm: str
     metrics: dict[str, float]
     sweep: pd.DataFrame | None
     profiles: pd.DataFrame
@@ -155,7 +156,7 @@ class SegmentationResult:
         m = self.metrics
         stable = "stable" if m["stable"] else "UNSTABLE (below segmentation.stability_threshold)"
         lines = [
-            f"k={self.k} ({self.chosen_by}) on {int(m['n_customers']):,} customers at {self.as_of}: "
+            f"k={self.k} ({self.chosen_by}), {self.algorithm} on {int(m['n_customers']):,} customers at {self.as_of}: "
             f"silhouette {m['silhouette']:.3f}, Calinski-Harabasz {m['calinski_harabasz']:,.0f}, "
             f"Davies-Bouldin {m['davies_bouldin']:.3f}",
             f"stability: ARI {m['stability_ari_seeds']:.3f} across seeds, {m['stability_ari_bootstrap']:.3f} "
@@ -223,7 +224,7 @@ def evaluate_segments(z: np.ndarray, labels: np.ndarray, silhouette_rows: np.nda
 
 
 def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataFrame, *, as_of: date, k: int,
-                  chosen_by: str, metrics: dict[str, float], config_digest: str,
+                  chosen_by: str, algorithm: str, metrics: dict[str, float], config_digest: str,
                   sweep: pd.DataFrame | None) -> Path:
     """Write the model to a bundle folder: JSON parameters, the scaler, centres and RFM cut points as
     arrays, the profiles (``report_profiles.csv``, read by the HTML report), the sweep, a manifest."""
@@ -235,6 +236,7 @@ def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataF
         "transform": model.scaler.transform,
         "k": int(k),
         "chosen_by": chosen_by,
+        "algorithm": algorithm,
         "segment_names": model.names,
         "training_window": {"as_of": as_of.isoformat()},
         "n_customers": int(profiles["customers"].sum()),
@@ -343,7 +345,8 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
     from crmlab.registry import model_name
     from crmlab.segmentation import plots
 
-    run.log_params({"k": result.k, "chosen_by": result.chosen_by, "segment_names": result.model.names})
+    run.log_params({"k": result.k, "chosen_by": result.chosen_by, "algorithm": result.algorithm,
+                    "segment_names": result.model.names})
     run.log_metrics(result.metrics)
     run.log_table(result.profiles, "segments/profiles.csv")
     run.log_table(result.extras["rfm_vs_kmeans"].reset_index(), "segments/rfm_vs_kmeans.csv")
@@ -354,6 +357,7 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
         run.log_table(result.sweep, "sweep/sweep.csv")
         run.log_figure(plots.plot_sweep(result.sweep, result.k, result.chosen_by), "plots/sweep.png")
     run.log_dict({"as_of": result.as_of.isoformat(), "k": result.k, "chosen_by": result.chosen_by,
+                  "algorithm": result.algorithm,
                   "metrics": result.metrics, "names": result.model.names, "bundle": str(result.bundle_path)},
                  "segmentation_report.json")
     example = result.extras["features"][result.model.input_columns].head(20).reset_index(drop=True)
@@ -410,7 +414,8 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
         else:
             k, chosen_by = seg.k, "fixed"
         minibatch = n > seg.minibatch_threshold
-        with step(f"Fitting {'MiniBatchKMeans' if minibatch else 'KMeans'} with k={k} on {n:,} customers"):
+        algorithm = "MiniBatchKMeans" if minibatch else "KMeans"
+        with step(f"Fitting {algorithm} with k={k} on {n:,} customers"):
             centres = fit_segments(z, k, seed=seed, n_init=seg.n_init, minibatch=minibatch)
             labels = nearest_centre(z, centres)
         with step(f"Evaluating: silhouette, stability over {seg.stability_runs} seeds and bootstrap samples"):
@@ -437,11 +442,11 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
                                         scores["segment_name"][bought].rename("segment"))
         with step("Exporting the model bundle"):
             bundle_path = export_bundle(Path(project.output.models_dir) / "segmentation", model, profiles, as_of=as_of,
-                                        k=k, chosen_by=chosen_by, metrics=metrics,
+                                        k=k, chosen_by=chosen_by, algorithm=algorithm, metrics=metrics,
                                         config_digest=config_hash(cfg.section("segmentation")), sweep=sweep)
         result = SegmentationResult(
-            as_of=as_of, k=k, chosen_by=chosen_by, metrics=metrics, sweep=sweep, profiles=profiles, ranks=ranks,
-            model=model, scores=scores, bundle_path=bundle_path, fingerprint=prepared.fingerprint,
+            as_of=as_of, k=k, chosen_by=chosen_by, algorithm=algorithm, metrics=metrics, sweep=sweep,
+            profiles=profiles, ranks=ranks, model=model, scores=scores, bundle_path=bundle_path, fingerprint=prepared.fingerprint,
             run_id=run.run_id, tracking_uri=tracker.uri if run.active else None,
             extras={"features": base, "labels": labels, "silhouette_rows": sil_rows, "rfm_vs_kmeans": rfm_vs_kmeans},
         )
