@@ -207,8 +207,8 @@ def fit_segments(z: np.ndarray, k: int, *, seed: int, n_init: int, minibatch: bo
 
 
 def evaluate_segments(z: np.ndarray, labels: np.ndarray, silhouette_rows: np.ndarray) -> dict[str, float]:
-    """Silhouette (on the rows ``silhouette_rows``), Calinski-Harabasz and Davies-Bouldin (on all rows)
-    and the within-cluster sum of squares of a partition of the scaled rows ``z``."""
+    """Silhouette (on the rows ``silhouette_rows``: it is quadratic), Calinski-Harabasz and
+    Davies-Bouldin (on all rows) of a partition of the scaled rows ``z``; NaN for a single segment."""
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
     if len(np.unique(labels)) < 2:
