@@ -213,14 +213,39 @@ def _write_table(df: Any, path: Path) -> None:
 # --------------------------------------------------------------------------- train
 
 
-def _train(pipeline: str, sets: list[str] | None) -> Any:
+def _tuned_overrides(path: Path) -> dict[str, Any]:
+    """The nested overrides of a tuning's best-parameters file (``{"churn": {"lightgbm": {...}}}``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CrmlabError(f"--tuned {path}: cannot read it: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CrmlabError(f"--tuned {path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise CrmlabError(f"--tuned {path}: expected a mapping like {{churn: {{lightgbm: {{...}}}}}}")
+    return data
+
+
+def _train(pipeline: str, sets: list[str] | None, *, tuned: Path | None = None) -> Any:
     import importlib
 
-    from crmlab.retrain import TRAINERS
+    from crmlab.retrain import TRAINERS, with_overrides
 
     module, _, name = TRAINERS[pipeline].partition(":")
     trainer = getattr(importlib.import_module(module), name)
-    result = trainer(_config(sets), step=_step)
+    cfg = _config(sets)
+    if tuned is not None:
+        overrides = _tuned_overrides(tuned)
+        unknown = [k for k in overrides if k != pipeline]
+        if unknown:
+            raise CrmlabError(f"--tuned {tuned}: holds settings of {unknown}, not only of {pipeline!r}")
+        try:
+            cfg = with_overrides(cfg, overrides)
+        except ValueError as exc:  # pydantic's ValidationError names the bad key
+            raise CrmlabError(f"--tuned {tuned}: {str(exc).splitlines()[0]}; {exc}".replace("\n", " ")) from None
+    result = trainer(cfg, step=_step)
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if getattr(result, "run_id", None):
@@ -240,6 +265,17 @@ def train_all(set_: SetOpt = None) -> None:
 def train_clv(set_: SetOpt = None) -> None:
     """BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma: holdout evaluation, LightGBM challenger, export."""
     _train("clv", set_)
+
+
+@train_app.command("churn")
+def train_churn(
+    set_: SetOpt = None,
+    tuned: Annotated[Path | None, typer.Option(
+        "--tuned", help="A best-parameters file of `crmlab tune churn` (outputs/tuning/churn_best.yaml).")] = None,
+) -> None:
+    """LightGBM against logistic-regression and BG/NBD baselines: validation on the latest snapshot
+    (or a stratified test split of a contract table), reasons per customer, export."""
+    _train("churn", set_, tuned=tuned)
 
 
 # --------------------------------------------------------------------------- scoring and registry

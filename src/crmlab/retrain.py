@@ -62,6 +62,7 @@ TRAINERS: dict[str, str] = {
 #: pipeline -> "module:function" evaluating another bundle on a result's holdout, ``(bundle, result) -> metrics``
 EVALUATORS: dict[str, str] = {
     "clv": "crmlab.clv.pipeline:evaluate_bundle",
+    "churn": "crmlab.churn.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> overrides dict``
 TUNERS: dict[str, str] = {}
