@@ -299,10 +299,11 @@ class ChurnConfig(Frozen):
         "every one-time buyer at 0).",
     )
     lightgbm: dict[str, Any] = Field(
-        default_factory=dict,
+        default_factory=lambda: {"num_leaves": 15},
         description="LightGBM settings: crmlab.churn.LightGBMChurn arguments (n_estimators, learning_rate, "
         "num_leaves, min_child_samples, feature_fraction, reg_lambda, early_stopping_rounds) or raw LightGBM "
-        "parameters.",
+        "parameters. 15 leaves by default: exact SHAP reasons cost grows steeply with leaves (31 leaves score "
+        "CDNOW's reasons ~7x slower for no better AUC).",
     )
 
     @field_validator("risk_tier_edges")
