@@ -213,22 +213,13 @@ def _write_table(df: Any, path: Path) -> None:
 # --------------------------------------------------------------------------- train
 
 
-def _tuned_overrides(path: Path) -> dict[str, Any]:
-    """The nested overrides of a tuning's best-parameters file (``{"churn": {"lightgbm": {...}}}``)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CrmlabError(f"--tuned {path}: cannot read it: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CrmlabError(f"--tuned {path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    if not isinstance(data, dict):
-        raise CrmlabError(f"--tuned {path}: expected a mapping like {{churn: {{lightgbm: {{...}}}}}}")
-    return data
+TunedOpt = Annotated[
+    Path | None,
+    typer.Option("--tuned", help="Apply a tuned-parameters file (crmlab tune writes outputs/tuning/<pipeline>_best.yaml)."),
+]
 
 
-def _train(pipeline: str, sets: list[str] | None, *, tuned: Path | None = None) -> Any:
+def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> Any:
     import importlib
 
     from crmlab.retrain import TRAINERS, with_overrides
@@ -237,14 +228,9 @@ def _train(pipeline: str, sets: list[str] | None, *, tuned: Path | None = None) 
     trainer = getattr(importlib.import_module(module), name)
     cfg = _config(sets)
     if tuned is not None:
-        overrides = _tuned_overrides(tuned)
-        unknown = [k for k in overrides if k != pipeline]
-        if unknown:
-            raise CrmlabError(f"--tuned {tuned}: holds settings of {unknown}, not only of {pipeline!r}")
-        try:
-            cfg = with_overrides(cfg, overrides)
-        except ValueError as exc:  # pydantic's ValidationError names the bad key
-            raise CrmlabError(f"--tuned {tuned}: {str(exc).splitlines()[0]}; {exc}".replace("\n", " ")) from None
+        from crmlab.tuning import load_overrides
+
+        cfg = with_overrides(cfg, load_overrides(tuned, cfg))
     result = trainer(cfg, step=_step)
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -268,14 +254,31 @@ def train_clv(set_: SetOpt = None) -> None:
 
 
 @train_app.command("churn")
-def train_churn(
-    set_: SetOpt = None,
-    tuned: Annotated[Path | None, typer.Option(
-        "--tuned", help="A best-parameters file of `crmlab tune churn` (outputs/tuning/churn_best.yaml).")] = None,
-) -> None:
+def train_churn(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
     """LightGBM against logistic-regression and BG/NBD baselines: validation on the latest snapshot
     (or a stratified test split of a contract table), reasons per customer, export."""
-    _train("churn", set_, tuned=tuned)
+    _train("churn", set_, tuned)
+
+
+@app.command("tune")
+def tune(
+    pipeline: Annotated[str, typer.Argument(help="A pipeline that tunes (churn, forecast).")],
+    set_: SetOpt = None,
+    trials: Annotated[int | None, typer.Option(help="Trials to add (default: <pipeline>.tuning.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds at most (default: <pipeline>.tuning.timeout).")] = None,
+) -> None:
+    """Tune a pipeline with Optuna (seeded TPE, pruning, one MLflow child run per trial). The study is
+    stored in SQLite, so a second call resumes it; the best parameters go to a file that
+    `crmlab train <pipeline> --tuned FILE` applies."""
+    from crmlab.retrain import TUNERS, _load
+
+    if pipeline not in TUNERS:
+        raise CrmlabError(f"pipeline {pipeline!r} has no tuner; tunable: {', '.join(TUNERS) or 'none yet'}")
+    result = _load(TUNERS[pipeline])(_config(set_), trials=trials, timeout=timeout, step=_step)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- scoring and registry
