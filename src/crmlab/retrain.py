@@ -65,7 +65,9 @@ EVALUATORS: dict[str, str] = {
     "churn": "crmlab.churn.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
-TUNERS: dict[str, str] = {}
+TUNERS: dict[str, str] = {
+    "churn": "crmlab.churn.pipeline:tune_churn",
+}
 
 
 def _load(ref: str) -> Callable[..., Any]:

@@ -20,6 +20,7 @@ from crmlab.churn.pipeline import (
     evaluate_bundle,
     score_churn,
     train_churn,
+    tune_churn,
 )
 from crmlab.cli import app
 from crmlab.config import load_config
@@ -206,3 +207,25 @@ def test_cli_train_churn(tmp_path):
     assert res.exit_code == 0, res.output
     assert "lightgbm" in res.output and "bundle:" in res.output
     assert (tmp_path / "models" / "churn" / MODEL_FILE).is_file()
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
+    sets = [*synthetic_project(tmp_path, n_customers=1500, seed=8), "project.tracking.enabled=false"]
+    cfg = load_config(tmp_path / "no-configs", sets)
+    first = tune_churn(cfg, trials=3)
+    assert first.n_trials == 3 and first.best_file.name == "churn_best.yaml"
+    assert 0.5 < first.best_value <= 1 and set(first.overrides) == {"churn"}
+    second = tune_churn(cfg, trials=2)  # the SQLite study is resumed, not restarted
+    assert second.n_trials == 5 and second.best_value >= first.best_value
+
+    flags = [a for s in sets for a in ("--set", s)]
+    res = CliRunner().invoke(app, ["-c", str(tmp_path / "no-configs"), *flags, "train", "churn",
+                                   "--tuned", str(second.best_file)])
+    assert res.exit_code == 0, res.output
+    params = load_bundle(tmp_path / "models" / "churn").params["lightgbm"]["params"]
+    tuned = second.overrides["churn"]["lightgbm"]
+    assert params["num_leaves"] == tuned["num_leaves"]
+    assert params["learning_rate"] == pytest.approx(tuned["learning_rate"])
