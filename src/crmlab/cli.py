@@ -255,6 +255,13 @@ def train_clv(set_: SetOpt = None) -> None:
     _train("clv", set_)
 
 
+@train_app.command("churn")
+def train_churn(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
+    """LightGBM against logistic-regression and BG/NBD baselines: validation on the latest snapshot
+    (or a stratified test split of a contract table), reasons per customer, export."""
+    _train("churn", set_, tuned)
+
+
 @train_app.command("segmentation")
 def train_segmentation(set_: SetOpt = None) -> None:
     """K-means segments on scaled behavioural features: k sweep, profiles, names, stability, export."""
