@@ -114,8 +114,8 @@ def test_stability_is_one_on_separated_blobs_and_low_on_noise():
     rng = np.random.default_rng(0)
     blobs = np.r_[rng.normal(0, 0.2, (150, 2)), rng.normal(4, 0.2, (150, 2)), rng.normal((0, 4), 0.2, (150, 2))]
     assert stability(blobs, 3, seed=0, runs=3)["stability_ari"] > 0.99
-    noise = rng.uniform(size=(450, 2))
-    assert stability(noise, 7, seed=0, runs=3)["stability_ari"] < 0.9
+    noise = rng.uniform(size=(300, 2))
+    assert stability(noise, 6, seed=0, runs=2)["stability_ari"] < 0.9
 
 
 def test_nearest_centre_matches_sklearn_predict():

@@ -45,7 +45,7 @@ from crmlab.segmentation.models import (
     sweep_k,
 )
 from crmlab.segmentation.profiles import migration_matrix, name_segments, percentile_profile, profile_segments
-from crmlab.segmentation.rfm import NO_PURCHASE, RfmScorer, monetary_column
+from crmlab.segmentation.rfm import NO_PURCHASE, RfmScorer, monetary_column, rfm_segment_names, segment_codes
 from crmlab.tracking import Run, Tracker
 from crmlab.utils import ids_unique
 from crmlab.workflow import prepare_data
@@ -82,6 +82,16 @@ def _no_step(text: str) -> AbstractContextManager[Any]:
 # --------------------------------------------------------------------------- the model
 
 
+def _text(codes: np.ndarray, names: list[str]) -> pd.Series:
+    """``names[codes]`` as a text column, built in Arrow: three times faster than from Python
+    strings, which matters for millions of customers."""
+    import pyarrow as pa
+
+    return pd.Series(pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(names, pa.string()))
+                     .dictionary_decode(), dtype="str")
+
+
+
 @dataclass
 class SegmentationModel:
     """A fitted segmentation: scaler, centres (in the scaled space), names and the RFM baseline."""
@@ -107,13 +117,16 @@ class SegmentationModel:
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """The scoring table of a checked features frame (:func:`score_segmentation`)."""
         seg = self.assign(features)
-        names = np.array([*self.names, NO_PURCHASE], dtype=object)[seg]  # -1 picks the last
-        rfm = self.rfm.score(features)
-        rfm_score = (rfm["r_score"].to_numpy(np.int16) * 100 + rfm["f_score"].to_numpy(np.int16) * 10
-                     + rfm["m_score"].to_numpy(np.int16))
-        return pd.DataFrame({"customer_id": features["customer_id"].reset_index(drop=True), "segment_id": seg,
-                             "segment_name": names, "segment_rfm": rfm["segment"].to_numpy(),
-                             "segment_rfm_score": rfm_score})
+        rfm = self.rfm.score_arrays(features)
+        rfm_score = (rfm["r_score"].astype(np.int16) * 100 + rfm["f_score"].astype(np.int16) * 10
+                     + rfm["m_score"].astype(np.int16))
+        return pd.DataFrame({
+            "customer_id": features["customer_id"].reset_index(drop=True),
+            "segment_id": seg,
+            "segment_name": _text(np.where(seg >= 0, seg, len(self.names)), [*self.names, NO_PURCHASE]),
+            "segment_rfm": _text(segment_codes(rfm), [*rfm_segment_names(), NO_PURCHASE]),
+            "segment_rfm_score": rfm_score,
+        })
 
     def to_bundle(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         params = {"features": self.features, "transform": self.scaler.transform, "names": self.names,

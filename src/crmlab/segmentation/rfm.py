@@ -22,7 +22,7 @@ import pandas as pd
 from crmlab.errors import ModelError
 from crmlab.kpis import RFM_SEGMENT_MAP
 
-__all__ = ["MONETARY_COLUMNS", "NO_PURCHASE", "RfmScorer", "monetary_column", "rfm_segment_names"]
+__all__ = ["MONETARY_COLUMNS", "NO_PURCHASE", "RfmScorer", "monetary_column", "rfm_segment_names", "segment_codes"]
 
 #: The name of customers without a purchase up to the cut-off (no RFM, no cluster).
 NO_PURCHASE = "no_purchase"
@@ -47,6 +47,13 @@ def rfm_segment_names() -> np.ndarray:
     """Segment name of each "<r><f>" as a 6 x 6 lookup table flattened (index r * 6 + f)."""
     return np.array([next((name for name, pattern in RFM_SEGMENT_MAP if re.fullmatch(pattern, f"{r}{f}")), "other")
                      for r in range(6) for f in range(6)], dtype=object)
+
+
+def segment_codes(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Index of each customer's segment in ``[*rfm_segment_names(), NO_PURCHASE]``: ``r * 6 + f``,
+    or 36 (no purchase) where a score is 0."""
+    r, f, m = (scores[f"{key}_score"].astype(np.int64) for key in "rfm")
+    return np.where((r > 0) & (f > 0) & (m > 0), r * 6 + f, 36)
 
 
 @dataclass
@@ -81,19 +88,20 @@ class RfmScorer:
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """``r_score``, ``f_score``, ``m_score`` (1..5, 0 without a purchase) and ``segment``."""
+        scores = self.score_arrays(features)
+        names = np.array([*rfm_segment_names(), NO_PURCHASE], dtype=object)[segment_codes(scores)]
+        return pd.DataFrame({**scores, "segment": names})
+
+    def score_arrays(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """``r_score``, ``f_score``, ``m_score`` as int8 arrays (0 where the value is missing)."""
         if self.upper_ is None or self.scores_ is None:
             raise ModelError("RfmScorer is not fitted: call fit first")
         out: dict[str, np.ndarray] = {}
-        ok = np.ones(len(features), dtype=bool)
         for key, values in self._signed(features).items():
             upper, scores = self.upper_[key], self.scores_[key]
             pos = np.minimum(np.searchsorted(upper, values, side="left"), len(upper) - 1)
-            finite = np.isfinite(values)
-            ok &= finite
-            out[f"{key}_score"] = np.where(finite, scores[pos], 0).astype(np.int8)
-        names = rfm_segment_names()[out["r_score"].astype(np.int64) * 6 + out["f_score"]]
-        names[~ok] = NO_PURCHASE
-        return pd.DataFrame({**out, "segment": names})
+            out[f"{key}_score"] = np.where(np.isfinite(values), scores[pos], 0).astype(np.int8)
+        return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         if self.upper_ is None or self.scores_ is None:
