@@ -27,7 +27,7 @@ from crmlab.config import load_config
 from crmlab.data.synth import true_churn_probability
 from crmlab.errors import DataError, ModelError
 from crmlab.export import load_bundle
-from crmlab.retrain import EVALUATORS
+from crmlab.retrain import EVALUATORS, retrain
 from crmlab.scoring import score_customers
 from crmlab.workflow import prepare_data
 
@@ -137,6 +137,18 @@ def test_bundle_without_its_model_file_is_refused(trained, tmp_path):
         score_churn(pd.DataFrame({"customer_id": ["a"], "frequency": [1.0]}), result.bundle_path)
 
 
+@pytest.mark.slow
+def test_retrain_compares_the_champion_on_the_challengers_snapshot(trained):
+    _, cfg, result = trained
+    decision = retrain(cfg, "churn", trials=0)
+    # same data, same settings: the champion (version 1) scores exactly like the challenger, so the
+    # challenger is not better by the margin and the champion stays
+    assert decision.champion_version == "1" and decision.challenger_version == "2"
+    assert decision.champion_value == pytest.approx(decision.challenger_value)
+    assert decision.champion_value == pytest.approx(result.metrics["roc_auc"])
+    assert not decision.promoted
+
+
 # --------------------------------------------------------------------------- contract mode
 
 
@@ -212,6 +224,7 @@ def test_cli_train_churn(tmp_path):
 # --------------------------------------------------------------------------- tuning
 
 
+@pytest.mark.slow
 def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
     sets = [*synthetic_project(tmp_path, n_customers=1500, seed=8), "project.tracking.enabled=false"]
     cfg = load_config(tmp_path / "no-configs", sets)
