@@ -294,14 +294,13 @@ def read_sales(source: TableSource, *, freq: str, covariates: list[str] | tuple[
     known = pd.concat([observed, future])
     panel_covs: dict[str, np.ndarray] = {}
     for cov in covariates:
-        m = known.pivot(index="series_id", columns="period", values=cov).reindex(index=wide.index, columns=full_grid)
-        panel_covs[cov] = m.to_numpy(dtype=np.float64)
-        hole = np.isnan(panel_covs[cov][:, : len(grid)]) & started
+        hole = known[cov].isna().to_numpy()
         if hole.any():
-            i, t = np.argwhere(hole)[0]
-            raise DataError(f"covariate {cov!r} is missing for series {wide.index[i]!r} in period {grid[t].date()}",
-                            file=name, column=cov, expected="a value in every observed period of every series")
-        panel_covs[cov] = np.nan_to_num(panel_covs[cov], nan=0.0)
+            raise DataError(f"covariate {cov!r} is missing in a row with a period", file=name, column=cov,
+                            expected="a value in every row (a period without a row counts as 0)",
+                            example=raw.iloc[int(known.index[hole][0])].to_dict())
+        m = known.pivot(index="series_id", columns="period", values=cov).reindex(index=wide.index, columns=full_grid)
+        panel_covs[cov] = np.nan_to_num(m.to_numpy(dtype=np.float64), nan=0.0)
     rejected = reason != ""
     rejects = raw[rejected].assign(reason=reason[rejected])
     counts = {"input_rows": n, "clean_rows": int(len(observed)), "future_rows": int(len(future)),
