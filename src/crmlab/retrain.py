@@ -17,7 +17,8 @@
    (:data:`crmlab.registry.PRIMARY_METRICS`). Where the champion's exported model was refitted on
    data that overlaps the new holdout, the evaluator refits the champion's *specification* (model
    kind and hyper-parameters from its bundle) on the challenger's training window, so neither model
-   has seen the holdout: CLV does this.
+   has seen the holdout: CLV does this, and forecast backtests the champion's model kind and
+   parameters at the challenger's origins.
 5. **Promotion** only when the challenger is better by more than ``project.retrain.margin``: the
    alias moves and the bundle replaces ``models/<pipeline>/``. Either way a ``retrain`` run in
    MLflow holds the decision, its reason and both sets of metrics.
@@ -62,6 +63,7 @@ TRAINERS: dict[str, str] = {
 #: pipeline -> "module:function" evaluating another bundle on a result's holdout, ``(bundle, result) -> metrics``
 EVALUATORS: dict[str, str] = {
     "clv": "crmlab.clv.pipeline:evaluate_bundle",
+    "forecast": "crmlab.forecast.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> overrides dict``
 TUNERS: dict[str, str] = {}
