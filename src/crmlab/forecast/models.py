@@ -18,9 +18,10 @@ trained model did.
   A series too short for ETS or ARIMA (fewer than ``MIN_LOCAL`` periods), or one where the fit
   fails, gets the naive forecast, recorded in ``fallbacks_``.
 * **LightGBM** is one model over all series (Januschowski et al. 2020, "Criteria for classifying
-  forecasting methods"): each series is divided by its mean absolute level, features are lags,
-  trailing means and standard deviations, calendar fields, the series code and known covariates;
-  it forecasts recursively, one step at a time, feeding its forecasts back as lags.
+  forecasting methods"): each series is divided by its mean absolute level, then target and sales
+  features by the local level (the trailing mean of the first window); features are lags, trailing
+  means and standard deviations, calendar fields, the local level, the series code and known
+  covariates; it forecasts recursively, one step at a time, feeding its forecasts back as lags.
 
 Sales are never forecast below zero when the history has no negative value.
 """
@@ -62,7 +63,7 @@ LGB_DEFAULTS: dict[str, Any] = {
     "feature_fraction": 0.9,
     "num_boost_round": 300,
     "verbosity": -1,
-    "num_threads": 2,
+    "num_threads": 1,  # a few hundred rows: a second thread costs more than it saves
     "deterministic": True,
     "force_row_wise": True,
 }
@@ -269,7 +270,7 @@ class LightGBMForecaster:
     """One LightGBM regressor over all series, forecasting recursively (module doc).
 
     Feature names are deterministic: ``sales_lag_<l>``, ``sales_mean_<w>``, ``sales_std_<w>``,
-    calendar fields, ``series_code`` and the covariates' names.
+    calendar fields, ``sales_level``, ``series_code`` and the covariates' names.
     """
 
     name = "lightgbm"
@@ -285,23 +286,30 @@ class LightGBMForecaster:
         names = [f"sales_lag_{lag}" for lag in self.lags_]
         names += [f"sales_{stat}_{w}" for w in self.windows for stat in ("mean", "std")]
         names += list(_calendar(panel.periods[:1], panel.freq))
-        names += ["series_code", *sorted(panel.covariates)]
+        names += ["sales_level", "series_code", *sorted(panel.covariates)]
         return names
 
     def _features(self, z: np.ndarray, t: int, calendar: dict[str, np.ndarray], covariates: dict[str, np.ndarray]
-                  ) -> np.ndarray:
-        """Features of period column ``t`` of every series, from the scaled history ``z[:, :t]``."""
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Features of period column ``t`` of every series from the scaled history ``z[:, :t]``, and
+        the local level they are relative to (the mean of the first window; 1 where it is 0).
+
+        Sales features and the target are divided by the local level, so the trees learn shapes
+        (seasonality, the effect of a promotion) rather than levels, and a falling or rising series
+        does not drag its forecast back to the levels it had in training."""
         n = z.shape[0]
-        cols = [z[:, t - lag] if t - lag >= 0 else np.full(n, np.nan) for lag in self.lags_]
-        for w in self.windows:
-            past = z[:, max(0, t - w):t]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                cols += [np.nanmean(past, axis=1), np.nanstd(past, axis=1)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            level = np.nanmean(z[:, max(0, t - self.windows[0]):t], axis=1)
+            level = np.where(np.isfinite(level) & (level > 0), level, 1.0)
+            cols = [z[:, t - lag] / level if t - lag >= 0 else np.full(n, np.nan) for lag in self.lags_]
+            for w in self.windows:
+                past = z[:, max(0, t - w):t]
+                cols += [np.nanmean(past, axis=1) / level, np.nanstd(past, axis=1) / level]
         cols += [np.full(n, v[t]) for v in calendar.values()]
-        cols.append(np.arange(n, dtype=np.float64))
+        cols += [level, np.arange(n, dtype=np.float64)]
         cols += [covariates[c][:, t] for c in sorted(covariates)]
-        return np.column_stack(cols)
+        return np.column_stack(cols), level
 
     def _train_params(self) -> dict[str, Any]:
         params = {**LGB_DEFAULTS, **self.params, "seed": self.seed}
@@ -323,8 +331,9 @@ class LightGBMForecaster:
         for t in range(1, panel.n_periods):
             ok = ~np.isnan(z[:, t]) & ~np.isnan(z[:, t - 1])
             if ok.any():
-                xs.append(self._features(z, t, calendar, panel.covariates)[ok])
-                ys.append(z[ok, t])
+                x, level = self._features(z, t, calendar, panel.covariates)
+                xs.append(x[ok])
+                ys.append(z[ok, t] / level[ok])
         if not xs:
             raise ModelError("LightGBM: no series has two consecutive periods to learn from")
         x, y = np.vstack(xs), np.concatenate(ys)
@@ -348,7 +357,8 @@ class LightGBMForecaster:
         z = np.concatenate([panel.values / self.scale_[:, None], np.full((len(self.scale_), horizon), np.nan)], axis=1)
         started = np.isfinite(panel.values).any(axis=1)
         for h in range(horizon):
-            pred = self.booster_.predict(self._features(z, t0 + h, calendar, panel.covariates))
+            x, level = self._features(z, t0 + h, calendar, panel.covariates)
+            pred = self.booster_.predict(x) * level
             if self.nonneg_:
                 pred = np.maximum(pred, 0.0)
             z[:, t0 + h] = np.where(started, pred, np.nan)
