@@ -50,10 +50,10 @@ def test_selection_gate_names_models_worse_than_seasonal_naive():
 
 
 def test_conformal_quantiles_per_step_with_the_finite_sample_correction():
-    # 19 errors per step at step 1 (|e| = 1..19), scale 1: the 80% quantile is the ceil(20 * 0.8) = 16th
-    errors = pd.DataFrame({"step": 1, "actual": np.arange(1.0, 20.0), "forecast": 0.0, "scale": 1.0})
+    # 39 errors at step 1 (|e| = 1..39), scale 1: the 80% quantile is the ceil(40 * 0.8) = 32nd, 95% the 38th
+    errors = pd.DataFrame({"step": 1, "actual": np.arange(1.0, 40.0), "forecast": 0.0, "scale": 1.0})
     q = conformal_quantiles(errors, 1)
-    assert q[80][0] == 16.0 and q[95][0] == 19.0
+    assert q[80][0] == 32.0 and q[95][0] == 38.0
 
 
 def test_interval_coverage_is_near_nominal_on_simulated_data():
