@@ -11,6 +11,7 @@ import pytest
 
 from crmlab.cli import main
 from crmlab.data.synth import write_synthetic
+from crmlab.demo import DEMO_PIPELINES
 
 from .conftest import REPO
 
@@ -20,6 +21,7 @@ def _sets(tracking, tmp_path):
         "--set", f"project.tracking.uri={tracking.uri}",
         "--set", f"project.tracking.artifact_dir={tracking.artifact_dir}",
         "--set", f"project.output.dir={tmp_path / 'outputs'}",
+        "--set", f"project.output.models_dir={tmp_path / 'models'}",
     ]
 
 
@@ -32,10 +34,22 @@ def test_demo_on_embedded_cdnow(tracking, tmp_path, capsys):
     assert len(feats) == 23_570  # every CDNOW customer, one row each
     assert feats["customer_id"].is_unique
     assert (tmp_path / "outputs" / "clean" / "rejects_transactions.csv").exists()
-    runs = mlflow.MlflowClient(tracking.uri).search_runs(
-        [mlflow.MlflowClient(tracking.uri).get_experiment_by_name("crmlab").experiment_id]
-    )
-    assert len(runs) == 1 and runs[0].data.metrics["customers"] == 23_570
+    client = mlflow.MlflowClient(tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("crmlab").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert by_name["demo"].data.metrics["customers"] == 23_570
+    # every pipeline of the demo trained, exported and registered its model
+    for pipeline in DEMO_PIPELINES:
+        assert pipeline in by_name and by_name[pipeline].info.status == "FINISHED"
+        assert (tmp_path / "models" / pipeline / "manifest.json").exists()
+        assert str(client.get_model_version_by_alias(f"crmlab-{pipeline}", "champion").version) == "1"
+    # the whole base scored, one row per customer, with each customer model's columns
+    scores = pd.read_parquet(tmp_path / "outputs" / "scores.parquet")
+    assert len(scores) == 23_570 and scores["customer_id"].is_unique
+    expected = {"clv": "clv", "churn": "churn_probability", "segmentation": "segment_name"}
+    for pipeline in set(DEMO_PIPELINES) & set(expected):
+        assert scores[expected[pipeline]].notna().all(), pipeline
+    assert (tmp_path / "outputs" / "report.html").stat().st_size > 50_000
     assert "mlflow ui --backend-store-uri" in out
 
 

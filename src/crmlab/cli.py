@@ -213,14 +213,25 @@ def _write_table(df: Any, path: Path) -> None:
 # --------------------------------------------------------------------------- train
 
 
-def _train(pipeline: str, sets: list[str] | None) -> Any:
+TunedOpt = Annotated[
+    Path | None,
+    typer.Option("--tuned", help="Apply a tuned-parameters file (crmlab tune writes outputs/tuning/<pipeline>_best.yaml)."),
+]
+
+
+def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> Any:
     import importlib
 
-    from crmlab.retrain import TRAINERS
+    from crmlab.retrain import TRAINERS, with_overrides
 
     module, _, name = TRAINERS[pipeline].partition(":")
     trainer = getattr(importlib.import_module(module), name)
-    result = trainer(_config(sets), step=_step)
+    cfg = _config(sets)
+    if tuned is not None:
+        from crmlab.tuning import load_overrides
+
+        cfg = with_overrides(cfg, load_overrides(tuned, cfg))
+    result = trainer(cfg, step=_step)
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if getattr(result, "run_id", None):
@@ -243,9 +254,9 @@ def train_clv(set_: SetOpt = None) -> None:
 
 
 @train_app.command("forecast")
-def train_forecast(set_: SetOpt = None) -> None:
+def train_forecast(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
     """Seasonal naive, ETS, ARIMA and LightGBM: rolling-origin backtest, the best ships with intervals."""
-    _train("forecast", set_)
+    _train("forecast", set_, tuned)
 
 
 @app.command("forecast")
@@ -273,6 +284,27 @@ def forecast(
 
 def pd_date(value: Any) -> str:
     return str(value)[:10]
+
+
+@app.command("tune")
+def tune(
+    pipeline: Annotated[str, typer.Argument(help="A pipeline that tunes (churn, forecast).")],
+    set_: SetOpt = None,
+    trials: Annotated[int | None, typer.Option(help="Trials to add (default: <pipeline>.tuning.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds at most (default: <pipeline>.tuning.timeout).")] = None,
+) -> None:
+    """Tune a pipeline with Optuna (seeded TPE, pruning, one MLflow child run per trial). The study is
+    stored in SQLite, so a second call resumes it; the best parameters go to a file that
+    `crmlab train <pipeline> --tuned FILE` applies."""
+    from crmlab.retrain import TUNERS, _load
+
+    if pipeline not in TUNERS:
+        raise CrmlabError(f"pipeline {pipeline!r} has no tuner; tunable: {', '.join(TUNERS) or 'none yet'}")
+    result = _load(TUNERS[pipeline])(_config(set_), trials=trials, timeout=timeout, step=_step)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.run_id:
+        out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- scoring and registry

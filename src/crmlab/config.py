@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crmlab.errors import ConfigError
 
@@ -44,9 +44,11 @@ __all__ = [
     "MissingPolicy",
     "OutputConfig",
     "ProjectConfig",
+    "SearchParam",
     "SegmentationConfig",
     "TableSource",
     "TrackingConfig",
+    "TuningConfig",
     "config_hash",
     "load_config",
     "parse_overrides",
@@ -233,6 +235,52 @@ class ProjectConfig(Frozen):
 
 
 # --------------------------------------------------------------------------- pipelines
+
+
+class SearchParam(Frozen):
+    """One hyper-parameter of a tuning search space; ``name`` is its dotted path in the pipeline's
+    config section (``lightgbm.num_leaves`` tunes ``churn.lightgbm.num_leaves``)."""
+
+    name: str = Field(description="Dotted path inside the pipeline's section, e.g. lightgbm.learning_rate.")
+    type: Literal["int", "float", "categorical"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = Field(False, description="Sample on a log scale (learning rates, regularisation).")
+    choices: list[Any] | None = Field(None, description="The values of a categorical parameter.")
+
+    @field_validator("name")
+    @classmethod
+    def _dotted(cls, v: str) -> str:
+        if not v or any(not part for part in v.split(".")):
+            raise ValueError(f"a search parameter needs a dotted name like lightgbm.num_leaves, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError(f"search parameter {self.name!r}: a categorical parameter needs choices")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"search parameter {self.name!r}: needs low < high, got low={self.low} high={self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"search parameter {self.name!r}: a log scale needs low > 0, got {self.low}")
+        return self
+
+
+class TuningConfig(Frozen):
+    """Optuna tuning of one pipeline (``crmlab tune <pipeline>``, ``crmlab retrain``)."""
+
+    trials: int = Field(20, ge=1, description="Trials per call; a second call adds as many to the same study.")
+    timeout: float | None = Field(None, gt=0, description="Seconds per call at most.")
+    pruner: Literal["median", "none"] = Field(
+        "median", description="Stop unpromising trials early from their intermediate values (median rule)."
+    )
+    startup_trials: int = Field(5, ge=0, description="Random trials before TPE and pruning take over.")
+    storage: Path | None = Field(
+        None, description="SQLite file of the study; empty: <output.dir>/tuning/<pipeline>.db (resumable)."
+    )
+    study_name: str | None = Field(None, description="Empty: the pipeline's name.")
+    search_space: list[SearchParam] = Field(default_factory=list)
 
 
 class ClvConfig(Frozen):

@@ -1,9 +1,16 @@
-"""The main job (``crmlab demo``): the whole flow on the embedded CDNOW data, tracked in MLflow."""
+"""The main job (``crmlab demo``): the whole flow on the embedded CDNOW data, tracked in MLflow.
+
+Clean the data (rejects file and report), build the shared features, train the four pipelines
+(each evaluated on its own time-based holdout, exported to ``models/`` and registered), score the
+whole customer base into one table, and write the KPI report. Each step is the same library call a
+user's own job would make; the demo only strings them together and prints where things went.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -14,16 +21,20 @@ from crmlab.tracking import Tracker
 from crmlab.utils import write_table_atomic
 from crmlab.workflow import prepare_data
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_PIPELINES", "run_demo"]
 
 log = logging.getLogger(__name__)
 
+#: Trained in this order: CLV first, so the report and the KPIs can use its bundle.
+DEMO_PIPELINES: tuple[str, ...] = ("clv",)
 
-def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[Any]], out: Any) -> dict[str, Any]:
-    """Clean the configured data, build the shared features and log everything to MLflow.
 
-    Returns what was written, so callers (and tests) can check it.
-    """
+def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[Any]], out: Any,
+             pipelines: Sequence[str] = DEMO_PIPELINES, report: bool = True) -> dict[str, Any]:
+    """Run the main job and return what it wrote, so callers (and tests) can check it."""
+    from crmlab.retrain import TRAINERS
+    from crmlab.scoring import CUSTOMER_MODELS, write_scores
+
     project = cfg.project
     out_dir = Path(project.output.dir)
     with step("Loading and cleaning the data"):
@@ -33,17 +44,46 @@ def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[
     features_path = write_table_atomic(feats, out_dir / "features.parquet")
 
     tracker = Tracker(project.tracking, pii_columns=project.features.pii_columns)
-    with step("Logging the run to MLflow"):
-        with tracker.start_run(
-            "demo", pipeline="demo", config=cfg.section("project"), fingerprint=prepared.fingerprint
-        ) as run:
-            run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
-            run.log_metrics({"customers": len(feats), "features": feats.shape[1] - 1})
-            summary = feats.describe().T.reset_index(names="feature")
-            run.log_table(summary, "features/summary.csv")
-    out.print(f"customers: {len(feats):,}; features per customer: {feats.shape[1] - 1}")
-    out.print(f"features:  {features_path}")
-    out.print(f"cleaning:  {out_dir / 'clean'}")
+    with tracker.start_run("demo", pipeline="demo", config=cfg.section("project"),
+                           fingerprint=prepared.fingerprint) as run:
+        run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
+        run.log_metrics({"customers": len(feats), "features": feats.shape[1] - 1})
+        run.log_table(feats.describe().T.reset_index(names="feature"), "features/summary.csv")
+    out.print(f"customers: {len(feats):,}; features per customer: {feats.shape[1] - 1}", highlight=False)
+
+    results: dict[str, Any] = {}
+    for pipeline in pipelines:
+        module, _, name = TRAINERS[pipeline].partition(":")
+        trainer = getattr(importlib.import_module(module), name)
+        if hasattr(out, "rule"):
+            out.rule(pipeline)
+        results[pipeline] = trainer(cfg, tracker=tracker, step=step)
+        for line in results[pipeline].summary():
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    written: dict[str, Any] = {"features": features_path, "run_id": run.run_id, "as_of": prepared.as_of,
+                               "results": results}
+    scorable = [p for p in pipelines if p in CUSTOMER_MODELS]
+    if scorable:
+        with step(f"Scoring {len(feats):,} customers with {', '.join(scorable)}"):
+            written["scores"] = write_scores(cfg, out_dir / "scores.parquet", pipelines=scorable,
+                                             tables=prepared.tables, as_of=prepared.as_of)
+    if report:
+        from crmlab.report import write_report
+
+        written["report"] = write_report(cfg, tracker=tracker, step=step)
+
+    if hasattr(out, "rule"):
+        out.rule("outputs")
+    lines = [f"features:  {features_path}", f"cleaning:  {out_dir / 'clean'} (rejects and report)"]
+    if "scores" in written:
+        s = written["scores"]
+        lines.append(f"scores:    {s['path']} ({s['rows']:,} customers x {', '.join(scorable)})")
+    lines.append(f"models:    {project.output.models_dir}/<pipeline>/ (manifest.json, no pickles)")
+    if "report" in written:
+        lines.append(f"report:    {written['report'].path}")
     if run.active:
-        out.print(f"MLflow run {run.run_id}: mlflow ui --backend-store-uri {tracker.uri}")
-    return {"features": features_path, "run_id": run.run_id, "as_of": prepared.as_of}
+        lines.append(f"MLflow:    mlflow ui --backend-store-uri {tracker.uri}")
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    return written

@@ -65,7 +65,7 @@ EVALUATORS: dict[str, str] = {
     "clv": "crmlab.clv.pipeline:evaluate_bundle",
     "forecast": "crmlab.forecast.pipeline:evaluate_bundle",
 }
-#: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> overrides dict``
+#: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
 TUNERS: dict[str, str] = {}
 
 
@@ -193,7 +193,8 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
                              + "; ".join(problems))
 
     if trials and pipeline in TUNERS:
-        overrides = _load(TUNERS[pipeline])(cfg, trials=trials, timeout=timeout, tracker=tracker, step=step)
+        tuned = _load(TUNERS[pipeline])(cfg, trials=trials, timeout=timeout, tracker=tracker, step=step)
+        overrides = tuned.overrides
         cfg = with_overrides(cfg, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     candidates = Path(project.output.dir) / "candidates" / f"{pipeline}-{stamp}"
