@@ -321,6 +321,19 @@ class SegmentationConfig(Frozen):
 ForecastModel = Literal["seasonal_naive", "ets", "arima", "lightgbm"]
 
 
+def _forecast_tuning() -> TuningConfig:
+    """LightGBM parameters and lag sets; a lag set is a comma-separated string (Optuna's categorical
+    values must be scalars), turned into ``forecast.lags`` by crmlab.forecast.tune."""
+    return TuningConfig(search_space=[
+        SearchParam(name="lightgbm.learning_rate", type="float", low=0.01, high=0.3, log=True),
+        SearchParam(name="lightgbm.num_leaves", type="int", low=4, high=63, log=True),
+        SearchParam(name="lightgbm.min_data_in_leaf", type="int", low=2, high=30, log=True),
+        SearchParam(name="lightgbm.num_boost_round", type="int", low=50, high=600, log=True),
+        SearchParam(name="lags", type="categorical",
+                    choices=["1,2,3", "1,2,3,4,6,12", "1,2,3,4,8,13", "1,2,3,4,8,13,26,52"]),
+    ])
+
+
 class ForecastConfig(Frozen):
     source: Literal["auto", "transactions", "sales"] = Field(
         "auto", description="Where the series come from; 'auto' = project.data.sales when configured, else transactions."
@@ -348,6 +361,9 @@ class ForecastConfig(Frozen):
     lightgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over crmlab's defaults.")
     covariates: list[str] = Field(
         default_factory=list, description="Known-in-advance numeric columns of the sales table (LightGBM features)."
+    )
+    tuning: TuningConfig = Field(
+        default_factory=_forecast_tuning, description="crmlab tune forecast: LightGBM parameters and lags by backtest MASE."
     )
 
     @field_validator("lags")

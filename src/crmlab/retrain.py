@@ -66,7 +66,9 @@ EVALUATORS: dict[str, str] = {
     "forecast": "crmlab.forecast.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
-TUNERS: dict[str, str] = {}
+TUNERS: dict[str, str] = {
+    "forecast": "crmlab.forecast.tune:tune_forecast",
+}
 
 
 def _load(ref: str) -> Callable[..., Any]:
