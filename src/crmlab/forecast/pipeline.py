@@ -58,6 +58,7 @@ __all__ = [
     "load_panel",
     "log_training",
     "model_factories",
+    "plot_forecasts",
     "score_forecast",
     "train_forecast",
 ]
