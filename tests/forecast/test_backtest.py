@@ -65,3 +65,24 @@ def test_interval_coverage_is_near_nominal_on_simulated_data():
     assert 0.74 <= cov["coverage_80"] <= 0.86 and 0.91 <= cov["coverage_95"] <= 0.985, cov
     board = leaderboard(bt, by_series=True)
     assert sorted(board["series_id"]) == ["s0", "s1", "s2", "s3", "s4"]
+
+
+def test_late_starts_long_zero_runs_and_short_series_all_work():
+    from crmlab.forecast.models import make_forecaster
+
+    rng = np.random.default_rng(1)
+    n = 40
+    late = np.concatenate([np.full(25, np.nan), rng.poisson(20, 15).astype(float)])
+    zeros = np.where(np.arange(n) % 10 < 7, 0.0, rng.poisson(30, n).astype(float))
+    steady = rng.poisson(50, n).astype(float)
+    p = panel([late, zeros, steady], freq="W")
+    f = {m: (lambda m=m: make_forecaster(m, freq="W", season_length=52))
+         for m in ("seasonal_naive", "ets", "arima", "lightgbm")}
+    bt = backtest(p, f, horizon=4, origins=origin_indices(n, 4, 3, 4), season_length=52)
+    assert bt.failures == {}
+    board = leaderboard(bt, by_series=True)
+    assert len(board) == 12 and np.isfinite(board["mase"]).all()
+    assert (bt.errors["forecast"] >= 0).all()
+    # the late series has no forecast at the origin before its start, and is judged from then on
+    first = bt.errors[(bt.errors["series_id"] == "s0")]["origin"].min()
+    assert first > 25
