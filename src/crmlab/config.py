@@ -353,6 +353,9 @@ class ForecastConfig(Frozen):
         default_factory=lambda: ["seasonal_naive", "ets", "arima", "lightgbm"],
         description="Models compared on the backtest; seasonal_naive is always added as the accuracy gate.",
     )
+    selection: Literal["overall", "per_series"] = Field(
+        "overall", description="Ship the model with the lowest backtest MASE over all series, or per series."
+    )
     origins: int = Field(8, ge=1, description="Rolling-origin backtest: number of forecast origins.")
     origin_step: int | None = Field(
         None, gt=0, description="Periods between origins; empty: max(1, horizon // 4)."

@@ -109,3 +109,34 @@ def test_cli_train_forecast_then_forecast_horizon(tmp_path, tracking, capsys):
     assert table.columns.tolist() == OUTPUT_COLUMNS and table["step"].max() == 2
     assert main(["forecast", "--horizon", "5", *args]) == 2  # beyond the calibrated intervals: a named error
     assert "beyond the 3 steps" in capsys.readouterr().err
+
+
+def test_per_series_selection_ships_each_series_its_best_model(tmp_path):
+    rng = np.random.default_rng(7)
+    months = pd.period_range("2019-01", periods=44, freq="M").strftime("%Y-%m")
+    promo = (rng.random(48) < 0.35).astype(int)
+    north = 200 * (1 + 0.8 * promo[:44]) + rng.normal(0, 4, 44)  # driven by a known promotion
+    south = np.tile([50.0, 90.0, 20.0, 70.0], 11)  # an exact season of 4: seasonal naive is perfect
+    future = pd.period_range("2022-09", periods=4, freq="M").strftime("%Y-%m")
+    frame = pd.concat([
+        pd.DataFrame({"series_id": "north", "period": months, "value": north.round(2), "promo": promo[:44]}),
+        pd.DataFrame({"series_id": "south", "period": months, "value": south, "promo": 0}),
+        pd.DataFrame({"series_id": "north", "period": future, "value": np.nan, "promo": promo[44:]}),
+        pd.DataFrame({"series_id": "south", "period": future, "value": np.nan, "promo": 0}),
+    ])
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    sets = [f"project.data.sales.path={path}", "forecast.covariates=[promo]", "forecast.freq=M", "forecast.horizon=4",
+            "forecast.season_length=4", "forecast.origins=4", "forecast.selection=per_series",
+            "forecast.models=[seasonal_naive,lightgbm]", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", "project.tracking.enabled=false"]
+    result = train_forecast(load_config(None, sets))
+    assert result.selected == "per_series"
+    assert result.bundle_path.joinpath("manifest.json").is_file()
+    state = load_bundle(result.bundle_path).params["model"]
+    assert state["choice"] == {"north": "lightgbm", "south": "seasonal_naive"}
+    south_fc = result.forecast[result.forecast["series_id"] == "south"]["forecast"].tolist()
+    assert south_fc == [50.0, 90.0, 20.0, 70.0]
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
+    assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
+    assert result.metrics["mase"] < result.leaderboard["mase"].min()  # each series its best: better than either

@@ -36,6 +36,8 @@ __all__ = [
     "leaderboard",
     "origin_indices",
     "select_model",
+    "select_per_series",
+    "shipped_errors",
 ]
 
 LEVELS = (80, 95)
@@ -186,3 +188,17 @@ def interval_coverage(errors: pd.DataFrame, horizon: int, levels: tuple[int, ...
             hits[level] += int(np.sum(r <= q[level][steps]))
         total += len(held)
     return {f"coverage_{level}": hits[level] / total for level in levels}
+
+
+def select_per_series(by_series: pd.DataFrame) -> dict[str, str]:
+    """Per series, the model with its lowest backtest MASE (``forecast.selection: per_series``).
+    Seasonal naive is on every series' board, so the gate holds per series. The errors of such a
+    choice are in-sample for the selection, so its backtest figures flatter it a little."""
+    best = by_series.sort_values(["series_id", "mase"], kind="stable").drop_duplicates("series_id")
+    return dict(zip(best["series_id"].astype(str), best["model"].astype(str), strict=True))
+
+
+def shipped_errors(errors: pd.DataFrame, choice: dict[str, str], default: str) -> pd.DataFrame:
+    """The backtest rows of the shipped model: per series the chosen model (``default`` elsewhere)."""
+    wanted = errors["series_id"].astype(str).map(choice).fillna(default)
+    return errors[(errors["model"] == wanted).to_numpy()].reset_index(drop=True)

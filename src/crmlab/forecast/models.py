@@ -22,6 +22,8 @@ trained model did.
   features by the local level (the trailing mean of the first window); features are lags, trailing
   means and standard deviations, calendar fields, the local level, the series code and known
   covariates; it forecasts recursively, one step at a time, feeding its forecasts back as lags.
+* **Per series** (:class:`PerSeries`) combines them: each series takes the model that forecast it
+  best on the backtest.
 
 Sales are never forecast below zero when the history has no negative value.
 """
@@ -44,6 +46,7 @@ __all__ = [
     "Ets",
     "Forecaster",
     "LightGBMForecaster",
+    "PerSeries",
     "SeasonalNaive",
     "default_lags",
     "forecaster_from_dict",
@@ -385,6 +388,48 @@ class LightGBMForecaster:
         return self
 
 
+class PerSeries:
+    """Each series forecast by its own model (``forecast.selection: per_series``): every chosen model
+    is fitted on the whole panel (LightGBM stays global) and each series takes its model's row."""
+
+    name = "per_series"
+
+    def __init__(self, choice: dict[str, str], members: dict[str, Any]) -> None:
+        self.choice = choice
+        self.members = members
+
+    def fit(self, panel: Panel) -> PerSeries:
+        self.panel_ = panel
+        for member in self.members.values():
+            member.fit(panel)
+        self.fallbacks_ = {sid: why for name, m in self.members.items()
+                           for sid, why in getattr(m, "fallbacks_", {}).items() if self._model_of(sid) == name}
+        return self
+
+    def _model_of(self, sid: str) -> str:
+        """The series' model; a series the selection never saw takes the first member (the overall best)."""
+        return self.choice.get(sid, next(iter(self.members)))
+
+    def predict(self, horizon: int) -> np.ndarray:
+        forecasts = {name: m.predict(horizon) for name, m in self.members.items()}
+        return np.vstack([forecasts[self._model_of(sid)][i] for i, sid in enumerate(self.panel_.series_ids)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "choice": self.choice,
+                "members": {name: m.to_dict() for name, m in self.members.items()}}
+
+    def model_text(self) -> str | None:
+        lgb = self.members.get("lightgbm")
+        return lgb.model_text() if lgb is not None else None
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], panel: Panel, model_text: str | None) -> PerSeries:
+        members = {name: forecaster_from_dict(s, panel, model_text) for name, s in state["members"].items()}
+        self = cls(dict(state["choice"]), members)
+        self.panel_, self.fallbacks_ = panel, {}
+        return self
+
+
 # --------------------------------------------------------------------------- construction
 
 
@@ -405,6 +450,8 @@ def make_forecaster(name: str, *, freq: str, season_length: int, lags: list[int]
 def forecaster_from_dict(state: dict[str, Any], panel: Panel, model_text: str | None = None) -> Any:
     """Rebuild a fitted forecaster from its :meth:`to_dict` state on the history it was fitted on."""
     name = state.get("name")
+    if name == "per_series":
+        return PerSeries.from_dict(state, panel, model_text)
     if name == "lightgbm":
         if model_text is None:
             raise ModelError("a LightGBM forecast bundle needs its model text file; retrain")

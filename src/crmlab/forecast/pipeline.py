@@ -7,9 +7,10 @@ Steps are functions named with verbs; :func:`train_forecast` only wires them::
       -> conformal_quantiles + interval_coverage (shipped model, backtest errors)
       -> refit the shipped model on the whole history -> forecast_frame -> export_bundle -> log_training
 
-The shipped model is the one with the lowest backtest MASE. Seasonal naive is always on the board,
-so the accuracy gate holds by construction: LightGBM (or ETS, ARIMA) ships only when it beats
-every baseline, and the summary names the models that did worse than seasonal naive.
+The shipped model is the one with the lowest backtest MASE, over all series or, with
+``forecast.selection: per_series``, for each series. Seasonal naive is always on the board, so the
+accuracy gate holds by construction: LightGBM (or ETS, ARIMA) ships only when it beats every
+baseline, and the summary names the models that did worse than seasonal naive.
 
 :func:`score_forecast` is what the MLflow pyfunc calls: it rebuilds the fitted model from the
 bundle's JSON state, history arrays and LightGBM text model (no pickles) and returns point
@@ -41,9 +42,11 @@ from crmlab.forecast.backtest import (
     leaderboard,
     origin_indices,
     select_model,
+    select_per_series,
+    shipped_errors,
 )
 from crmlab.forecast.metrics import scales
-from crmlab.forecast.models import BASELINES, LightGBMForecaster, forecaster_from_dict, make_forecaster
+from crmlab.forecast.models import MODELS, PerSeries, forecaster_from_dict, make_forecaster
 from crmlab.forecast.series import Panel, default_season_length, future_periods, read_sales, transaction_panel
 from crmlab.tracking import Run, Tracker, data_fingerprint
 
@@ -110,7 +113,8 @@ class ForecastResult:
             mark = "*" if r.model == self.selected else " "
             lines.append(f" {mark} {r.model:<15} MASE {r.mase:.3f}  RMSSE {r.rmsse:.3f}  sMAPE {r.smape:.1f}%  "
                          f"WAPE {r.wape:.3f}  bias {r.bias:+.3f}")
-        lines.append(f"shipped: {self.selected} (lowest backtest MASE {m['mase']:.3f}); interval coverage "
+        how = "lowest backtest MASE per series" if self.selected == "per_series" else "lowest backtest MASE"
+        lines.append(f"shipped: {self.selected} ({how}: {m['mase']:.3f}); interval coverage "
                      f"(leave-one-origin-out) 80%: {m['coverage_80']:.1%}, 95%: {m['coverage_95']:.1%}")
         lines.append(f"bundle: {self.bundle_path}")
         return lines
@@ -222,8 +226,9 @@ def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics:
     }
     arrays = {"values": panel.values, **{f"covariate__{k}": v for k, v in panel.covariates.items()}}
     texts = {"report_forecast.csv": report.to_csv(index=False)}
-    if isinstance(model, LightGBMForecaster):
-        texts[MODEL_FILE] = model.model_text()
+    text = model.model_text() if hasattr(model, "model_text") else None
+    if text is not None:
+        texts[MODEL_FILE] = text
     manifest = {
         "features": model.to_dict().get("features", []),
         "input_columns": INPUT_COLUMNS,
@@ -301,9 +306,9 @@ def score_forecast(request: pd.DataFrame, bundle: Bundle | str | Path) -> pd.Dat
     return full[limit.notna() & (full["step"] <= limit)].reset_index(drop=True)[OUTPUT_COLUMNS]
 
 
-def _shipped_metrics(bt: Backtest, name: str) -> dict[str, float]:
-    errors = bt.errors[bt.errors["model"] == name]
-    board = leaderboard(Backtest(errors, bt.origins, bt.horizon, bt.season_length, {}))
+def _shipped_metrics(errors: pd.DataFrame, bt: Backtest) -> dict[str, float]:
+    """Backtest accuracy and interval coverage of the shipped model's rows (:func:`shipped_errors`)."""
+    board = leaderboard(Backtest(errors.assign(model="shipped"), bt.origins, bt.horizon, bt.season_length, {}))
     metrics = {k: float(v) for k, v in board.iloc[0].items() if k != "model"}
     metrics.update(interval_coverage(errors, bt.horizon))
     return metrics
@@ -316,21 +321,25 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ForecastResult) -> dict
     exported fit saw those periods)."""
     bundle = _load(bundle)
     state = bundle.params.get("model", {})
-    name = state.get("name")
-    if name not in (*BASELINES, "lightgbm"):
-        raise ModelError(f"{bundle.path}: unknown forecast model {name!r}; retrain")
+    per_series = state.get("name") == "per_series"
+    specs = state.get("members", {}) if per_series else {state.get("name"): state}
+    unknown = [name for name in specs if name not in MODELS]
+    if not specs or unknown:
+        raise ModelError(f"{bundle.path}: unknown forecast model(s) {unknown or [state.get('name')]}; retrain")
     if bundle.params.get("freq") != result.panel.freq:
         raise ModelError(f"{bundle.path}: freq {bundle.params.get('freq')!r}, the new run uses "
                          f"{result.panel.freq!r}; compare models of the same frequency")
     season = int(bundle.params.get("season_length", result.season_length))
-    factory = {name: lambda: make_forecaster(name, freq=result.panel.freq, season_length=season,
-                                             lags=state.get("lags"), lightgbm=state.get("params"),
-                                             seed=int(state.get("seed", 42)))}
-    bt = backtest(result.panel, factory, horizon=result.backtest.horizon, origins=result.backtest.origins,
+    factories = {name: (lambda name=name, s=s: make_forecaster(name, freq=result.panel.freq, season_length=season,
+                                                               lags=s.get("lags"), lightgbm=s.get("params"),
+                                                               seed=int(s.get("seed", 42))))
+                 for name, s in specs.items()}
+    bt = backtest(result.panel, factories, horizon=result.backtest.horizon, origins=result.backtest.origins,
                   season_length=result.season_length)
-    if bt.errors.empty:
-        raise ModelError(f"{bundle.path}: the {name} model failed on the new backtest: {bt.failures.get(name)}")
-    return _shipped_metrics(bt, name)
+    if bt.failures:
+        raise ModelError(f"{bundle.path}: the champion's model failed on the new backtest: {bt.failures}")
+    errors = shipped_errors(bt.errors, state.get("choice", {}) if per_series else {}, next(iter(specs)))
+    return _shipped_metrics(errors, bt)
 
 
 # --------------------------------------------------------------------------- tracking
@@ -408,13 +417,23 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
                            tags={"crmlab.forecast_source": input_report["source"]}) as run:
         with step(f"Backtesting {', '.join(factories)} at {len(origins)} origins"):
             bt = backtest(panel, factories, horizon=fc.horizon, origins=origins, season_length=season)
-            board = leaderboard(bt)
-            selected, notes = select_model(board)
+            board, by_series = leaderboard(bt), leaderboard(bt, by_series=True)
+            best, notes = select_model(board)
             notes += [f"{m} failed on the backtest: {why}" for m, why in bt.failures.items()]
-            metrics = _shipped_metrics(bt, selected)
-            quantiles = conformal_quantiles(bt.errors[bt.errors["model"] == selected], fc.horizon)
+            choice = select_per_series(by_series) if fc.selection == "per_series" else {}
+            errors = shipped_errors(bt.errors, choice, best)
+            metrics = _shipped_metrics(errors, bt)
+            quantiles = conformal_quantiles(errors, fc.horizon)
+        if choice:
+            members = dict.fromkeys([best, *choice.values()])
+            fresh: Any = PerSeries(choice, {name: factories[name]() for name in members})
+            counts = pd.Series(choice).value_counts()
+            selected = "per_series"
+            notes.append("per series: " + ", ".join(f"{m} for {n} series" for m, n in counts.items()))
+        else:
+            fresh, selected = factories[best](), best
         with step(f"Refitting {selected} on all {panel.n_periods} periods and forecasting {fc.horizon}"):
-            model = factories[selected]().fit(panel)
+            model = fresh.fit(panel)
             future = forecast_frame(model, panel, fc.horizon, quantiles, season_length=season)
             notes += [f"{selected} on {sid}: {why}" for sid, why in getattr(model, "fallbacks_", {}).items()]
         with step("Exporting the model bundle"):
@@ -424,7 +443,7 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
                                         config_digest=config_hash(cfg.section("forecast")))
         result = ForecastResult(
             panel=panel, config=fc, season_length=season, backtest=bt, leaderboard=board,
-            leaderboard_by_series=leaderboard(bt, by_series=True), selected=selected, notes=notes, metrics=metrics,
+            leaderboard_by_series=by_series, selected=selected, notes=notes, metrics=metrics,
             quantiles=quantiles, forecast=future, bundle_path=bundle_path, fingerprint=fingerprint,
             run_id=run.run_id, tracking_uri=tracker.uri if run.active else None,
         )
