@@ -111,3 +111,9 @@ def test_unknown_covariate_is_named(tmp_path):
     path = _write(tmp_path, "period,value\n2024-01-01,1\n2024-02-01,2\n")
     with pytest.raises(DataError, match="covariate 'holiday'"):
         read_sales(TableSource(path=path), freq="M", covariates=["holiday"])
+
+
+def test_a_first_period_that_starts_before_the_data_is_flagged():
+    p = transaction_panel(TX.iloc[1:], target="revenue", freq="W", as_of=date(2024, 1, 28))
+    assert p.periods[0] == pd.Timestamp("2024-01-01")
+    assert "before the first transaction (2024-01-03): it may be partial" in p.notes[0]

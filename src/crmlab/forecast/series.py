@@ -164,6 +164,10 @@ def transaction_panel(
     started = np.cumsum(~np.isnan(values), axis=1) > 0
     values = np.where(started, np.nan_to_num(values, nan=0.0), np.nan)
     notes: list[str] = []
+    first = pd.Timestamp(ts[keep].min()).normalize()
+    if first > grid[0]:
+        notes.append(f"the first period starts on {grid[0].date()}, before the first transaction ({first.date()}): "
+                     "it may be partial")
     end = period_end(grid[-1], freq)
     if end > pd.Timestamp(as_of):
         what = f"the last period {grid[-1].date()}..{end.date()} ends after the cut-off {as_of}"
