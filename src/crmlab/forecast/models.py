@@ -116,7 +116,8 @@ class _Local:
             y = _observed(row)
             state, res = self._fit_one(y)
             if state is None and len(y):
-                self.fallbacks_[sid] = f"{len(y)} periods: naive forecast"
+                why = f"{len(y)} periods < {MIN_LOCAL}" if len(y) < MIN_LOCAL else "no candidate model could be fitted"
+                self.fallbacks_[sid] = f"{why}: naive forecast"
             self.states_.append(state)
             self.results_.append(res)
         return self
