@@ -107,6 +107,10 @@ class _Local:
         self.season_length = season_length
 
     def fit(self, panel: Panel) -> _Local:
+        """Fit every series. BLAS runs on one thread here: the state-space matrices are tiny, and
+        with several threads their set-up costs five times more than the work."""
+        from threadpoolctl import threadpool_limits
+
         self.panel_ = panel
         self.nonneg_ = _nonneg(panel)
         self.states_: list[dict[str, Any] | None] = []
@@ -114,7 +118,8 @@ class _Local:
         self.results_: list[Any] = []
         for sid, row in zip(panel.series_ids, panel.values, strict=True):
             y = _observed(row)
-            state, res = self._fit_one(y)
+            with threadpool_limits(limits=1):
+                state, res = self._fit_one(y)
             if state is None and len(y):
                 why = f"{len(y)} periods < {MIN_LOCAL}" if len(y) < MIN_LOCAL else "no candidate model could be fitted"
                 self.fallbacks_[sid] = f"{why}: naive forecast"
