@@ -140,3 +140,14 @@ def test_per_series_selection_ships_each_series_its_best_model(tmp_path):
     pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
     assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
     assert result.metrics["mase"] < result.leaderboard["mase"].min()  # each series its best: better than either
+
+
+def test_the_html_report_reads_the_bundle_forecast_table(trained):
+    from crmlab.report import read_pipeline_outputs
+
+    cfg, result = trained
+    table = read_pipeline_outputs(cfg.project.output.models_dir, "forecast").tables["forecast"]
+    assert {"period", "forecast", "lower", "upper", "actual", "series_id"} <= set(table.columns)
+    future = table[table["forecast"].notna()]
+    assert len(future) == len(result.forecast) and (future["lower"] <= future["upper"]).all()
+    assert table["actual"].notna().sum() > 0  # recent history, for the plot
