@@ -290,6 +290,39 @@ def segments_migrate(
         out.print(f"matrix written to {out_file}")
 
 
+@train_app.command("forecast")
+def train_forecast(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
+    """Seasonal naive, ETS, ARIMA and LightGBM: rolling-origin backtest, the best ships with intervals."""
+    _train("forecast", set_, tuned)
+
+
+@app.command("forecast")
+def forecast(
+    set_: SetOpt = None,
+    horizon: Annotated[int | None, typer.Option("--horizon", "-h", min=1,
+                                                help="Periods ahead (default: forecast.horizon).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet (default: <output.dir>/forecast.csv).")
+                        ] = None,
+) -> None:
+    """Forecast the next periods with the exported model (models/forecast): point forecasts and
+    80%/95% intervals per series and period, written atomically."""
+    from crmlab.forecast.pipeline import forecast_bundle
+
+    cfg = _config(set_)
+    bundle = cfg.project.output.models_dir / "forecast"
+    target = out_file or cfg.project.output.dir / "forecast.csv"
+    with _step(f"Forecasting {horizon or cfg.forecast.horizon} periods with {bundle}"):
+        table = forecast_bundle(bundle, horizon)
+    _write_table(table, target)
+    first, last = table["period"].min(), table["period"].max()
+    out.print(f"{table['series_id'].nunique()} series x {table['step'].max()} periods "
+              f"({pd_date(first)}..{pd_date(last)}) -> {target}", soft_wrap=True)
+
+
+def pd_date(value: Any) -> str:
+    return str(value)[:10]
+
+
 @app.command("tune")
 def tune(
     pipeline: Annotated[str, typer.Argument(help="A pipeline that tunes (churn, forecast).")],

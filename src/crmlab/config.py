@@ -102,6 +102,12 @@ class DataConfig(Frozen):
         description="Optional, for funnel conversion: leads or opportunities with lead_id and stage (one row per "
         "lead, or one per stage reached), optional ts, channel, customer_id. Used only by crmlab kpis / report.",
     )
+    sales: TableSource | None = Field(
+        None,
+        description="Optional, for forecast: an already aggregated sales table with period and value (optional "
+        "series_id; known-in-advance columns named in forecast.covariates). Rows with a period but no value after "
+        "the last observed period carry the covariates of the future.",
+    )
 
 
 class MissingPolicy(Frozen):
@@ -420,12 +426,63 @@ class SegmentationConfig(Frozen):
         return self
 
 
+ForecastModel = Literal["seasonal_naive", "ets", "arima", "lightgbm"]
+
+
+def _forecast_tuning() -> TuningConfig:
+    """LightGBM parameters and lag sets; a lag set is a comma-separated string (Optuna's categorical
+    values must be scalars), turned into ``forecast.lags`` by crmlab.forecast.tune."""
+    return TuningConfig(search_space=[
+        SearchParam(name="lightgbm.learning_rate", type="float", low=0.01, high=0.3, log=True),
+        SearchParam(name="lightgbm.num_leaves", type="int", low=4, high=63, log=True),
+        SearchParam(name="lightgbm.min_data_in_leaf", type="int", low=2, high=30, log=True),
+        SearchParam(name="lightgbm.num_boost_round", type="int", low=50, high=600, log=True),
+        SearchParam(name="lags", type="categorical",
+                    choices=["1,2,3", "1,2,3,4,6,12", "1,2,3,4,8,13", "1,2,3,4,8,13,26,52"]),
+    ])
+
+
 class ForecastConfig(Frozen):
-    target: Literal["revenue", "orders", "active_customers"] = "revenue"
-    freq: Literal["D", "W", "M"] = "W"
-    group_by: str | None = None
+    source: Literal["auto", "transactions", "sales"] = Field(
+        "auto", description="Where the series come from; 'auto' = project.data.sales when configured, else transactions."
+    )
+    target: Literal["revenue", "orders", "active_customers"] = Field(
+        "revenue", description="From transactions: net amount, orders (distinct order_id, else rows with amount > 0) "
+        "or distinct customers per period."
+    )
+    freq: Literal["D", "W", "M"] = Field("W", description="Day, week (Monday-Sunday) or calendar month.")
+    group_by: str | None = Field(None, description="Transactions column (category, region, ...): one series per value.")
     horizon: int = Field(13, gt=0)
-    season_length: int | None = None
+    season_length: int | None = Field(None, gt=0, description="Periods per season; empty: 7 (D), 52 (W), 12 (M).")
+    partial_period: Literal["drop", "keep"] = Field(
+        "drop", description="A last period that ends after the cut-off: 'drop' it, or 'keep' it (flagged in the run)."
+    )
+    models: list[ForecastModel] = Field(
+        default_factory=lambda: ["seasonal_naive", "ets", "arima", "lightgbm"],
+        description="Models compared on the backtest; seasonal_naive is always added as the accuracy gate.",
+    )
+    selection: Literal["overall", "per_series"] = Field(
+        "overall", description="Ship the model with the lowest backtest MASE over all series, or per series."
+    )
+    origins: int = Field(8, ge=1, description="Rolling-origin backtest: number of forecast origins.")
+    origin_step: int | None = Field(
+        None, gt=0, description="Periods between origins; empty: max(1, horizon // 4)."
+    )
+    lags: list[int] | None = Field(None, description="LightGBM lags; empty: by freq (lags beyond the history are dropped).")
+    lightgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over crmlab's defaults.")
+    covariates: list[str] = Field(
+        default_factory=list, description="Known-in-advance numeric columns of the sales table (LightGBM features)."
+    )
+    tuning: TuningConfig = Field(
+        default_factory=_forecast_tuning, description="crmlab tune forecast: LightGBM parameters and lags by backtest MASE."
+    )
+
+    @field_validator("lags")
+    @classmethod
+    def _positive_lags(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(lag <= 0 for lag in v)):
+            raise ValueError(f"lags must be positive period counts, got {v}")
+        return None if v is None else sorted(set(v))
 
 
 class KpiConfig(Frozen):

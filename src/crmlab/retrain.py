@@ -17,7 +17,8 @@
    (:data:`crmlab.registry.PRIMARY_METRICS`). Where the champion's exported model was refitted on
    data that overlaps the new holdout, the evaluator refits the champion's *specification* (model
    kind and hyper-parameters from its bundle) on the challenger's training window, so neither model
-   has seen the holdout: CLV does this.
+   has seen the holdout: CLV does this, and forecast backtests the champion's model kind and
+   parameters at the challenger's origins.
 5. **Promotion** only when the challenger is better by more than ``project.retrain.margin``: the
    alias moves and the bundle replaces ``models/<pipeline>/``. Either way a ``retrain`` run in
    MLflow holds the decision, its reason and both sets of metrics.
@@ -63,11 +64,13 @@ TRAINERS: dict[str, str] = {
 EVALUATORS: dict[str, str] = {
     "clv": "crmlab.clv.pipeline:evaluate_bundle",
     "churn": "crmlab.churn.pipeline:evaluate_bundle",
+    "forecast": "crmlab.forecast.pipeline:evaluate_bundle",
     "segmentation": "crmlab.segmentation.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
 TUNERS: dict[str, str] = {
     "churn": "crmlab.churn.pipeline:tune_churn",
+    "forecast": "crmlab.forecast.tune:tune_forecast",
 }
 
 

@@ -50,6 +50,8 @@ SCHEMAS: dict[str, TableSchema] = {
     # optional inputs of `crmlab kpis` only (not cleaned by crmlab.data.clean; read by crmlab.kpis)
     "marketing_spend": TableSchema("marketing_spend", ("period", "spend"), ("channel",)),
     "leads": TableSchema("leads", ("lead_id", "stage"), ("ts", "channel", "customer_id")),
+    # optional input of the forecast pipeline (read and validated by crmlab.forecast.series)
+    "sales": TableSchema("sales", ("period", "value"), ("series_id",)),
 }
 
 

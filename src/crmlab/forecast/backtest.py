@@ -1,0 +1,204 @@
+"""Rolling-origin backtests, the leaderboard, model selection and conformal prediction intervals.
+
+A backtest (Tashman 2000, "Out-of-sample tests of forecasting accuracy") refits every model at
+each origin on the periods before it only (:meth:`Panel.truncate`) and forecasts the next
+``horizon`` periods; origins step back from the end of the history by ``origin_step``.
+
+Intervals are split-conformal (Stankeviciute et al. 2021, "Conformal time-series forecasting"),
+one per horizon step: the backtest errors of the shipped model, divided by each fold's series
+scale (the MASE denominator, so series of any size pool), give the quantile ``q_h`` of the absolute
+scaled error at step ``h``; the interval is ``forecast +- q_h * scale``. With few origins a step has
+few errors, so neighbouring steps are pooled until there are enough for the quantile not to be
+the largest error (9 for 80%, 39 for 95%), and ``q_h`` never shrinks with ``h``. Coverage is measured honestly by leaving one origin out: the
+errors of each origin are judged against quantiles computed from the other origins only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmlab.errors import DataError
+from crmlab.forecast.metrics import point_metrics, scales
+from crmlab.forecast.series import Panel
+
+__all__ = [
+    "LEVELS",
+    "Backtest",
+    "backtest",
+    "conformal_quantiles",
+    "interval_coverage",
+    "leaderboard",
+    "origin_indices",
+    "select_model",
+    "select_per_series",
+    "shipped_errors",
+]
+
+LEVELS = (80, 95)
+MIN_TRAIN = 4
+
+
+def origin_indices(n_periods: int, horizon: int, origins: int, step: int) -> list[int]:
+    """Forecast origins as period counts of history, oldest first: the last leaves exactly
+    ``horizon`` periods to forecast; those with fewer than ``MIN_TRAIN`` periods are left out."""
+    out = [n_periods - horizon - k * step for k in range(origins)]
+    out = sorted(o for o in out if o >= MIN_TRAIN)
+    if not out:
+        raise DataError(f"{n_periods} periods of history are too few for a backtest of forecast.horizon={horizon} "
+                        f"(needs at least {MIN_TRAIN + horizon})",
+                        expected="a shorter forecast.horizon, a finer forecast.freq or more history")
+    return out
+
+
+@dataclass
+class Backtest:
+    """Every backtest forecast: one row per model, series, origin and step (``errors``)."""
+
+    errors: pd.DataFrame
+    origins: list[int]
+    horizon: int
+    season_length: int
+    failures: dict[str, str]
+
+
+def backtest(panel: Panel, factories: dict[str, Callable[[], Any]], *, horizon: int, origins: list[int],
+             season_length: int) -> Backtest:
+    """Fit each model at each origin on the history before it and forecast ``horizon`` periods.
+
+    A model that raises at some origin is left out of the comparison, with its reason in
+    ``failures`` (a crmlab error message or the exception's first line)."""
+    rows = []
+    failures: dict[str, str] = {}
+    ids = np.asarray(panel.series_ids, dtype=object)
+    for o in origins:
+        train = panel.truncate(o)
+        actual = panel.values[:, o:o + horizon]
+        h = actual.shape[1]
+        sc = np.array([scales(row, season_length) for row in train.values]).reshape(-1, 2)
+        for name, factory in factories.items():
+            if name in failures:
+                continue
+            try:
+                fc = factory().fit(train).predict(h)
+            except Exception as exc:  # one model failing must not stop the comparison; the run says why
+                failures[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                continue
+            rows.append(pd.DataFrame({
+                "model": name,
+                "series_id": np.repeat(ids, h),
+                "origin": o,
+                "period": np.tile(panel.periods[o:o + h].to_numpy(), len(ids)),
+                "step": np.tile(np.arange(1, h + 1), len(ids)),
+                "actual": actual.reshape(-1),
+                "forecast": fc.reshape(-1),
+                "scale": np.repeat(sc[:, 0], h),
+                "scale2": np.repeat(sc[:, 1], h),
+            }))
+    errors = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if not errors.empty:
+        keep = errors[["actual", "forecast", "scale"]].notna().all(axis=1)
+        errors = errors[keep].reset_index(drop=True)
+    return Backtest(errors, origins, horizon, season_length, failures)
+
+
+def _metrics(df: pd.DataFrame) -> dict[str, float]:
+    group = df["series_id"].astype(str) + "|" + df["origin"].astype(str)
+    out = point_metrics(df["actual"].to_numpy(), df["forecast"].to_numpy(), df["scale"].to_numpy(),
+                        df["scale2"].to_numpy(), group.to_numpy())
+    out["n_forecasts"] = float(len(df))
+    return out
+
+
+def leaderboard(bt: Backtest, *, by_series: bool = False) -> pd.DataFrame:
+    """Accuracy per model (and per series), best backtest MASE first."""
+    keys = ["model", "series_id"] if by_series else ["model"]
+    rows = [{**dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True)), **_metrics(g)}
+            for k, g in bt.errors.groupby(keys, sort=True)]
+    board = pd.DataFrame(rows)
+    return board.sort_values([*keys[1:], "mase"], kind="stable").reset_index(drop=True) if rows else board
+
+
+def select_model(board: pd.DataFrame) -> tuple[str, list[str]]:
+    """The model with the lowest backtest MASE, and notes for the run. The accuracy gate: seasonal
+    naive is always on the board, so a model worse than it is never the one shipped (the notes name
+    those that lost to it)."""
+    if board.empty:
+        raise DataError("no model produced a backtest forecast", expected="a longer history")
+    best = str(board.iloc[0]["model"])
+    notes = []
+    snaive = board.loc[board["model"] == "seasonal_naive", "mase"]
+    if len(snaive):
+        worse = board.loc[board["mase"] >= float(snaive.iloc[0]), "model"].tolist()
+        worse = [m for m in worse if m != "seasonal_naive"]
+        if worse:
+            notes.append(f"not better than seasonal naive on the backtest (never shipped): {', '.join(worse)}")
+    return best, notes
+
+
+def _pooled(residuals: dict[int, np.ndarray], h: int, horizon: int, needed: int) -> np.ndarray:
+    for w in range(horizon):
+        steps = [s for s in range(max(1, h - w), min(horizon, h + w) + 1) if s in residuals]
+        pool = np.concatenate([residuals[s] for s in steps]) if steps else np.empty(0)
+        if len(pool) >= needed:
+            return pool
+    return pool
+
+
+def conformal_quantiles(errors: pd.DataFrame, horizon: int, levels: tuple[int, ...] = LEVELS
+                        ) -> dict[int, np.ndarray]:
+    """Per level, the ``horizon`` quantiles ``q_h`` of the absolute scaled backtest error (module doc),
+    with the finite-sample correction ceil((n + 1) * level) / n (the largest error when n is small)."""
+    r = (errors["actual"] - errors["forecast"]).abs() / errors["scale"]
+    residuals = {int(s): g.to_numpy() for s, g in r.groupby(errors["step"])}
+    out = {}
+    for level in levels:
+        needed = math.ceil(200 / (100 - level)) - 1  # 9 errors for 80%, 39 for 95%: the quantile is no maximum
+        q = np.zeros(horizon)
+        for h in range(1, horizon + 1):
+            pool = np.sort(_pooled(residuals, h, horizon, needed))
+            if len(pool):
+                k = min(len(pool), math.ceil((len(pool) + 1) * level / 100))
+                q[h - 1] = pool[k - 1]
+            else:
+                q[h - 1] = q[h - 2] if h > 1 else 0.0
+        out[level] = np.maximum.accumulate(q)
+    return out
+
+
+def interval_coverage(errors: pd.DataFrame, horizon: int, levels: tuple[int, ...] = LEVELS) -> dict[str, float]:
+    """Share of backtest actuals inside the intervals, each origin judged by quantiles from the other
+    origins (``coverage_<level>``); NaN with a single origin."""
+    origins = sorted(errors["origin"].unique())
+    if len(origins) < 2:
+        return {f"coverage_{level}": float("nan") for level in levels}
+    hits = {level: 0 for level in levels}
+    total = 0
+    for o in origins:
+        held = errors[errors["origin"] == o]
+        q = conformal_quantiles(errors[errors["origin"] != o], horizon, levels)
+        r = ((held["actual"] - held["forecast"]).abs() / held["scale"]).to_numpy()
+        steps = held["step"].to_numpy() - 1
+        for level in levels:
+            hits[level] += int(np.sum(r <= q[level][steps]))
+        total += len(held)
+    return {f"coverage_{level}": hits[level] / total for level in levels}
+
+
+def select_per_series(by_series: pd.DataFrame) -> dict[str, str]:
+    """Per series, the model with its lowest backtest MASE (``forecast.selection: per_series``).
+    Seasonal naive is on every series' board, so the gate holds per series. The errors of such a
+    choice are in-sample for the selection, so its backtest figures flatter it a little."""
+    best = by_series.sort_values(["series_id", "mase"], kind="stable").drop_duplicates("series_id")
+    return dict(zip(best["series_id"].astype(str), best["model"].astype(str), strict=True))
+
+
+def shipped_errors(errors: pd.DataFrame, choice: dict[str, str], default: str) -> pd.DataFrame:
+    """The backtest rows of the shipped model: per series the chosen model (``default`` elsewhere)."""
+    wanted = errors["series_id"].astype(str).map(choice).fillna(default)
+    return errors[(errors["model"] == wanted).to_numpy()].reset_index(drop=True)

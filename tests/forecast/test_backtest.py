@@ -1,0 +1,88 @@
+"""Rolling origins, selection with the accuracy gate, conformal intervals and their coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmlab.errors import DataError
+from crmlab.forecast.backtest import (
+    backtest,
+    conformal_quantiles,
+    interval_coverage,
+    leaderboard,
+    origin_indices,
+    select_model,
+)
+from crmlab.forecast.models import SeasonalNaive
+
+from .helpers import panel
+
+
+def test_origins_step_back_from_the_end():
+    assert origin_indices(30, 6, 3, 2) == [20, 22, 24]
+    assert origin_indices(12, 6, 5, 1) == [4, 5, 6]  # origins with fewer than 4 periods are left out
+    with pytest.raises(DataError, match="too few for a backtest of forecast.horizon=13"):
+        origin_indices(15, 13, 3, 1)
+
+
+def test_a_fold_never_sees_its_own_future():
+    class Spy(SeasonalNaive):
+        seen: list[int] = []
+
+        def fit(self, p):
+            Spy.seen.append(p.n_periods)
+            assert p.values.shape[1] == p.n_periods
+            return super().fit(p)
+
+    p = panel([np.arange(20.0)])
+    bt = backtest(p, {"spy": lambda: Spy(1)}, horizon=3, origins=[10, 14, 17], season_length=1)
+    assert Spy.seen == [10, 14, 17]
+    first = bt.errors[bt.errors["origin"] == 10]
+    assert first["actual"].tolist() == [10, 11, 12] and first["forecast"].tolist() == [9, 9, 9]
+
+
+def test_selection_gate_names_models_worse_than_seasonal_naive():
+    board = pd.DataFrame({"model": ["ets", "seasonal_naive", "lightgbm"], "mase": [0.8, 1.0, 1.3]})
+    best, notes = select_model(board)
+    assert best == "ets" and notes == ["not better than seasonal naive on the backtest (never shipped): lightgbm"]
+
+
+def test_conformal_quantiles_per_step_with_the_finite_sample_correction():
+    # 39 errors at step 1 (|e| = 1..39), scale 1: the 80% quantile is the ceil(40 * 0.8) = 32nd, 95% the 38th
+    errors = pd.DataFrame({"step": 1, "actual": np.arange(1.0, 40.0), "forecast": 0.0, "scale": 1.0})
+    q = conformal_quantiles(errors, 1)
+    assert q[80][0] == 32.0 and q[95][0] == 38.0
+
+
+def test_interval_coverage_is_near_nominal_on_simulated_data():
+    rng = np.random.default_rng(0)
+    p = panel(50 + rng.normal(0, 5, (5, 120)))
+    bt = backtest(p, {"naive": lambda: SeasonalNaive(1)}, horizon=4, origins=origin_indices(120, 4, 40, 2),
+                  season_length=1)
+    cov = interval_coverage(bt.errors, 4)
+    assert 0.74 <= cov["coverage_80"] <= 0.86 and 0.91 <= cov["coverage_95"] <= 0.985, cov
+    board = leaderboard(bt, by_series=True)
+    assert sorted(board["series_id"]) == ["s0", "s1", "s2", "s3", "s4"]
+
+
+def test_late_starts_long_zero_runs_and_short_series_all_work():
+    from crmlab.forecast.models import make_forecaster
+
+    rng = np.random.default_rng(1)
+    n = 40
+    late = np.concatenate([np.full(25, np.nan), rng.poisson(20, 15).astype(float)])
+    zeros = np.where(np.arange(n) % 10 < 7, 0.0, rng.poisson(30, n).astype(float))
+    steady = rng.poisson(50, n).astype(float)
+    p = panel([late, zeros, steady], freq="W")
+    f = {m: (lambda m=m: make_forecaster(m, freq="W", season_length=52))
+         for m in ("seasonal_naive", "ets", "arima", "lightgbm")}
+    bt = backtest(p, f, horizon=4, origins=origin_indices(n, 4, 3, 4), season_length=52)
+    assert bt.failures == {}
+    board = leaderboard(bt, by_series=True)
+    assert len(board) == 12 and np.isfinite(board["mase"]).all()
+    assert (bt.errors["forecast"] >= 0).all()
+    # the late series has no forecast at the origin before its start, and is judged from then on
+    first = bt.errors[(bt.errors["series_id"] == "s0")]["origin"].min()
+    assert first > 25

@@ -1,0 +1,153 @@
+"""The forecast pipeline end to end: real files, a real MLflow store, a real exported bundle, the CLI."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmlab.cli import main
+from crmlab.config import load_config
+from crmlab.export import load_bundle
+from crmlab.forecast.pipeline import OUTPUT_COLUMNS, evaluate_bundle, forecast_bundle, score_forecast, train_forecast
+from crmlab.registry import model_name
+
+from ..conftest import synthetic_project
+
+FAST = ["forecast.freq=M", "forecast.horizon=3", "forecast.origins=3", "forecast.origin_step=2",
+        "forecast.models=[seasonal_naive,ets,lightgbm]", "forecast.lightgbm={num_boost_round: 60}"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, _empty_mlflow_db):
+    import shutil
+
+    root = tmp_path_factory.mktemp("forecast")
+    shutil.copy(_empty_mlflow_db, root / "mlflow.db")
+    sets = [*synthetic_project(root, n_customers=600, seed=11), *FAST, "forecast.group_by=channel"]
+    cfg = load_config(None, sets)
+    return cfg, train_forecast(cfg)
+
+
+def test_training_backtests_every_model_and_ships_the_best(trained):
+    cfg, result = trained
+    assert result.panel.series_ids == ("app", "store", "unknown", "web")  # cleaning fills a missing channel
+    assert set(result.leaderboard["model"]) == {"seasonal_naive", "ets", "lightgbm"}
+    assert result.selected == result.leaderboard.iloc[0]["model"]
+    assert result.metrics["mase"] == pytest.approx(result.leaderboard["mase"].min())
+    assert len(result.backtest.origins) == 3 and set(result.leaderboard_by_series["series_id"]) == set(result.panel.series_ids)
+    f = result.forecast
+    assert list(f.columns) == OUTPUT_COLUMNS and len(f) == 12 and (f["forecast"] >= 0).all()
+    assert ((f["lower_95"] <= f["lower_80"]) & (f["lower_80"] <= f["forecast"]) & (f["forecast"] <= f["upper_80"])
+            & (f["upper_80"] <= f["upper_95"])).all()
+
+
+def test_the_run_logs_mase_and_registers_the_model(trained):
+    cfg, result = trained
+    run = mlflow.MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id)
+    assert run.data.metrics["mase"] == pytest.approx(result.metrics["mase"])
+    assert {"coverage_80", "coverage_95", "seasonal_naive_mase", "lightgbm_mase"} <= set(run.data.metrics)
+    assert result.extras["registered_model_version"] is not None
+    model = mlflow.pyfunc.load_model(f"models:/{model_name('forecast')}/{result.extras['registered_model_version']}")
+    out = model.predict(pd.DataFrame({"series_id": ["web", "app"], "horizon": [2, 1]}))
+    assert out["series_id"].tolist() == ["app", "web", "web"]
+
+
+def test_bundle_has_no_pickle_and_reloads_to_the_same_forecast(trained):
+    cfg, result = trained
+    files = {p.name for p in result.bundle_path.iterdir()}
+    assert not any(name.endswith((".pkl", ".pickle", ".joblib")) for name in files)
+    assert "report_forecast.csv" in files
+    bundle = load_bundle(result.bundle_path, pipeline="forecast")  # arrays read with allow_pickle=False
+    again = forecast_bundle(bundle)
+    pd.testing.assert_frame_equal(again, result.forecast)
+    longer = score_forecast(pd.DataFrame({"horizon": [3]}), bundle)
+    assert len(longer) == 12
+
+
+def test_evaluate_bundle_backtests_the_champion_spec_on_the_same_origins(trained):
+    cfg, result = trained
+    metrics = evaluate_bundle(result.bundle_path, result)
+    assert metrics["mase"] == pytest.approx(result.metrics["mase"])
+
+
+def test_sales_table_with_a_covariate(tmp_path, tracking):
+    rng = np.random.default_rng(2)
+    months = pd.period_range("2019-01", periods=48, freq="M").start_time
+    rows = []
+    for store, level in (("north", 200.0), ("south", 80.0)):
+        promo = (rng.random(48) < 0.3).astype(int)
+        sales = level * (1 + 0.6 * promo) + rng.normal(0, level * 0.03, 48)
+        for i, m in enumerate(months):
+            rows.append({"store": store, "month": m.strftime("%Y-%m"), "sales": f"{sales[i]:.2f}" if i < 44 else "",
+                         "promo": promo[i]})
+    rows.append({"store": "north", "month": "2019-13", "sales": "5", "promo": 0})  # bad period: rejected
+    path = tmp_path / "sales.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    sets = [f"project.data.sales.path={path}", "project.data.sales.columns={series_id: store, period: month, "
+            "value: sales}", "forecast.covariates=[promo]", "forecast.freq=M", "forecast.horizon=4",
+            "forecast.origins=3", "forecast.models=[seasonal_naive,lightgbm]", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", "project.tracking.enabled=false"]
+    result = train_forecast(load_config(None, sets))
+    assert result.panel.n_periods == 44 and result.panel.n_future == 4
+    assert result.selected == "lightgbm"  # the promotions are known in advance: it beats seasonal naive
+    rejects = pd.read_csv(tmp_path / "o" / "clean" / "rejects_sales.csv")
+    assert rejects["reason"].tolist() == ["period is not a date"]
+
+
+def test_cli_train_forecast_then_forecast_horizon(tmp_path, tracking, capsys):
+    sets = [*synthetic_project(tmp_path, n_customers=300, seed=4), *FAST, "forecast.models=[seasonal_naive]",
+            f"project.tracking.uri={tracking.uri}", f"project.tracking.artifact_dir={tracking.artifact_dir}"]
+    args = [a for s in sets for a in ("--set", s)]
+    assert main(["train", "forecast", *args]) == 0
+    out = capsys.readouterr().out
+    assert "shipped: seasonal_naive" in out and "MASE" in out
+    target = tmp_path / "fc.csv"
+    assert main(["forecast", "--horizon", "2", "--out", str(target), *args]) == 0
+    table = pd.read_csv(target)
+    assert table.columns.tolist() == OUTPUT_COLUMNS and table["step"].max() == 2
+    assert main(["forecast", "--horizon", "5", *args]) == 2  # beyond the calibrated intervals: a named error
+    assert "beyond the 3 steps" in capsys.readouterr().err
+
+
+def test_per_series_selection_ships_each_series_its_best_model(tmp_path):
+    rng = np.random.default_rng(7)
+    months = pd.period_range("2019-01", periods=44, freq="M").strftime("%Y-%m")
+    promo = (rng.random(48) < 0.35).astype(int)
+    north = 200 * (1 + 0.8 * promo[:44]) + rng.normal(0, 4, 44)  # driven by a known promotion
+    south = np.tile([50.0, 90.0, 20.0, 70.0], 11)  # an exact season of 4: seasonal naive is perfect
+    future = pd.period_range("2022-09", periods=4, freq="M").strftime("%Y-%m")
+    frame = pd.concat([
+        pd.DataFrame({"series_id": "north", "period": months, "value": north.round(2), "promo": promo[:44]}),
+        pd.DataFrame({"series_id": "south", "period": months, "value": south, "promo": 0}),
+        pd.DataFrame({"series_id": "north", "period": future, "value": np.nan, "promo": promo[44:]}),
+        pd.DataFrame({"series_id": "south", "period": future, "value": np.nan, "promo": 0}),
+    ])
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    sets = [f"project.data.sales.path={path}", "forecast.covariates=[promo]", "forecast.freq=M", "forecast.horizon=4",
+            "forecast.season_length=4", "forecast.origins=4", "forecast.selection=per_series",
+            "forecast.models=[seasonal_naive,lightgbm]", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", "project.tracking.enabled=false"]
+    result = train_forecast(load_config(None, sets))
+    assert result.selected == "per_series"
+    assert result.bundle_path.joinpath("manifest.json").is_file()
+    state = load_bundle(result.bundle_path).params["model"]
+    assert state["choice"] == {"north": "lightgbm", "south": "seasonal_naive"}
+    south_fc = result.forecast[result.forecast["series_id"] == "south"]["forecast"].tolist()
+    assert south_fc == [50.0, 90.0, 20.0, 70.0]
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
+    assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
+    assert result.metrics["mase"] < result.leaderboard["mase"].min()  # each series its best: better than either
+
+
+def test_the_html_report_reads_the_bundle_forecast_table(trained):
+    from crmlab.report import read_pipeline_outputs
+
+    cfg, result = trained
+    table = read_pipeline_outputs(cfg.project.output.models_dir, "forecast").tables["forecast"]
+    assert {"period", "forecast", "lower", "upper", "actual", "series_id"} <= set(table.columns)
+    future = table[table["forecast"].notna()]
+    assert len(future) == len(result.forecast) and (future["lower"] <= future["upper"]).all()
+    assert table["actual"].notna().sum() > 0  # recent history, for the plot
