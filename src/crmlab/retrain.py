@@ -63,10 +63,13 @@ TRAINERS: dict[str, str] = {
 #: pipeline -> "module:function" evaluating another bundle on a result's holdout, ``(bundle, result) -> metrics``
 EVALUATORS: dict[str, str] = {
     "clv": "crmlab.clv.pipeline:evaluate_bundle",
+    "churn": "crmlab.churn.pipeline:evaluate_bundle",
+    "segmentation": "crmlab.segmentation.pipeline:evaluate_bundle",
     "forecast": "crmlab.forecast.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
 TUNERS: dict[str, str] = {
+    "churn": "crmlab.churn.pipeline:tune_churn",
     "forecast": "crmlab.forecast.tune:tune_forecast",
 }
 

@@ -124,7 +124,24 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         pos = y.mean()
         return np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos))
 
-    def fit(self, X: pd.DataFrame, y: Any, *, eval_set: tuple[pd.DataFrame, Any] | None = None) -> LightGBMChurn:
+    @classmethod
+    def from_booster(cls, booster: lgb.Booster, *, features: list[str], categorical_features: list[str],
+                     feature_medians: dict[str, float], **init: Any) -> LightGBMChurn:
+        """A fitted model around a booster read from LightGBM's text format (an exported bundle), so
+        that scoring and reasons run the same code as training without unpickling anything."""
+        model = cls(**init)
+        model.booster_ = booster
+        model.best_iteration_ = int(booster.current_iteration())
+        model.feature_names_in_ = np.array(list(features), dtype=object)
+        model.n_features_in_ = len(features)
+        model.categorical_features_ = list(categorical_features)
+        model.feature_medians_ = {str(k): float(v) for k, v in feature_medians.items()}
+        model.classes_ = np.array([0, 1])
+        return model
+
+    def fit(self, X: pd.DataFrame, y: Any, *, eval_set: tuple[pd.DataFrame, Any] | None = None,
+            callbacks: list[Any] | None = None) -> LightGBMChurn:
+        """Fit; ``callbacks`` are extra LightGBM callbacks (tuning prunes trials with one)."""
         X = feature_frame(X)
         y = _labels(y)
         self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
@@ -144,12 +161,12 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         train = lgb.Dataset(X_fit, label=y_fit, weight=self._weights(y_fit), categorical_feature="auto",
                             free_raw_data=False)
-        valid_sets, callbacks = [], []
+        valid_sets, stopping = [], []
         if X_val is not None:
             valid_sets = [lgb.Dataset(X_val, label=y_val, weight=self._weights(y_val), reference=train)]
-            callbacks = [lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)]
+            stopping = [lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)]
         self.booster_ = lgb.train(self.lgb_params(), train, num_boost_round=int(self.n_estimators),
-                                  valid_sets=valid_sets, callbacks=callbacks)
+                                  valid_sets=valid_sets, callbacks=[*stopping, *(callbacks or [])])
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         return self
 

@@ -699,7 +699,7 @@ def _order_value_columns(past: _Past, win: Mapping[str, np.ndarray]) -> dict[str
             .filter(pl.col("a") >= 0)
             .group_by("c", "o", "r", maintain_order=True)  # a row without order_id is an order
             .agg(pl.col("a").sum())
-            .group_by("c")
+            .group_by("c", maintain_order=True)  # a fixed order of summation: the same floats every run
             .agg(m=pl.col("a").mean(), s=pl.col("a").std(), x=pl.col("a").max())
             .collect()
         )

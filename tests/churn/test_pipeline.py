@@ -1,0 +1,244 @@
+"""The churn pipeline end to end: real files, real LightGBM, a real MLflow store, a real bundle."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from crmlab.churn.pipeline import (
+    MODEL_FILE,
+    OUTPUT_COLUMNS,
+    REGISTERED_MODEL_NAME,
+    SPEC_FILE,
+    evaluate_bundle,
+    score_churn,
+    train_churn,
+    tune_churn,
+)
+from crmlab.cli import app
+from crmlab.config import load_config
+from crmlab.data.synth import true_churn_probability
+from crmlab.errors import DataError, ModelError
+from crmlab.export import load_bundle
+from crmlab.retrain import EVALUATORS, retrain
+from crmlab.scoring import score_customers
+from crmlab.workflow import prepare_data
+
+from ..conftest import synthetic_project
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, _empty_mlflow_db):
+    """One transaction-mode training on a synthetic CRM (customers and interactions included),
+    tracked in its own MLflow store."""
+    root = tmp_path_factory.mktemp("churn")
+    shutil.copy(_empty_mlflow_db, root / "mlflow.db")
+    sets = synthetic_project(root, n_customers=2500, seed=3, tables=("transactions", "customers", "interactions"))
+    cfg = load_config(root / "no-configs", sets)
+    return root, cfg, train_churn(cfg)
+
+
+def test_transaction_mode_end_to_end(trained):
+    root, cfg, result = trained
+    ds = result.dataset
+    # validation is the latest snapshot, its labels inside the data; training snapshots end before it
+    assert result.mode == "transactions" and ds.info["valid_snapshot"] > max(ds.info["train_snapshots"])
+    assert set(result.leaderboard["model"]) == {"lightgbm", "logistic", "bgnbd"}
+
+    # MLflow: one parent run, a child per model, the primary metric, plots, a registered pyfunc
+    client = mlflow.MlflowClient(cfg.project.tracking.uri)
+    run = client.get_run(result.run_id)
+    assert run.data.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
+    for key in ("pr_auc", "log_loss", "brier", "lift_at_k", "recall_at_k", "logistic_roc_auc", "bgnbd_roc_auc",
+                "decision_threshold"):
+        assert np.isfinite(run.data.metrics[key]), key
+    children = client.search_runs([run.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert sorted(c.data.tags["crmlab.model"] for c in children) == ["bgnbd", "lightgbm", "logistic"]
+    plots = {f.path for f in client.list_artifacts(result.run_id, "plots")}
+    assert plots == {"plots/feature_importance.png", "plots/calibration.png"}
+    assert client.get_model_version(REGISTERED_MODEL_NAME, "1").run_id == result.run_id
+    assert result.extras["registered_model_version"] is not None
+
+    # the bundle: LightGBM text, JSON spec, report tables; no pickle; scores round-trip from disk
+    files = {p.name for p in result.bundle_path.iterdir()}
+    assert files == {"manifest.json", "params.json", MODEL_FILE, SPEC_FILE, "report_leaderboard.csv",
+                     "report_calibration.csv"}
+    bundle = load_bundle(result.bundle_path, pipeline="churn")
+    features = ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy())
+    scores = score_churn(features, bundle)
+    assert list(scores.columns) == OUTPUT_COLUMNS
+    assert scores["customer_id"].tolist() == ds.ids_valid.tolist()
+    np.testing.assert_allclose(scores["churn_probability"], result.extras["predictions"]["lightgbm"], rtol=1e-9)
+    assert set(scores["churn_risk_tier"]) <= {"low", "medium", "high"}
+    assert scores["churn_reason_1"].str.contains(r"\(\+").mean() > 0.9  # reasons push towards churn
+    flagged = scores["churn_probability"] >= result.decision["threshold"]
+    assert (scores["churn_flagged"] == flagged).all()
+
+    # the pyfunc (whose signature takes text, not pandas categories) gives the same numbers
+    model = mlflow.pyfunc.load_model(result.extras["model_uri"])
+    example = features[bundle.manifest["input_columns"]].head(30)
+    example = example.astype({c: object for c in example.columns if isinstance(example[c].dtype, pd.CategoricalDtype)})
+    np.testing.assert_allclose(model.predict(example)["churn_probability"],
+                               scores["churn_probability"].head(30), rtol=1e-9)
+
+
+def test_synthetic_auc_is_close_to_the_true_mechanism(trained):
+    root, _, result = trained
+    ds = result.dataset
+    truth = pd.read_csv(root / "synth" / "ground_truth" / "customers_truth.csv")
+    history = ds.X_valid[["frequency", "recency", "T"]].assign(customer_id=ds.ids_valid.to_numpy())
+    true_p = true_churn_probability(truth, history, ds.info["valid_snapshot"], ds.info["horizon_days"])
+    true_auc = roc_auc_score(ds.y_valid, true_p.to_numpy())
+    auc = result.metrics["roc_auc"]
+    # Observed (2,500 people, seed 3): see README; the true score knows each person's own purchase and
+    # dropout rates, which no model can, so LightGBM lands a little below it.
+    assert true_auc - 0.06 < auc < true_auc + 0.02
+    assert auc > result.metrics["bgnbd_roc_auc"]
+
+
+def test_evaluate_bundle_scores_the_champion_on_the_validation_rows(trained):
+    _, _, result = trained
+    assert EVALUATORS["churn"] == "crmlab.churn.pipeline:evaluate_bundle"
+    metrics = evaluate_bundle(result.bundle_path, result)
+    assert metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
+
+
+def test_a_transaction_after_the_cut_off_cannot_change_a_score(trained):
+    _, cfg, _ = trained
+    tables = prepare_data(cfg.project).tables
+    as_of = pd.Timestamp(tables.transactions["ts"].max()).date() - pd.Timedelta(days=60)
+    before = score_customers(cfg, as_of=as_of, pipelines=["churn"], tables=tables)
+    who = before["customer_id"].iloc[0]
+    future = pd.DataFrame({"customer_id": [who] * 2, "ts": [pd.Timestamp(as_of) + pd.Timedelta(days=1)] * 2,
+                           "amount": [5000.0, -20.0]})
+    tx = pd.concat([tables.transactions, future.astype(tables.transactions.dtypes[future.columns].to_dict())],
+                   ignore_index=True)
+    tables.transactions = tx
+    after = score_customers(cfg, as_of=as_of, pipelines=["churn"], tables=tables)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_bundle_without_its_model_file_is_refused(trained, tmp_path):
+    _, _, result = trained
+    copy = tmp_path / "churn"
+    shutil.copytree(result.bundle_path, copy)
+    (copy / MODEL_FILE).write_text("tree\n")
+    with pytest.raises(ModelError, match="checksum"):
+        score_churn(pd.DataFrame({"customer_id": ["a"]}), copy)
+    with pytest.raises(ModelError, match="missing"):
+        score_churn(pd.DataFrame({"customer_id": ["a"], "frequency": [1.0]}), result.bundle_path)
+
+
+@pytest.mark.slow
+def test_retrain_compares_the_champion_on_the_challengers_snapshot(trained):
+    _, cfg, result = trained
+    decision = retrain(cfg, "churn", trials=0)
+    # same data, same settings: the champion (version 1) scores exactly like the challenger, so the
+    # challenger is not better by the margin and the champion stays
+    assert decision.champion_version == "1" and decision.challenger_version == "2"
+    assert decision.champion_value == pytest.approx(decision.challenger_value)
+    assert decision.champion_value == pytest.approx(result.metrics["roc_auc"])
+    assert not decision.promoted
+
+
+# --------------------------------------------------------------------------- contract mode
+
+
+def _contract_table(n: int, seed: int = 0) -> pd.DataFrame:
+    """Subscribers with a Yes/No churn column: month-to-month plans and many support calls churn."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["monthly", "yearly", "two_year"], n, p=[0.5, 0.3, 0.2])
+    calls = rng.poisson(1.5, n)
+    charges = rng.uniform(20, 110, n).round(2)
+    logit = -1.5 + 1.8 * (plan == "monthly") - 1.0 * (plan == "two_year") + 0.6 * calls + 0.01 * (charges - 60)
+    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
+    signup = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")
+    return pd.DataFrame({"customer_id": [f"S{i:04d}" for i in range(n)], "signup_date": signup.strftime("%Y-%m-%d"),
+                         "plan": plan, "support_calls": calls, "monthly_charges": charges,
+                         "churn": np.where(churn, "Yes", "No")})
+
+
+def _contract_sets(root: Path, table: pd.DataFrame) -> list[str]:
+    path = root / "subscribers.csv"
+    table.to_csv(path, index=False)
+    return ["project.data.transactions=null", f"project.data.customers.path={path}",
+            f"project.output.models_dir={root / 'models'}", "project.tracking.enabled=false",
+            "project.cleaning.max_date=2024-12-31", "churn.cv_folds=3"]
+
+
+def test_contract_table_without_transactions_trains_and_scores(tmp_path):
+    cfg = load_config(tmp_path / "no-configs", _contract_sets(tmp_path, _contract_table(600)))
+    result = train_churn(cfg)
+    assert result.mode == "contract" and set(result.leaderboard["model"]) == {"lightgbm", "logistic"}
+    assert len(result.dataset.y_valid) == 150  # 25% held out, stratified
+    assert result.metrics["roc_auc"] > 0.7 and 0.6 < result.metrics["cv_roc_auc_mean"] <= 1
+    assert "churn" not in result.dataset.X_train.columns  # the label never becomes a feature
+    assert any("plan" in line or "support_calls" in line for line in result.summary())
+    scores = score_customers(cfg, as_of="2024-01-01", pipelines=["churn"])
+    assert len(scores) == 600 and scores["churn_probability"].between(0, 1).all()
+    assert scores["churn_reason_1"].notna().any()
+
+
+def test_contract_calibration_and_profit_rule(tmp_path):
+    sets = [*_contract_sets(tmp_path, _contract_table(600, seed=1)), "churn.calibration=sigmoid",
+            "churn.threshold=profit", "churn.value_column=monthly_charges", "churn.offer_cost=5"]
+    result = train_churn(load_config(tmp_path / "no-configs", sets))
+    params = load_bundle(result.bundle_path).params
+    assert params["calibration"]["method"] == "sigmoid" and params["decision"]["rule"] == "profit"
+    ds = result.dataset
+    scores = score_churn(ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy()), result.bundle_path)
+    np.testing.assert_allclose(scores["churn_probability"], result.extras["predictions"]["lightgbm"], rtol=1e-9)
+    expected = scores["churn_probability"] * 0.3 * ds.X_valid["monthly_charges"].to_numpy() > 5
+    assert (scores["churn_flagged"] == expected).all()
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    (_contract_table(100).assign(churn=lambda d: d["churn"].where(d.index != 7, "maybe")), "'maybe'"),
+    (_contract_table(100).assign(churn="No"), "same label"),
+    (_contract_table(12), "only 12 labelled row"),
+])
+def test_bad_contract_labels_stop_with_a_clear_message(tmp_path, table, message):
+    cfg = load_config(tmp_path / "no-configs", _contract_sets(tmp_path, table))
+    with pytest.raises(DataError, match=message) as err:
+        train_churn(cfg)
+    assert "subscribers.csv" in str(err.value) and "'churn'" in str(err.value)
+
+
+def test_cli_train_churn(tmp_path):
+    sets = [a for s in _contract_sets(tmp_path, _contract_table(300, seed=2)) for a in ("--set", s)]
+    runner = CliRunner()
+    res = runner.invoke(app, ["-c", str(tmp_path / "no-configs"), *sets, "train", "churn"])
+    assert res.exit_code == 0, res.output
+    assert "lightgbm" in res.output and "bundle:" in res.output
+    assert (tmp_path / "models" / "churn" / MODEL_FILE).is_file()
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+@pytest.mark.slow
+def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
+    sets = [*synthetic_project(tmp_path, n_customers=1500, seed=8), "project.tracking.enabled=false"]
+    cfg = load_config(tmp_path / "no-configs", sets)
+    first = tune_churn(cfg, trials=3)
+    assert first.n_trials == 3 and first.best_file.name == "churn_best.yaml"
+    assert 0.5 < first.best_value <= 1 and set(first.overrides) == {"churn"}
+    second = tune_churn(cfg, trials=2)  # the SQLite study is resumed, not restarted
+    assert second.n_trials == 5 and second.best_value >= first.best_value
+
+    flags = [a for s in sets for a in ("--set", s)]
+    res = CliRunner().invoke(app, ["-c", str(tmp_path / "no-configs"), *flags, "train", "churn",
+                                   "--tuned", str(second.best_file)])
+    assert res.exit_code == 0, res.output
+    params = load_bundle(tmp_path / "models" / "churn").params["lightgbm"]["params"]
+    tuned = second.overrides["churn"]["lightgbm"]
+    assert params["num_leaves"] == tuned["num_leaves"]
+    assert params["learning_rate"] == pytest.approx(tuned["learning_rate"])
