@@ -151,3 +151,21 @@ def test_the_html_report_reads_the_bundle_forecast_table(trained):
     future = table[table["forecast"].notna()]
     assert len(future) == len(result.forecast) and (future["lower"] <= future["upper"]).all()
     assert table["actual"].notna().sum() > 0  # recent history, for the plot
+
+
+@pytest.mark.slow
+def test_retrain_promotes_a_forecast_model_that_beats_the_champion_on_the_same_origins(tmp_path):
+    from crmlab.registry import get_champion
+    from crmlab.retrain import retrain
+
+    sets = [*synthetic_project(tmp_path, n_customers=400, seed=6), *FAST, "project.retrain.min_customers=10",
+            "project.retrain.max_reject_share=0.5"]
+    tracking = load_config(None, sets).project.tracking
+    # a deliberately poor champion: seasonal naive with a season of 5 months
+    poor = train_forecast(load_config(None, [*sets, "forecast.models=[seasonal_naive]", "forecast.season_length=5"]))
+    assert poor.selected == "seasonal_naive" and get_champion(tracking, "forecast").version == "1"
+    out = retrain(load_config(None, sets), "forecast", trials=0)
+    # the champion's spec (season 5) on the challenger's origins, scaled like the challenger's errors
+    assert out.champion_value > out.challenger_value
+    assert out.promoted
+    assert get_champion(tracking, "forecast").version == "2"
