@@ -98,8 +98,8 @@ def test_synthetic_auc_is_close_to_the_true_mechanism(trained):
     true_p = true_churn_probability(truth, history, ds.info["valid_snapshot"], ds.info["horizon_days"])
     true_auc = roc_auc_score(ds.y_valid, true_p.to_numpy())
     auc = result.metrics["roc_auc"]
-    # Observed (2,500 people, seed 3): see README; the true score knows each person's own purchase and
-    # dropout rates, which no model can, so LightGBM lands a little below it.
+    # Observed (2,500 people, seed 3): LightGBM 0.899, truth 0.925, BG/NBD 0.823. The true score knows
+    # each person's own purchase and dropout rates, which no model can, so LightGBM lands a little below.
     assert true_auc - 0.06 < auc < true_auc + 0.02
     assert auc > result.metrics["bgnbd_roc_auc"]
 

@@ -158,7 +158,8 @@ class ChurnResult:
                          f"{row.lift_top_decile:8.2f} {row.recall_at_k:10.1%}")
         d = self.decision
         rule = (f"threshold {d['threshold']:.3f}" if d.get("threshold") is not None else
-                f"expected profit > 0 (offer {d['offer_cost']:g}, save rate {d['save_rate']:g}, value {d['value_column']})")
+                f"expected profit > 0 (offer {d['offer_cost']:g}, save rate {d['save_rate']:g}, "
+                f"value {d['value_column']})")
         lines.append(f"decision ({d['rule']}): {rule} flags {d['flagged_share']:.1%} of the validation customers; "
                      f"precision {d['precision']:.1%}, recall {d['recall']:.1%}"
                      + (f", realised profit {d['realised_profit']:,.0f}" if "realised_profit" in d else ""))
@@ -617,8 +618,9 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
     run.log_table(result.leaderboard, "leaderboard.csv")
     run.log_table(result.calibration, "calibration.csv")
     run.log_table(result.importance, "feature_importance.csv")
-    run.log_dict({"mode": result.mode, "dataset": result.dataset.info, "leaderboard": result.leaderboard.to_dict("records"),
-                  "decision": result.decision, "bundle": str(result.bundle_path)}, "churn_report.json")
+    run.log_dict({"mode": result.mode, "dataset": result.dataset.info,
+                  "leaderboard": result.leaderboard.to_dict("records"), "decision": result.decision,
+                  "bundle": str(result.bundle_path)}, "churn_report.json")
     run.log_figure(plot_importance(result.importance), "plots/feature_importance.png")
     run.log_figure(plot_calibration(result.calibration), "plots/calibration.png")
 
