@@ -43,10 +43,12 @@ config_app = typer.Typer(help="Show the resolved configuration or its JSON schem
 data_app = typer.Typer(help="Synthetic data and cleaning.", no_args_is_help=True)
 features_app = typer.Typer(help="The shared customer features.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a pipeline: evaluate, export to models/, track in MLflow.", no_args_is_help=True)
+segments_app = typer.Typer(help="Customer segments of the trained segmentation model.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
+app.add_typer(segments_app, name="segments")
 
 
 SetOpt = Annotated[
@@ -258,6 +260,34 @@ def train_churn(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
     """LightGBM against logistic-regression and BG/NBD baselines: validation on the latest snapshot
     (or a stratified test split of a contract table), reasons per customer, export."""
     _train("churn", set_, tuned)
+
+
+@train_app.command("segmentation")
+def train_segmentation(set_: SetOpt = None) -> None:
+    """K-means segments on scaled behavioural features: k sweep, profiles, names, stability, export."""
+    _train("segmentation", set_)
+
+
+@segments_app.command("migrate")
+def segments_migrate(
+    date_from: Annotated[str, typer.Option("--from", help="Earlier cut-off date YYYY-MM-DD.")],
+    date_to: Annotated[str, typer.Option("--to", help="Later cut-off date YYYY-MM-DD.")],
+    set_: SetOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV of the matrix (default: print only).")] = None,
+) -> None:
+    """How customers moved between segments from one cut-off date to a later one (the model in
+    models/segmentation scores both dates)."""
+    from crmlab.segmentation.pipeline import migrate_segments
+
+    cfg = _config(set_)
+    with _step(f"Scoring segments at {date_from} and {date_to}"):
+        result = migrate_segments(cfg, date_from, date_to)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    out.print(result.matrix.to_string(), markup=False, highlight=False, soft_wrap=True)
+    if out_file is not None:
+        _write_table(result.matrix.reset_index(), out_file)
+        out.print(f"matrix written to {out_file}")
 
 
 @app.command("tune")

@@ -383,10 +383,45 @@ class ChurnConfig(Frozen):
 
 
 class SegmentationConfig(Frozen):
-    features: list[str] = Field(default_factory=lambda: ["recency_days", "frequency", "monetary_value"])
-    transform: Literal["log", "standard", "quantile"] = "log"
-    k: int | None = Field(None, description="Fixed k; empty means choose by a sweep over k_range.")
-    k_range: tuple[int, int] = (2, 10)
+    """Behavioural segments (``crmlab train segmentation``): K-means on scaled customer features,
+    with k chosen by a sweep, profiles, names and stability; formulas in crmlab.segmentation."""
+
+    features: list[str] = Field(
+        default_factory=lambda: ["recency_days", "frequency", "monetary_value"], min_length=1,
+        description="Numeric columns of the shared features (crmlab features build) to cluster on.",
+    )
+    transform: Literal["log", "standard", "quantile"] = Field(
+        "log", description="log: log1p then z-score (skewed money and counts); standard: z-score; "
+        "quantile: each feature's empirical CDF, then z-score.",
+    )
+    k: int | None = Field(None, ge=2, description="Fixed k; empty means choose by a sweep over k_range.")
+    k_range: tuple[int, int] = Field((2, 10), description="Smallest and largest k of the sweep (inclusive).")
+    k_selection: Literal["silhouette", "calinski_harabasz", "davies_bouldin", "elbow"] = Field(
+        "silhouette", description="The sweep picks the best k by this criterion among the stable ones.",
+    )
+    n_init: int = Field(4, ge=1, description="K-means restarts per fit (the best inertia is kept).")
+    minibatch_threshold: int = Field(
+        200_000, ge=1, description="Customers above which the final model is MiniBatchKMeans instead of KMeans.",
+    )
+    sample_size: int = Field(
+        10_000, ge=100, description="Customers (a seeded sample) the k sweep and the stability runs fit on.",
+    )
+    silhouette_sample: int = Field(
+        5_000, ge=100, description="Customers (a seeded sample) the silhouette is computed on (it is quadratic).",
+    )
+    stability_runs: int = Field(
+        3, ge=1, description="Bootstrap refits per k in the sweep, and seeds plus bootstraps for the chosen k.",
+    )
+    stability_threshold: float = Field(
+        0.8, gt=0, le=1, description="Mean adjusted Rand index below which a k is flagged unstable.",
+    )
+
+    @model_validator(mode="after")
+    def _check_k_range(self) -> SegmentationConfig:
+        lo, hi = self.k_range
+        if lo < 2 or hi < lo:
+            raise ValueError(f"segmentation.k_range={list(self.k_range)}: need 2 <= smallest <= largest")
+        return self
 
 
 class ForecastConfig(Frozen):

@@ -26,7 +26,7 @@ __all__ = ["DEMO_PIPELINES", "run_demo"]
 log = logging.getLogger(__name__)
 
 #: Trained in this order: CLV first, so the report and the KPIs can use its bundle.
-DEMO_PIPELINES: tuple[str, ...] = ("clv",)
+DEMO_PIPELINES: tuple[str, ...] = ("clv", "churn", "segmentation")
 
 
 def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[Any]], out: Any,

@@ -22,7 +22,7 @@ What the report reads from a pipeline (the input contract; ``<models>`` is ``pro
         ============  ========================  ===============================================================
         churn         report_leaderboard.csv    ``model`` + metric columns (one row per model, best first)
         churn         report_calibration.csv    ``predicted``, ``observed`` (+ ``model``, ``count``): reliability
-        segmentation  report_profiles.csv       ``segment`` (+ ``name``), ``customers`` (+ ``share``) + feature means
+        segmentation  report_profiles.csv       ``segment`` (+ ``name``), ``customers`` (+ ``share``) + feature medians
         forecast      report_forecast.csv       ``period``, ``forecast``, ``lower``, ``upper`` (+ ``actual``,
                                                 ``series_id``; ``actual`` empty in the future)
         ============  ========================  ===============================================================

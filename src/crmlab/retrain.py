@@ -63,6 +63,7 @@ TRAINERS: dict[str, str] = {
 EVALUATORS: dict[str, str] = {
     "clv": "crmlab.clv.pipeline:evaluate_bundle",
     "churn": "crmlab.churn.pipeline:evaluate_bundle",
+    "segmentation": "crmlab.segmentation.pipeline:evaluate_bundle",
 }
 #: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
 TUNERS: dict[str, str] = {

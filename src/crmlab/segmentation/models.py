@@ -1,0 +1,262 @@
+"""The segmentation model core: feature scaling, K-means, the k sweep, stability and assignment.
+
+Everything a scoring job needs is plain arrays, so an exported model is JSON and ``.npz`` only:
+
+* :class:`FeatureScaler` turns raw behavioural features into the space K-means works in:
+  missing values take the training median, then ``log`` (``sign(x) * log1p(|x|)``, for skewed
+  money and counts), ``standard`` (nothing) or ``quantile`` (the empirical CDF on 101 training
+  quantiles, ties averaged as in scikit-learn's ``QuantileTransformer``), then a z-score, so no
+  feature outweighs another because of its unit.
+* :func:`fit_kmeans` fits scikit-learn's ``KMeans`` (``MiniBatchKMeans`` above a size threshold)
+  and returns only its centres; :func:`nearest_centre` assigns rows to them with numpy in chunks,
+  which is all scoring millions of customers needs.
+* :func:`sweep_k` fits each k of a range and reports inertia (elbow), silhouette (on a sample: it
+  is quadratic), Calinski-Harabasz, Davies-Bouldin and bootstrap stability; :func:`choose_k`
+  picks one by the configured criterion among the stable k.
+* :func:`stability` measures how much a k-means partition depends on luck: the adjusted Rand
+  index (ARI) between the reference partition and refits with other seeds and on bootstrap
+  samples, each refit assigning the same rows (Hennig 2007, "Cluster-wise assessment of cluster
+  stability", uses the bootstrap in the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from crmlab.errors import ModelError
+
+__all__ = [
+    "CRITERIA",
+    "FeatureScaler",
+    "choose_k",
+    "elbow_k",
+    "fit_kmeans",
+    "nearest_centre",
+    "sample_rows",
+    "stability",
+    "sweep_k",
+]
+
+log = logging.getLogger(__name__)
+
+Transform = Literal["log", "standard", "quantile"]
+#: criterion -> whether higher is better
+CRITERIA: dict[str, bool] = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
+_N_QUANTILES = 101
+_CHUNK = 1 << 18
+
+
+@dataclass
+class FeatureScaler:
+    """Median imputation, an optional log or quantile transform, and a z-score, per feature.
+
+    Fitted attributes end in ``_``; :meth:`to_arrays` / :meth:`from_arrays` round-trip them
+    through a bundle without pickles.
+    """
+
+    transform: Transform = "log"
+    medians_: np.ndarray | None = None
+    quantiles_: np.ndarray | None = None
+    mean_: np.ndarray | None = None
+    scale_: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray) -> FeatureScaler:
+        if self.transform not in ("log", "standard", "quantile"):
+            raise ModelError(f"transform={self.transform!r} should be one of log, standard, quantile")
+        x = _as_matrix(x)
+        if x.shape[0] < 2:
+            raise ModelError(f"n_samples={x.shape[0]} should be >= 2 to fit a scaler")
+        finite = np.where(np.isfinite(x), x, np.nan)
+        with np.errstate(all="ignore"):
+            medians = np.nanmedian(finite, axis=0) if np.isfinite(finite).any() else np.zeros(x.shape[1])
+        self.medians_ = np.where(np.isfinite(medians), medians, 0.0)
+        filled = self._impute(x)
+        if self.transform == "quantile":
+            self.quantiles_ = np.quantile(filled, np.linspace(0, 1, _N_QUANTILES), axis=0)
+        y = self._shape(filled)
+        self.mean_ = y.mean(axis=0)
+        scale = y.std(axis=0)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        return self
+
+    def transform_rows(self, x: np.ndarray) -> np.ndarray:
+        """Raw features (n x p, NaN allowed) -> the scaled space the centres live in."""
+        if self.mean_ is None or self.scale_ is None:
+            raise ModelError("FeatureScaler is not fitted: call fit first")
+        x = _as_matrix(x)
+        if x.shape[1] != len(self.mean_):
+            raise ModelError(f"got {x.shape[1]} features, the scaler was fitted on {len(self.mean_)}")
+        y = self._shape(self._impute(x))
+        y -= self.mean_  # in place: scoring millions of rows should not allocate a matrix per step
+        y /= self.scale_
+        return y
+
+    def _impute(self, x: np.ndarray) -> np.ndarray:
+        """A copy of ``x`` with its missing and infinite values replaced by the training medians."""
+        return np.where(np.isfinite(x), x, self.medians_)
+
+    def _shape(self, x: np.ndarray) -> np.ndarray:
+        """The log or quantile transform of an imputed copy, in place where possible."""
+        if self.transform == "log":
+            magnitude = np.log1p(np.abs(x))
+            return np.copysign(magnitude, x, out=magnitude)
+        if self.transform == "quantile":
+            ref = np.linspace(0, 1, _N_QUANTILES)
+            out = np.empty_like(x)
+            for j in range(x.shape[1]):
+                q = self.quantiles_[:, j]
+                # averaging the forward and backward interpolation gives tied quantiles their middle
+                out[:, j] = 0.5 * (np.interp(x[:, j], q, ref) - np.interp(-x[:, j], -q[::-1], -ref[::-1]))
+            return out
+        return x
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"scaler_medians": self.medians_, "scaler_mean": self.mean_, "scaler_scale": self.scale_}
+        if self.quantiles_ is not None:
+            arrays["scaler_quantiles"] = self.quantiles_
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, transform: Transform, arrays: dict[str, np.ndarray]) -> FeatureScaler:
+        try:
+            return cls(transform, arrays["scaler_medians"], arrays.get("scaler_quantiles"), arrays["scaler_mean"],
+                       arrays["scaler_scale"])
+        except KeyError as exc:
+            raise ModelError(f"segmentation bundle: scaler array {exc} missing; retrain") from None
+
+
+def _as_matrix(x: Any) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    return arr.reshape(-1, 1) if arr.ndim == 1 else arr
+
+
+def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre (Euclidean) of each row, in chunks so memory stays flat.
+
+    ``argmin ||z - c||^2 = argmin (||c||^2 - 2 z.c)``: one matrix product per chunk."""
+    centres = np.asarray(centres, dtype=np.float64)
+    c2 = (centres**2).sum(axis=1)
+    out = np.empty(len(z), dtype=np.int32)
+    for start in range(0, len(z), _CHUNK):
+        block = z[start:start + _CHUNK]
+        out[start:start + _CHUNK] = np.argmin(c2 - 2.0 * block @ centres.T, axis=1)
+    return out
+
+
+def fit_kmeans(z: np.ndarray, k: int, *, seed: int, n_init: int = 10, minibatch: bool = False) -> np.ndarray:
+    """K-means centres (k x p) of the rows of ``z``; ``minibatch`` uses MiniBatchKMeans (millions of rows)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if len(z) < k:
+        raise ModelError(f"n_samples={len(z)} should be >= n_clusters={k}")
+    if minibatch:
+        model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=n_init, batch_size=4096)
+    else:
+        model = KMeans(n_clusters=k, random_state=seed, n_init=n_init)
+    return model.fit(z).cluster_centers_
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``size`` rows (all rows when there are fewer)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def stability(z: np.ndarray, k: int, *, seed: int, runs: int, reference: np.ndarray | None = None,
+              seeds: bool = True) -> dict[str, float]:
+    """Mean ARI between the partition ``reference`` of the rows of ``z`` (default: K-means with
+    ``seed``) and ``runs`` refits on bootstrap samples (and, with ``seeds``, ``runs`` refits
+    with other seeds), each assigning every row of ``z``; ``stability_ari`` is the lower of the
+    two. 1 = the same partition every time.
+
+    Each refit is a single k-means++ start, as a user with another seed or another month's
+    customers would get: a partition that only the best of many starts finds is not stable."""
+    from sklearn.metrics import adjusted_rand_score
+
+    if reference is None:
+        reference = nearest_centre(z, fit_kmeans(z, k, seed=seed))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for i in range(runs):
+        idx = rng.integers(0, len(z), len(z))
+        boot.append(adjusted_rand_score(reference, nearest_centre(z, fit_kmeans(z[idx], k, seed=seed + 1 + i,
+                                                                                  n_init=1))))
+    out = {"stability_ari_bootstrap": float(np.mean(boot))}
+    if seeds:
+        other = [adjusted_rand_score(reference, nearest_centre(z, fit_kmeans(z, k, seed=seed + 1000 + i, n_init=1)))
+                 for i in range(runs)]
+        out["stability_ari_seeds"] = float(np.mean(other))
+    out["stability_ari"] = min(out.values())
+    return out
+
+
+def sweep_k(z: np.ndarray, k_values: Sequence[int], *, seed: int, n_init: int = 10, silhouette_sample: int = 5_000,
+            stability_runs: int = 3, stability_threshold: float = 0.8) -> pd.DataFrame:
+    """One row per k: ``inertia``, ``silhouette`` (on a seeded sample of ``silhouette_sample`` rows),
+    ``calinski_harabasz``, ``davies_bouldin``, ``stability_ari`` (bootstrap) and ``unstable``
+    (ARI below the threshold)."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    sil_rows = sample_rows(len(z), silhouette_sample, seed)
+    rows = []
+    for k in k_values:
+        centres = fit_kmeans(z, k, seed=seed, n_init=n_init)
+        labels = nearest_centre(z, centres)
+        if len(np.unique(labels)) < 2:
+            raise ModelError(f"k={k}: K-means put every customer in one cluster; the features hardly vary")
+        inertia = float(((z - centres[labels]) ** 2).sum())
+        ari = stability(z, k, seed=seed, runs=stability_runs, reference=labels, seeds=False)
+        rows.append({
+            "k": int(k),
+            "inertia": inertia,
+            "silhouette": float(silhouette_score(z[sil_rows], labels[sil_rows])) if len(np.unique(labels[sil_rows])) > 1
+            else float("nan"),
+            "calinski_harabasz": float(calinski_harabasz_score(z, labels)),
+            "davies_bouldin": float(davies_bouldin_score(z, labels)),
+            "stability_ari": ari["stability_ari"],
+        })
+        log.debug("k=%d: %s", k, rows[-1])
+    table = pd.DataFrame(rows)
+    table["unstable"] = table["stability_ari"] < stability_threshold
+    return table
+
+
+def _knee_distance(table: pd.DataFrame) -> np.ndarray:
+    """How far each point of the inertia curve lies below the straight line from the first to the
+    last point, both axes scaled to [0, 1] (the "kneedle" rule of Satopaa et al. 2011)."""
+    k = table["k"].to_numpy(dtype=float)
+    inertia = table["inertia"].to_numpy(dtype=float)
+    if len(k) < 3:
+        return np.zeros(len(k))
+    x = (k - k[0]) / (k[-1] - k[0])
+    span = inertia[0] - inertia[-1]
+    y = (inertia - inertia[-1]) / span if span > 0 else np.zeros_like(inertia)
+    return 1.0 - x - y
+
+
+def elbow_k(table: pd.DataFrame) -> int:
+    """The knee of the inertia curve (:func:`_knee_distance`)."""
+    return int(table["k"].iloc[int(np.argmax(_knee_distance(table)))])
+
+
+def choose_k(table: pd.DataFrame, criterion: str) -> int:
+    """The best k of a sweep by ``criterion`` among the stable k (all k when none is stable). The
+    elbow is found on the whole curve, then the stable k farthest below the line is taken."""
+    stable = ~table["unstable"].to_numpy(dtype=bool)
+    if not stable.any():
+        stable[:] = True
+    if criterion == "elbow":
+        distance = np.where(stable, _knee_distance(table), -np.inf)
+        return int(table["k"].iloc[int(np.argmax(distance))])
+    if criterion not in CRITERIA:
+        raise ModelError(f"k_selection={criterion!r} should be one of elbow, {', '.join(CRITERIA)}")
+    values = table[criterion].to_numpy(dtype=float)
+    values = np.where(stable & np.isfinite(values), values if CRITERIA[criterion] else -values, -np.inf)
+    return int(table["k"].iloc[int(np.argmax(values))])
