@@ -549,8 +549,7 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     tiers = risk_tiers(prob, tuple(params["risk_tiers"]["edges"]), tuple(params["risk_tiers"]["labels"]))
     decision = params["decision"]
     if decision["rule"] == "profit":
-        value = np.nan_to_num(features[decision["value_column"]].to_numpy(dtype=np.float64, na_value=np.nan)
-                              if decision["value_column"] in features.columns else np.zeros(len(X)), nan=0.0)
+        value = np.nan_to_num(X[decision["value_column"]].to_numpy(dtype=np.float64), nan=0.0)  # a model feature
         flagged = profit_targets(prob, value, offer_cost=decision["offer_cost"], save_rate=decision["save_rate"])
     else:
         flagged = prob >= decision["threshold"]
