@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -18,14 +19,17 @@ from crmlab.churn.pipeline import (
     REGISTERED_MODEL_NAME,
     SPEC_FILE,
     evaluate_bundle,
+    resolve_mode,
     score_churn,
     train_churn,
     tune_churn,
+    validation_cut_off,
 )
 from crmlab.cli import app
-from crmlab.config import load_config
+from crmlab.config import ChurnConfig, load_config
+from crmlab.data.io import Tables
 from crmlab.data.synth import true_churn_probability
-from crmlab.errors import DataError, ModelError
+from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import load_bundle
 from crmlab.retrain import EVALUATORS, retrain
 from crmlab.scoring import score_customers
@@ -147,6 +151,31 @@ def test_retrain_compares_the_champion_on_the_challengers_snapshot(trained):
     assert decision.champion_value == pytest.approx(decision.challenger_value)
     assert decision.champion_value == pytest.approx(result.metrics["roc_auc"])
     assert not decision.promoted
+
+
+def test_validation_snapshot_lies_where_its_labels_are_observed():
+    tx = pd.DataFrame({"customer_id": ["a", "b"], "ts": pd.to_datetime(["1997-01-01", "1998-06-30"]),
+                       "amount": [1.0, 2.0]})
+    churn = ChurnConfig()
+    # the data cover the 182 days after as_of: validate at as_of (CDNOW at 1997-09-30)
+    assert validation_cut_off(churn, tx, date(1997, 9, 30)) == date(1997, 9, 30)
+    # they do not (as_of defaults to the last date): step back one horizon
+    assert validation_cut_off(churn, tx, date(1998, 6, 30)) == date(1997, 12, 30)
+    assert validation_cut_off(ChurnConfig(validation_as_of=date(1997, 6, 1)), tx, date(1998, 6, 30)) == date(1997, 6, 1)
+    with pytest.raises(ConfigError, match="churn.validation_as_of=1998-03-01.*censored"):
+        validation_cut_off(ChurnConfig(validation_as_of=date(1998, 3, 1)), tx, date(1998, 6, 30))
+
+
+def test_mode_follows_the_tables():
+    tx = pd.DataFrame({"customer_id": ["a"], "ts": pd.to_datetime(["1997-01-01"]), "amount": [1.0]})
+    customers = pd.DataFrame({"customer_id": ["a"], "churn": ["Yes"]})
+    assert resolve_mode(ChurnConfig(), Tables(transactions=tx)) == "transactions"
+    assert resolve_mode(ChurnConfig(), Tables(transactions=tx, customers=customers)) == "contract"
+    assert resolve_mode(ChurnConfig(mode="transactions"), Tables(transactions=tx, customers=customers)) == "transactions"
+    with pytest.raises(ConfigError, match="project.data.customers is null"):
+        resolve_mode(ChurnConfig(mode="contract"), Tables(transactions=tx))
+    with pytest.raises(DataError, match="no churn label column 'cancelled'.*churn.label_column"):
+        resolve_mode(ChurnConfig(mode="contract", label_column="cancelled"), Tables(customers=customers))
 
 
 # --------------------------------------------------------------------------- contract mode
