@@ -161,7 +161,8 @@ def test_validation_snapshot_lies_where_its_labels_are_observed():
     assert validation_cut_off(churn, tx, date(1997, 9, 30)) == date(1997, 9, 30)
     # they do not (as_of defaults to the last date): step back one horizon
     assert validation_cut_off(churn, tx, date(1998, 6, 30)) == date(1997, 12, 30)
-    assert validation_cut_off(ChurnConfig(validation_as_of=date(1997, 6, 1)), tx, date(1998, 6, 30)) == date(1997, 6, 1)
+    fixed = ChurnConfig(validation_as_of=date(1997, 6, 1))
+    assert validation_cut_off(fixed, tx, date(1998, 6, 30)) == date(1997, 6, 1)
     with pytest.raises(ConfigError, match="churn.validation_as_of=1998-03-01.*censored"):
         validation_cut_off(ChurnConfig(validation_as_of=date(1998, 3, 1)), tx, date(1998, 6, 30))
 
