@@ -172,7 +172,8 @@ def test_mode_follows_the_tables():
     customers = pd.DataFrame({"customer_id": ["a"], "churn": ["Yes"]})
     assert resolve_mode(ChurnConfig(), Tables(transactions=tx)) == "transactions"
     assert resolve_mode(ChurnConfig(), Tables(transactions=tx, customers=customers)) == "contract"
-    assert resolve_mode(ChurnConfig(mode="transactions"), Tables(transactions=tx, customers=customers)) == "transactions"
+    both = Tables(transactions=tx, customers=customers)
+    assert resolve_mode(ChurnConfig(mode="transactions"), both) == "transactions"
     with pytest.raises(ConfigError, match="project.data.customers is null"):
         resolve_mode(ChurnConfig(mode="contract"), Tables(transactions=tx))
     with pytest.raises(DataError, match="no churn label column 'cancelled'.*churn.label_column"):
