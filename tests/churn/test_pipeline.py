@@ -273,3 +273,10 @@ def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
     tuned = second.overrides["churn"]["lightgbm"]
     assert params["num_leaves"] == tuned["num_leaves"]
     assert params["learning_rate"] == pytest.approx(tuned["learning_rate"])
+
+
+def test_tune_churn_on_a_contract_table(tmp_path):
+    sets = [*_contract_sets(tmp_path, _contract_table(400, seed=4)), f"project.output.dir={tmp_path / 'outputs'}"]
+    result = tune_churn(load_config(tmp_path / "no-configs", sets), trials=2)
+    assert result.n_trials == 2 and 0.5 < result.best_value <= 1
+    assert (tmp_path / "outputs" / "tuning" / "churn_best.yaml").is_file()
