@@ -333,7 +333,9 @@ class ChurnConfig(Frozen):
         "the horizon after it, else the last transaction date minus horizon_days.",
     )
     test_size: float = Field(0.25, gt=0, lt=1, description="Contract: share of customers held out for testing.")
-    cv_folds: int = Field(5, ge=2, description="Contract: stratified folds of the cross-validation on the training part.")
+    cv_folds: int = Field(
+        5, ge=2, description="Contract: stratified folds of the cross-validation on the training part."
+    )
     top_k_percent: float = Field(
         10.0, gt=0, le=100, description="k of recall at the top k%, and the share contacted by threshold 'capacity'."
     )
@@ -343,7 +345,9 @@ class ChurnConfig(Frozen):
     calibration: Literal["none", "isotonic", "sigmoid"] = Field(
         "none", description="Map LightGBM's scores to probabilities on a separate fold of the training rows."
     )
-    calibration_fraction: float = Field(0.2, gt=0, lt=1, description="Share of training rows the calibration map is fitted on.")
+    calibration_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of training rows the calibration map is fitted on."
+    )
     threshold: Literal["best_f1", "capacity", "profit"] = Field(
         "best_f1",
         description="Who is flagged: 'best_f1' the probability threshold of best F1 on the validation rows; "

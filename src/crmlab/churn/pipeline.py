@@ -158,7 +158,8 @@ class ChurnResult:
                          f"{row.lift_top_decile:8.2f} {row.recall_at_k:10.1%}")
         d = self.decision
         rule = (f"threshold {d['threshold']:.3f}" if d.get("threshold") is not None else
-                f"expected profit > 0 (offer {d['offer_cost']:g}, save rate {d['save_rate']:g}, value {d['value_column']})")
+                f"expected profit > 0 (offer {d['offer_cost']:g}, save rate {d['save_rate']:g}, "
+                f"value {d['value_column']})")
         lines.append(f"decision ({d['rule']}): {rule} flags {d['flagged_share']:.1%} of the validation customers; "
                      f"precision {d['precision']:.1%}, recall {d['recall']:.1%}"
                      + (f", realised profit {d['realised_profit']:,.0f}" if "realised_profit" in d else ""))
@@ -548,8 +549,7 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     tiers = risk_tiers(prob, tuple(params["risk_tiers"]["edges"]), tuple(params["risk_tiers"]["labels"]))
     decision = params["decision"]
     if decision["rule"] == "profit":
-        value = np.nan_to_num(features[decision["value_column"]].to_numpy(dtype=np.float64, na_value=np.nan)
-                              if decision["value_column"] in features.columns else np.zeros(len(X)), nan=0.0)
+        value = np.nan_to_num(X[decision["value_column"]].to_numpy(dtype=np.float64), nan=0.0)  # a model feature
         flagged = profit_targets(prob, value, offer_cost=decision["offer_cost"], save_rate=decision["save_rate"])
     else:
         flagged = prob >= decision["threshold"]
@@ -617,8 +617,9 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
     run.log_table(result.leaderboard, "leaderboard.csv")
     run.log_table(result.calibration, "calibration.csv")
     run.log_table(result.importance, "feature_importance.csv")
-    run.log_dict({"mode": result.mode, "dataset": result.dataset.info, "leaderboard": result.leaderboard.to_dict("records"),
-                  "decision": result.decision, "bundle": str(result.bundle_path)}, "churn_report.json")
+    run.log_dict({"mode": result.mode, "dataset": result.dataset.info,
+                  "leaderboard": result.leaderboard.to_dict("records"), "decision": result.decision,
+                  "bundle": str(result.bundle_path)}, "churn_report.json")
     run.log_figure(plot_importance(result.importance), "plots/feature_importance.png")
     run.log_figure(plot_calibration(result.calibration), "plots/calibration.png")
 
