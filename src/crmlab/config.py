@@ -367,6 +367,12 @@ class ChurnConfig(Frozen):
         description="The BG/NBD baseline's score: P(no purchase in the horizon) or 1 - P(alive) (which ties "
         "every one-time buyer at 0).",
     )
+    reasons: Literal["shap", "path", "none"] = Field(
+        "shap",
+        description="How scoring explains each customer: 'shap' = exact TreeSHAP from LightGBM (~3,000-15,000 "
+        "customers/s), 'path' = path attributions (Saabas; ~20x faster, for bases of millions; top reason agrees "
+        "with SHAP's for ~87% of CDNOW's customers), 'none' = no reason columns filled.",
+    )
     lightgbm: dict[str, Any] = Field(
         default_factory=lambda: {"num_leaves": 15},
         description="LightGBM settings: crmlab.churn.LightGBMChurn arguments (n_estimators, learning_rate, "

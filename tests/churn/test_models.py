@@ -95,3 +95,36 @@ def test_p_alive_baseline_scores_follow_bgnbd():
     assert quiet.predict_proba(one_timer)[0, 1] == pytest.approx(((a + 30) / (a + 30 + 26)) ** r)
     no_history = rfm.iloc[[0]].assign(frequency=float("nan"))
     assert quiet.predict_proba(no_history)[0, 1] == pytest.approx(quiet.fill_)
+
+
+def test_path_attributions_of_one_split_are_the_leaf_minus_the_mean(contract):
+    """One tree with one split, worked out from the tree itself: the split feature gets the leaf's
+    value minus the count-weighted mean of both leaves, every other feature 0, the bias that mean."""
+    model = LightGBMChurn(n_estimators=1, num_leaves=2, learning_rate=1.0, early_stopping_rounds=0).fit(
+        contract.X_train, contract.y_train)
+    tree = model.booster_.dump_model()["tree_info"][0]["tree_structure"]
+    left, right = tree["left_child"], tree["right_child"]
+    mean = (left["leaf_value"] * left["leaf_count"] + right["leaf_value"] * right["leaf_count"]) \
+        / (left["leaf_count"] + right["leaf_count"])
+    X = contract.X_valid.head(200)
+    path = model.path_contributions(X)
+    split = model.booster_.feature_name()[tree["split_feature"]]
+    leaf = model.booster_.predict(X, pred_leaf=True).ravel()
+    value = np.where(leaf == left["leaf_index"], left["leaf_value"], right["leaf_value"])
+    assert np.allclose(path[split], value - mean)
+    assert np.allclose(path["bias"], mean)
+    assert (path.drop(columns=[split, "bias"]) == 0).all().all()
+
+
+def test_path_attributions_add_up_and_mostly_agree_with_shap(contract):
+    model = _small_lgbm().fit(contract.X_train, contract.y_train)
+    X = contract.X_valid
+    path, shap = model.path_contributions(X), shap_values(model, X)
+    assert np.allclose(path.sum(axis=1), model.decision_function(X))  # local accuracy, like SHAP
+    a, b = top_reasons(model, X, method="path"), top_reasons(model, X, method="shap")
+    assert (a["feature_1"] == b["feature_1"]).mean() > 0.7
+    # the features that matter globally are the same ones
+    top = lambda c: set(c.drop(columns="bias").abs().mean().nlargest(3).index)  # noqa: E731
+    assert top(path) == top(shap)
+    with pytest.raises(ValueError, match="'shap' or 'path'"):
+        top_reasons(model, X, method="lime")

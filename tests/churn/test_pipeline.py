@@ -280,3 +280,16 @@ def test_tune_churn_on_a_contract_table(tmp_path):
     result = tune_churn(load_config(tmp_path / "no-configs", sets), trials=2)
     assert result.n_trials == 2 and 0.5 < result.best_value <= 1
     assert (tmp_path / "outputs" / "tuning" / "churn_best.yaml").is_file()
+
+
+@pytest.mark.parametrize("method", ["path", "none"])
+def test_reasons_method_is_kept_in_the_bundle(tmp_path, method):
+    cfg = load_config(tmp_path / "no-configs", [*_contract_sets(tmp_path, _contract_table(400)),
+                                                 f"churn.reasons={method}"])
+    train_churn(cfg)
+    scores = score_customers(cfg, as_of="2024-01-01", pipelines=["churn"])
+    assert len(scores) == 400 and scores["churn_probability"].between(0, 1).all()
+    if method == "none":
+        assert scores["churn_reason_1"].isna().all()
+    else:
+        assert scores["churn_reason_1"].str.match(r"^\w[\w=. -]* \([+-]\d+\.\d\d\)$").any()

@@ -50,15 +50,19 @@ def reason_text(feature: str, value: object, contribution: float, median: float 
     return f"{what} ({contribution:+.2f})"
 
 
-def top_reasons(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False) -> pd.DataFrame:
+def top_reasons(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False,
+                method: str = "shap") -> pd.DataFrame:
     """Each row's ``n`` largest contributions by absolute size (only the positive ones, pushing
     towards churn, with ``risk_only``): columns ``reason_1``..``reason_n`` (text), ``feature_i``
     and ``contribution_i``; index as ``X``. Fewer than ``n`` qualifying features leave None/NaN.
 
     Vectorised over rows (the texts of :func:`reason_text`, built column-wise): scoring a whole
-    customer base calls this on every chunk.
+    customer base calls this on every chunk. ``method``: ``"shap"`` (exact TreeSHAP) or ``"path"``
+    (:meth:`LightGBMChurn.path_contributions`, much faster on large bases).
     """
-    contrib = shap_values(model, X).drop(columns="bias")
+    if method not in ("shap", "path"):
+        raise ValueError(f"reasons method must be 'shap' or 'path', got {method!r}")
+    contrib = (shap_values(model, X) if method == "shap" else model.path_contributions(X)).drop(columns="bias")
     Xf = feature_frame(X)[list(contrib.columns)]
     values = contrib.to_numpy()
     key = np.where(values > 0, values, -np.inf) if risk_only else np.abs(values)

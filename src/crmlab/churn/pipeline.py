@@ -442,6 +442,7 @@ def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, 
                                                           "value_column")},
         "risk_tiers": {"edges": list(churn.risk_tier_edges), "labels": list(TIER_LABELS)},
         "top_k_percent": churn.top_k_percent,
+        "reasons": churn.reasons,
     }
     window = {"mode": result.mode, **{k: v for k, v in ds.info.items() if k != "seed"}}
     manifest = {
@@ -556,13 +557,14 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     out = pd.DataFrame({"customer_id": features["customer_id"].reset_index(drop=True),
                         "churn_probability": prob, "churn_risk_tier": np.asarray(tiers.astype(str), dtype=object),
                         "churn_flagged": np.asarray(flagged, dtype=bool)})
-    if len(X):
-        reasons = top_reasons(loaded.model, X, N_REASONS, risk_only=True)
+    method = params.get("reasons", "shap")
+    if len(X) and method != "none":
+        reasons = top_reasons(loaded.model, X, N_REASONS, risk_only=True, method=method)
         for i in range(1, N_REASONS + 1):
             out[f"churn_reason_{i}"] = reasons[f"reason_{i}"].to_numpy(dtype=object)
     else:
         for i in range(1, N_REASONS + 1):
-            out[f"churn_reason_{i}"] = pd.Series(dtype=object)
+            out[f"churn_reason_{i}"] = np.full(len(out), None, dtype=object)
     return out
 
 
