@@ -91,8 +91,43 @@ def with_overrides(cfg: CrmlabConfig, overrides: dict[str, Any]) -> CrmlabConfig
     return CrmlabConfig.model_validate(merge(cfg.model_dump(), overrides))
 
 
-def check_data(prepared: PreparedData, cfg: CrmlabConfig) -> list[str]:
-    """The retraining data checks; returns the problems found (empty: all passed)."""
+def _sales_source(cfg: CrmlabConfig, pipeline: str | None) -> bool:
+    """Does this retraining forecast an aggregated sales table (no customers to count)?"""
+    if pipeline != "forecast":
+        return False
+    source = cfg.forecast.source
+    return source == "sales" or (source == "auto" and cfg.project.data.sales is not None)
+
+
+def _check_sales(cfg: CrmlabConfig) -> list[str]:
+    """The sales table's own checks: its reject share and, optionally, the age of its last period."""
+    from crmlab.forecast.series import read_sales
+
+    rules, project = cfg.project.retrain, cfg.project
+    sales = read_sales(project.data.sales, freq=cfg.forecast.freq, covariates=cfg.forecast.covariates,
+                       as_of=project.as_of)
+    problems = []
+    n_in, rejected = sales.counts["input_rows"], sales.counts["rejected_rows"]
+    if n_in and rejected / n_in > rules.max_reject_share:
+        reasons = ", ".join(sales.rejects["reason"].value_counts().head(3).index)
+        problems.append(f"sales: {rejected / n_in:.1%} of {n_in:,} rows rejected (> project.retrain.max_reject_share="
+                        f"{rules.max_reject_share:.1%}; {reasons})")
+    observed = sales.panel.periods  # the history; future covariate rows are not periods here
+    if rules.max_staleness_days is not None and project.as_of is not None and len(observed):
+        last = observed[-1].date()
+        age = (project.as_of - last).days
+        if age > rules.max_staleness_days:
+            problems.append(f"the last sales period ({last}) starts {age} days before the cut-off {project.as_of} "
+                            f"(> project.retrain.max_staleness_days={rules.max_staleness_days}): stale data?")
+    return problems
+
+
+def check_data(prepared: PreparedData | None, cfg: CrmlabConfig, pipeline: str | None = None) -> list[str]:
+    """The retraining data checks; returns the problems found (empty: all passed). A forecast of an
+    aggregated sales table checks that table instead (it has no customers to count)."""
+    if _sales_source(cfg, pipeline):
+        return _check_sales(cfg)
+    assert prepared is not None
     rules = cfg.project.retrain
     report = prepared.cleaning.report.to_dict()
     problems = []
@@ -187,11 +222,11 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
     metric, higher = PRIMARY_METRICS[pipeline]
 
     with step("Loading, cleaning and checking the data"):
-        prepared = prepare_data(project)
-        problems = check_data(prepared, cfg)
+        prepared = None if _sales_source(cfg, pipeline) else prepare_data(project)
+        problems = check_data(prepared, cfg, pipeline)
     if problems:
         with tracker.start_run(f"retrain-{pipeline}", pipeline="retrain", config=cfg.section(pipeline),
-                               fingerprint=prepared.fingerprint,
+                               fingerprint=prepared.fingerprint if prepared is not None else None,
                                tags={"crmlab.retrain_of": pipeline, "crmlab.decision": "data_checks_failed"}) as run:
             run.log_dict({"decision": "data_checks_failed", "problems": problems}, "retrain_decision.json")
         raise DataCheckError(f"retrain {pipeline}: data checks failed, nothing trained or promoted: "
@@ -237,7 +272,8 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
     shutil.rmtree(candidates, ignore_errors=True)
 
     with tracker.start_run(f"retrain-{pipeline}", pipeline="retrain", config=cfg.section(pipeline),
-                           fingerprint=prepared.fingerprint,
+                           fingerprint=(prepared.fingerprint if prepared is not None
+                                        else getattr(result, "fingerprint", None)),
                            tags={"crmlab.retrain_of": pipeline,
                                  "crmlab.decision": "promoted" if out.promoted else "kept_champion"}) as run:
         run.log_metrics({f"challenger_{k}": v for k, v in out.challenger_metrics.items()})

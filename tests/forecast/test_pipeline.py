@@ -169,3 +169,29 @@ def test_retrain_promotes_a_forecast_model_that_beats_the_champion_on_the_same_o
     assert out.champion_value > out.challenger_value
     assert out.promoted
     assert get_champion(tracking, "forecast").version == "2"
+
+
+def _sales_only_project(tmp_path, tracking, bad_rows: int = 0) -> list[str]:
+    rng = np.random.default_rng(5)
+    months = pd.period_range("2019-01", periods=40, freq="M").strftime("%Y-%m")
+    frame = pd.DataFrame({"period": months, "value": (100 + 10 * np.sin(np.arange(40)) + rng.normal(0, 2, 40)).round(2)})
+    frame = pd.concat([frame, pd.DataFrame({"period": ["2019-13"] * bad_rows, "value": [1.0] * bad_rows})])
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    return [f"project.data.sales.path={path}", "project.data.transactions=null", "forecast.freq=M",
+            "forecast.horizon=3", "forecast.origins=2", "forecast.models=[seasonal_naive,ets]",
+            f"project.output.dir={tmp_path / 'o'}", f"project.output.models_dir={tmp_path / 'm'}",
+            f"project.tracking.uri={tracking.uri}", f"project.tracking.artifact_dir={tracking.artifact_dir}"]
+
+
+def test_retrain_a_sales_table_forecast_checks_the_table_not_customers(tmp_path, tracking):
+    from crmlab.errors import DataCheckError
+    from crmlab.retrain import retrain
+
+    cfg = load_config(None, _sales_only_project(tmp_path, tracking))
+    first = retrain(cfg, "forecast", trials=0)  # no customers at all, and no champion yet: promoted
+    assert first.promoted and first.challenger_value == pytest.approx(first.challenger_metrics["mase"])
+    assert (tmp_path / "m" / "forecast" / "manifest.json").exists()
+    dirty = load_config(None, [*_sales_only_project(tmp_path, tracking, bad_rows=10), "project.retrain.max_reject_share=0.1"])
+    with pytest.raises(DataCheckError, match=r"sales: 20\.0% of 50 rows rejected"):
+        retrain(dirty, "forecast", trials=0)
