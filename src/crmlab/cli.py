@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 

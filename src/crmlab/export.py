@@ -25,7 +25,7 @@ import numpy as np
 from crmlab import __version__
 from crmlab.errors import ModelError
 
-__all__ = ["FORMAT_VERSION", "Bundle", "load_bundle", "write_bundle"]
+__all__ = ["FORMAT_VERSION", "Bundle", "as_bundle", "load_bundle", "write_bundle"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -156,3 +156,13 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "isoformat"):
         return obj.isoformat()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def as_bundle(bundle: Bundle | str | Path, pipeline: str) -> Bundle:
+    """``bundle`` as a loaded bundle of ``pipeline``: a path is loaded (and checked), a loaded one
+    is checked; every scoring and evaluation function takes either."""
+    if not isinstance(bundle, Bundle):
+        return load_bundle(bundle, pipeline=pipeline)
+    if bundle.pipeline != pipeline:
+        raise ModelError(f"{bundle.path}: holds a {bundle.pipeline!r} model, expected {pipeline!r}")
+    return bundle

@@ -25,7 +25,6 @@ segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_vers
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence

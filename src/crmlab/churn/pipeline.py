@@ -61,7 +61,7 @@ from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, P
 from crmlab.config import ChurnConfig, CrmlabConfig, config_hash
 from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError, ModelError
-from crmlab.export import Bundle, load_bundle, write_bundle
+from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
 from crmlab.tracking import Run, Tracker
 from crmlab.utils import ids_unique
 from crmlab.workflow import prepare_data
@@ -530,10 +530,7 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
 
     ``features`` is a frame of :func:`crmlab.features.build_features` (other columns are ignored).
     """
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle, pipeline="churn")
-    elif bundle.pipeline != "churn":
-        raise ModelError(f"{bundle.path}: holds a {bundle.pipeline!r} model, expected 'churn'")
+    bundle = as_bundle(bundle, "churn")
     if not isinstance(features, pd.DataFrame):
         raise ModelError(f"score_churn needs a pandas DataFrame, got {type(features).__name__}")
     if "customer_id" not in features.columns:
@@ -578,8 +575,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ChurnResult) -> dict[st
     champion was trained on snapshots whose labels end on or before its own validation cut-off,
     which is not later than the challenger's, so it has not seen these labels (transaction mode;
     in contract mode both split the same table with the same seed)."""
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle, pipeline="churn")
+    bundle = as_bundle(bundle, "churn")
     scores = score_churn(_valid_features(result.dataset), bundle)
     return churn_metrics(result.dataset.y_valid, scores["churn_probability"].to_numpy(), result.top_k_percent)
 

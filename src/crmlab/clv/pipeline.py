@@ -35,7 +35,7 @@ from crmlab.clv.evaluate import conditional_expectation_table, normalised_gini, 
 from crmlab.clv.models import UNITS_PER_MONTH, SpendModel, TransactionModel, customer_lifetime_value
 from crmlab.config import ClvConfig, CrmlabConfig, ProjectConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
-from crmlab.export import Bundle, load_bundle, write_bundle
+from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
 from crmlab.features import RFM_COLUMNS, calibration_holdout_split, rfm_summary
 from crmlab.utils import ids_unique
 from crmlab.tracking import Run, Tracker
@@ -451,10 +451,7 @@ def score_clv(
     or a clean transaction log (``customer_id``, ``ts``, ``amount``), from which the RFM summary is
     built at ``as_of`` (default: its last date); then rows are sorted by customer id.
     """
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle, pipeline="clv")
-    elif bundle.pipeline != "clv":
-        raise ModelError(f"{bundle.path}: holds a {bundle.pipeline!r} model, expected 'clv'")
+    bundle = as_bundle(bundle, "clv")
     models, settings = _models_from_bundle(bundle)
     df = features_or_transactions
     if not isinstance(df, pd.DataFrame):
@@ -493,8 +490,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str,
     with like: the champion's model kind, penalizers and spend rule are fitted on the same
     calibration period as the challenger and judged on the same holdout. (Its exported parameters
     were refitted on data that may include this holdout, which would flatter it.)"""
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle, pipeline="clv")
+    bundle = as_bundle(bundle, "clv")
     models, settings = _models_from_bundle(bundle)
     if settings.time_unit != result.window.time_unit:
         raise ModelError(f"{bundle.path}: time unit {settings.time_unit!r}, the new run uses "

@@ -151,6 +151,24 @@ class _Local:
         raise NotImplementedError
 
 
+def _best_by_aic(candidates: list[dict[str, Any]], fit: Any) -> tuple[dict[str, Any] | None, Any]:
+    """Fit each candidate specification (statsmodels warnings silenced, failures skipped) and keep
+    the lowest finite AIC: its JSON state (spec, parameters, AIC) and its results object."""
+    best: tuple[float, dict[str, Any], Any] | None = None
+    for spec in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = fit(spec)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if np.isfinite(res.aic) and (best is None or res.aic < best[0]):
+            best = (float(res.aic), spec, res)
+    if best is None:
+        return None, None
+    return {"spec": best[1], "params": [float(p) for p in best[2].params], "aic": best[0]}, best[2]
+
+
 class SeasonalNaive(_Local):
     """y(T+h) = y(T+h-m*k) for the last full season; the last value when the history is shorter."""
 
@@ -203,20 +221,11 @@ class Ets(_Local):
     def _fit_one(self, y: np.ndarray) -> tuple[dict[str, Any] | None, Any]:
         if len(y) < MIN_LOCAL:
             return None, None
-        best: tuple[float, dict[str, Any], Any] | None = None
-        for spec in self._candidates(len(y)):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model = self._model(y, spec)
-                    res = model.smooth(model.fit(disp=False, maxiter=200, return_params=True))
-            except (ValueError, np.linalg.LinAlgError):
-                continue
-            if np.isfinite(res.aic) and (best is None or res.aic < best[0]):
-                best = (float(res.aic), spec, res)
-        if best is None:
-            return None, None
-        return {"spec": best[1], "params": [float(p) for p in best[2].params], "aic": best[0]}, best[2]
+        def fit(spec: dict[str, Any]) -> Any:
+            model = self._model(y, spec)
+            return model.smooth(model.fit(disp=False, maxiter=200, return_params=True))
+
+        return _best_by_aic(self._candidates(len(y)), fit)
 
     def _refilter(self, y: np.ndarray, state: dict[str, Any]) -> Any:
         with warnings.catch_warnings():
@@ -242,19 +251,7 @@ class Arima(_Local):
         seasonal = 1 < m <= 24 and len(y) >= 3 * m
         candidates = ([{"order": [0, 1, 1], "seasonal_order": [0, 1, 1, m]}] if seasonal else
                       [{"order": list(order), "seasonal_order": [0, 0, 0, 0]} for order in self.ORDERS])
-        best: tuple[float, dict[str, Any], Any] | None = None
-        for spec in candidates:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = self._model(y, spec).fit(cov_type="none")
-            except (ValueError, np.linalg.LinAlgError):
-                continue
-            if np.isfinite(res.aic) and (best is None or res.aic < best[0]):
-                best = (float(res.aic), spec, res)
-        if best is None:
-            return None, None
-        return {"spec": best[1], "params": [float(p) for p in best[2].params], "aic": best[0]}, best[2]
+        return _best_by_aic(candidates, lambda spec: self._model(y, spec).fit(cov_type="none"))
 
     def _refilter(self, y: np.ndarray, state: dict[str, Any]) -> Any:
         with warnings.catch_warnings():

@@ -32,7 +32,7 @@ import pandas as pd
 
 from crmlab.config import CrmlabConfig, ForecastConfig, config_hash
 from crmlab.errors import ConfigError, ModelError
-from crmlab.export import Bundle, load_bundle, write_bundle
+from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.forecast.backtest import (
     LEVELS,
     Backtest,
@@ -246,14 +246,6 @@ def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics:
     return write_bundle(path, pipeline="forecast", params=params, manifest=manifest, arrays=arrays, texts=texts)
 
 
-def _load(bundle: Bundle | str | Path) -> Bundle:
-    if not isinstance(bundle, Bundle):
-        return load_bundle(bundle, pipeline="forecast")
-    if bundle.pipeline != "forecast":
-        raise ModelError(f"{bundle.path}: holds a {bundle.pipeline!r} model, expected 'forecast'")
-    return bundle
-
-
 def _model_from_bundle(bundle: Bundle) -> tuple[Any, Panel, dict[int, np.ndarray]]:
     p = bundle.params
     missing = [k for k in ("model", "quantiles", "series_ids", "periods", "freq", "season_length") if k not in p]
@@ -271,7 +263,7 @@ def _model_from_bundle(bundle: Bundle) -> tuple[Any, Panel, dict[int, np.ndarray
 
 def forecast_bundle(bundle: Bundle | str | Path, horizon: int | None = None) -> pd.DataFrame:
     """The future forecast of an exported bundle: ``horizon`` periods (default: the trained horizon)."""
-    bundle = _load(bundle)
+    bundle = as_bundle(bundle, "forecast")
     model, panel, quantiles = _model_from_bundle(bundle)
     steps = horizon or int(bundle.manifest.get("horizon", len(quantiles[LEVELS[0]])))
     if steps < 1:
@@ -286,7 +278,7 @@ def score_forecast(request: pd.DataFrame, bundle: Bundle | str | Path) -> pd.Dat
     interval bounds (:data:`OUTPUT_COLUMNS`)."""
     if not isinstance(request, pd.DataFrame) or "horizon" not in request.columns:
         raise ModelError("forecast scoring input: a DataFrame with a 'horizon' column (and optional 'series_id')")
-    bundle = _load(bundle)
+    bundle = as_bundle(bundle, "forecast")
     model, panel, quantiles = _model_from_bundle(bundle)
     horizons = pd.to_numeric(request["horizon"], errors="coerce")
     if horizons.isna().any() or (horizons < 1).any():
@@ -319,7 +311,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ForecastResult) -> dict
     say) on the series and origins of ``result``: the champion's model kind, lags and LightGBM
     parameters are refitted at each origin and judged on the same periods as the new model (its
     exported fit saw those periods)."""
-    bundle = _load(bundle)
+    bundle = as_bundle(bundle, "forecast")
     state = bundle.params.get("model", {})
     per_series = state.get("name") == "per_series"
     specs = state.get("members", {}) if per_series else {state.get("name"): state}

@@ -33,7 +33,7 @@ import pandas as pd
 
 from crmlab.config import CrmlabConfig, SegmentationConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
-from crmlab.export import Bundle, load_bundle, write_bundle
+from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.segmentation.models import (
     FeatureScaler,
@@ -263,14 +263,6 @@ def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataF
     return write_bundle(path, pipeline="segmentation", params=params, manifest=manifest, arrays=arrays, texts=texts)
 
 
-def _load(bundle: Bundle | str | Path) -> Bundle:
-    if not isinstance(bundle, Bundle):
-        return load_bundle(bundle, pipeline="segmentation")
-    if bundle.pipeline != "segmentation":
-        raise ModelError(f"{bundle.path}: holds a {bundle.pipeline!r} model, expected 'segmentation'")
-    return bundle
-
-
 def score_segmentation(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataFrame:
     """Assign customers to segments with an exported bundle: one row per input row, in order, with
     ``customer_id``, ``segment_id`` (-1: no purchase), ``segment_name``, ``segment_rfm`` (the RFM
@@ -280,7 +272,7 @@ def score_segmentation(features: pd.DataFrame, bundle: Bundle | str | Path) -> p
     ignored). Each row is scored against the training base alone, so a row's segment never
     depends on the other rows.
     """
-    model = SegmentationModel.from_bundle(_load(bundle))
+    model = SegmentationModel.from_bundle(as_bundle(bundle, "segmentation"))
     if not isinstance(features, pd.DataFrame):
         raise ModelError(f"score_segmentation needs a pandas DataFrame, got {type(features).__name__}")
     missing = [c for c in model.input_columns if c not in features.columns]
@@ -299,7 +291,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: SegmentationResult) -> 
     ``result``: its assignment of the training customers, with silhouette on the same sample as
     ``result.metrics`` and Calinski-Harabasz and Davies-Bouldin on all of them, each measured in
     that model's own scaled space (a partition is judged in the geometry it was made for)."""
-    model = SegmentationModel.from_bundle(_load(bundle))
+    model = SegmentationModel.from_bundle(as_bundle(bundle, "segmentation"))
     base = result.extras["features"]
     missing = [c for c in model.features if c not in base.columns]
     if missing:
@@ -338,7 +330,8 @@ def migrate_segments(cfg: CrmlabConfig, date_from: date | str, date_to: date | s
     d1, d2 = pd.Timestamp(date_from).date(), pd.Timestamp(date_to).date()
     if d2 <= d1:
         raise ConfigError(f"migration: --to {d2} must be after --from {d1}")
-    loaded = _load(bundle if bundle is not None else Path(cfg.project.output.models_dir) / "segmentation")
+    loaded = as_bundle(bundle if bundle is not None else Path(cfg.project.output.models_dir) / "segmentation",
+                       "segmentation")
     if tables is None:
         tables = prepare_data(cfg.project).tables
     before = score_segmentation(build_features_from_tables(tables, as_of=d1, cfg=cfg.project), loaded)
