@@ -166,3 +166,17 @@ def test_compiled_path_walk_reaches_lightgbms_leaves_and_the_reference_attributi
     assert list(fast.columns) == list(reference.columns) and fast.index.equals(reference.index)
     assert np.abs(fast.to_numpy() - reference.to_numpy()).max() < 1e-9
     assert model.path_contributions(X.head(0)).shape == (0, X.shape[1] + 1)
+
+
+def test_reason_texts_are_formatted_once_per_distinct_text_exactly_as_printf():
+    from crmlab.churn.explain import _texts
+
+    rng = np.random.default_rng(0)
+    # half-hundredths (ties in binary or not), tiny negatives ("-0.00"), and ordinary values
+    v = np.concatenate([np.array([0.125, 0.005, 1.005, 2.675, -0.004, -0.005, 0.015, -1.115, 1e-9, 7.0]),
+                        np.round(rng.normal(size=2000), 3), rng.normal(scale=3, size=2000)])
+    prefix = rng.integers(0, 3, size=len(v))
+    ok = rng.random(len(v)) < 0.9
+    names = np.array(["a high", "b=x", "c missing"], dtype=object)
+    text = _texts(prefix, v, ok, names)
+    assert text.tolist() == [f"{names[p]} ({x:+.2f})" if o else None for p, x, o in zip(prefix, v, ok, strict=True)]

@@ -140,7 +140,7 @@ def _go(node, v, threshold, kind, nan_right, zero_right, cat_start, cat_end, cat
                     go = 0
         return go
     # branch-free: NaN, (near) zero (where the missing type sends them), else the threshold
-    isn = np.int32(v != v)
+    isn = np.int32(np.isnan(v))
     isz = np.int32(abs(v) <= _ZERO)
     gt = np.int32(v > threshold[node])
     return isn * nan_right[node] + (1 - isn) * (isz * zero_right[node] + (1 - isz) * gt)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from crmlab.churn.models import LightGBMChurn, feature_frame
 
-__all__ = ["global_importance", "reason_text", "shap_values", "top_reasons"]
+__all__ = ["global_importance", "reason_arrays", "reason_text", "shap_values", "top_reasons"]
 
 
 def shap_values(model: LightGBMChurn, X: pd.DataFrame) -> pd.DataFrame:
@@ -56,10 +56,18 @@ def top_reasons(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only:
     towards churn, with ``risk_only``): columns ``reason_1``..``reason_n`` (text), ``feature_i``
     and ``contribution_i``; index as ``X``. Fewer than ``n`` qualifying features leave None/NaN.
 
-    Vectorised over rows (the texts of :func:`reason_text`, built column-wise): scoring a whole
+    Vectorised over rows (the texts of :func:`reason_text`, each distinct one formatted once): scoring a whole
     customer base calls this on every chunk. ``method``: ``"shap"`` (exact TreeSHAP) or ``"path"``
     (:meth:`LightGBMChurn.path_contributions`, much faster on large bases).
     """
+    out, index = reason_arrays(model, X, n, risk_only=risk_only, method=method)
+    return pd.DataFrame(out, index=index)
+
+
+def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False,
+                  method: str = "shap") -> tuple[dict[str, np.ndarray], pd.Index]:
+    """:func:`top_reasons` as plain NumPy columns (texts as object arrays) and the index, without
+    building a DataFrame (whose string columns pandas would convert): what scoring uses."""
     if method not in ("shap", "path"):
         raise ValueError(f"reasons method must be 'shap' or 'path', got {method!r}")
     contrib = (shap_values(model, X) if method == "shap" else model.path_contributions(X)).drop(columns="bias")
@@ -75,6 +83,22 @@ def top_reasons(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only:
         for c, cat in zip(names, is_cat, strict=True)
     ]) if len(names) else np.zeros((len(Xf), 0))
     rows = np.arange(len(Xf))
+    # every distinct "<feature><what>" once: numbers " high" / " low" / " missing", categories
+    # "=<value>" / " missing"; a row's is prefix_base[feature] + its code there
+    prefixes: list[str] = []
+    prefix_base = np.zeros(len(names), dtype=np.int64)
+    codes = np.zeros((len(Xf), len(names)), dtype=np.int64)
+    for c, (name, cat) in enumerate(zip(names, is_cat, strict=True)):
+        prefix_base[c] = len(prefixes)
+        if cat:
+            col_codes, uniques = pd.factorize(Xf.iloc[:, c])
+            prefixes += [f"{name}={u}" for u in uniques] + [f"{name} missing"]
+            codes[:, c] = np.where(col_codes < 0, len(uniques), col_codes)
+        else:
+            prefixes += [f"{name} high", f"{name} low", f"{name} missing"]
+            x = numeric[:, c]
+            codes[:, c] = np.where(np.isnan(x), 2, np.where(x > medians[c], 0, 1))
+    prefix_text = np.array(prefixes, dtype=object)
     out: dict[str, Any] = {}
     for j in range(min(n, values.shape[1])):
         cols = order[:, j]
@@ -82,19 +106,34 @@ def top_reasons(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only:
         ok = np.isfinite(k) & (k != 0)
         v = values[rows, cols]
         feat = names[cols]
-        x = numeric[rows, cols]
-        cat = is_cat[cols]
-        what = np.where(x > medians[cols], " high", " low").astype(object)
-        what[~cat & np.isnan(x)] = " missing"
-        if cat.any():
-            for c in np.unique(cols[cat]):
-                at = cols == c
-                raw = Xf.iloc[:, c].astype(object).to_numpy()[at]
-                what[at] = [" missing" if r is None or r is pd.NA or (isinstance(r, float) and np.isnan(r))
-                            else f"={r}" for r in raw]
-        signs = np.char.mod("%+.2f", v).astype(object)
-        text = feat + what + " (" + signs + ")"
-        out[f"reason_{j + 1}"] = np.where(ok, text, None)
+        prefix = prefix_base[cols] + codes[rows, cols]
+        out[f"reason_{j + 1}"] = _texts(prefix, v, ok, prefix_text)
         out[f"feature_{j + 1}"] = np.where(ok, feat, None)
         out[f"contribution_{j + 1}"] = np.where(ok, v, np.nan)
-    return pd.DataFrame(out, index=contrib.index)
+    return out, contrib.index
+
+
+def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.ndarray) -> np.ndarray:
+    """``prefix_text[prefix] + " (%+.2f)" % v`` where ``ok``, else None; each distinct text is
+    formatted once (a customer base has few: prefix x contribution in hundredths), except values
+    within a hair of a half-hundredth, formatted one by one so the rounding is exactly printf's."""
+    text = np.full(len(v), None, dtype=object)
+    if not ok.any():
+        return text
+    cents = np.where(ok, v, 0.0) * 100
+    lower = np.floor(cents)
+    tie = ok & (np.abs(cents - lower - 0.5) < 1e-6)
+    easy = ok & ~tie
+    hundredths = np.rint(cents).astype(np.int64)
+    # "-0.00" and "+0.00" differ: the sign is part of the key
+    code = hundredths * 2 + np.signbit(v)
+    code -= code[easy].min() if easy.any() else 0
+    key = prefix * (int(code[easy].max()) + 1 if easy.any() else 1) + code
+    at = np.flatnonzero(easy)
+    _, first, inverse = np.unique(key[at], return_index=True, return_inverse=True)
+    table = np.array([f"{prefix_text[p]} ({x:+.2f})" for p, x in zip(prefix[at[first]], v[at[first]], strict=True)],
+                     dtype=object)
+    text[at] = table[inverse]
+    for i in np.flatnonzero(tie):
+        text[i] = f"{prefix_text[prefix[i]]} ({v[i]:+.2f})"
+    return text

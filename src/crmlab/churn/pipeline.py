@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.churn.data import ChurnDataset, make_contract_dataset, make_snapshot_dataset
-from crmlab.churn.explain import global_importance, top_reasons
+from crmlab.churn.explain import global_importance, reason_arrays
 from crmlab.churn.metrics import (
     best_f1_threshold,
     calibration_table,
@@ -556,9 +556,9 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
                         "churn_flagged": np.asarray(flagged, dtype=bool)})
     method = params.get("reasons", "shap")
     if len(X) and method != "none":
-        reasons = top_reasons(loaded.model, X, N_REASONS, risk_only=True, method=method)
+        reasons, _ = reason_arrays(loaded.model, X, N_REASONS, risk_only=True, method=method)
         for i in range(1, N_REASONS + 1):
-            out[f"churn_reason_{i}"] = reasons[f"reason_{i}"].to_numpy(dtype=object)
+            out[f"churn_reason_{i}"] = reasons.get(f"reason_{i}", np.full(len(out), None, dtype=object))
     else:
         for i in range(1, N_REASONS + 1):
             out[f"churn_reason_{i}"] = np.full(len(out), None, dtype=object)
