@@ -180,3 +180,16 @@ def test_reason_texts_are_formatted_once_per_distinct_text_exactly_as_printf():
     names = np.array(["a high", "b=x", "c missing"], dtype=object)
     text = _texts(prefix, v, ok, names)
     assert text.tolist() == [f"{names[p]} ({x:+.2f})" if o else None for p, x, o in zip(prefix, v, ok, strict=True)]
+
+
+@pytest.mark.parametrize("risk_only", [False, True])
+def test_top_columns_pick_what_a_stable_argsort_picks(risk_only):
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(size=(3000, 7)), 1)  # many ties and zeros
+    values[::50, :] = 0.0
+    top = _paths.top_columns(values, 3, risk_only=risk_only)
+    key = np.where(values > 0, values, -np.inf) if risk_only else np.abs(values)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :3]
+    k = np.take_along_axis(key, order, axis=1)
+    expected = np.where(np.isfinite(k) & (k != 0), order, -1)
+    assert np.array_equal(top, expected)

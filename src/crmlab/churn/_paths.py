@@ -198,3 +198,41 @@ def leaf_indices(forest: Forest, X: np.ndarray) -> np.ndarray:
         _leaf_kernel(X, f.roots, f.feature, f.threshold, f.kind, f.nan_right, f.zero_right, f.children,
                      f.leaf, f.cat_start, f.cat_end, f.cats, out)
     return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _top_kernel(values, risk_only, cols, keys):
+    n_top = cols.shape[1]
+    for i in numba.prange(values.shape[0]):
+        for j in range(n_top):
+            cols[i, j] = -1
+            keys[i, j] = 0.0
+        filled = 0
+        for c in range(values.shape[1]):
+            v = values[i, c]
+            k = v if risk_only else abs(v)
+            if not (k > 0.0) or not np.isfinite(k):  # NaN, zero, negative (risk only), infinite
+                continue
+            if filled == n_top and not (k > keys[i, n_top - 1]):  # ties: the earlier column wins
+                continue
+            p = filled if filled < n_top else n_top - 1
+            while p > 0 and k > keys[i, p - 1]:
+                keys[i, p] = keys[i, p - 1]
+                cols[i, p] = cols[i, p - 1]
+                p -= 1
+            keys[i, p] = k
+            cols[i, p] = c
+            if filled < n_top:
+                filled += 1
+
+
+def top_columns(values: np.ndarray, n: int, *, risk_only: bool) -> np.ndarray:
+    """Per row, the columns of the ``n`` largest keys (``|value|``, or the value itself and only
+    positive ones with ``risk_only``), largest first, ties to the earlier column; -1 where fewer
+    than ``n`` are non-zero and finite. What a stable argsort of ``-key`` picks, without sorting."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    cols = np.empty((values.shape[0], n), dtype=np.int64)
+    keys = np.empty((values.shape[0], n))
+    if values.shape[0] and n:
+        _top_kernel(values, bool(risk_only), cols, keys)
+    return cols

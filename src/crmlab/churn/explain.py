@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlab.churn import _paths
 from crmlab.churn.models import LightGBMChurn, feature_frame
 
 __all__ = ["global_importance", "reason_arrays", "reason_text", "shap_values", "top_reasons"]
@@ -73,42 +74,40 @@ def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_onl
     contrib = (shap_values(model, X) if method == "shap" else model.path_contributions(X)).drop(columns="bias")
     Xf = feature_frame(X)[list(contrib.columns)]
     values = contrib.to_numpy()
-    key = np.where(values > 0, values, -np.inf) if risk_only else np.abs(values)
-    order = np.argsort(-key, axis=1, kind="stable")[:, :n]
+    top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=risk_only)
     names = np.asarray(contrib.columns, dtype=object)
     medians = np.array([model.feature_medians_.get(c, np.nan) for c in names], dtype=np.float64)
     is_cat = np.array([c not in model.feature_medians_ for c in names])
-    numeric = np.column_stack([
-        Xf[c].to_numpy(dtype=np.float64, na_value=np.nan) if not cat else np.zeros(len(Xf))
-        for c, cat in zip(names, is_cat, strict=True)
-    ]) if len(names) else np.zeros((len(Xf), 0))
     rows = np.arange(len(Xf))
     # every distinct "<feature><what>" once: numbers " high" / " low" / " missing", categories
-    # "=<value>" / " missing"; a row's is prefix_base[feature] + its code there
+    # "=<value>" / " missing"; a reason's text is prefix_text[prefix_base[feature] + its code]
     prefixes: list[str] = []
     prefix_base = np.zeros(len(names), dtype=np.int64)
-    codes = np.zeros((len(Xf), len(names)), dtype=np.int64)
+    cat_codes: dict[int, np.ndarray] = {}
     for c, (name, cat) in enumerate(zip(names, is_cat, strict=True)):
         prefix_base[c] = len(prefixes)
         if cat:
             col_codes, uniques = pd.factorize(Xf.iloc[:, c])
             prefixes += [f"{name}={u}" for u in uniques] + [f"{name} missing"]
-            codes[:, c] = np.where(col_codes < 0, len(uniques), col_codes)
+            cat_codes[c] = np.where(col_codes < 0, len(uniques), col_codes)
         else:
             prefixes += [f"{name} high", f"{name} low", f"{name} missing"]
-            x = numeric[:, c]
-            codes[:, c] = np.where(np.isnan(x), 2, np.where(x > medians[c], 0, 1))
     prefix_text = np.array(prefixes, dtype=object)
     out: dict[str, Any] = {}
-    for j in range(min(n, values.shape[1])):
-        cols = order[:, j]
-        k = key[rows, cols]
-        ok = np.isfinite(k) & (k != 0)
+    for j in range(top.shape[1]):
+        ok = top[:, j] >= 0
+        cols = np.where(ok, top[:, j], 0)
         v = values[rows, cols]
-        feat = names[cols]
-        prefix = prefix_base[cols] + codes[rows, cols]
-        out[f"reason_{j + 1}"] = _texts(prefix, v, ok, prefix_text)
-        out[f"feature_{j + 1}"] = np.where(ok, feat, None)
+        code = np.zeros(len(Xf), dtype=np.int64)
+        for c in np.unique(cols[ok]):
+            at = np.flatnonzero(ok & (cols == c))
+            if is_cat[c]:
+                code[at] = cat_codes[c][at]
+            else:
+                x = Xf.iloc[at, c].to_numpy(dtype=np.float64, na_value=np.nan)
+                code[at] = np.where(np.isnan(x), 2, np.where(x > medians[c], 0, 1))
+        out[f"reason_{j + 1}"] = _texts(prefix_base[cols] + code, v, ok, prefix_text)
+        out[f"feature_{j + 1}"] = np.where(ok, names[cols], None)
         out[f"contribution_{j + 1}"] = np.where(ok, v, np.nan)
     return out, contrib.index
 
