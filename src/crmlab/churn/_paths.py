@@ -12,6 +12,7 @@ columns as the codes of the training categories (``booster.pandas_categorical``)
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numba
@@ -27,7 +28,8 @@ class Forest:
     """Flat node arrays of a LightGBM model (see :func:`flatten`)."""
 
     __slots__ = ("bias", "cat_end", "cat_start", "cats", "children", "default_left", "delta", "depth", "feature",
-                 "kind", "leaf", "left", "missing", "nan_right", "right", "roots", "threshold", "zero_right")
+                 "kind", "leaf", "left", "missing", "nan_right", "right", "roots", "threshold", "value",
+                 "zero_right")
 
     def __init__(self, **arrays: Any) -> None:
         for k, v in arrays.items():
@@ -38,7 +40,7 @@ def flatten(trees: list[dict[str, Any]]) -> Forest:
     """``dump_model()["tree_info"]`` as flat arrays; ``delta`` of a node is its expected value minus
     its parent's (0 at the roots), ``bias`` the sum of the roots' expected values."""
     feature, threshold, kind, default_left, missing, left, right = [], [], [], [], [], [], []
-    delta, leaf, cat_start, cat_end, cats, roots = [], [], [], [], [], []
+    delta, leaf, cat_start, cat_end, cats, roots, value = [], [], [], [], [], [], []
     bias = 0.0
 
     def stats(node: dict[str, Any]) -> tuple[float, float]:
@@ -63,6 +65,7 @@ def flatten(trees: list[dict[str, Any]]) -> Forest:
         right.append(-1)
         delta.append(0.0 if parent_mean is None else node["_mean"] - parent_mean)
         leaf.append(int(node.get("leaf_index", 0)) if "split_feature" not in node else -1)
+        value.append(float(node["leaf_value"]) if "split_feature" not in node else 0.0)
         cat_start.append(len(cats))
         cat_end.append(len(cats))
         if "split_feature" in node:
@@ -100,7 +103,7 @@ def flatten(trees: list[dict[str, Any]]) -> Forest:
         right=np.array(right, dtype=np.int32), delta=np.array(delta, dtype=np.float64),
         leaf=np.array(leaf, dtype=np.int32), cat_start=np.array(cat_start, dtype=np.int32),
         cat_end=np.array(cat_end, dtype=np.int32), cats=np.array(cats, dtype=np.int64),
-        roots=np.array(roots, dtype=np.int32), depth=np.array(depth, dtype=np.int32),
+        value=np.array(value, dtype=np.float64), roots=np.array(roots, dtype=np.int32), depth=np.array(depth, dtype=np.int32),
     )
     # what the kernels read: both children of node i at 2i, 2i+1; where a NaN and a zero go (1 = right)
     f = forest
@@ -236,3 +239,85 @@ def top_columns(values: np.ndarray, n: int, *, risk_only: bool) -> np.ndarray:
     if values.shape[0] and n:
         _top_kernel(values, bool(risk_only), cols, keys)
     return cols
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _path_kernel_blocked(X, roots, feature, threshold, kind, nan_right, zero_right, children, delta,
+                         cat_start, cat_end, cats, out, block):
+    n = X.shape[0]
+    for b in numba.prange((n + block - 1) // block):
+        lo = b * block
+        hi = min(lo + block, n)
+        for t in range(roots.shape[0]):  # one tree at a time over a block of rows: its nodes stay in L1
+            root = roots[t]
+            f0 = feature[root]
+            for i in range(lo, hi):
+                node = root
+                f = f0
+                while f >= 0:
+                    child = children[2 * node + _go(node, X[i, f], threshold, kind, nan_right, zero_right,
+                                                    cat_start, cat_end, cats)]
+                    out[i, f] += delta[child]
+                    node = child
+                    f = feature[node]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, children, delta, value,
+                   cat_start, cat_end, cats, risk_only, sigmoid, prob, cols, contrib, block):
+    n, n_top = X.shape[0], cols.shape[1]
+    for b in numba.prange((n + block - 1) // block):
+        attribution = np.zeros(X.shape[1])
+        keys = np.zeros(n_top)
+        for i in range(b * block, min(b * block + block, n)):
+            attribution[:] = 0.0
+            raw = 0.0
+            for t in range(roots.shape[0]):
+                node = roots[t]
+                f = feature[node]
+                while f >= 0:
+                    node = children[2 * node + _go(node, X[i, f], threshold, kind, nan_right, zero_right,
+                                                   cat_start, cat_end, cats)]
+                    attribution[f] += delta[node]
+                    f = feature[node]
+                raw += value[node]  # tree by tree from 0, as LightGBM adds up its prediction
+            prob[i] = 1.0 / (1.0 + math.exp(-sigmoid * raw))
+            filled = 0
+            for j in range(n_top):
+                cols[i, j] = -1
+                contrib[i, j] = np.nan
+            for c in range(X.shape[1] - 1):
+                v = attribution[c]
+                k = v if risk_only else abs(v)
+                if not (k > 0.0) or not np.isfinite(k):
+                    continue
+                if filled == n_top and not (k > keys[n_top - 1]):
+                    continue
+                p = filled if filled < n_top else n_top - 1
+                while p > 0 and k > keys[p - 1]:
+                    keys[p] = keys[p - 1]
+                    cols[i, p] = cols[i, p - 1]
+                    contrib[i, p] = contrib[i, p - 1]
+                    p -= 1
+                keys[p] = k
+                cols[i, p] = c
+                contrib[i, p] = v
+                if filled < n_top:
+                    filled += 1
+
+
+def top_path_reasons(forest: Forest, X: np.ndarray, n: int, *, risk_only: bool,
+                     sigmoid: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One walk for both the probability and the reasons, no (rows x features) attributions kept:
+    LightGBM's binary probability (``1 / (1 + exp(-sigmoid * raw score))``, the raw score added up
+    tree by tree as LightGBM does), and per row the columns of the ``n`` largest path attributions
+    (as :func:`top_columns`; -1 for none) and their values (NaN for none). ``X`` from :func:`lgb_matrix`."""
+    prob = np.zeros(X.shape[0])
+    cols = np.full((X.shape[0], n), -1, dtype=np.int64)
+    contrib = np.full((X.shape[0], n), np.nan)
+    if X.shape[0] and n:
+        f = forest
+        _reason_kernel(X, f.roots, f.feature, f.threshold, f.kind, f.nan_right, f.zero_right, f.children, f.delta,
+                       f.value, f.cat_start, f.cat_end, f.cats, bool(risk_only), float(sigmoid), prob, cols,
+                       contrib, 1024)
+    return prob, cols, contrib

@@ -16,7 +16,8 @@ import pandas as pd
 from crmlab.churn import _paths
 from crmlab.churn.models import LightGBMChurn, feature_frame
 
-__all__ = ["global_importance", "reason_arrays", "reason_text", "shap_values", "top_reasons"]
+__all__ = ["global_importance", "reason_arrays", "reason_text", "reasons_and_probability", "shap_values",
+           "top_reasons"]
 
 
 def shap_values(model: LightGBMChurn, X: pd.DataFrame) -> pd.DataFrame:
@@ -69,16 +70,31 @@ def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_onl
                   method: str = "shap") -> tuple[dict[str, np.ndarray], pd.Index]:
     """:func:`top_reasons` as plain NumPy columns (texts as object arrays) and the index, without
     building a DataFrame (whose string columns pandas would convert): what scoring uses."""
+    out, index, _ = reasons_and_probability(model, X, n, risk_only=risk_only, method=method)
+    return out, index
+
+
+def reasons_and_probability(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False,
+                            method: str = "shap") -> tuple[dict[str, np.ndarray], pd.Index, np.ndarray | None]:
+    """:func:`reason_arrays` plus, with ``method="path"``, the churn probability from the same walk
+    of the trees (identical to ``model.predict_proba(X)[:, 1]``; None for ``"shap"``)."""
     if method not in ("shap", "path"):
         raise ValueError(f"reasons method must be 'shap' or 'path', got {method!r}")
-    contrib = (shap_values(model, X) if method == "shap" else model.path_contributions(X)).drop(columns="bias")
-    Xf = feature_frame(X)[list(contrib.columns)]
-    values = contrib.to_numpy()
-    top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=risk_only)
-    names = np.asarray(contrib.columns, dtype=object)
+    prob = None
+    if method == "path":
+        Xm = model._prepare(X)
+        prob, top, top_values = model.top_path_reasons(Xm, min(n, Xm.shape[1]), risk_only=risk_only)
+        columns, index = [str(c) for c in Xm.columns], Xm.index
+    else:
+        contrib = shap_values(model, X).drop(columns="bias")
+        values = contrib.to_numpy()
+        top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=risk_only)
+        top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0
+        columns, index = list(contrib.columns), contrib.index
+    Xf = feature_frame(X)[columns]
+    names = np.asarray(columns, dtype=object)
     medians = np.array([model.feature_medians_.get(c, np.nan) for c in names], dtype=np.float64)
     is_cat = np.array([c not in model.feature_medians_ for c in names])
-    rows = np.arange(len(Xf))
     # every distinct "<feature><what>" once: numbers " high" / " low" / " missing", categories
     # "=<value>" / " missing"; a reason's text is prefix_text[prefix_base[feature] + its code]
     prefixes: list[str] = []
@@ -97,7 +113,7 @@ def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_onl
     for j in range(top.shape[1]):
         ok = top[:, j] >= 0
         cols = np.where(ok, top[:, j], 0)
-        v = values[rows, cols]
+        v = np.where(ok, top_values[:, j], np.nan)
         code = np.zeros(len(Xf), dtype=np.int64)
         for c in np.unique(cols[ok]):
             at = np.flatnonzero(ok & (cols == c))
@@ -109,7 +125,7 @@ def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_onl
         out[f"reason_{j + 1}"] = _texts(prefix_base[cols] + code, v, ok, prefix_text)
         out[f"feature_{j + 1}"] = np.where(ok, names[cols], None)
         out[f"contribution_{j + 1}"] = np.where(ok, v, np.nan)
-    return out, contrib.index
+    return out, index, prob
 
 
 def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.ndarray) -> np.ndarray:
