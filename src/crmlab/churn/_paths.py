@@ -4,7 +4,9 @@
 each customer down each tree, applying LightGBM's own decision rules (``tree.h``:
 ``NumericalDecision`` / ``CategoricalDecision``), and adds each step's change of expected value
 (child mean - parent mean, count-weighted means of the leaf values) to the parent's split feature.
-No leaf matrix is materialised: about 50x faster than LightGBM's ``pred_leaf`` plus gathers.
+No leaf matrix is materialised. :func:`top_path_reasons` (what scoring uses) also adds up the
+leaf values, giving LightGBM's probability bit for bit from the same walk, and keeps only each
+row's top reasons.
 
 The input matrix must be the one LightGBM itself predicts on (:func:`lgb_matrix`): categorical
 columns as the codes of the training categories (``booster.pandas_categorical``), -1 as NaN.
@@ -239,27 +241,6 @@ def top_columns(values: np.ndarray, n: int, *, risk_only: bool) -> np.ndarray:
     if values.shape[0] and n:
         _top_kernel(values, bool(risk_only), cols, keys)
     return cols
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _path_kernel_blocked(X, roots, feature, threshold, kind, nan_right, zero_right, children, delta,
-                         cat_start, cat_end, cats, out, block):
-    n = X.shape[0]
-    for b in numba.prange((n + block - 1) // block):
-        lo = b * block
-        hi = min(lo + block, n)
-        for t in range(roots.shape[0]):  # one tree at a time over a block of rows: its nodes stay in L1
-            root = roots[t]
-            f0 = feature[root]
-            for i in range(lo, hi):
-                node = root
-                f = f0
-                while f >= 0:
-                    child = children[2 * node + _go(node, X[i, f], threshold, kind, nan_right, zero_right,
-                                                    cat_start, cat_end, cats)]
-                    out[i, f] += delta[child]
-                    node = child
-                    f = feature[node]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
