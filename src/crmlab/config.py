@@ -370,8 +370,10 @@ class ChurnConfig(Frozen):
     reasons: Literal["shap", "path", "none"] = Field(
         "shap",
         description="How scoring explains each customer: 'shap' = exact TreeSHAP from LightGBM (~3,000-15,000 "
-        "customers/s), 'path' = path attributions (Saabas; ~20x faster, for bases of millions; top reason agrees "
-        "with SHAP's for ~87% of CDNOW's customers), 'none' = no reason columns filled.",
+        "customers/s), 'path' = path attributions (Saabas) by a compiled walk of the trees that also gives the "
+        "probability (bit for bit LightGBM's): 3.4 million customers' reasons add ~12 s to scoring on 2 cores, "
+        "for bases of millions; top reason agrees with SHAP's for ~87% of CDNOW's customers), 'none' = no "
+        "reason columns filled.",
     )
     lightgbm: dict[str, Any] = Field(
         default_factory=lambda: {"num_leaves": 15},

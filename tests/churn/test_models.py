@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from crmlab.churn import _paths
 from crmlab.churn.data import make_contract_dataset
 from crmlab.churn.explain import global_importance, shap_values, top_reasons
 from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
@@ -128,3 +130,72 @@ def test_path_attributions_add_up_and_mostly_agree_with_shap(contract):
     assert top(path) == top(shap)
     with pytest.raises(ValueError, match="'shap' or 'path'"):
         top_reasons(model, X, method="lime")
+
+
+def _holes(X, seed):
+    """``X`` with 10% NaN in every column (categorical ones too) and 10% exact zeros in the numbers."""
+    rng = np.random.default_rng(seed)
+    X = X.copy()
+    for c in X.columns:
+        if isinstance(X[c].dtype, pd.CategoricalDtype):
+            X.loc[rng.random(len(X)) < 0.1, c] = np.nan
+        else:
+            X[c] = X[c].astype(float)
+            X.loc[rng.random(len(X)) < 0.1, c] = np.nan
+            X.loc[rng.random(len(X)) < 0.1, c] = 0.0
+    return X
+
+
+@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"use_missing": False}],
+                         ids=["missing-nan", "missing-zero", "missing-none"])
+def test_compiled_path_walk_reaches_lightgbms_leaves_and_the_reference_attributions(contract, params):
+    """The numba walk reproduces LightGBM's decisions (NaN, zero, default side, categories incl. an
+    unknown one) leaf for leaf, and the former pred_leaf-based attributions to 1e-9."""
+    model = _small_lgbm(params=params).fit(_holes(contract.X_train, 0), contract.y_train)
+    X = _holes(contract.X_valid, 1)
+    cat = model.categorical_features_[0]
+    X[cat] = X[cat].cat.add_categories(["never-seen"])
+    X.loc[X.index[:25], cat] = "never-seen"
+    forest = _paths.flatten(model.booster_.dump_model(num_iteration=model.best_iteration_)["tree_info"])
+    kinds = set(zip(forest.kind[forest.feature >= 0].tolist(), forest.missing[forest.feature >= 0].tolist()))
+    assert (1, 0) in kinds or (1, 2) in kinds  # categorical splits are exercised
+    leaves = _paths.leaf_indices(forest, _paths.lgb_matrix(model.booster_, model._prepare(X)))
+    expected = model.booster_.predict(model._prepare(X), num_iteration=model.best_iteration_, pred_leaf=True)
+    assert np.array_equal(leaves, expected)
+    fast, reference = model.path_contributions(X), model._leaf_path_contributions(X)
+    assert list(fast.columns) == list(reference.columns) and fast.index.equals(reference.index)
+    assert np.abs(fast.to_numpy() - reference.to_numpy()).max() < 1e-9
+    assert model.path_contributions(X.head(0)).shape == (0, X.shape[1] + 1)
+    # the fused walk of scoring: probabilities bit for bit LightGBM's, reasons those of the attributions
+    prob, cols, values = model.top_path_reasons(X, 3, risk_only=True)
+    assert np.array_equal(prob, model.predict_proba(X)[:, 1])
+    assert np.array_equal(cols, _paths.top_columns(reference.drop(columns="bias").to_numpy(), 3, risk_only=True))
+    picked = np.take_along_axis(reference.to_numpy(), np.maximum(cols, 0), axis=1)
+    assert np.allclose(values[cols >= 0], picked[cols >= 0], rtol=0, atol=1e-9) and np.isnan(values[cols < 0]).all()
+
+
+def test_reason_texts_are_formatted_once_per_distinct_text_exactly_as_printf():
+    from crmlab.churn.explain import _texts
+
+    rng = np.random.default_rng(0)
+    # half-hundredths (ties in binary or not), tiny negatives ("-0.00"), and ordinary values
+    v = np.concatenate([np.array([0.125, 0.005, 1.005, 2.675, -0.004, -0.005, 0.015, -1.115, 1e-9, 7.0]),
+                        np.round(rng.normal(size=2000), 3), rng.normal(scale=3, size=2000)])
+    prefix = rng.integers(0, 3, size=len(v))
+    ok = rng.random(len(v)) < 0.9
+    names = np.array(["a high", "b=x", "c missing"], dtype=object)
+    text = _texts(prefix, v, ok, names)
+    assert text.tolist() == [f"{names[p]} ({x:+.2f})" if o else None for p, x, o in zip(prefix, v, ok, strict=True)]
+
+
+@pytest.mark.parametrize("risk_only", [False, True])
+def test_top_columns_pick_what_a_stable_argsort_picks(risk_only):
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(size=(3000, 7)), 1)  # many ties and zeros
+    values[::50, :] = 0.0
+    top = _paths.top_columns(values, 3, risk_only=risk_only)
+    key = np.where(values > 0, values, -np.inf) if risk_only else np.abs(values)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :3]
+    k = np.take_along_axis(key, order, axis=1)
+    expected = np.where(np.isfinite(k) & (k != 0), order, -1)
+    assert np.array_equal(top, expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from crmlab.churn.data import make_snapshot_dataset
@@ -50,3 +51,13 @@ def test_lightgbm_beats_p_alive_on_cdnow_and_matches_logistic():
     assert lgbm > no_purchase > p_alive
     assert lgbm > 0.75
     assert abs(lgbm - logistic) < 0.01
+
+
+def test_compiled_path_attributions_equal_the_pred_leaf_reference_on_cdnow():
+    ds = make_snapshot_dataset(load_cdnow(), as_of="1997-09-30", horizon_days=182, n_snapshots=3, step_days=91)
+    model = LightGBMChurn(num_leaves=15).fit(ds.X_train, ds.y_train)
+    fast, reference = model.path_contributions(ds.X_valid), model._leaf_path_contributions(ds.X_valid)
+    assert np.abs(fast.to_numpy() - reference.to_numpy()).max() < 1e-9
+    assert np.allclose(fast.sum(axis=1), model.decision_function(ds.X_valid))
+    prob, _, _ = model.top_path_reasons(ds.X_valid, 3, risk_only=True)
+    assert np.array_equal(prob, model.predict_proba(ds.X_valid)[:, 1])  # bit for bit

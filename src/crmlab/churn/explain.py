@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlab.churn import _paths
 from crmlab.churn.models import LightGBMChurn, feature_frame
 
-__all__ = ["global_importance", "reason_text", "shap_values", "top_reasons"]
+__all__ = ["global_importance", "reason_arrays", "reason_text", "reasons_and_probability", "shap_values",
+           "top_reasons"]
 
 
 def shap_values(model: LightGBMChurn, X: pd.DataFrame) -> pd.DataFrame:
@@ -56,45 +58,97 @@ def top_reasons(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only:
     towards churn, with ``risk_only``): columns ``reason_1``..``reason_n`` (text), ``feature_i``
     and ``contribution_i``; index as ``X``. Fewer than ``n`` qualifying features leave None/NaN.
 
-    Vectorised over rows (the texts of :func:`reason_text`, built column-wise): scoring a whole
+    Vectorised over rows (the texts of :func:`reason_text`, each distinct one formatted once): scoring a whole
     customer base calls this on every chunk. ``method``: ``"shap"`` (exact TreeSHAP) or ``"path"``
     (:meth:`LightGBMChurn.path_contributions`, much faster on large bases).
     """
+    out, index = reason_arrays(model, X, n, risk_only=risk_only, method=method)
+    return pd.DataFrame(out, index=index)
+
+
+def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False,
+                  method: str = "shap") -> tuple[dict[str, np.ndarray], pd.Index]:
+    """:func:`top_reasons` as plain NumPy columns (texts as object arrays) and the index, without
+    building a DataFrame (whose string columns pandas would convert): what scoring uses."""
+    out, index, _ = reasons_and_probability(model, X, n, risk_only=risk_only, method=method)
+    return out, index
+
+
+def reasons_and_probability(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False,
+                            method: str = "shap") -> tuple[dict[str, np.ndarray], pd.Index, np.ndarray | None]:
+    """:func:`reason_arrays` plus, with ``method="path"``, the churn probability from the same walk
+    of the trees (identical to ``model.predict_proba(X)[:, 1]``; None for ``"shap"``)."""
     if method not in ("shap", "path"):
         raise ValueError(f"reasons method must be 'shap' or 'path', got {method!r}")
-    contrib = (shap_values(model, X) if method == "shap" else model.path_contributions(X)).drop(columns="bias")
-    Xf = feature_frame(X)[list(contrib.columns)]
-    values = contrib.to_numpy()
-    key = np.where(values > 0, values, -np.inf) if risk_only else np.abs(values)
-    order = np.argsort(-key, axis=1, kind="stable")[:, :n]
-    names = np.asarray(contrib.columns, dtype=object)
+    prob = None
+    if method == "path":
+        Xm = model._prepare(X)
+        prob, top, top_values = model.top_path_reasons(Xm, min(n, Xm.shape[1]), risk_only=risk_only)
+        columns, index = [str(c) for c in Xm.columns], Xm.index
+    else:
+        contrib = shap_values(model, X).drop(columns="bias")
+        values = contrib.to_numpy()
+        top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=risk_only)
+        top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0
+        columns, index = list(contrib.columns), contrib.index
+    Xf = feature_frame(X)[columns]
+    names = np.asarray(columns, dtype=object)
     medians = np.array([model.feature_medians_.get(c, np.nan) for c in names], dtype=np.float64)
     is_cat = np.array([c not in model.feature_medians_ for c in names])
-    numeric = np.column_stack([
-        Xf[c].to_numpy(dtype=np.float64, na_value=np.nan) if not cat else np.zeros(len(Xf))
-        for c, cat in zip(names, is_cat, strict=True)
-    ]) if len(names) else np.zeros((len(Xf), 0))
-    rows = np.arange(len(Xf))
+    # every distinct "<feature><what>" once: numbers " high" / " low" / " missing", categories
+    # "=<value>" / " missing"; a reason's text is prefix_text[prefix_base[feature] + its code]
+    prefixes: list[str] = []
+    prefix_base = np.zeros(len(names), dtype=np.int64)
+    cat_codes: dict[int, np.ndarray] = {}
+    for c, (name, cat) in enumerate(zip(names, is_cat, strict=True)):
+        prefix_base[c] = len(prefixes)
+        if cat:
+            col_codes, uniques = pd.factorize(Xf.iloc[:, c])
+            prefixes += [f"{name}={u}" for u in uniques] + [f"{name} missing"]
+            cat_codes[c] = np.where(col_codes < 0, len(uniques), col_codes)
+        else:
+            prefixes += [f"{name} high", f"{name} low", f"{name} missing"]
+    prefix_text = np.array(prefixes, dtype=object)
     out: dict[str, Any] = {}
-    for j in range(min(n, values.shape[1])):
-        cols = order[:, j]
-        k = key[rows, cols]
-        ok = np.isfinite(k) & (k != 0)
-        v = values[rows, cols]
-        feat = names[cols]
-        x = numeric[rows, cols]
-        cat = is_cat[cols]
-        what = np.where(x > medians[cols], " high", " low").astype(object)
-        what[~cat & np.isnan(x)] = " missing"
-        if cat.any():
-            for c in np.unique(cols[cat]):
-                at = cols == c
-                raw = Xf.iloc[:, c].astype(object).to_numpy()[at]
-                what[at] = [" missing" if r is None or r is pd.NA or (isinstance(r, float) and np.isnan(r))
-                            else f"={r}" for r in raw]
-        signs = np.char.mod("%+.2f", v).astype(object)
-        text = feat + what + " (" + signs + ")"
-        out[f"reason_{j + 1}"] = np.where(ok, text, None)
-        out[f"feature_{j + 1}"] = np.where(ok, feat, None)
+    for j in range(top.shape[1]):
+        ok = top[:, j] >= 0
+        cols = np.where(ok, top[:, j], 0)
+        v = np.where(ok, top_values[:, j], np.nan)
+        code = np.zeros(len(Xf), dtype=np.int64)
+        for c in np.unique(cols[ok]):
+            at = np.flatnonzero(ok & (cols == c))
+            if is_cat[c]:
+                code[at] = cat_codes[c][at]
+            else:
+                x = Xf.iloc[at, c].to_numpy(dtype=np.float64, na_value=np.nan)
+                code[at] = np.where(np.isnan(x), 2, np.where(x > medians[c], 0, 1))
+        out[f"reason_{j + 1}"] = _texts(prefix_base[cols] + code, v, ok, prefix_text)
+        out[f"feature_{j + 1}"] = np.where(ok, names[cols], None)
         out[f"contribution_{j + 1}"] = np.where(ok, v, np.nan)
-    return pd.DataFrame(out, index=contrib.index)
+    return out, index, prob
+
+
+def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.ndarray) -> np.ndarray:
+    """``prefix_text[prefix] + " (%+.2f)" % v`` where ``ok``, else None; each distinct text is
+    formatted once (a customer base has few: prefix x contribution in hundredths), except values
+    within a hair of a half-hundredth, formatted one by one so the rounding is exactly printf's."""
+    text = np.full(len(v), None, dtype=object)
+    if not ok.any():
+        return text
+    cents = np.where(ok, v, 0.0) * 100
+    lower = np.floor(cents)
+    tie = ok & (np.abs(cents - lower - 0.5) < 1e-6)
+    easy = ok & ~tie
+    hundredths = np.rint(cents).astype(np.int64)
+    # "-0.00" and "+0.00" differ: the sign is part of the key
+    code = hundredths * 2 + np.signbit(v)
+    code -= code[easy].min() if easy.any() else 0
+    key = prefix * (int(code[easy].max()) + 1 if easy.any() else 1) + code
+    at = np.flatnonzero(easy)
+    _, first, inverse = np.unique(key[at], return_index=True, return_inverse=True)
+    table = np.array([f"{prefix_text[p]} ({x:+.2f})" for p, x in zip(prefix[at[first]], v[at[first]], strict=True)],
+                     dtype=object)
+    text[at] = table[inverse]
+    for i in np.flatnonzero(tie):
+        text[i] = f"{prefix_text[prefix[i]]} ({v[i]:+.2f})"
+    return text

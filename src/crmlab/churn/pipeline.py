@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.churn.data import ChurnDataset, make_contract_dataset, make_snapshot_dataset
-from crmlab.churn.explain import global_importance, top_reasons
+from crmlab.churn.explain import global_importance, reasons_and_probability
 from crmlab.churn.metrics import (
     best_f1_threshold,
     calibration_table,
@@ -542,7 +542,13 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     loaded = _load(bundle)
     X = _model_input(features.reset_index(drop=True), loaded.spec, bundle.path)
     params = loaded.params
-    raw = loaded.model.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
+    method = params.get("reasons", "shap")
+    reasons, raw = None, None
+    if len(X) and method != "none":
+        # path reasons walk the trees once for the probability too (bit for bit predict_proba's)
+        reasons, _, raw = reasons_and_probability(loaded.model, X, N_REASONS, risk_only=True, method=method)
+    if raw is None:
+        raw = loaded.model.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
     prob = _calibrate(raw, params.get("calibration"))
     tiers = risk_tiers(prob, tuple(params["risk_tiers"]["edges"]), tuple(params["risk_tiers"]["labels"]))
     decision = params["decision"]
@@ -554,11 +560,9 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     out = pd.DataFrame({"customer_id": features["customer_id"].reset_index(drop=True),
                         "churn_probability": prob, "churn_risk_tier": np.asarray(tiers.astype(str), dtype=object),
                         "churn_flagged": np.asarray(flagged, dtype=bool)})
-    method = params.get("reasons", "shap")
-    if len(X) and method != "none":
-        reasons = top_reasons(loaded.model, X, N_REASONS, risk_only=True, method=method)
+    if reasons is not None:
         for i in range(1, N_REASONS + 1):
-            out[f"churn_reason_{i}"] = reasons[f"reason_{i}"].to_numpy(dtype=object)
+            out[f"churn_reason_{i}"] = reasons.get(f"reason_{i}", np.full(len(out), None, dtype=object))
     else:
         for i in range(1, N_REASONS + 1):
             out[f"churn_reason_{i}"] = np.full(len(out), None, dtype=object)
