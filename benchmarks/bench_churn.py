@@ -9,7 +9,7 @@ SQLite store in a temporary folder). Prints each step's wall time and the leader
 
 Scoring: :func:`crmlab.churn.pipeline.score_churn` from the exported bundle (read from disk) on the
 features of every CDNOW customer at 1998-06-30, replicated ``--replicas`` times with distinct ids
-(10: 235,700 customers): probability, risk tier, decision and the top three SHAP reasons; and, for
+(10: 235,700 customers): probability, risk tier, decision and the top three reasons (``churn.reasons``); and, for
 comparison, LightGBM's probability alone. Prints customers per second and the peak RSS.
 """
 

@@ -282,7 +282,7 @@ def test_tune_churn_on_a_contract_table(tmp_path):
     assert (tmp_path / "outputs" / "tuning" / "churn_best.yaml").is_file()
 
 
-@pytest.mark.parametrize("method", ["path", "none"])
+@pytest.mark.parametrize("method", ["shap", "none"])
 def test_reasons_method_is_kept_in_the_bundle(tmp_path, method):
     cfg = load_config(tmp_path / "no-configs", [*_contract_sets(tmp_path, _contract_table(400)),
                                                  f"churn.reasons={method}"])
