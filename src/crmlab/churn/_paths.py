@@ -38,23 +38,26 @@ class Forest:
             setattr(self, k, v)
 
 
+def expected_values(node: dict[str, Any]) -> tuple[float, float]:
+    """Annotate a dumped tree in place: each node's ``_mean`` (count-weighted mean of the leaf
+    values below it, its expected value) and ``_count``; returns the root's."""
+    if "split_feature" not in node:
+        count = float(node.get("leaf_count", 0)) or 1e-12
+        node["_mean"], node["_count"] = float(node["leaf_value"]), count
+    else:
+        lm, lc = expected_values(node["left_child"])
+        rm, rc = expected_values(node["right_child"])
+        node["_count"] = lc + rc
+        node["_mean"] = (lm * lc + rm * rc) / (lc + rc)
+    return node["_mean"], node["_count"]
+
+
 def flatten(trees: list[dict[str, Any]]) -> Forest:
     """``dump_model()["tree_info"]`` as flat arrays; ``delta`` of a node is its expected value minus
     its parent's (0 at the roots), ``bias`` the sum of the roots' expected values."""
     feature, threshold, kind, default_left, missing, left, right = [], [], [], [], [], [], []
     delta, leaf, cat_start, cat_end, cats, roots, value = [], [], [], [], [], [], []
     bias = 0.0
-
-    def stats(node: dict[str, Any]) -> tuple[float, float]:
-        if "split_feature" not in node:
-            count = float(node.get("leaf_count", 0)) or 1e-12
-            node["_mean"], node["_count"] = float(node["leaf_value"]), count
-        else:
-            lm, lc = stats(node["left_child"])
-            rm, rc = stats(node["right_child"])
-            node["_count"] = lc + rc
-            node["_mean"] = (lm * lc + rm * rc) / (lc + rc)
-        return node["_mean"], node["_count"]
 
     def add(node: dict[str, Any], parent_mean: float | None) -> int:
         i = len(feature)
@@ -94,7 +97,7 @@ def flatten(trees: list[dict[str, Any]]) -> Forest:
     depth = []
     for info in trees:
         root = info["tree_structure"]
-        stats(root)
+        expected_values(root)
         bias += root["_mean"]
         roots.append(add(root, None))
         depth.append(height(root))

@@ -210,20 +210,9 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         users: list[set[int]] = [set() for _ in range(n_features)]
         bias, total = 0.0, 0
 
-        def stats(node: dict[str, Any]) -> tuple[float, float]:
-            if "leaf_index" in node or "split_feature" not in node:
-                count = float(node.get("leaf_count", 0)) or 1e-12
-                node["_mean"], node["_count"] = float(node["leaf_value"]), count
-            else:
-                lm, lc = stats(node["left_child"])
-                rm, rc = stats(node["right_child"])
-                node["_count"] = lc + rc
-                node["_mean"] = (lm * lc + rm * rc) / (lc + rc)
-            return node["_mean"], node["_count"]
-
         for t, info in enumerate(trees):
             root = info["tree_structure"]
-            stats(root)
+            _paths.expected_values(root)
             offsets[t] = total
             bias += root["_mean"]
             stack = [(root, {})]
