@@ -72,13 +72,9 @@ Funnel
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
 import math
 import re
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -89,6 +85,7 @@ import pandas as pd
 
 from crmlab.config import CrmlabConfig, KpiConfig, TableSource
 from crmlab.errors import ConfigError, DataError, ModelError
+from crmlab.utils import Step, no_step
 
 __all__ = [
     "MONTHS_PER_PERIOD",
@@ -112,8 +109,6 @@ __all__ = [
     "run_kpis",
 ]
 
-log = logging.getLogger(__name__)
-
 #: Months in one KPI period (a week is 7 / 30.4375 of an average month).
 MONTHS_PER_PERIOD = {"M": 1.0, "Q": 3.0, "W": 7.0 / 30.4375}
 _PANDAS_FREQ = {"M": "M", "Q": "Q", "W": "W-SUN"}
@@ -132,13 +127,6 @@ RFM_SEGMENT_MAP: list[tuple[str, str]] = [
     ("at_risk", "[1-2][3-4]"),
     ("hibernating", "[1-2][1-2]"),
 ]
-
-Step = Callable[[str], AbstractContextManager[Any]]
-
-
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- purchases
@@ -891,7 +879,7 @@ def run_kpis(
     from crmlab.tracking import Tracker
     from crmlab.workflow import prepare_data
 
-    step = step or _no_step
+    step = step or no_step
     project = cfg.project
     with step("Loading and cleaning the data"):
         prepared = prepare_data(project)

@@ -35,15 +35,12 @@ What the report reads from a pipeline (the input contract; ``<models>`` is ``pro
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
-import logging
 import math
 import os
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +54,7 @@ from matplotlib.figure import Figure
 from crmlab import __version__
 from crmlab.config import PIPELINES, CrmlabConfig
 from crmlab.kpis import KpiResult, pseudonym
+from crmlab.utils import Step, no_step
 
 __all__ = [
     "REPORT_TABLES",
@@ -68,9 +66,6 @@ __all__ = [
     "write_report",
 ]
 
-log = logging.getLogger(__name__)
-
-Step = Callable[[str], AbstractContextManager[Any]]
 
 #: Optional report tables per pipeline and the columns each must have (module doc).
 REPORT_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -82,11 +77,6 @@ REPORT_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
 _TRAIN_HINT = {p: f"crmlab train {p}" for p in PIPELINES}
 _UNITS = {"M": "month", "W": "week", "Q": "quarter"}
 _BLUE, _ORANGE, _GREY, _GREEN = "#2f6db5", "#e07b28", "#555555", "#3a9a5b"
-
-
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- pipeline outputs
@@ -691,7 +681,7 @@ def write_report(
     from crmlab.kpis import log_kpis, run_kpis
     from crmlab.tracking import Tracker
 
-    step = step or _no_step
+    step = step or no_step
     project = cfg.project
     if kpis is None:
         kpis = run_kpis(cfg, step=step, log_run=False)

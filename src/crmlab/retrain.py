@@ -27,13 +27,11 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,12 +44,10 @@ from crmlab.errors import ConfigError, DataCheckError
 from crmlab.registry import PRIMARY_METRICS, champion_bundle, get_champion, promote
 from crmlab.tracking import Tracker
 from crmlab.workflow import PreparedData, prepare_data
+from crmlab.utils import Step, no_step
 
 __all__ = ["EVALUATORS", "TRAINERS", "TUNERS", "RetrainResult", "check_data", "retrain", "with_overrides"]
 
-log = logging.getLogger(__name__)
-
-Step = Callable[[str], AbstractContextManager[Any]]
 
 #: pipeline -> "module:function" of its training, ``(cfg, *, tracker=None, step=None) -> result``
 TRAINERS: dict[str, str] = {
@@ -201,19 +197,12 @@ def _install_bundle(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    import contextlib
-
-    log.info("%s", text)
-    return contextlib.nullcontext()
-
-
 def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, timeout: float | None = None,
             tracker: Tracker | None = None, step: Step | None = None) -> RetrainResult:
     """Run the retraining job for one pipeline (see the module doc) and return the decision."""
     if pipeline not in TRAINERS:
         raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(TRAINERS)}")
-    step = step or _no_step
+    step = step or no_step
     project = cfg.project
     rules = project.retrain
     trials = rules.trials if trials is None else trials

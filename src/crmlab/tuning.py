@@ -21,12 +21,9 @@ Everything else is here, once:
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ import yaml
 from crmlab.config import CrmlabConfig, ProjectConfig, SearchParam, TuningConfig
 from crmlab.errors import ConfigError
 from crmlab.tracking import Tracker
+from crmlab.utils import Step, no_step
 
 __all__ = [
     "TuningResult",
@@ -47,9 +45,6 @@ __all__ = [
     "suggest",
 ]
 
-log = logging.getLogger(__name__)
-
-Step = Callable[[str], AbstractContextManager[Any]]
 Objective = Callable[[Any, dict[str, Any]], float]
 
 
@@ -149,11 +144,6 @@ def study_storage(pipeline: str, tuning: TuningConfig, project: ProjectConfig) -
     return f"sqlite:///{path}", path
 
 
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
-
-
 def run_study(
     pipeline: str,
     objective: Objective,
@@ -177,7 +167,7 @@ def run_study(
         raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
     if not tuning.search_space:
         raise ConfigError(f"{pipeline}.tuning.search_space is empty: nothing to tune")
-    step = step or _no_step
+    step = step or no_step
     trials = trials if trials is not None else tuning.trials
     timeout = timeout if timeout is not None else tuning.timeout
     to_overrides = to_overrides or (lambda params: nested_overrides(pipeline, params))

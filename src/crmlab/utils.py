@@ -1,16 +1,32 @@
-"""Small shared helpers: atomic file writes."""
+"""Small shared helpers: atomic file writes, the default progress step."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["ids_unique", "write_json_atomic", "write_table_atomic"]
+__all__ = ["Step", "ids_unique", "no_step", "write_json_atomic", "write_table_atomic"]
+
+log = logging.getLogger("crmlab")
+
+#: A context manager factory wrapped around each long step of a job: ``with step("Fitting"): ...``.
+#: The CLI passes a spinner that prints the step's duration; the library default is :func:`no_step`.
+Step = Callable[[str], AbstractContextManager[Any]]
+
+
+def no_step(text: str) -> AbstractContextManager[Any]:
+    """The default step: log the text, time nothing."""
+    log.info("%s", text)
+    return contextlib.nullcontext()
 
 
 def _umask() -> int:

@@ -30,12 +30,9 @@ probability, a risk tier, whether the decision rule flags them and their top thr
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -63,8 +60,8 @@ from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
 from crmlab.tracking import Run, Tracker
-from crmlab.utils import ids_unique
-from crmlab.workflow import prepare_data
+from crmlab.utils import Step, ids_unique, no_step
+from crmlab.workflow import PreparedData, prepare_data
 
 __all__ = [
     "MODEL_FILE",
@@ -88,8 +85,6 @@ __all__ = [
     "validation_cut_off",
 ]
 
-log = logging.getLogger(__name__)
-
 REGISTERED_MODEL_NAME = "crmlab-churn"
 MODEL_FILE = "lightgbm.txt"
 SPEC_FILE = "preprocessing.json"
@@ -101,13 +96,6 @@ OUTPUT_COLUMNS: list[str] = ["customer_id", "churn_probability", "churn_risk_tie
 #: customers without any interaction of a kind has no such column, which means a count of 0.
 _ZERO_WHEN_ABSENT = ("interaction_",)
 _SHAP_ROWS = 10_000  # validation rows the global mean |SHAP| is computed on (seeded sample)
-
-Step = Callable[[str], AbstractContextManager[Any]]
-
-
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- result
@@ -247,7 +235,7 @@ def fit_models(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: st
     """Fit LightGBM (calibrated when ``churn.calibration`` says so), the logistic baseline and, on
     transaction data, the BG/NBD baseline on the training rows. Returns the models by name (the
     leaderboard's) and each one's fit time in seconds."""
-    step = step or _no_step
+    step = step or no_step
     specs: dict[str, Any] = {}
     lgbm: Any = lightgbm_model(churn, seed)
     if churn.calibration != "none":
@@ -644,6 +632,17 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
 _PRUNE_EVERY = 10  # boosting rounds between two reports of the validation AUC to the pruner
 
 
+def load_dataset(cfg: CrmlabConfig, step: Step) -> tuple[PreparedData, str, ChurnDataset]:
+    """Load and clean the data, pick the mode from the tables and build the churn dataset: what
+    training and tuning both start from."""
+    with step("Loading and cleaning the data"):
+        prepared = prepare_data(cfg.project)
+    mode = resolve_mode(cfg.churn, prepared.tables)
+    with step(f"Building the {mode} churn dataset"):
+        ds = build_dataset(cfg, prepared.tables, prepared.as_of, mode)
+    return prepared, mode, ds
+
+
 def _tuning_split(ds: ChurnDataset, seed: int) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
     """Rows a trial fits on and rows it is judged on: the training snapshots and the latest one
     (transactions); a stratified fifth of the training part (contract), so the test split stays
@@ -690,13 +689,9 @@ def tune_churn(cfg: CrmlabConfig, *, trials: int | None = None, timeout: float |
     from crmlab.retrain import with_overrides
     from crmlab.tuning import nested_overrides, run_study
 
-    step = step or _no_step
+    step = step or no_step
     project, churn = cfg.project, cfg.churn
-    with step("Loading and cleaning the data"):
-        prepared = prepare_data(project)
-    mode = resolve_mode(churn, prepared.tables)
-    with step(f"Building the {mode} churn dataset"):
-        ds = build_dataset(cfg, prepared.tables, prepared.as_of, mode)
+    prepared, mode, ds = load_dataset(cfg, step)
     X_fit, y_fit, X_val, y_val = _tuning_split(ds, project.seed)
 
     def objective(trial: Any, params: dict[str, Any]) -> float:
@@ -720,13 +715,9 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
 
     ``step(text)`` is a context manager wrapped around each step (the CLI shows progress with it).
     """
-    step = step or _no_step
+    step = step or no_step
     project, churn = cfg.project, cfg.churn
-    with step("Loading and cleaning the data"):
-        prepared = prepare_data(project)
-    mode = resolve_mode(churn, prepared.tables)
-    with step(f"Building the {mode} churn dataset"):
-        ds = build_dataset(cfg, prepared.tables, prepared.as_of, mode)
+    prepared, mode, ds = load_dataset(cfg, step)
     if churn.threshold == "profit":
         _customer_value(ds.X_valid, churn.value_column)  # a wrong column fails before any fitting
     tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)

@@ -18,11 +18,8 @@ parameters of a bundle (no pickles) and returns one row per customer.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,7 +34,7 @@ from crmlab.config import ClvConfig, CrmlabConfig, ProjectConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
 from crmlab.features import RFM_COLUMNS, calibration_holdout_split, rfm_summary
-from crmlab.utils import ids_unique
+from crmlab.utils import Step, ids_unique, no_step
 from crmlab.tracking import Run, Tracker
 from crmlab.workflow import prepare_data
 
@@ -65,8 +62,6 @@ __all__ = [
     "train_clv",
 ]
 
-log = logging.getLogger(__name__)
-
 #: The model inputs, in the order of the bundle manifest and the pyfunc signature.
 FEATURES: list[str] = list(RFM_COLUMNS)
 INPUT_COLUMNS: list[str] = ["customer_id", *FEATURES]
@@ -74,13 +69,6 @@ TRANSACTION_COLUMNS: list[str] = ["customer_id", "ts", "amount"]
 OUTPUT_COLUMNS: list[str] = ["customer_id", "p_alive", "expected_purchases", "expected_spend", "clv"]
 REGISTERED_MODEL_NAME = "crmlab-clv"
 MAX_FREQUENCY = 7  # the conditional-expectation table and the histogram run 0..7+
-
-Step = Callable[[str], AbstractContextManager[Any]]
-
-
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- small value types
@@ -588,7 +576,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
     """
     from crmlab.clv.challenger import compare_spend_models, fit_challenger, predict_challenger
 
-    step = step or _no_step
+    step = step or no_step
     project, clv = cfg.project, cfg.clv
     settings = ClvSettings.from_config(clv, project)
     with step("Loading and cleaning the data"):

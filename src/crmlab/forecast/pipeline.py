@@ -19,10 +19,7 @@ forecasts with 80% and 95% intervals per series and period.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +46,7 @@ from crmlab.forecast.metrics import scales
 from crmlab.forecast.models import MODELS, PerSeries, forecaster_from_dict, make_forecaster
 from crmlab.forecast.series import Panel, default_season_length, future_periods, read_sales, transaction_panel
 from crmlab.tracking import Run, Tracker, data_fingerprint
+from crmlab.utils import Step, no_step
 
 __all__ = [
     "INPUT_COLUMNS",
@@ -66,19 +64,10 @@ __all__ = [
     "train_forecast",
 ]
 
-log = logging.getLogger(__name__)
-
 INPUT_COLUMNS = ["series_id", "horizon"]
 OUTPUT_COLUMNS = ["series_id", "step", "period", "forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
 MODEL_FILE = "lightgbm_model.txt"
 REPORT_HISTORY = 26  # history periods per series in report_forecast.csv
-
-Step = Callable[[str], AbstractContextManager[Any]]
-
-
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -397,7 +386,7 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
 
 def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step | None = None) -> ForecastResult:
     """Train the forecast pipeline end to end (module doc) and return what it produced."""
-    step = step or _no_step
+    step = step or no_step
     project, fc = cfg.project, cfg.forecast
     with step("Loading the sales series"):
         panel, fingerprint, input_report = load_panel(cfg)

@@ -21,10 +21,11 @@ import pandas as pd
 from crmlab.config import CrmlabConfig
 from crmlab.forecast.backtest import Backtest, backtest, leaderboard, origin_indices
 from crmlab.forecast.models import make_forecaster
-from crmlab.forecast.pipeline import Step, load_panel
+from crmlab.forecast.pipeline import load_panel
 from crmlab.forecast.series import default_season_length
 from crmlab.tracking import Tracker
 from crmlab.tuning import TuningResult, nested_overrides, report, run_study
+from crmlab.utils import Step
 
 __all__ = ["tune_forecast", "trial_overrides"]
 

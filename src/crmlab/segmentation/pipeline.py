@@ -19,10 +19,7 @@ row to its nearest centre with numpy, so millions of customers take seconds.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -47,7 +44,7 @@ from crmlab.segmentation.models import (
 from crmlab.segmentation.profiles import migration_matrix, name_segments, percentile_profile, profile_segments
 from crmlab.segmentation.rfm import NO_PURCHASE, RfmScorer, monetary_column, rfm_segment_names, segment_codes
 from crmlab.tracking import Run, Tracker
-from crmlab.utils import ids_unique
+from crmlab.utils import Step, ids_unique, no_step
 from crmlab.workflow import prepare_data
 
 __all__ = [
@@ -71,13 +68,6 @@ log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS: list[str] = ["customer_id", "segment_id", "segment_name", "segment_rfm", "segment_rfm_score"]
 
-Step = Callable[[str], AbstractContextManager[Any]]
-
-
-def _no_step(text: str) -> AbstractContextManager[Any]:
-    log.info("%s", text)
-    return contextlib.nullcontext()
-
 
 # --------------------------------------------------------------------------- the model
 
@@ -89,7 +79,6 @@ def _text(codes: np.ndarray, names: list[str]) -> pd.Series:
 
     return pd.Series(pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(names, pa.string()))
                      .dictionary_decode(), dtype="str")
-
 
 
 @dataclass
@@ -386,7 +375,7 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
 
     ``step(text)`` is a context manager wrapped around each step (the CLI shows progress with it).
     """
-    step = step or _no_step
+    step = step or no_step
     project, seg = cfg.project, cfg.segmentation
     seed = project.seed
     with step("Loading and cleaning the data"):
