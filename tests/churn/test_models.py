@@ -12,6 +12,7 @@ from crmlab.churn.data import make_contract_dataset
 from crmlab.churn.explain import global_importance, shap_values, top_reasons
 from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
 from crmlab.errors import ModelError
+from tests.churn.path_reference import leaf_path_contributions
 from tests.churn.test_data import _contract
 
 
@@ -162,7 +163,7 @@ def test_compiled_path_walk_reaches_lightgbms_leaves_and_the_reference_attributi
     leaves = _paths.leaf_indices(forest, _paths.lgb_matrix(model.booster_, model._prepare(X)))
     expected = model.booster_.predict(model._prepare(X), num_iteration=model.best_iteration_, pred_leaf=True)
     assert np.array_equal(leaves, expected)
-    fast, reference = model.path_contributions(X), model._leaf_path_contributions(X)
+    fast, reference = model.path_contributions(X), leaf_path_contributions(model, X)
     assert list(fast.columns) == list(reference.columns) and fast.index.equals(reference.index)
     assert np.abs(fast.to_numpy() - reference.to_numpy()).max() < 1e-9
     assert model.path_contributions(X.head(0)).shape == (0, X.shape[1] + 1)

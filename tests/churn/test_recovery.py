@@ -13,6 +13,7 @@ from crmlab.config import CleaningConfig
 from crmlab.data.clean import clean_tables
 from crmlab.data.io import Tables, load_cdnow
 from crmlab.data.synth import generate_synthetic, true_churn_probability
+from tests.churn.path_reference import leaf_path_contributions
 
 
 def test_lightgbm_auc_is_close_to_the_true_mechanism_on_synthetic_data():
@@ -56,7 +57,7 @@ def test_lightgbm_beats_p_alive_on_cdnow_and_matches_logistic():
 def test_compiled_path_attributions_equal_the_pred_leaf_reference_on_cdnow():
     ds = make_snapshot_dataset(load_cdnow(), as_of="1997-09-30", horizon_days=182, n_snapshots=3, step_days=91)
     model = LightGBMChurn(num_leaves=15).fit(ds.X_train, ds.y_train)
-    fast, reference = model.path_contributions(ds.X_valid), model._leaf_path_contributions(ds.X_valid)
+    fast, reference = model.path_contributions(ds.X_valid), leaf_path_contributions(model, ds.X_valid)
     assert np.abs(fast.to_numpy() - reference.to_numpy()).max() < 1e-9
     assert np.allclose(fast.sum(axis=1), model.decision_function(ds.X_valid))
     prob, _, _ = model.top_path_reasons(ds.X_valid, 3, risk_only=True)

@@ -193,52 +193,6 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         values = self.booster_.predict(X, num_iteration=self.best_iteration_, pred_contrib=True)
         return pd.DataFrame(values, columns=[*map(str, X.columns), "bias"], index=X.index)
 
-    def _path_tables(self) -> tuple[np.ndarray, float, list[tuple[int, np.ndarray, np.ndarray]]]:
-        """For :meth:`path_contributions`: each leaf's contribution to each feature, from the trees.
-
-        A node's expected value is the count-weighted mean of the leaf values below it; walking from
-        the root to a leaf, each step's change of expected value goes to the feature the parent
-        split on. Returns the leaf-id offset of each tree, the sum of the roots' expected values
-        and, per feature used, the trees that split on it and a table over all leaves."""
-        cached = getattr(self, "_path_cache", None)
-        if cached is not None:
-            return cached
-        trees = self.booster_.dump_model(num_iteration=self.best_iteration_)["tree_info"]
-        n_features = len(self.feature_names_in_)
-        offsets = np.zeros(len(trees), dtype=np.int64)
-        per_leaf: list[dict[int, float]] = []  # global leaf id -> {feature: contribution}
-        users: list[set[int]] = [set() for _ in range(n_features)]
-        bias, total = 0.0, 0
-
-        for t, info in enumerate(trees):
-            root = info["tree_structure"]
-            _paths.expected_values(root)
-            offsets[t] = total
-            bias += root["_mean"]
-            stack = [(root, {})]
-            while stack:
-                node, path = stack.pop()
-                if "split_feature" not in node:
-                    leaf = total + int(node.get("leaf_index", 0))
-                    while len(per_leaf) <= leaf:
-                        per_leaf.append({})
-                    per_leaf[leaf] = path
-                    continue
-                f = int(node["split_feature"])
-                users[f].add(t)
-                for child in (node["left_child"], node["right_child"]):
-                    step = dict(path)
-                    step[f] = step.get(f, 0.0) + child["_mean"] - node["_mean"]
-                    stack.append((child, step))
-            total += int(info["num_leaves"])
-        tables = []
-        for f in range(n_features):
-            if users[f]:
-                table = np.array([leaf.get(f, 0.0) for leaf in per_leaf] + [0.0] * (total - len(per_leaf)))
-                tables.append((f, np.array(sorted(users[f]), dtype=np.int64), table))
-        self._path_cache = (offsets, bias, tables)
-        return self._path_cache
-
     def path_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Path attributions on the log-odds scale, same layout as :meth:`contributions` (each row
         sums to :meth:`decision_function`), at a fraction of the cost: each tree's step-by-step
@@ -276,24 +230,6 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         prob, cols, values = _paths.top_path_reasons(forest, _paths.lgb_matrix(self.booster_, X), n,
                                                      risk_only=risk_only, sigmoid=sigmoid or 1.0)
         return (prob if sigmoid is not None else None), cols, values
-
-    def _leaf_path_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """:meth:`path_contributions` from LightGBM's ``pred_leaf`` indices and per-leaf tables (the
-        former implementation, ~30x slower); kept as the reference the compiled walk is tested on."""
-        X = self._prepare(X)
-        offsets, bias, tables = self._path_tables()
-        leaves = self.booster_.predict(X, num_iteration=self.best_iteration_, pred_leaf=True)
-        # trees x customers, so selecting a feature's trees copies whole rows
-        leaves = np.ascontiguousarray((np.asarray(leaves).reshape(len(X), -1) + offsets[None, :]).T, dtype=np.int32)
-        values = np.zeros((len(self.feature_names_in_) + 1, len(X)))
-        block = 8_192  # customers at a time: the gathered (trees x customers) tables stay in cache
-        for start in range(0, len(X), block):
-            part = leaves[:, start:start + block]
-            for f, trees, table in tables:
-                values[f, start:start + block] = table[part[trees]].sum(axis=0)
-        values[-1] = bias
-        values = values.T
-        return pd.DataFrame(values, columns=[*map(str, X.columns), "bias"], index=X.index)
 
 
 # --------------------------------------------------------------------------- logistic regression
