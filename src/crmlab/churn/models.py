@@ -16,6 +16,7 @@ scikit-learn's conventions: ``fit`` returns self, ``predict_proba`` returns two 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightgbm as lgb
@@ -64,9 +65,30 @@ def _check_columns(model: Any, X: pd.DataFrame) -> pd.DataFrame:
     return X[list(model.feature_names_in_)]
 
 
-def _split(n: int, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    a, b = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=y)
-    return np.sort(a), np.sort(b)
+def _split(n: int, y: np.ndarray, fraction: float, seed: int, groups: Any = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to fit on and rows held out (``fraction`` of them, stratified by ``y``). With ``groups``
+    (the customer of each row, when rows come from several snapshots) a customer's rows all go to
+    the same side: a held-out row whose customer is also in the fitted part would be a near copy of
+    a training row, and early stopping or calibration judged on it would be judged on leaked data."""
+    if groups is None:
+        a, b = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=y)
+        return np.sort(a), np.sort(b)
+    codes = pd.factorize(np.asarray(groups))[0]
+    if codes.size != n:
+        raise ModelError(f"groups has {codes.size} values for {n} rows")
+    # stratify customers by their share of churned rows (0, some, all), then hold out whole customers
+    n_groups = int(codes.max()) + 1
+    share = np.bincount(codes, weights=y, minlength=n_groups) / np.bincount(codes, minlength=n_groups)
+    strata = np.digitize(share, [1e-9, 1 - 1e-9])
+    if np.bincount(strata).min() < 2:
+        strata = None
+    _, held = train_test_split(np.arange(n_groups), test_size=fraction, random_state=seed, stratify=strata)
+    out = np.isin(codes, held)
+    if np.unique(y[out]).size < 2 or np.unique(y[~out]).size < 2:
+        raise ModelError(f"holding out {fraction:.0%} of the customers leaves a single class on one side; "
+                         "use more rows or a larger fraction")
+    return np.flatnonzero(~out), np.flatnonzero(out)
 
 
 # --------------------------------------------------------------------------- LightGBM
@@ -140,9 +162,11 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         model.classes_ = np.array([0, 1])
         return model
 
-    def fit(self, X: pd.DataFrame, y: Any, *, eval_set: tuple[pd.DataFrame, Any] | None = None,
+    def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None, eval_set: tuple[pd.DataFrame, Any] | None = None,
             callbacks: list[Any] | None = None) -> LightGBMChurn:
-        """Fit; ``callbacks`` are extra LightGBM callbacks (tuning prunes trials with one)."""
+        """Fit; ``groups`` (each row's customer, when rows come from several snapshots) keeps a
+        customer's rows on one side of the early-stopping fold; ``callbacks`` are extra LightGBM
+        callbacks (tuning prunes trials with one)."""
         X = feature_frame(X)
         y = _labels(y)
         self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
@@ -152,7 +176,7 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         self.feature_medians_ = {str(c): float(v) for c, v in num.astype(float).median().items()}
         stop = int(self.early_stopping_rounds) > 0
         if stop and eval_set is None:
-            tr, va = _split(len(y), y, self.validation_fraction, self.seed)
+            tr, va = _split(len(y), y, self.validation_fraction, self.seed, groups)
             X_fit, y_fit, X_val, y_val = X.iloc[tr], y[tr], X.iloc[va], y[va]
         elif stop:
             X_fit, y_fit = X, y
@@ -378,17 +402,25 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
         s = np.clip(s, 1e-6, 1 - 1e-6)
         return np.log(s / (1 - s))
 
-    def fit(self, X: pd.DataFrame, y: Any, *, calibration_set: tuple[pd.DataFrame, Any] | None = None) -> CalibratedChurn:
+    def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None,
+            calibration_set: tuple[pd.DataFrame, Any] | None = None) -> CalibratedChurn:
+        """Fit; ``groups`` (each row's customer) keeps a customer's rows on one side of the
+        calibration fold, and is passed on to an estimator whose ``fit`` takes it."""
         if self.method not in ("isotonic", "sigmoid"):
             raise ModelError(f"method={self.method!r}: choose 'isotonic' or 'sigmoid'")
         y = _labels(y)
+        g_fit = None
         if calibration_set is None:
-            tr, ca = _split(len(y), y, self.calibration_fraction, self.seed)
+            tr, ca = _split(len(y), y, self.calibration_fraction, self.seed, groups)
             X_fit, y_fit, X_cal, y_cal = X.iloc[tr], y[tr], X.iloc[ca], y[ca]
+            g_fit = None if groups is None else np.asarray(groups)[tr]
         else:
             X_fit, y_fit, (X_cal, y_cal) = X, y, calibration_set
             y_cal = _labels(y_cal)
-        self.estimator_ = clone(self.estimator).fit(X_fit, y_fit)
+            g_fit = groups
+        estimator = clone(self.estimator)
+        takes_groups = g_fit is not None and "groups" in inspect.signature(estimator.fit).parameters
+        self.estimator_ = estimator.fit(X_fit, y_fit, groups=g_fit) if takes_groups else estimator.fit(X_fit, y_fit)
         s = self.estimator_.predict_proba(X_cal)[:, 1]
         if self.method == "isotonic":
             self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y_cal)

@@ -49,6 +49,7 @@ from crmlab.churn.metrics import (
     calibration_table,
     capacity_threshold,
     classification_metrics,
+    compare_auc,
     lift_at,
     profit_targets,
     realised_profit,
@@ -144,6 +145,7 @@ class ChurnResult:
         for row in self.leaderboard.itertuples(index=False):
             lines.append(f"{row.model:<10} {row.roc_auc:7.3f} {row.pr_auc:7.3f} {row.log_loss:7.3f} {row.brier:6.3f} "
                          f"{row.lift_top_decile:8.2f} {row.recall_at_k:10.1%}")
+        lines.extend(gain_verdict(row) for row in self.leaderboard.to_dict("records") if row["model"] != "lightgbm")
         d = self.decision
         rule = (f"threshold {d['threshold']:.3f}" if d.get("threshold") is not None else
                 f"expected profit > 0 (offer {d['offer_cost']:g}, save rate {d['save_rate']:g}, "
@@ -249,7 +251,9 @@ def fit_models(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: st
     for name, model in specs.items():
         with step(f"Fitting {name} on {len(ds.y_train):,} rows"):
             start = time.perf_counter()
-            models[name] = model.fit(ds.X_train, ds.y_train)
+            # a customer's rows from several snapshots stay on one side of LightGBM's inner folds
+            fit_kwargs = {"groups": ds.ids_train.to_numpy()} if name == "lightgbm" else {}
+            models[name] = model.fit(ds.X_train, ds.y_train, **fit_kwargs)
             seconds[name] = time.perf_counter() - start
     return models, seconds
 
@@ -294,14 +298,35 @@ def churn_metrics(y: Any, prob: Any, k_percent: float) -> dict[str, float]:
 
 def evaluate_models(models: Mapping[str, Any], ds: ChurnDataset, k_percent: float
                     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Every model's metrics on the validation rows, best ROC AUC first, and its predictions."""
+    """Every model's metrics on the validation rows, best ROC AUC first, and its predictions.
+
+    Each baseline's row also says whether LightGBM really ranks better on these rows:
+    ``lightgbm_gain`` (LightGBM's ROC AUC minus the baseline's), its 95% interval
+    ``lightgbm_gain_low``/``_high`` and the p-value ``lightgbm_gain_p`` of DeLong's paired test
+    (:func:`~crmlab.churn.metrics.compare_auc`); NaN on LightGBM's own row."""
     rows, predictions = [], {}
     for name, model in models.items():
         p = model.predict_proba(ds.X_valid)[:, 1]
         predictions[name] = p
         rows.append({"model": name, **churn_metrics(ds.y_valid, p, k_percent)})
+    for row in rows:
+        gain = {"diff": np.nan, "low": np.nan, "high": np.nan, "p_value": np.nan}
+        if row["model"] != "lightgbm" and "lightgbm" in predictions:
+            gain = compare_auc(ds.y_valid, predictions["lightgbm"], predictions[row["model"]])
+        row.update({"lightgbm_gain": gain["diff"], "lightgbm_gain_low": gain["low"],
+                    "lightgbm_gain_high": gain["high"], "lightgbm_gain_p": gain["p_value"]})
     board = pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
     return board, predictions
+
+
+def gain_verdict(row: Mapping[str, Any]) -> str:
+    """One line on LightGBM against a baseline's leaderboard row: the ROC AUC gain, its 95%
+    interval, DeLong's p-value and what they mean (better, worse or no significant difference)."""
+    low, high = row["lightgbm_gain_low"], row["lightgbm_gain_high"]
+    verdict = ("LightGBM ranks better" if low > 0 else "the baseline ranks better" if high < 0
+               else "no significant difference")
+    return (f"LightGBM vs {row['model']}: ROC AUC {row['lightgbm_gain']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, "
+            f"DeLong p = {row['lightgbm_gain_p']:.3g}): {verdict}")
 
 
 def _customer_value(X: pd.DataFrame, column: str) -> np.ndarray:
@@ -733,9 +758,10 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
         with step("Evaluating on the validation rows"):
             board, predictions = evaluate_models(models, ds, churn.top_k_percent)
             champion = board.set_index("model").loc["lightgbm"].to_dict()
-            metrics.update({k: float(v) for k, v in champion.items()})
+            metrics.update({k: float(v) for k, v in champion.items() if np.isfinite(v)})
             for row in board.to_dict("records"):
-                metrics.update({f"{row['model']}_{k}": float(v) for k, v in row.items() if k != "model"})
+                metrics.update({f"{row['model']}_{k}": float(v) for k, v in row.items()
+                                if k != "model" and np.isfinite(v)})
             decision = choose_decision(churn, ds.y_valid, predictions["lightgbm"], ds.X_valid)
             metrics.update({f"decision_{k}": float(v) for k, v in decision.items()
                             if k in ("threshold", "flagged_share", "precision", "recall", "f1", "realised_profit")
