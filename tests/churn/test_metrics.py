@@ -66,3 +66,58 @@ def test_calibration_table_counts_and_rates():
     assert table["observed_rate"].tolist() == pytest.approx([0.25, 0.75])
     assert table["mean_predicted"].tolist() == pytest.approx([0.15, 0.85])
     assert table["n"].sum() == len(y)
+
+
+# --------------------------------------------------------------------------- DeLong
+
+
+def test_delong_variance_of_a_four_row_example_worked_by_hand():
+    # churners score 0.9 and 0.4, non-churners 0.5 and 0.1: AUC 3/4. Structural components:
+    # churners beat 2/2 and 1/2 non-churners (V10 = 1, 0.5), non-churners are beaten by 1/2 and 2/2
+    # churners (V01 = 0.5, 1). Var(AUC) = var(V10)/2 + var(V01)/2 = 0.125/2 + 0.125/2 = 0.125.
+    # Against a constant score (AUC 1/2, components all 1/2, no variance) the difference's
+    # variance is that of the first AUC alone.
+    y, a = np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.5, 0.1])
+    out = m.compare_auc(y, a, np.full(4, 0.3))
+    assert out["auc_a"] == pytest.approx(0.75) and out["auc_b"] == pytest.approx(0.5)
+    assert out["diff"] == pytest.approx(0.25)
+    assert out["se"] == pytest.approx(np.sqrt(0.125))
+    assert out["low"] == pytest.approx(0.25 - 1.959964 * np.sqrt(0.125), abs=1e-6)
+    same = m.compare_auc(y, a, a)
+    assert same["diff"] == 0 and same["se"] == 0 and same["p_value"] == 1
+
+
+def _two_scores(rng, n, signal_a, signal_b):
+    y = (rng.random(n) < 0.3).astype(int)
+    shared = rng.normal(size=n)  # both models see a common part, so their AUCs are correlated
+    a = signal_a * y + shared + 0.7 * rng.normal(size=n)
+    b = signal_b * y + shared + 0.7 * rng.normal(size=n)
+    return y, a, b
+
+
+def test_delong_standard_error_matches_a_paired_bootstrap():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    y, a, b = _two_scores(rng, 3000, 1.0, 0.8)
+    out = m.compare_auc(y, a, b)
+    boot = []
+    for _ in range(400):
+        i = rng.integers(0, y.size, y.size)
+        boot.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    assert out["se"] == pytest.approx(np.std(boot), rel=0.15)
+    assert out["diff"] == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    assert out["low"] > 0 and out["p_value"] < 0.01  # the stronger signal is found
+
+
+def test_delong_test_holds_its_level_when_two_models_are_equally_good():
+    rng = np.random.default_rng(11)
+    p = np.array([m.compare_auc(*_two_scores(rng, 400, 0.8, 0.8))["p_value"] for _ in range(400)])
+    # under "no difference" p is uniform: ~5% below 0.05 (binomial sd 1.1% over 400 runs)
+    assert 0.02 < np.mean(p < 0.05) < 0.09
+    assert 0.4 < np.mean(p) < 0.6
+
+
+def test_compare_auc_rejects_a_single_class():
+    with pytest.raises(ValueError, match="both classes"):
+        m.compare_auc(np.ones(5), np.arange(5.0), np.arange(5.0))

@@ -61,8 +61,22 @@ def test_transaction_mode_end_to_end(trained):
     run = client.get_run(result.run_id)
     assert run.data.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
     for key in ("pr_auc", "log_loss", "brier", "lift_at_k", "recall_at_k", "logistic_roc_auc", "bgnbd_roc_auc",
-                "decision_threshold"):
+                "decision_threshold", "logistic_lightgbm_gain_low", "bgnbd_lightgbm_gain_p"):
         assert np.isfinite(run.data.metrics[key]), key
+
+    # each baseline's row says by how much LightGBM ranks better, with DeLong's interval, and the
+    # summary prints the verdict
+    board = result.leaderboard.set_index("model")
+    for name in ("logistic", "bgnbd"):
+        row = board.loc[name]
+        assert row["lightgbm_gain"] == pytest.approx(board.loc["lightgbm", "roc_auc"] - row["roc_auc"])
+        assert row["lightgbm_gain_low"] < row["lightgbm_gain"] < row["lightgbm_gain_high"]
+        assert 0 <= row["lightgbm_gain_p"] <= 1
+    assert np.isnan(board.loc["lightgbm", "lightgbm_gain"]) and "lightgbm_gain" not in result.metrics
+    # the synthetic mechanism has complaints and dropout BG/NBD cannot see: LightGBM is clearly better
+    assert board.loc["bgnbd", "lightgbm_gain_low"] > 0
+    assert any(line.startswith("LightGBM vs bgnbd: ROC AUC +") and line.endswith("LightGBM ranks better")
+               for line in result.summary())
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
     assert sorted(c.data.tags["crmlab.model"] for c in children) == ["bgnbd", "lightgbm", "logistic"]

@@ -8,8 +8,10 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from crmlab.churn.data import make_snapshot_dataset
+from crmlab.churn.metrics import compare_auc
 from crmlab.churn.models import LightGBMChurn, LogisticChurn, PAliveChurn
-from crmlab.config import CleaningConfig
+from crmlab.churn.pipeline import lightgbm_model
+from crmlab.config import ChurnConfig, CleaningConfig
 from crmlab.data.clean import clean_tables
 from crmlab.data.io import Tables, load_cdnow
 from crmlab.data.synth import generate_synthetic, true_churn_probability
@@ -34,24 +36,27 @@ def test_lightgbm_auc_is_close_to_the_true_mechanism_on_synthetic_data():
     assert auc < true_auc + 0.02  # it cannot do much better than the truth
 
 
-def test_lightgbm_beats_p_alive_on_cdnow_and_matches_logistic():
+def test_lightgbm_beats_p_alive_on_cdnow_and_ties_logistic():
     ds = make_snapshot_dataset(load_cdnow(), as_of="1997-09-30", horizon_days=182, n_snapshots=3, step_days=91)
     # one usable training snapshot (1997-04-01; 1996-12-31 is before the first purchase)
     assert ds.info["train_snapshots"] == ["1997-04-01"] and ds.info["n_valid"] == 23570
-
-    def auc(model):
-        return roc_auc_score(ds.y_valid, model.fit(ds.X_train, ds.y_train).predict_proba(ds.X_valid)[:, 1])
-
-    lgbm, logistic = auc(LightGBMChurn()), auc(LogisticChurn())
-    p_alive, no_purchase = auc(PAliveChurn()), auc(PAliveChurn(score="no_purchase"))
-    # Observed: LightGBM 0.769, logistic 0.772, 1 - P(alive) 0.327, BG/NBD P(no purchase) 0.741.
-    # 1 - P(alive) ranks badly because BG/NBD holds every one-time buyer alive (P = 1), and one-time
-    # buyers are CDNOW's churners. LightGBM does not beat logistic here: the only honest training
-    # snapshot is 3 months into a single cohort, so recency_days and T at validation (up to 272 days,
-    # 39 weeks) lie far outside their training range (90 days, 13 weeks); trees cannot extrapolate.
-    assert lgbm > no_purchase > p_alive
-    assert lgbm > 0.75
-    assert abs(lgbm - logistic) < 0.01
+    lgbm = lightgbm_model(ChurnConfig(), seed=42).fit(ds.X_train, ds.y_train, groups=ds.ids_train)
+    scores = {"lightgbm": lgbm.predict_proba(ds.X_valid)[:, 1]}
+    for name, model in (("logistic", LogisticChurn()), ("p_alive", PAliveChurn()),
+                        ("no_purchase", PAliveChurn(score="no_purchase"))):
+        scores[name] = model.fit(ds.X_train, ds.y_train).predict_proba(ds.X_valid)[:, 1]
+    vs = {name: compare_auc(ds.y_valid, scores["lightgbm"], s) for name, s in scores.items() if name != "lightgbm"}
+    # Observed: LightGBM 0.771, logistic 0.772 (difference -0.001, 95% CI -0.005 to +0.003), BG/NBD
+    # P(no purchase) 0.741, 1 - P(alive) 0.327. 1 - P(alive) ranks badly because BG/NBD holds every
+    # one-time buyer alive (P = 1), and one-time buyers are CDNOW's churners. LightGBM does not beat
+    # logistic here: the only honest training snapshot is 3 months into a single cohort, so
+    # recency_days and T at validation (up to 272 days, 39 weeks) lie far outside their training
+    # range (90 days, 13 weeks) and trees cannot extrapolate; many settings, features and training
+    # designs were tried (issue 4's note), none significantly better.
+    assert vs["no_purchase"]["low"] > 0.015 and vs["p_alive"]["low"] > 0.3  # LightGBM clearly better
+    assert vs["logistic"]["low"] < 0 < vs["logistic"]["high"]  # a tie, not a loss
+    assert abs(vs["logistic"]["diff"]) < 0.005
+    assert vs["logistic"]["auc_a"] > 0.765
 
 
 def test_compiled_path_attributions_equal_the_pred_leaf_reference_on_cdnow():

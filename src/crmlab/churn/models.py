@@ -81,7 +81,7 @@ def _split(n: int, y: np.ndarray, fraction: float, seed: int, groups: Any = None
     n_groups = int(codes.max()) + 1
     share = np.bincount(codes, weights=y, minlength=n_groups) / np.bincount(codes, minlength=n_groups)
     strata = np.digitize(share, [1e-9, 1 - 1e-9])
-    if np.bincount(strata).min() < 2:
+    if np.unique(strata, return_counts=True)[1].min() < 2:  # a stratum too small to split
         strata = None
     _, held = train_test_split(np.arange(n_groups), test_size=fraction, random_state=seed, stratify=strata)
     out = np.isin(codes, held)
