@@ -370,18 +370,19 @@ class ChurnConfig(Frozen):
     reasons: Literal["path", "shap", "none"] = Field(
         "path",
         description="How scoring explains each customer: 'path' = path attributions (Saabas) by a compiled walk "
-        "of the trees that also gives the probability (3.4 million customers' reasons add ~9 s to scoring on 2 "
-        "cores; on CDNOW the top reason is SHAP's for ~87% of customers, within SHAP's top three for ~96%), "
+        "of the trees that also gives the probability (3.4 million customers' reasons add ~8 s to scoring on 2 "
+        "cores; on CDNOW the top reason is SHAP's for 79-96% of customers, within SHAP's top three for ~99%), "
         "'shap' = exact TreeSHAP from LightGBM (~10,000 customers/s on 2 cores: notebooks, small bases), "
         "'none' = reason columns left empty.",
     )
     lightgbm: dict[str, Any] = Field(
-        default_factory=lambda: {"num_leaves": 7, "learning_rate": 0.05, "min_child_samples": 100},
+        default_factory=lambda: {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 100},
         description="LightGBM settings: crmlab.churn.LightGBMChurn arguments (n_estimators, learning_rate, "
         "num_leaves, min_child_samples, feature_fraction, reg_lambda, early_stopping_rounds) or raw LightGBM "
-        "parameters. Small trees by default (7 leaves, learning rate 0.05, 100 rows per leaf): on CDNOW their "
-        "ROC AUC moves 0.804-0.806 across seeds where 15 leaves at 0.1 moved 0.784-0.802, and scoring and "
-        "reasons cost grows with leaves (31 leaves make exact SHAP reasons ~7x slower for no better AUC).",
+        "parameters. Small trees by default (7 leaves, at least 100 rows per leaf, learning rate 0.1): on CDNOW "
+        "(validation 1997-12-30) their ROC AUC moves 0.802-0.805 across seeds where 15 leaves of 20 rows moved "
+        "0.784-0.802, with 47 trees; scoring and reasons cost grows with trees and leaves (31 leaves make exact "
+        "SHAP reasons ~7x slower for no better AUC).",
     )
 
     tuning: TuningConfig = Field(
