@@ -204,21 +204,21 @@ def test_top_columns_pick_what_a_stable_argsort_picks(risk_only):
 
 
 def test_inner_folds_hold_out_whole_customers_when_rows_repeat_across_snapshots(contract):
-    from crmlab.churn.models import _split
+    from crmlab.churn.models import holdout_split
 
     # each customer three times, as after three snapshots; their labels may differ between snapshots
     X = pd.concat([contract.X_train] * 3, ignore_index=True)
     ids = np.tile(contract.ids_train.to_numpy(), 3)
     rng = np.random.default_rng(0)
     y = np.where(rng.random(len(ids)) < 0.1, 1 - np.tile(contract.y_train, 3), np.tile(contract.y_train, 3))
-    fit, held = _split(len(y), y, 0.2, 42, ids)
+    fit, held = holdout_split(len(y), y, 0.2, 42, ids)
     assert not set(ids[fit]) & set(ids[held])
     assert len(fit) + len(held) == len(y) and len(np.union1d(fit, held)) == len(y)
     assert len(held) == pytest.approx(0.2 * len(y), rel=0.05)
     assert y[held].mean() == pytest.approx(y.mean(), abs=0.03)  # stratified by the customers' labels
     # unique ids: the same split as a stratified split of the rows
-    plain = _split(len(contract.y_train), contract.y_train.to_numpy(), 0.2, 42)
-    grouped = _split(len(contract.y_train), contract.y_train.to_numpy(), 0.2, 42, contract.ids_train)
+    plain = holdout_split(len(contract.y_train), contract.y_train.to_numpy(), 0.2, 42)
+    grouped = holdout_split(len(contract.y_train), contract.y_train.to_numpy(), 0.2, 42, contract.ids_train)
     assert all(np.array_equal(p, g) for p, g in zip(plain, grouped, strict=True))
 
     # LightGBM and the calibrated wrapper take the groups; without them early stopping watches copies

@@ -289,6 +289,25 @@ def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
     assert params["learning_rate"] == pytest.approx(tuned["learning_rate"])
 
 
+def test_tuning_never_sees_the_validation_snapshot(trained):
+    from crmlab.churn.pipeline import _tuning_split
+
+    _, _, result = trained
+    ds = result.dataset
+    X_fit, y_fit, X_judge, y_judge = _tuning_split(ds, seed=42)
+    # every row comes from the training part: the validation snapshot stays blind
+    assert set(X_fit.index) | set(X_judge.index) <= set(range(len(ds.y_train)))
+    assert not set(X_fit.index) & set(X_judge.index)
+    # judged on held-out customers only, at the latest training snapshot, after fitting on the
+    # earlier ones: forward in time, as the model is used
+    ids, snaps = ds.ids_train.to_numpy(), ds.snapshot_train.to_numpy()
+    assert len(set(snaps)) == 2
+    assert not set(ids[X_fit.index]) & set(ids[X_judge.index])
+    assert set(snaps[X_judge.index]) == {max(snaps)} and set(snaps[X_fit.index]) == {min(snaps)}
+    assert len(set(ids[X_judge.index])) == pytest.approx(0.2 * len(set(ids)), rel=0.1)
+    assert y_judge.nunique() == 2 and len(y_fit) == len(X_fit)
+
+
 def test_tune_churn_on_a_contract_table(tmp_path):
     sets = [*_contract_sets(tmp_path, _contract_table(400, seed=4)), f"project.output.dir={tmp_path / 'outputs'}"]
     result = tune_churn(load_config(tmp_path / "no-configs", sets), trials=2)

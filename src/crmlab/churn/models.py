@@ -36,7 +36,7 @@ from crmlab.churn import _paths
 from crmlab.clv.models import TransactionModel
 from crmlab.errors import ModelError
 
-__all__ = ["CalibratedChurn", "LightGBMChurn", "LogisticChurn", "PAliveChurn", "feature_frame"]
+__all__ = ["CalibratedChurn", "LightGBMChurn", "LogisticChurn", "PAliveChurn", "feature_frame", "holdout_split"]
 
 _ID = "customer_id"
 _UNIT_DAYS = {"D": 1.0, "W": 7.0, "M": 30.4375}
@@ -65,7 +65,7 @@ def _check_columns(model: Any, X: pd.DataFrame) -> pd.DataFrame:
     return X[list(model.feature_names_in_)]
 
 
-def _split(n: int, y: np.ndarray, fraction: float, seed: int, groups: Any = None
+def holdout_split(n: int, y: np.ndarray, fraction: float, seed: int, groups: Any = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """Rows to fit on and rows held out (``fraction`` of them, stratified by ``y``). With ``groups``
     (the customer of each row, when rows come from several snapshots) a customer's rows all go to
@@ -176,7 +176,7 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         self.feature_medians_ = {str(c): float(v) for c, v in num.astype(float).median().items()}
         stop = int(self.early_stopping_rounds) > 0
         if stop and eval_set is None:
-            tr, va = _split(len(y), y, self.validation_fraction, self.seed, groups)
+            tr, va = holdout_split(len(y), y, self.validation_fraction, self.seed, groups)
             X_fit, y_fit, X_val, y_val = X.iloc[tr], y[tr], X.iloc[va], y[va]
         elif stop:
             X_fit, y_fit = X, y
@@ -411,7 +411,7 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
         y = _labels(y)
         g_fit = None
         if calibration_set is None:
-            tr, ca = _split(len(y), y, self.calibration_fraction, self.seed, groups)
+            tr, ca = holdout_split(len(y), y, self.calibration_fraction, self.seed, groups)
             X_fit, y_fit, X_cal, y_cal = X.iloc[tr], y[tr], X.iloc[ca], y[ca]
             g_fit = None if groups is None else np.asarray(groups)[tr]
         else:

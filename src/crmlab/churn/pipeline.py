@@ -55,7 +55,7 @@ from crmlab.churn.metrics import (
     realised_profit,
     risk_tiers,
 )
-from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
+from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn, holdout_split
 from crmlab.config import ChurnConfig, CrmlabConfig, config_hash
 from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError, ModelError
@@ -669,16 +669,21 @@ def load_dataset(cfg: CrmlabConfig, step: Step) -> tuple[PreparedData, str, Chur
 
 
 def _tuning_split(ds: ChurnDataset, seed: int) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
-    """Rows a trial fits on and rows it is judged on: the training snapshots and the latest one
-    (transactions); a stratified fifth of the training part (contract), so the test split stays
-    unseen by tuning."""
-    if ds.mode == "transactions":
-        return ds.X_train, ds.y_train, ds.X_valid, ds.y_valid
-    from sklearn.model_selection import train_test_split
-
-    tr, va = train_test_split(np.arange(len(ds.y_train)), test_size=0.2, random_state=seed, stratify=ds.y_train)
-    tr, va = np.sort(tr), np.sort(va)
-    return (ds.X_train.iloc[tr], ds.y_train.iloc[tr], ds.X_train.iloc[va], ds.y_train.iloc[va])
+    """Rows a trial fits on and rows it is judged on, all from the training part, so the validation
+    snapshot (or the contract test split) stays unseen by tuning. A stratified fifth of the
+    customers is held out; a trial is judged on their rows of the latest training snapshot. With
+    several training snapshots it fits on the other customers' rows of the earlier snapshots, so it
+    is judged forward in time, as the model will be used; with one (or a contract table), on the
+    other customers' rows."""
+    y = ds.y_train.to_numpy()
+    fit, held = holdout_split(len(y), y, 0.2, seed, ds.ids_train.to_numpy())
+    if ds.snapshot_train is not None and ds.snapshot_train.nunique() > 1:
+        snap = ds.snapshot_train.to_numpy()
+        latest = max(snap)
+        earlier, last = fit[snap[fit] != latest], held[snap[held] == latest]
+        if np.unique(y[earlier]).size == 2 and np.unique(y[last]).size == 2:
+            fit, held = earlier, last
+    return ds.X_train.iloc[fit], ds.y_train.iloc[fit], ds.X_train.iloc[held], ds.y_train.iloc[held]
 
 
 def _pruning_callback(trial: Any) -> Callable[[Any], None]:
@@ -703,11 +708,12 @@ def tune_churn(cfg: CrmlabConfig, *, trials: int | None = None, timeout: float |
     seeded TPE, median pruning, resumable SQLite study, a child run per trial, the best parameters
     written to ``outputs/tuning/churn_best.yaml``). Returns the :class:`~crmlab.tuning.TuningResult`.
 
-    Each trial fits on the training rows with early stopping on, and is judged by ROC AUC on, the
-    latest snapshot (transactions) or a stratified fifth of the training part (contract); the
-    validation AUC is reported every 10 rounds for pruning. In transaction mode the validation
-    snapshot thus chooses the parameters, so the validation AUC of a training with them is a little
-    optimistic; the leaderboard's comparison with the baselines is then no longer blind.
+    Each trial fits on four fifths of the training customers (their rows of the earlier training
+    snapshots when there are several), with early stopping on, and is judged by ROC AUC on, the
+    other fifth's rows of the latest training snapshot (:func:`_tuning_split`); that AUC is
+    reported every 10 rounds for pruning. The validation snapshot (contract: the test
+    split) never chooses the parameters, so a training with them still compares LightGBM with the
+    baselines blind.
     """
     from sklearn.metrics import roc_auc_score
 
