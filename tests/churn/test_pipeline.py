@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from datetime import date
 from pathlib import Path
@@ -306,6 +307,16 @@ def test_tuning_never_sees_the_validation_snapshot(trained):
     assert set(snaps[X_judge.index]) == {max(snaps)} and set(snaps[X_fit.index]) == {min(snaps)}
     assert len(set(ids[X_judge.index])) == pytest.approx(0.2 * len(set(ids)), rel=0.1)
     assert y_judge.nunique() == 2 and len(y_fit) == len(X_fit)
+
+    # earlier snapshots with too few rows to learn from: judged on held-out customers of all snapshots
+    few = np.flatnonzero(snaps == min(snaps))[:30]
+    keep = np.sort(np.concatenate([few, np.flatnonzero(snaps == max(snaps))]))
+    small = dataclasses.replace(ds, X_train=ds.X_train.iloc[keep].reset_index(drop=True),
+                                y_train=ds.y_train.iloc[keep].reset_index(drop=True),
+                                ids_train=ds.ids_train.iloc[keep].reset_index(drop=True),
+                                snapshot_train=ds.snapshot_train.iloc[keep].reset_index(drop=True))
+    X_fit, _, X_judge, _ = _tuning_split(small, seed=42)
+    assert len(X_fit) > 1000 and not set(small.ids_train[X_fit.index]) & set(small.ids_train[X_judge.index])
 
 
 def test_tune_churn_on_a_contract_table(tmp_path):

@@ -681,7 +681,10 @@ def _tuning_split(ds: ChurnDataset, seed: int) -> tuple[pd.DataFrame, pd.Series,
         snap = ds.snapshot_train.to_numpy()
         latest = max(snap)
         earlier, last = fit[snap[fit] != latest], held[snap[held] == latest]
-        if np.unique(y[earlier]).size == 2 and np.unique(y[last]).size == 2:
+        # forward only when the earlier snapshots hold a fair share of the rows (an early snapshot
+        # of a young business can hold a handful of customers) and both parts have both classes
+        if (len(earlier) >= len(fit) / 4 and np.unique(y[earlier]).size == 2
+                and np.unique(y[last]).size == 2):
             fit, held = earlier, last
     return ds.X_train.iloc[fit], ds.y_train.iloc[fit], ds.X_train.iloc[held], ds.y_train.iloc[held]
 
