@@ -74,8 +74,11 @@ def test_transaction_mode_end_to_end(trained):
         assert row["lightgbm_gain_low"] < row["lightgbm_gain"] < row["lightgbm_gain_high"]
         assert 0 <= row["lightgbm_gain_p"] <= 1
     assert np.isnan(board.loc["lightgbm", "lightgbm_gain"]) and "lightgbm_gain" not in result.metrics
-    # the synthetic mechanism has complaints and dropout BG/NBD cannot see: LightGBM is clearly better
-    assert board.loc["bgnbd", "lightgbm_gain_low"] > 0
+    # the synthetic mechanism has complaints and dropout BG/NBD cannot see, and several cohorts, so
+    # the validation customers are like the training ones: LightGBM ranks significantly better than
+    # both baselines (observed: +0.081 [+0.063, +0.099] and +0.021 [+0.011, +0.031])
+    assert board.loc["bgnbd", "lightgbm_gain_low"] > 0.04
+    assert board.loc["logistic", "lightgbm_gain_low"] > 0
     assert any(line.startswith("LightGBM vs bgnbd: ROC AUC +") and line.endswith("LightGBM ranks better")
                for line in result.summary())
     children = client.search_runs([run.info.experiment_id],
