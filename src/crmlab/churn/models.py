@@ -11,12 +11,13 @@
   isotonic or sigmoid (Platt) map from score to probability on a separate fold.
 
 All take ``X`` as a DataFrame (a ``customer_id`` column, if present, is ignored) and follow
-scikit-learn's conventions: ``fit`` returns self, ``predict_proba`` returns two columns.
+scikit-learn's conventions: ``fit`` returns self, ``predict_proba`` returns two columns. Every
+``fit`` takes ``groups`` (each row's customer): the models with an inner fold keep a customer's
+rows on one side of it.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import lightgbm as lgb
@@ -280,7 +281,8 @@ class LogisticChurn(ClassifierMixin, BaseEstimator):
                 out[c] = out[c].astype(float).replace([np.inf, -np.inf], np.nan)
         return out
 
-    def fit(self, X: pd.DataFrame, y: Any) -> LogisticChurn:
+    def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None) -> LogisticChurn:
+        """Fit on all rows (no inner fold, so ``groups`` is accepted for a common signature and unused)."""
         X = feature_frame(X)
         y = _labels(y)
         self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
@@ -355,7 +357,8 @@ class PAliveChurn(ClassifierMixin, BaseEstimator):
                 out[ok] = 1 - alive * (1 - quiet)
         return out
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> PAliveChurn:
+    def fit(self, X: pd.DataFrame, y: Any = None, *, groups: Any = None) -> PAliveChurn:
+        """Fit BG/NBD on the rows' histories (labels and ``groups`` unused)."""
         if self.score not in ("p_alive", "no_purchase"):
             raise ModelError(f"score={self.score!r}: choose 'p_alive' or 'no_purchase'")
         if self.time_unit not in _UNIT_DAYS:
@@ -405,11 +408,10 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None,
             calibration_set: tuple[pd.DataFrame, Any] | None = None) -> CalibratedChurn:
         """Fit; ``groups`` (each row's customer) keeps a customer's rows on one side of the
-        calibration fold, and is passed on to an estimator whose ``fit`` takes it."""
+        calibration fold, and is passed on to the estimator (every churn model's ``fit`` takes it)."""
         if self.method not in ("isotonic", "sigmoid"):
             raise ModelError(f"method={self.method!r}: choose 'isotonic' or 'sigmoid'")
         y = _labels(y)
-        g_fit = None
         if calibration_set is None:
             tr, ca = holdout_split(len(y), y, self.calibration_fraction, self.seed, groups)
             X_fit, y_fit, X_cal, y_cal = X.iloc[tr], y[tr], X.iloc[ca], y[ca]
@@ -418,9 +420,7 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
             X_fit, y_fit, (X_cal, y_cal) = X, y, calibration_set
             y_cal = _labels(y_cal)
             g_fit = groups
-        estimator = clone(self.estimator)
-        takes_groups = g_fit is not None and "groups" in inspect.signature(estimator.fit).parameters
-        self.estimator_ = estimator.fit(X_fit, y_fit, groups=g_fit) if takes_groups else estimator.fit(X_fit, y_fit)
+        self.estimator_ = clone(self.estimator).fit(X_fit, y_fit, groups=g_fit)
         s = self.estimator_.predict_proba(X_cal)[:, 1]
         if self.method == "isotonic":
             self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y_cal)

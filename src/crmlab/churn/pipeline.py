@@ -251,9 +251,8 @@ def fit_models(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: st
     for name, model in specs.items():
         with step(f"Fitting {name} on {len(ds.y_train):,} rows"):
             start = time.perf_counter()
-            # a customer's rows from several snapshots stay on one side of LightGBM's inner folds
-            fit_kwargs = {"groups": ds.ids_train.to_numpy()} if name == "lightgbm" else {}
-            models[name] = model.fit(ds.X_train, ds.y_train, **fit_kwargs)
+            # a customer's rows from several snapshots stay on one side of any inner fold
+            models[name] = model.fit(ds.X_train, ds.y_train, groups=ds.ids_train.to_numpy())
             seconds[name] = time.perf_counter() - start
     return models, seconds
 
