@@ -230,3 +230,9 @@ def test_inner_folds_hold_out_whole_customers_when_rows_repeat_across_snapshots(
     assert cal.estimator_.best_iteration_ < leaky_model.best_iteration_
     with pytest.raises(ModelError, match="groups has"):
         _small_lgbm().fit(X, y, groups=ids[:10])
+
+    # too few customers of one class to hold any out: a clear error, not a fold of a single class
+    few_ids, few_y = np.repeat(np.arange(10), 2), np.zeros(20, dtype=int)
+    few_y[1] = 1
+    with pytest.raises(ModelError, match="leaves a single class on one side"):
+        holdout_split(20, few_y, 0.2, 42, few_ids)
