@@ -40,8 +40,8 @@ def tracking(tmp_path, _empty_mlflow_db) -> TrackingConfig:
 def synthetic_project(root: Path, *, n_customers: int, seed: int, tables=("transactions",),
                       clv_holdout_weeks: int = 26) -> list[str]:
     """Write a synthetic CRM under ``root`` and return the ``--set`` overrides of a project on it:
-    its own MLflow store, outputs and models folder under ``root``, and a CLV window that fits the
-    synthetic dates (the shipped clv.yaml holds CDNOW's)."""
+    its own MLflow store, outputs and models folder under ``root``, and a CLV holdout of
+    ``clv_holdout_weeks`` (the window is otherwise derived from the data)."""
     from crmlab.data.synth import write_synthetic
 
     paths = write_synthetic(root / "synth", n_customers=n_customers, seed=seed)
@@ -52,7 +52,5 @@ def synthetic_project(root: Path, *, n_customers: int, seed: int, tables=("trans
         f"project.output.models_dir={root / 'models'}",
         *(f"project.data.{t}.path={paths[t]}" for t in tables),
         "project.cleaning.max_date=2024-12-31",
-        "clv.calibration_start=null",
-        "clv.calibration_end=null",
         f"clv.holdout_weeks={clv_holdout_weeks}",
     ]

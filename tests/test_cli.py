@@ -30,7 +30,7 @@ def test_config_show_resolves_yaml_and_set(capsys):
     assert code == 0
     shown = yaml.safe_load(out)
     assert shown["clv"]["penalizer"] == 0.25
-    assert str(shown["clv"]["calibration_end"]) == "1997-09-30"  # from configs/clv.yaml
+    assert shown["clv"]["calibration_end"] == "auto"  # from configs/clv.yaml
     assert shown["project"]["time_unit"] == "W"
 
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -284,9 +284,19 @@ class TuningConfig(Frozen):
 
 
 class ClvConfig(Frozen):
-    model: Literal["bgnbd", "pareto_nbd", "mbgnbd"] = "bgnbd"
+    model: Literal["bgnbd", "pareto_nbd", "mbgnbd", "nbd"] = Field(
+        "bgnbd", description="Purchase model; nbd is the NBD without dropout (BG/NBD's limit a -> 0)."
+    )
     penalizer: float = Field(0.0, ge=0)
+    spend_model: Literal["gamma_gamma", "mean"] = Field(
+        "gamma_gamma", description="Spend per purchase: Gamma-Gamma, or the population mean spend for everyone."
+    )
     gg_penalizer: float = Field(0.0, ge=0)
+    fallback: bool = Field(
+        True,
+        description="When a fit fails: search larger penalties, then simpler models (NBD without dropout for "
+        "purchases, the population mean for spend) and ship the first that fits, saying which; false: fail.",
+    )
     spend_rule: Literal["exclude", "floor"] = Field(
         "exclude",
         description="Repeat customers with zero or negative mean spend: 'exclude' them from the Gamma-Gamma "
@@ -295,9 +305,17 @@ class ClvConfig(Frozen):
     horizon_months: int = Field(12, gt=0)
     discount_rate_monthly: float = Field(0.01, ge=0)
     margin: float = Field(1.0, gt=0, le=1)
-    calibration_start: date | None = None
-    calibration_end: date | None = Field(None, description="End of calibration; empty: as_of minus holdout.")
-    holdout_weeks: int = Field(39, gt=0)
+    calibration_start: date | Literal["auto"] | None = Field(
+        "auto", description="First purchases from this day on form the cohort; auto (or empty): the first transaction."
+    )
+    calibration_end: date | Literal["auto"] | None = Field(
+        "auto", description="End of calibration; auto (or empty): project.as_of minus the holdout."
+    )
+    holdout_weeks: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Holdout length; auto: 39 weeks (Fader, Hardie and Lee's split), shortened to a third of the "
+        "data's span (first transaction to as_of) when that is shorter, and said so in the run.",
+    )
     challenger: bool = True
 
 
@@ -321,12 +339,19 @@ class ChurnConfig(Frozen):
         "'contract': the customer table's own churn column, stratified split; 'auto': contract when the "
         "customer table has label_column, else transactions.",
     )
-    horizon_days: int = Field(182, gt=0, description="Transactions: churned = no purchase in this many days.")
-    label_column: str = Field("churn", description="Contract: the churn column of the customer table (Yes/No, 1/0...).")
-    n_snapshots: int = Field(
-        3, ge=2, description="Transactions: snapshots in all, the latest (validation) one included."
+    horizon_days: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Transactions: churned = no purchase in this many days. auto: the longest of 182, 91, 60, 30 "
+        "days for which the validation snapshot and two training snapshots (else one) fit in the data's span.",
     )
-    snapshot_step_days: int = Field(91, gt=0, description="Transactions: days between training snapshots.")
+    label_column: str = Field("churn", description="Contract: the churn column of the customer table (Yes/No, 1/0...).")
+    n_snapshots: Annotated[int, Field(ge=2)] | Literal["auto"] = Field(
+        "auto", description="Transactions: snapshots in all, the latest (validation) one included; auto: up to 3, "
+        "as many as fit in the data's span.",
+    )
+    snapshot_step_days: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Transactions: days between training snapshots; auto: the horizon, at most 91."
+    )
     validation_as_of: date | None = Field(
         None,
         description="Transactions: cut-off of the validation snapshot. Empty: project.as_of when the data cover "

@@ -12,6 +12,7 @@ import importlib
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,31 @@ from crmlab.tracking import Tracker
 from crmlab.utils import write_table_atomic
 from crmlab.workflow import prepare_data
 
-__all__ = ["DEMO_PIPELINES", "run_demo"]
+__all__ = ["CDNOW_CLV_WINDOW", "DEMO_PIPELINES", "demo_config", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 #: Trained in this order: CLV first, so the report and the KPIs can use its bundle.
 DEMO_PIPELINES: tuple[str, ...] = ("clv", "churn", "segmentation", "forecast")
+
+#: The CLV split of Fader, Hardie and Lee (2005a) on the embedded CDNOW log: the cohort's first purchases
+#: in the 12 weeks from 1997-01-01, 39 weeks of calibration to 1997-09-30, then a 39-week holdout. The
+#: demo applies it to the embedded log only; the shipped configs derive every window from the data.
+CDNOW_CLV_WINDOW: dict[str, Any] = {
+    "calibration_start": date(1997, 1, 1), "calibration_end": date(1997, 9, 30), "holdout_weeks": 39,
+}
+
+
+def demo_config(cfg: CrmlabConfig) -> CrmlabConfig:
+    """``cfg`` with the paper's CLV split (:data:`CDNOW_CLV_WINDOW`) when the data are the embedded CDNOW
+    log (a transactions source without a path) and the CLV window is left to auto; else ``cfg``."""
+    tx = cfg.project.data.transactions
+    clv = cfg.clv
+    if tx is None or tx.path is not None:
+        return cfg
+    if any(getattr(clv, k) not in (None, "auto") for k in CDNOW_CLV_WINDOW):
+        return cfg
+    return cfg.model_copy(update={"clv": clv.model_copy(update=CDNOW_CLV_WINDOW)})
 
 
 def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[Any]], out: Any,
@@ -35,6 +55,7 @@ def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[
     from crmlab.retrain import TRAINERS
     from crmlab.scoring import CUSTOMER_MODELS, write_scores
 
+    cfg = demo_config(cfg)
     project = cfg.project
     out_dir = Path(project.output.dir)
     with step("Loading and cleaning the data"):

@@ -19,6 +19,7 @@ from crmlab.churn.pipeline import (
     OUTPUT_COLUMNS,
     REGISTERED_MODEL_NAME,
     SPEC_FILE,
+    churn_windows,
     evaluate_bundle,
     resolve_mode,
     score_churn,
@@ -182,7 +183,10 @@ def test_validation_snapshot_lies_where_its_labels_are_observed():
     fixed = ChurnConfig(validation_as_of=date(1997, 6, 1))
     assert validation_cut_off(fixed, tx, date(1998, 6, 30)) == date(1997, 6, 1)
     with pytest.raises(ConfigError, match="churn.validation_as_of=1998-03-01.*censored"):
-        validation_cut_off(ChurnConfig(validation_as_of=date(1998, 3, 1)), tx, date(1998, 6, 30))
+        validation_cut_off(ChurnConfig(horizon_days=182, validation_as_of=date(1998, 3, 1)), tx, date(1998, 6, 30))
+    # an auto horizon shortens to one whose labels are observed after that cut-off: 91 days
+    w = churn_windows(ChurnConfig(validation_as_of=date(1998, 3, 1)), tx, date(1998, 6, 30))
+    assert (w.validation_as_of, w.horizon_days, w.n_snapshots, w.step_days) == (date(1998, 3, 1), 91, 3, 91)
 
 
 def test_mode_follows_the_tables():

@@ -30,13 +30,16 @@ from crmlab.errors import DataError
 from crmlab.features import DEFAULT_PII_COLUMNS, DEFAULT_WINDOWS, as_of_date, build_features, churn_label
 
 __all__ = [
+    "HORIZON_LADDER",
     "MIN_ROWS",
     "NEGATIVE_LABELS",
     "POSITIVE_LABELS",
     "ChurnDataset",
+    "ChurnWindows",
     "make_contract_dataset",
     "make_snapshot_dataset",
     "parse_churn_labels",
+    "resolve_windows",
     "training_snapshot_dates",
 ]
 
@@ -182,6 +185,115 @@ def make_contract_dataset(
 
 
 # --------------------------------------------------------------------------- transaction business
+
+
+#: Horizons ``churn.horizon_days: auto`` tries, longest first.
+HORIZON_LADDER: tuple[int, ...] = (182, 91, 60, 30)
+#: Snapshots in all (validation included) that auto aims for, and the longest auto step between them.
+AUTO_SNAPSHOTS = 3
+AUTO_MAX_STEP_DAYS = 91
+#: Days of history a snapshot needs before its cut-off (its customers' features look back over them).
+MIN_HISTORY_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ChurnWindows:
+    """The resolved dates of a transaction-mode churn dataset: the horizon, the validation cut-off,
+    the number of snapshots and their step, and a note saying how auto values were chosen."""
+
+    horizon_days: int
+    validation_as_of: date
+    n_snapshots: int
+    step_days: int
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"horizon_days": self.horizon_days, "validation_as_of": str(self.validation_as_of),
+                "n_snapshots": self.n_snapshots, "step_days": self.step_days, "note": self.note}
+
+
+def _validation_cut(horizon: int, first: date, last: date, as_of: date, fixed: date | None) -> date:
+    if fixed is not None:
+        return fixed
+    h = timedelta(days=horizon)
+    return as_of if as_of + h <= last else as_of - h
+
+
+def _training_that_fit(cut: date, horizon: int, step: int, first: date, at_most: int) -> int:
+    """How many training snapshots (at most ``at_most``) have MIN_HISTORY_DAYS of data before them."""
+    dates = training_snapshot_dates(cut, horizon_days=horizon, n_train=at_most, step_days=step)
+    return sum(d >= first + timedelta(days=MIN_HISTORY_DAYS) for d in dates)
+
+
+def _days_needed(horizon: int, step: int, n_train: int) -> int:
+    """Span (first transaction to the last) the snapshots need when as_of is the last date."""
+    return MIN_HISTORY_DAYS + (n_train - 1) * step + 2 * horizon
+
+
+def resolve_windows(horizon_days: int | str, n_snapshots: int | str, step_days: int | str, *,
+                    first: date, last: date, as_of: date, validation_as_of: date | None = None) -> ChurnWindows:
+    """The churn windows from the config and the data's span (``first`` to ``last`` transaction).
+
+    ``horizon_days`` auto: the longest of :data:`HORIZON_LADDER` for which the validation snapshot
+    (with its labels inside the data) and two training snapshots, each with MIN_HISTORY_DAYS of
+    history before it, fit; else the longest for which one does. ``snapshot_step_days`` auto: the
+    horizon, at most 91 days; ``n_snapshots`` auto: up to 3, as many as fit. Explicit values win;
+    a DataError names the span and what is needed when nothing fits, or when explicit values leave
+    no training snapshot (or fewer than ``n_snapshots - 1``) inside the data."""
+    auto_h, auto_n, auto_step = horizon_days == "auto", n_snapshots == "auto", step_days == "auto"
+    span = (last - first).days
+    where = f"the data span {span} days ({first} to {last})"
+
+    def step_for(h: int) -> int:
+        return min(h, AUTO_MAX_STEP_DAYS) if auto_step else int(step_days)
+
+    candidates = HORIZON_LADDER if auto_h else (int(horizon_days),)
+    wanted = AUTO_SNAPSHOTS - 1 if auto_n else int(n_snapshots) - 1
+    chosen: tuple[int, int] | None = None
+    for need in ((wanted, 1) if auto_n else (wanted,)):
+        for h in candidates:
+            cut = _validation_cut(h, first, last, as_of, validation_as_of)
+            if cut + timedelta(days=h) > last or cut < first + timedelta(days=MIN_HISTORY_DAYS):
+                continue
+            if _training_that_fit(cut, h, step_for(h), first, wanted) >= need:
+                chosen = (h, need)
+                break
+        if chosen:
+            break
+    if chosen is None:
+        h = candidates[-1]
+        if auto_h:
+            raise DataError(f"{where}: too short for a churn model; the shortest horizon, {h} days, needs "
+                            f"{_days_needed(h, step_for(h), 1)} days ({MIN_HISTORY_DAYS} days of history, a "
+                            f"training snapshot, its {h}-day label window, then the validation snapshot's)",
+                            expected="a longer transaction history, or churn labels in the customer table")
+        n_text = "one training snapshot" if auto_n else f"{wanted} training snapshot(s) (churn.n_snapshots={n_snapshots})"
+        raise DataError(f"{where}: churn.horizon_days={h} with {n_text} every {step_for(h)} days needs "
+                        f"{_days_needed(h, step_for(h), 1 if auto_n else wanted)} days"
+                        + (f" with the validation snapshot at churn.validation_as_of={validation_as_of}"
+                           if validation_as_of else "")
+                        + "; set a shorter churn.horizon_days (or auto)"
+                        + ("" if auto_n else ", fewer churn.n_snapshots (or auto)"),
+                        expected="snapshots that fit in the data's span")
+    h, need = chosen
+    cut = _validation_cut(h, first, last, as_of, validation_as_of)
+    n_train = _training_that_fit(cut, h, step_for(h), first, wanted) if auto_n else wanted
+    windows = ChurnWindows(h, cut, n_train + 1, step_for(h))
+    notes = []
+    if auto_h and h != HORIZON_LADDER[0]:
+        longer = HORIZON_LADDER[HORIZON_LADDER.index(h) - 1]
+        notes.append(f"churn horizon {h} days (auto): {where}; a {longer}-day horizon needs "
+                     f"{_days_needed(longer, step_for(longer), need)} days for {need} training snapshot(s)")
+    elif auto_h:
+        notes.append(f"churn horizon {h} days (auto): {where}")
+    if auto_n and n_train < wanted:
+        notes.append(f"{n_train} training snapshot(s) instead of {wanted}: the older ones would have less than "
+                     f"{MIN_HISTORY_DAYS} days of history")
+    note = "; ".join(notes)
+    if note:
+        log.info("%s", note)
+    return ChurnWindows(windows.horizon_days, windows.validation_as_of, windows.n_snapshots, windows.step_days, note)
+
 
 
 def training_snapshot_dates(as_of: date | datetime | str, *, horizon_days: int, n_train: int,

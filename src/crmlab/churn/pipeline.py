@@ -42,7 +42,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from crmlab.churn.data import ChurnDataset, make_contract_dataset, make_snapshot_dataset
+from crmlab.churn.data import ChurnDataset, ChurnWindows, make_contract_dataset, make_snapshot_dataset, resolve_windows
 from crmlab.churn.explain import global_importance, reasons_and_probability
 from crmlab.churn.metrics import (
     best_f1_threshold,
@@ -71,6 +71,7 @@ __all__ = [
     "SPEC_FILE",
     "ChurnResult",
     "build_dataset",
+    "churn_windows",
     "choose_decision",
     "cross_validate",
     "evaluate_bundle",
@@ -134,6 +135,8 @@ class ChurnResult:
                      f"({', '.join(info['train_snapshots'])}), validated on {len(ds.y_valid):,} customers at "
                      f"{info['valid_snapshot']} (churn = no purchase in {info['horizon_days']} days; "
                      f"rate {ds.y_valid.mean():.1%})"]
+            if info.get("window_note"):
+                lines.append(f"note: {info['window_note']}")
         else:
             cv = (f"; LightGBM {int(self.metrics['cv_folds'])}-fold CV ROC AUC {self.metrics['cv_roc_auc_mean']:.3f}"
                   f" ± {self.metrics['cv_roc_auc_std']:.3f}") if "cv_roc_auc_mean" in self.metrics else ""
@@ -180,21 +183,27 @@ def resolve_mode(churn: ChurnConfig, tables: Tables) -> str:
     return "transactions"
 
 
-def validation_cut_off(churn: ChurnConfig, transactions: pd.DataFrame, as_of: date) -> date:
-    """The validation snapshot's cut-off: ``churn.validation_as_of`` if set, else ``as_of`` when the
-    data cover the ``horizon_days`` after it, else ``as_of - horizon_days`` (see the module doc).
+def churn_windows(churn: ChurnConfig, transactions: pd.DataFrame, as_of: date) -> ChurnWindows:
+    """The horizon, validation cut-off and snapshots of a transaction-mode dataset: explicit values of
+    ``churn`` win, auto ones are derived from the data's span (:func:`crmlab.churn.data.resolve_windows`).
     The label window of the validation snapshot must lie inside the data: censored labels would
     count customers who simply have not been observed long enough as churned."""
-    horizon = timedelta(days=churn.horizon_days)
-    last = pd.Timestamp(transactions["ts"].max()).date()
-    if churn.validation_as_of is not None:
-        cut = churn.validation_as_of
+    ts = transactions["ts"]
+    first, last = pd.Timestamp(ts.min()).date(), pd.Timestamp(ts.max()).date()
+    if churn.validation_as_of is not None and churn.horizon_days != "auto":
+        cut, horizon = churn.validation_as_of, timedelta(days=churn.horizon_days)
         if cut + horizon > last:
             raise ConfigError(f"churn.validation_as_of={cut} plus churn.horizon_days={churn.horizon_days} ends on "
                               f"{cut + horizon}, after the last transaction ({last}): its labels would be censored; "
                               "set an earlier churn.validation_as_of (or leave it empty)")
-        return cut
-    return as_of if as_of + horizon <= last else as_of - horizon
+    return resolve_windows(churn.horizon_days, churn.n_snapshots, churn.snapshot_step_days, first=first, last=last,
+                           as_of=as_of, validation_as_of=churn.validation_as_of)
+
+
+def validation_cut_off(churn: ChurnConfig, transactions: pd.DataFrame, as_of: date) -> date:
+    """The validation snapshot's cut-off: ``churn.validation_as_of`` if set, else ``as_of`` when the
+    data cover the horizon after it, else ``as_of`` minus the horizon (see the module doc)."""
+    return churn_windows(churn, transactions, as_of).validation_as_of
 
 
 def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: str) -> ChurnDataset:
@@ -208,13 +217,15 @@ def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: s
         )
     if as_of is None:
         raise ConfigError("no cut-off date: set project.as_of")
-    cut = validation_cut_off(churn, tables.transactions, as_of)
-    return make_snapshot_dataset(
-        tables.transactions, tables.customers, tables.interactions, as_of=cut, horizon_days=churn.horizon_days,
-        n_snapshots=churn.n_snapshots, step_days=churn.snapshot_step_days, time_unit=project.time_unit,
+    w = churn_windows(churn, tables.transactions, as_of)
+    ds = make_snapshot_dataset(
+        tables.transactions, tables.customers, tables.interactions, as_of=w.validation_as_of,
+        horizon_days=w.horizon_days, n_snapshots=w.n_snapshots, step_days=w.step_days, time_unit=project.time_unit,
         windows=feats.windows, pii_columns=feats.pii_columns,
         drop_columns=[*feats.drop_columns, churn.label_column],
     )
+    ds.info.update({"n_snapshots": w.n_snapshots, "step_days": w.step_days, "window_note": w.note})
+    return ds
 
 
 # --------------------------------------------------------------------------- models
@@ -246,7 +257,8 @@ def fit_models(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: st
     specs["lightgbm"] = lgbm
     specs["logistic"] = LogisticChurn(class_weight=churn.class_weight, seed=seed)
     if ds.mode == "transactions":
-        specs["bgnbd"] = PAliveChurn(score=churn.p_alive_score, horizon_days=churn.horizon_days, time_unit=time_unit)
+        specs["bgnbd"] = PAliveChurn(score=churn.p_alive_score, horizon_days=ds.info["horizon_days"],
+                                     time_unit=time_unit)
     models, seconds = {}, {}
     for name, model in specs.items():
         with step(f"Fitting {name} on {len(ds.y_train):,} rows"):
@@ -758,6 +770,12 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
     with tracker.start_run("churn", pipeline="churn", config=cfg.section("churn"), fingerprint=prepared.fingerprint,
                            tags={"crmlab.mode": mode}) as run:
         run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
+        if mode == "transactions":
+            info = ds.info
+            run.set_tags({"crmlab.churn.horizon_days": info["horizon_days"],
+                          "crmlab.churn.n_snapshots": info.get("n_snapshots"),
+                          "crmlab.churn.step_days": info.get("step_days"),
+                          **({"crmlab.churn.window_note": info["window_note"]} if info.get("window_note") else {})})
         models, seconds = fit_models(ds, churn, seed=project.seed, time_unit=project.time_unit, step=step)
         metrics: dict[str, float] = {}
         if mode == "contract":

@@ -18,6 +18,7 @@ parameters of a bundle (no pickles) and returns one row per customer.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ OUTPUT_COLUMNS: list[str] = ["customer_id", "p_alive", "expected_purchases", "ex
 REGISTERED_MODEL_NAME = "crmlab-clv"
 MAX_FREQUENCY = 7  # the conditional-expectation table and the histogram run 0..7+
 
+log = logging.getLogger(__name__)
+
 
 # --------------------------------------------------------------------------- small value types
 
@@ -90,6 +93,8 @@ class ClvWindow:
     calibration_end: date
     holdout_end: date
     time_unit: str
+    holdout_weeks: int | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def holdout_days(self) -> int:
@@ -104,6 +109,8 @@ class ClvWindow:
             "calibration_end": self.calibration_end.isoformat(),
             "holdout_end": self.holdout_end.isoformat(),
             "time_unit": self.time_unit,
+            "holdout_weeks": self.holdout_weeks,
+            "notes": list(self.notes),
         }
 
 
@@ -205,10 +212,27 @@ def _local_days(ts: pd.Series) -> pd.Series:
     return ts.dt.normalize()
 
 
+#: Holdout length when ``clv.holdout_weeks`` is auto and the data are long enough (FHL 2005a's split).
+DEFAULT_HOLDOUT_WEEKS = 39
+#: An auto holdout is at most this share of the data's span, so calibration keeps the rest.
+MAX_HOLDOUT_SHARE = 1 / 3
+
+
+def _is_auto(value: Any) -> bool:
+    return value is None or value == "auto"
+
+
 def resolve_window(clv: ClvConfig, transactions: pd.DataFrame, as_of: date, time_unit: str) -> ClvWindow:
-    """The calibration and holdout dates from the config: ``calibration_end`` defaults to
-    ``as_of - holdout_weeks``; the holdout must end on or before ``as_of`` (nothing after the
-    cut-off is used) and the calibration period must hold some of the data."""
+    """The calibration and holdout dates, derived from the data unless the config fixes them.
+
+    * ``calibration_end`` auto: ``as_of - holdout``; the holdout ends on ``as_of`` (nothing after
+      the cut-off is used).
+    * ``holdout_weeks`` auto: 39 weeks, or a third of the span from the first transaction to
+      ``as_of`` when that is shorter (to the weeks between an explicit ``calibration_end`` and
+      ``as_of`` when those are fewer); the window's ``notes`` say so.
+    * ``calibration_start`` auto: no lower bound (the cohort starts with the first transaction).
+
+    Explicit values win, and fail with a ConfigError when they cannot fit in the data."""
     if transactions is None or transactions.empty:
         raise DataError("the CLV pipeline needs a transactions table with rows", column="ts")
     days = _local_days(transactions["ts"])
@@ -216,24 +240,47 @@ def resolve_window(clv: ClvConfig, transactions: pd.DataFrame, as_of: date, time
     if past.empty:
         raise DataError(f"no transaction on or before the cut-off project.as_of={as_of}", column="ts")
     first, last = past.min().date(), past.max().date()
-    holdout = timedelta(days=7 * clv.holdout_weeks)
-    cal_end = clv.calibration_end or as_of - holdout
+    span_days = (as_of - first).days
+    notes: list[str] = []
+    explicit_end = None if _is_auto(clv.calibration_end) else clv.calibration_end
+    if _is_auto(clv.holdout_weeks):
+        room = span_days if explicit_end is None else (as_of - explicit_end).days
+        allowed = int(room * MAX_HOLDOUT_SHARE // 7) if explicit_end is None else room // 7
+        weeks = min(DEFAULT_HOLDOUT_WEEKS, allowed)
+        if weeks < 1:
+            if explicit_end is None:
+                raise DataError(
+                    f"the data span {span_days} days ({first} to project.as_of={as_of}): a CLV calibration and "
+                    f"holdout need at least 21 days (a week of holdout after two weeks of calibration)", column="ts")
+            raise ConfigError(f"clv.calibration_end={explicit_end} leaves {room} days before project.as_of={as_of}: "
+                              "no room for a holdout of a week; set an earlier clv.calibration_end or leave it auto")
+        if weeks < DEFAULT_HOLDOUT_WEEKS:
+            why = (f"the data span {span_days / 7:.0f} weeks ({first} to {as_of}) and calibration keeps two thirds"
+                   if explicit_end is None else f"clv.calibration_end={explicit_end} is {room / 7:.0f} weeks before "
+                   f"project.as_of={as_of}")
+            notes.append(f"holdout shortened from {DEFAULT_HOLDOUT_WEEKS} to {weeks} weeks: {why}")
+            log.info("CLV %s", notes[-1])
+    else:
+        weeks = int(clv.holdout_weeks)
+    holdout = timedelta(days=7 * weeks)
+    cal_end = explicit_end or as_of - holdout
     hold_end = cal_end + holdout
     if hold_end > as_of:
         raise ConfigError(
-            f"clv.calibration_end={cal_end} plus clv.holdout_weeks={clv.holdout_weeks} ends on {hold_end}, after the "
+            f"clv.calibration_end={cal_end} plus clv.holdout_weeks={weeks} ends on {hold_end}, after the "
             f"cut-off project.as_of={as_of}: the holdout would need data after the cut-off; set an earlier "
-            "clv.calibration_end (or leave it empty for as_of minus the holdout) or fewer clv.holdout_weeks"
+            "clv.calibration_end (or leave it auto for as_of minus the holdout) or fewer clv.holdout_weeks"
         )
-    if cal_end < first:
+    if cal_end <= first:
         raise ConfigError(
-            f"clv.calibration_end={cal_end} is before the first transaction ({first}): no history to calibrate on; "
-            "set a later clv.calibration_end or leave it empty"
+            f"clv.calibration_end={cal_end} is on or before the first transaction ({first}): no history to "
+            "calibrate on; " + ("set a later clv.calibration_end or leave it auto" if explicit_end is not None else
+                                f"the data span {span_days} days: set fewer clv.holdout_weeks (or leave it auto)")
         )
-    cal_start = clv.calibration_start
+    cal_start = None if _is_auto(clv.calibration_start) else clv.calibration_start
     if cal_start is not None and cal_start > cal_end:
         raise ConfigError(f"clv.calibration_start={cal_start} is after clv.calibration_end={cal_end}")
-    return ClvWindow(first, last, as_of, cal_start, cal_end, hold_end, time_unit)
+    return ClvWindow(first, last, as_of, cal_start, cal_end, hold_end, time_unit, weeks, tuple(notes))
 
 
 def split_calibration_holdout(transactions: pd.DataFrame, window: ClvWindow) -> pd.DataFrame:
@@ -593,7 +640,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
         with step(f"Fitting {clv.model} + Gamma-Gamma on the calibration period to {window.calibration_end}"):
             split = split_calibration_holdout(tx, window)
             cal_models = fit_models(calibration_rfm(split), clv)
-        with step(f"Evaluating on the {clv.holdout_weeks}-week holdout to {window.holdout_end}"):
+        with step(f"Evaluating on the {window.holdout_weeks}-week holdout to {window.holdout_end}"):
             holdout = predict_holdout(cal_models, split)
             metrics, ce_table = evaluate_holdout(holdout, cal_models.spend)
         extras: dict[str, Any] = {}
