@@ -272,10 +272,12 @@ def resolve_window(clv: ClvConfig, transactions: pd.DataFrame, as_of: date, time
             "clv.calibration_end (or leave it auto for as_of minus the holdout) or fewer clv.holdout_weeks"
         )
     if cal_end <= first:
+        what = (f"clv.calibration_end={cal_end}" if explicit_end is not None else
+                f"clv.holdout_weeks={weeks} puts the calibration end (project.as_of={as_of} minus the holdout) on {cal_end}, which")
         raise ConfigError(
-            f"clv.calibration_end={cal_end} is on or before the first transaction ({first}): no history to "
-            "calibrate on; " + ("set a later clv.calibration_end or leave it auto" if explicit_end is not None else
-                                f"the data span {span_days} days: set fewer clv.holdout_weeks (or leave it auto)")
+            f"{what} is on or before the first transaction ({first}): no history to calibrate on; "
+            + ("set a later clv.calibration_end or leave it auto" if explicit_end is not None else
+               f"the data span {span_days} days: set fewer clv.holdout_weeks (or leave it auto)")
         )
     cal_start = None if _is_auto(clv.calibration_start) else clv.calibration_start
     if cal_start is not None and cal_start > cal_end:
