@@ -45,7 +45,10 @@ from scipy.special import digamma, expit, gammaln, hyp2f1
 from crmlab.errors import ModelError, format_row
 
 __all__ = [
+    "SPEND_KINDS",
+    "SPEND_PENALTIES",
     "SPEND_RULES",
+    "TRANSACTION_PENALTIES",
     "TRANSACTION_KINDS",
     "UNITS_PER_MONTH",
     "SpendModel",
@@ -53,8 +56,12 @@ __all__ = [
     "customer_lifetime_value",
 ]
 
-TRANSACTION_KINDS = ("bgnbd", "pareto_nbd", "mbgnbd")
+TRANSACTION_KINDS = ("bgnbd", "pareto_nbd", "mbgnbd", "nbd")
+SPEND_KINDS = ("gamma_gamma", "mean")
 SPEND_RULES = ("exclude", "floor")
+#: Penalties tried, smallest first, before a hint names one (only one that was checked to fit the data).
+TRANSACTION_PENALTIES = (0.001, 0.01, 0.1, 1.0)
+SPEND_PENALTIES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 #: Length of one (average Gregorian) month in each time unit.
 UNITS_PER_MONTH = {"D": 30.4375, "W": 30.4375 / 7.0, "M": 1.0}
 
@@ -62,10 +69,12 @@ _PARAM_NAMES = {
     "bgnbd": ("r", "alpha", "a", "b"),
     "pareto_nbd": ("r", "alpha", "s", "beta"),
     "mbgnbd": ("r", "alpha", "a", "b"),
+    "nbd": ("r", "alpha"),
     "gamma_gamma": ("p", "q", "v"),
+    "mean": ("mean",),
 }
 # Parameters measured in (1 / time): rescaled when the time axis is scaled for the optimiser.
-_TIME_PARAMS = {"bgnbd": ("alpha",), "pareto_nbd": ("alpha", "beta"), "mbgnbd": ("alpha",)}
+_TIME_PARAMS = {"bgnbd": ("alpha",), "pareto_nbd": ("alpha", "beta"), "mbgnbd": ("alpha",), "nbd": ("alpha",)}
 _FLOOR_SPEND = 0.01
 # A fitted parameter (in scaled units) outside exp(+-_LOG_PARAM_LIMIT) means the optimiser ran off to
 # a boundary of the parameter space: the data do not identify the model without a penalty.
@@ -413,10 +422,51 @@ def _pareto_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndar
     return r * beta / alpha * _expm1_ratio(s - 1.0, np.log1p(t / beta))
 
 
-_LOGLIK = {"bgnbd": _bgnbd_loglik, "pareto_nbd": _pareto_loglik, "mbgnbd": _mbgnbd_loglik}
-_P_ALIVE = {"bgnbd": _bgnbd_p_alive, "pareto_nbd": _pareto_p_alive, "mbgnbd": _mbgnbd_p_alive}
-_IF_ALIVE = {"bgnbd": _bgnbd_if_alive, "pareto_nbd": _pareto_if_alive, "mbgnbd": _mbgnbd_if_alive}
-_UNCONDITIONAL = {"bgnbd": _bgnbd_unconditional, "pareto_nbd": _pareto_unconditional, "mbgnbd": _mbgnbd_unconditional}
+# --------------------------------------------------------------------------- NBD (no dropout)
+
+
+def _nbd_loglik(params: np.ndarray, d: _Rows, grad: bool):
+    """Weighted sum of the NBD log-likelihood of the purchase times and its gradient: customers buy
+    at Poisson rates lambda ~ gamma(r, alpha) and never drop out (Ehrenberg 1959; the limit of
+    BG/NBD as a -> 0 and of Pareto/NBD as s -> 0, FHL 2005a section 3):
+    LL = log G(r+x) - log G(r) + r log(alpha) - (r+x) log(alpha+T) (recency carries no information)."""
+    r, alpha = params
+    _, T = d.cols
+    xs, x = d.xs, d.x
+    lvl = gammaln(r + xs) - gammaln(r) + r * np.log(alpha)
+    log_aT = np.log(alpha + T)
+    total = np.dot(d.wx, lvl) - np.dot(d.w, (r + x) * log_aT)
+    if not grad:
+        return total, None
+    g_r = np.dot(d.wx, digamma(r + xs) - digamma(r) + np.log(alpha)) - np.dot(d.w, log_aT)
+    g_alpha = d.wx.sum() * r / alpha - np.dot(d.w, (r + x) / (alpha + T))
+    return total, np.array([g_r, g_alpha])
+
+
+def _nbd_p_alive(params: Mapping[str, float], x, tx, T) -> np.ndarray:
+    """Nobody drops out: P(alive) = 1."""
+    return np.ones(np.broadcast(np.asarray(x, dtype=np.float64), np.asarray(T, dtype=np.float64)).shape)
+
+
+def _nbd_if_alive(params: Mapping[str, float], t: float, x, T) -> np.ndarray:
+    """E[X(T, T + t] | x, T] = (r + x) / (alpha + T) t: the posterior mean rate gamma(r + x, alpha + T)
+    times t."""
+    r, alpha = (params[k] for k in _PARAM_NAMES["nbd"])
+    return (r + x) / (alpha + T) * t
+
+
+def _nbd_unconditional(params: Mapping[str, float], t: np.ndarray) -> np.ndarray:
+    """E[X(t)] = r t / alpha for a new customer."""
+    r, alpha = (params[k] for k in _PARAM_NAMES["nbd"])
+    return r * np.asarray(t, dtype=np.float64) / alpha
+
+
+_LOGLIK = {"bgnbd": _bgnbd_loglik, "pareto_nbd": _pareto_loglik, "mbgnbd": _mbgnbd_loglik, "nbd": _nbd_loglik}
+_P_ALIVE = {"bgnbd": _bgnbd_p_alive, "pareto_nbd": _pareto_p_alive, "mbgnbd": _mbgnbd_p_alive, "nbd": _nbd_p_alive}
+_IF_ALIVE = {"bgnbd": _bgnbd_if_alive, "pareto_nbd": _pareto_if_alive, "mbgnbd": _mbgnbd_if_alive,
+             "nbd": _nbd_if_alive}
+_UNCONDITIONAL = {"bgnbd": _bgnbd_unconditional, "pareto_nbd": _pareto_unconditional, "mbgnbd": _mbgnbd_unconditional,
+                  "nbd": _nbd_unconditional}
 
 
 # --------------------------------------------------------------------------- Gamma-Gamma
@@ -452,15 +502,15 @@ def _objective(loglik: Callable, data: _Rows, penalizer: float) -> Callable[[np.
     total = data.w.sum()
 
     def value(log_params: np.ndarray) -> float:
-        params = np.exp(log_params)
         with np.errstate(all="ignore"):
+            params = np.exp(log_params)
             ll, _ = loglik(params, data, grad=False)
             out = -ll / total + penalizer * np.sum(params**2)
         return float(out) if np.isfinite(out) else np.inf
 
     def value_and_grad(log_params: np.ndarray) -> tuple[float, np.ndarray]:
-        params = np.exp(log_params)
         with np.errstate(all="ignore"):
+            params = np.exp(log_params)
             ll, dll = loglik(params, data, grad=True)
             out = -ll / total + penalizer * np.sum(params**2)
             if dll is None:  # central differences in the log-parameters
@@ -490,18 +540,18 @@ def _minimise(
     Returns (log-parameters, objective, iterations, BFGS inverse-Hessian estimate)."""
     start_value, _ = fun(x0)
     if not np.isfinite(start_value):
-        raise ModelError(f"{what}: the log-likelihood is not finite at the starting values; {hint}")
+        raise ModelError(f"{what}: the log-likelihood is not finite at the starting values{_hinted(hint)}")
     options: dict[str, Any] = {"gtol": 1e-7, "maxiter": 2000}
     if hess_inv0 is not None:
         options["hess_inv0"] = hess_inv0
     res = minimize(fun, x0, jac=True, method="BFGS", options=options)
     value, grad = float(res.fun), np.asarray(res.jac)
     if not np.isfinite(value):
-        raise ModelError(f"{what}: the optimiser reached a non-finite log-likelihood; {hint}")
+        raise ModelError(f"{what}: the optimiser reached a non-finite log-likelihood{_hinted(hint)}")
     if not res.success and np.max(np.abs(grad)) > _GRAD_TOL:
         raise ModelError(
             f"{what} did not converge ({res.message.rstrip('.')}; largest gradient "
-            f"{np.max(np.abs(grad)):.2g} after {res.nit} iterations); {hint}"
+            f"{np.max(np.abs(grad)):.2g} after {res.nit} iterations){_hinted(hint)}"
         )
     return res.x, value, int(res.nit), res.hess_inv
 
@@ -552,17 +602,36 @@ def _std_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray |
     return np.exp(log_params) * np.sqrt(np.diag(cov))
 
 
-def _penalty_hint(key: str, penalizer: float) -> str:
-    if penalizer == 0:
-        return f"try a small penalty, e.g. {key}=0.001"
-    return f"try a larger penalty than {key}={penalizer:g}, e.g. {key}={10 * penalizer:g}"
+def _hinted(hint: str) -> str:
+    return f"; {hint}" if hint else ""
+
+
+def _verified_penalty(fit: Callable[[float], Any], current: float,
+                      ladder: tuple[float, ...]) -> tuple[float | None, list[float]]:
+    """(the smallest penalty of ``ladder`` above ``current`` with which ``fit(penalty)`` succeeds, else
+    None; the penalties tried)."""
+    tried = []
+    for pen in ladder:
+        if pen <= current:
+            continue
+        tried.append(pen)
+        try:
+            fit(pen)
+        except ModelError:
+            continue
+        return pen, tried
+    return None, tried
+
+
+def _none_fit(key: str, tried: list[float]) -> str:
+    return f"no larger {key} ({', '.join(f'{p:g}' for p in tried)}) fits these data either" if tried else ""
 
 
 def _not_identified(what: str, names: tuple[str, ...], values: np.ndarray, hint: str, note: str = "") -> ModelError:
     shown = ", ".join(f"{k}={v:.3g}" for k, v in zip(names, values))
     return ModelError(
         f"{what}: the data do not identify the model (the fit ended at {shown}{note}, where the likelihood is "
-        f"flat or still rising towards the edge of the parameter space); {hint}"
+        f"flat or still rising towards the edge of the parameter space){_hinted(hint)}"
     )
 
 
@@ -610,12 +679,16 @@ class TransactionModel:
 
     # ----------------------------------------------------------------- fitting
 
-    def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> TransactionModel:
+    def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None, *,
+            search_hint: bool = True) -> TransactionModel:
         """Fit the model to one row per customer (or to pre-aggregated rows with ``weights``, the
         number of customers sharing each row). Returns ``self``.
 
         Raises ModelError for invalid inputs (naming the problem and an example row) and when the
-        optimiser does not reach a finite optimum inside the parameter space.
+        optimiser does not reach a finite optimum inside the parameter space. Such an error names a
+        remedy only when it was checked to work on these data: with ``search_hint`` the penalties of
+        :data:`TRANSACTION_PENALTIES` above ``penalizer`` and the NBD model are tried first.
+        (:func:`crmlab.clv.fallback.fit_purchase_model` ships such a remedy instead of failing.)
         """
         if self.kind not in TRANSACTION_KINDS:
             raise ModelError(f"kind={self.kind!r} is not a transaction model; choose one of {', '.join(TRANSACTION_KINDS)}")
@@ -632,9 +705,37 @@ class TransactionModel:
             raise ModelError(f"none of the {int(round(uw.sum()))} customers has a repeat purchase (frequency > 0): "
                              "a purchase model cannot be fitted; check the cut-off date and the customer id mapping")
 
+        try:
+            self._fit_rows(penalizer, ux, utx, uT, uw)
+        except ModelError as exc:
+            if not search_hint:
+                raise
+            raise ModelError(f"{exc}; {self._remedy(penalizer, ux, utx, uT, uw)}") from None
+        return self
+
+    def _remedy(self, penalizer: float, ux, utx, uT, uw) -> str:
+        """A remedy checked on the same rows: a larger penalty, else the NBD model, else none."""
+        def attempt(kind: str, pen: float) -> None:
+            TransactionModel(kind, pen)._fit_rows(pen, ux, utx, uT, uw)
+
+        pen, tried = _verified_penalty(lambda v: attempt(self.kind, v), penalizer, TRANSACTION_PENALTIES)
+        if pen is not None:
+            return f"clv.penalizer={pen:g} fits these data (checked)"
+        if self.kind != "nbd":
+            try:
+                attempt("nbd", 0.0)
+                return "clv.model=nbd (purchases without dropout) fits these data (checked)"
+            except ModelError:
+                pass
+        failed = [_none_fit("clv.penalizer", tried), "the NBD model does not fit either" if self.kind != "nbd" else ""]
+        return "; ".join(f for f in failed if f) + (f"; {int(round(uw[ux > 0].sum()))} of {int(round(uw.sum()))} "
+                                                    "customers have a repeat purchase")
+
+    def _fit_rows(self, penalizer: float, ux, utx, uT, uw) -> None:
+        """Maximum likelihood on weighted unique rows; sets ``params_`` and ``report_``."""
         scale = 1.0 / uT.max()  # as lifetimes: the oldest customer has T = 1 while optimising
         names = _PARAM_NAMES[self.kind]
-        hint = f"{_penalty_hint('clv.penalizer', penalizer)}, or check that the data have enough repeat customers"
+        hint = ""
         what = f"{self.kind} fit on {int(round(uw.sum()))} customers"
         rows = _Rows.build(ux, (utx * scale, uT * scale), uw)
         fun, log_params, value, nit = _fit_log_params(_LOGLIK[self.kind], rows, penalizer, np.full(len(names), 0.1),
@@ -662,7 +763,6 @@ class TransactionModel:
             "iterations": nit,
             "std_errors": {k: float(v) for k, v in std_errors.items()},
         }
-        return self
 
     # ----------------------------------------------------------------- scoring
 
@@ -803,10 +903,13 @@ def _read_params(data: Mapping[str, Any], names: tuple[str, ...], model: str) ->
 class SpendModel:
     """How much customers spend per purchase: the Gamma-Gamma model (Fader, Hardie and Lee 2005b;
     Fader and Hardie 2013, note 025), fitted on repeat customers' mean repeat spend over weighted
-    unique (frequency, monetary_value) rows.
+    unique (frequency, monetary_value) rows; or, as the simplest fallback, the population mean spend.
 
     Parameters
     ----------
+    kind : {"gamma_gamma", "mean"}
+        "mean": every customer's expected spend per purchase is the (weighted) mean of the repeat
+        customers' mean repeat spends, parameter ``mean`` (what Gamma-Gamma gives a one-time buyer).
     penalizer : float
         L2 penalty on (p, q, v) added to the mean negative log-likelihood (lifetimes'
         GammaGammaFitter objective; v is in money units, so the penalty depends on the currency).
@@ -818,7 +921,7 @@ class SpendModel:
     Attributes
     ----------
     params_ : dict[str, float]
-        p, q, v.
+        p, q, v (Gamma-Gamma) or mean.
     report_ : dict
         n_customers, n_repeat, n_nonpositive_spend, n_excluded, n_floored, n_fit, n_unique_rows,
         freq_spend_corr (Pearson correlation of frequency and spend among the repeat customers in the
@@ -826,14 +929,17 @@ class SpendModel:
         (total, without the penalty), iterations, std_errors (as in TransactionModel).
     """
 
-    def __init__(self, penalizer: float = 0.0, spend_rule: str = "exclude") -> None:
+    def __init__(self, penalizer: float = 0.0, spend_rule: str = "exclude", kind: str = "gamma_gamma") -> None:
         self.penalizer = penalizer
         self.spend_rule = spend_rule
+        self.kind = kind
 
     def __repr__(self) -> str:
-        return f"SpendModel(penalizer={self.penalizer!r}, spend_rule={self.spend_rule!r})"
+        return f"SpendModel(penalizer={self.penalizer!r}, spend_rule={self.spend_rule!r}, kind={self.kind!r})"
 
     def _check_rule(self) -> None:
+        if self.kind not in SPEND_KINDS:
+            raise ModelError(f"kind={self.kind!r} is not a spend model; choose one of {', '.join(SPEND_KINDS)}")
         if self.spend_rule not in SPEND_RULES:
             raise ModelError(f"spend_rule={self.spend_rule!r} is not valid; choose one of {', '.join(SPEND_RULES)}")
 
@@ -864,9 +970,12 @@ class SpendModel:
             return np.where(nonpositive, _FLOOR_SPEND, m), np.zeros_like(nonpositive)
         return m, nonpositive
 
-    def fit(self, frequency: Any, monetary_value: Any, weights: Any = None) -> SpendModel:
+    def fit(self, frequency: Any, monetary_value: Any, weights: Any = None, *, search_hint: bool = True) -> SpendModel:
         """Fit on the repeat customers (frequency > 0) among the customers given; one-time buyers and,
-        under ``spend_rule="exclude"``, non-positive spends are left out. Returns ``self``."""
+        under ``spend_rule="exclude"``, non-positive spends are left out. Returns ``self``.
+
+        A Gamma-Gamma fit that fails names a larger penalty only when one of :data:`SPEND_PENALTIES`
+        was checked to fit these data (with ``search_hint``)."""
         self._check_rule()
         penalizer = _check_penalizer(self.penalizer, "clv.gg_penalizer")
         x, m = self._check_inputs(frequency, monetary_value)
@@ -877,19 +986,48 @@ class SpendModel:
         use = (x > 0) & ~excluded & (w > 0)
         if not use.any():
             raise ModelError(
-                f"Gamma-Gamma needs repeat customers with a positive mean spend; none among {x.size} customers "
+                f"{'Gamma-Gamma' if self.kind == 'gamma_gamma' else 'the mean spend model'} needs repeat customers "
+                f"with a positive mean spend; none among {x.size} customers "
                 f"({int((x > 0).sum())} repeat customers, {int(nonpositive.sum())} with spend <= 0)"
             )
         (ux, um), inverse, _ = _unique_rows(x[use], spend[use])
         uw = np.bincount(inverse, weights=w[use], minlength=ux.size)
+        mean_spend = float(np.dot(uw, um) / uw.sum())
+        counts = {
+            "n_customers": int(round(w.sum())),
+            "n_repeat": int(round(w[x > 0].sum())),
+            "n_nonpositive_spend": int(round(w[nonpositive].sum())),
+            "n_excluded": int(round(w[nonpositive & excluded].sum())),
+            "n_floored": int(round(w[nonpositive].sum())) if self.spend_rule == "floor" else 0,
+            "n_fit": int(round(uw.sum())),
+            "n_unique_rows": int(ux.size),
+            "freq_spend_corr": _json_float(_weighted_corr(x[use], spend[use], w[use])),
+        }
+        if self.kind == "mean":
+            self.params_ = {"mean": mean_spend}
+            self.report_ = {"spend_rule": self.spend_rule, **counts, "population_mean_spend": mean_spend}
+            return self
         if ux.size < 3:
             raise ModelError(f"Gamma-Gamma needs at least 3 distinct (frequency, spend) rows to fit 3 parameters, "
                              f"got {ux.size}")
+        try:
+            self._fit_gamma_gamma(penalizer, ux, um, uw, mean_spend, counts)
+        except ModelError as exc:
+            if not search_hint:
+                raise
+            pen, tried = _verified_penalty(
+                lambda v: SpendModel(v, self.spend_rule)._fit_gamma_gamma(v, ux, um, uw, mean_spend, counts),
+                penalizer, SPEND_PENALTIES)
+            remedy = (f"clv.gg_penalizer={pen:g} fits these data (checked)" if pen is not None else
+                      "; ".join(filter(None, [_none_fit("clv.gg_penalizer", tried),
+                                              "clv.spend_model=mean (the population mean spend) always fits"])))
+            raise ModelError(f"{exc}; {remedy}") from None
+        return self
 
-        hint = (f"{_penalty_hint('clv.gg_penalizer', penalizer)}, or check monetary_value for extreme outliers "
-                "(the model needs mean spends that vary between customers)")
+    def _fit_gamma_gamma(self, penalizer: float, ux, um, uw, mean_spend: float, counts: dict[str, Any]) -> None:
+        hint = ("check monetary_value for extreme outliers (the model needs mean spends that vary between "
+                "customers)")
         what = f"Gamma-Gamma fit on {int(round(uw.sum()))} repeat customers"
-        mean_spend = float(np.dot(uw, um) / uw.sum())
         # start: p = q = e^0.1 (as lifetimes) and v such that the population mean p v / (q - 1) = mean spend
         x0 = np.array([0.1, 0.1, np.log(mean_spend * (np.exp(0.1) - 1.0) / np.exp(0.1))])
         fun, log_params, value, nit = _fit_log_params(_gamma_gamma_loglik, _Rows.build(ux, (um,), uw), penalizer, x0,
@@ -904,26 +1042,16 @@ class SpendModel:
                 f"{what}: q={q:.3g} <= 1, so the fitted spend distribution has no finite mean (a very heavy "
                 f"tail of mean spends); {hint}"
             )
-        xs, ms, ws = x[use], spend[use], w[use]
-        corr = _weighted_corr(xs, ms, ws)
         penalty = penalizer * float(p**2 + q**2 + v**2)
         self.params_ = {"p": float(p), "q": float(q), "v": float(v)}
         self.report_ = {
             "spend_rule": self.spend_rule,
-            "n_customers": int(round(w.sum())),
-            "n_repeat": int(round(w[x > 0].sum())),
-            "n_nonpositive_spend": int(round(w[nonpositive].sum())),
-            "n_excluded": int(round(w[nonpositive & excluded].sum())),
-            "n_floored": int(round(w[nonpositive].sum())) if self.spend_rule == "floor" else 0,
-            "n_fit": int(round(uw.sum())),
-            "n_unique_rows": int(ux.size),
-            "freq_spend_corr": _json_float(corr),
+            **counts,
             "population_mean_spend": float(p * v / (q - 1.0)),
             "log_likelihood": float(-(value - penalty) * uw.sum()),
             "iterations": nit,
             "std_errors": {k: float(s) for k, s in zip(("p", "q", "v"), se)},
         }
-        return self
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "params_"):
@@ -932,8 +1060,11 @@ class SpendModel:
 
     @property
     def population_mean_spend(self) -> float:
-        """E[Z] = p v / (q - 1): the expected mean spend of a customer with no repeat purchases."""
+        """E[Z] = p v / (q - 1): the expected mean spend of a customer with no repeat purchases (the
+        ``mean`` parameter of the mean model)."""
         self._check_fitted()
+        if self.kind == "mean":
+            return self.params_["mean"]
         p, q, v = (self.params_[k] for k in ("p", "q", "v"))
         return p * v / (q - 1.0)
 
@@ -945,6 +1076,8 @@ class SpendModel:
         self._check_fitted()
         self._check_rule()
         x, m = self._check_inputs(frequency, monetary_value)
+        if self.kind == "mean":
+            return np.full(x.size, self.params_["mean"])
         spend, as_mean = self._apply_rule(x, m)
         p, q, v = (self.params_[k] for k in ("p", "q", "v"))
         px = p * x
@@ -958,7 +1091,7 @@ class SpendModel:
         return {
             "model": "SpendModel",
             "version": _DICT_VERSION,
-            "kind": "gamma_gamma",
+            "kind": self.kind,
             "penalizer": float(self.penalizer),
             "spend_rule": self.spend_rule,
             "params": {k: float(v) for k, v in self.params_.items()},
@@ -969,12 +1102,13 @@ class SpendModel:
     def from_dict(cls, data: Mapping[str, Any]) -> SpendModel:
         """Rebuild a fitted model from :meth:`to_dict` output (no code is unpickled)."""
         kind = _read_header(data, "SpendModel")
-        if kind != "gamma_gamma":
-            raise ModelError(f"SpendModel dict: unknown kind {kind!r}; expected 'gamma_gamma'")
-        model = cls(penalizer=float(data.get("penalizer", 0.0)), spend_rule=str(data.get("spend_rule", "exclude")))
+        if kind not in SPEND_KINDS:
+            raise ModelError(f"SpendModel dict: unknown kind {kind!r}; expected one of {', '.join(SPEND_KINDS)}")
+        model = cls(penalizer=float(data.get("penalizer", 0.0)), spend_rule=str(data.get("spend_rule", "exclude")),
+                    kind=kind)
         model._check_rule()
-        model.params_ = _read_params(data, _PARAM_NAMES["gamma_gamma"], "SpendModel")
-        if model.params_["q"] <= 1.0:
+        model.params_ = _read_params(data, _PARAM_NAMES[kind], "SpendModel")
+        if kind == "gamma_gamma" and model.params_["q"] <= 1.0:
             raise ModelError(f"SpendModel dict: q must be > 1 for a finite mean spend, got {model.params_['q']}")
         model.report_ = dict(data.get("report") or {})
         return model

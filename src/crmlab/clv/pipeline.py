@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.clv.evaluate import conditional_expectation_table, normalised_gini, point_metrics, top_decile_capture
+from crmlab.clv.fallback import fit_purchase_model, fit_spend_model
 from crmlab.clv.models import UNITS_PER_MONTH, SpendModel, TransactionModel, customer_lifetime_value
 from crmlab.config import ClvConfig, CrmlabConfig, ProjectConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
@@ -56,6 +57,7 @@ __all__ = [
     "log_training",
     "predict_holdout",
     "resolve_window",
+    "run_notes",
     "score_clv",
     "score_rfm",
     "spend_metrics",
@@ -154,13 +156,25 @@ class ClvSettings:
 
 @dataclass(frozen=True)
 class ClvModels:
-    """A fitted purchase model and spend model."""
+    """A fitted purchase model and spend model, and notes on any fallback that chose them
+    (:mod:`crmlab.clv.fallback`)."""
 
     transaction: TransactionModel
     spend: SpendModel
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"transaction_model": self.transaction.to_dict(), "spend_model": self.spend.to_dict()}
+
+    @property
+    def label(self) -> str:
+        """What shipped, e.g. ``bgnbd + gamma_gamma`` or ``nbd + mean``."""
+        return f"{self.transaction.kind} + {self.spend.kind}"
+
+    def spec(self, clv: ClvConfig) -> ClvConfig:
+        """``clv`` with the model kinds and penalties of these models (to refit the same specification)."""
+        return clv.model_copy(update={"model": self.transaction.kind, "penalizer": float(self.transaction.penalizer),
+                                      "spend_model": self.spend.kind, "gg_penalizer": float(self.spend.penalizer)})
 
 
 @dataclass
@@ -183,18 +197,24 @@ class ClvResult:
     tracking_uri: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def notes(self) -> list[str]:
+        """What was derived or fell back: the window's notes, then the calibration's and the final fit's."""
+        return run_notes(self.window, self.calibration_models, self.models)
+
     def summary(self) -> list[str]:
         """A few lines for the CLI: the fitted model, the holdout figures, the challenger's verdict."""
         m, w = self.metrics, self.window
         params = ", ".join(f"{k}={v:.4g}" for k, v in _named_params(self.models).items())
         lines = [
-            f"{self.models.transaction.kind} + Gamma-Gamma refitted to {w.as_of} on "
+            f"{self.models.label} refitted to {w.as_of} on "
             f"{int(self.models.transaction.report_['n_customers']):,} customers: {params}",
             f"holdout {w.calibration_end} -> {w.holdout_end}: purchases MAE {m['purchases_mae']:.3f}, "
             f"total {m['purchases_total_predicted']:,.0f} predicted vs {m['purchases_total_actual']:,.0f} actual "
             f"({m['purchases_total_pct_error']:+.1f}%); spend Gini {m['spend_gini']:.3f}, "
             f"top-decile share {m['spend_top_decile_share']:.1%}",
         ]
+        lines.extend(f"note: {n}" for n in self.notes)
         if self.comparison is not None:
             wins = self.comparison.groupby("winner")["metric"].apply(lambda s: ", ".join(s))
             lines.append("challenger comparison: " + "; ".join(f"{k} wins {v}" for k, v in wins.items()))
@@ -203,6 +223,13 @@ class ClvResult:
 
 
 # --------------------------------------------------------------------------- steps
+
+
+def run_notes(window: ClvWindow, calibration: ClvModels, final: ClvModels) -> list[str]:
+    """What one training derived or fell back on: the window's notes, then the calibration fit's and
+    the final fit's (:mod:`crmlab.clv.fallback`)."""
+    return [*window.notes, *(f"calibration fit: {n}" for n in calibration.notes),
+            *(f"final fit: {n}" for n in final.notes)]
 
 
 def _local_days(ts: pd.Series) -> pd.Series:
@@ -308,15 +335,13 @@ def calibration_rfm(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_models(rfm: pd.DataFrame, clv: ClvConfig) -> ClvModels:
-    """Fit the configured purchase model (``clv.model``, ``clv.penalizer``) and the Gamma-Gamma spend
-    model (``clv.gg_penalizer``, ``clv.spend_rule``) on one RFM row per customer."""
-    transaction = TransactionModel(kind=clv.model, penalizer=clv.penalizer).fit(
-        rfm["frequency"], rfm["recency"], rfm["T"]
-    )
-    spend = SpendModel(penalizer=clv.gg_penalizer, spend_rule=clv.spend_rule).fit(
-        rfm["frequency"], rfm["monetary_value"]
-    )
-    return ClvModels(transaction, spend)
+    """Fit the configured purchase model (``clv.model``, ``clv.penalizer``) and spend model
+    (``clv.spend_model``, ``clv.gg_penalizer``, ``clv.spend_rule``) on one RFM row per customer; with
+    ``clv.fallback``, a model that does not fit is replaced as :mod:`crmlab.clv.fallback` says, and
+    the returned models carry notes saying so."""
+    transaction, notes = fit_purchase_model(rfm["frequency"], rfm["recency"], rfm["T"], clv)
+    spend, spend_notes = fit_spend_model(rfm["frequency"], rfm["monetary_value"], clv)
+    return ClvModels(transaction, spend, tuple(notes + spend_notes))
 
 
 def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings) -> pd.DataFrame:
@@ -445,9 +470,11 @@ def export_bundle(
     *,
     metrics: Mapping[str, float],
     config_digest: str,
+    notes: Sequence[str] | None = None,
 ) -> Path:
     """Write the refitted models to a bundle folder: JSON parameters and a manifest (features, time
-    unit, horizon, training window, holdout metrics, config hash). No pickles."""
+    unit, horizon, training window, holdout metrics, config hash) and the notes on what was derived or
+    fell back (default: the models' own). No pickles."""
     params = {**models.to_dict(), "clv": settings.to_dict()}
     manifest = {
         "features": FEATURES,
@@ -456,6 +483,10 @@ def export_bundle(
         "time_unit": settings.time_unit,
         "horizon_months": settings.horizon_months,
         "model": models.transaction.kind,
+        "spend_model": models.spend.kind,
+        "penalizer": float(models.transaction.penalizer),
+        "gg_penalizer": float(models.spend.penalizer),
+        "notes": list(models.notes if notes is None else notes),
         "training_window": window.to_dict(),
         "n_customers": models.transaction.report_.get("n_customers"),
         "metrics": {k: (float(v) if np.isfinite(v) else None) for k, v in metrics.items()},
@@ -533,7 +564,8 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str,
         raise ModelError(f"{bundle.path}: time unit {settings.time_unit!r}, the new run uses "
                          f"{result.window.time_unit!r}; compare models of the same time unit")
     spec = ClvConfig(model=models.transaction.kind, penalizer=models.transaction.penalizer,
-                     gg_penalizer=models.spend.penalizer, spend_rule=models.spend.spend_rule)
+                     spend_model=models.spend.kind, gg_penalizer=models.spend.penalizer,
+                     spend_rule=models.spend.spend_rule)
     split = result.extras["split"]
     calibrated = fit_models(calibration_rfm(split), spec)
     metrics, _ = evaluate_holdout(predict_holdout(calibrated, split), calibrated.spend)
@@ -544,7 +576,8 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str,
 
 
 def _named_params(models: ClvModels) -> dict[str, float]:
-    return {**models.transaction.params_, **{f"gg_{k}": v for k, v in models.spend.params_.items()}}
+    prefix = "gg_" if models.spend.kind == "gamma_gamma" else "spend_"
+    return {**models.transaction.params_, **{f"{prefix}{k}": v for k, v in models.spend.params_.items()}}
 
 
 def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, split: pd.DataFrame,
@@ -561,7 +594,12 @@ def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, spl
         "window": result.window.to_dict(),
         "calibration_model": _named_params(cal),
         "model": _named_params(final),
+        "shipped": {"purchase_model": final.transaction.kind, "penalizer": final.transaction.penalizer,
+                    "spend_model": final.spend.kind, "gg_penalizer": final.spend.penalizer},
     })
+    run.set_tags({"crmlab.model": final.transaction.kind, "crmlab.clv.purchase_model": final.transaction.kind,
+                  "crmlab.clv.spend_model": final.spend.kind,
+                  **({"crmlab.clv.notes": " | ".join(result.notes)[:4900]} if result.notes else {})})
     run.log_metrics(result.metrics)
     run.log_metrics({"final_customers": float(final.transaction.report_["n_customers"]),
                      "final_log_likelihood": float(final.transaction.report_["log_likelihood"])})
@@ -571,6 +609,7 @@ def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, spl
         "calibration": cal.to_dict(),
         "final": final.to_dict(),
         "metrics": result.metrics,
+        "notes": result.notes,
         "challenger": result.extras.get("challenger_report"),
         "bundle": str(result.bundle_path),
     }
@@ -639,7 +678,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
     with tracker.start_run("clv", pipeline="clv", config=cfg.section("clv"), fingerprint=prepared.fingerprint,
                            tags={"crmlab.model": clv.model}) as run:
         run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
-        with step(f"Fitting {clv.model} + Gamma-Gamma on the calibration period to {window.calibration_end}"):
+        with step(f"Fitting {clv.model} + {clv.spend_model} on the calibration period to {window.calibration_end}"):
             split = split_calibration_holdout(tx, window)
             cal_models = fit_models(calibration_rfm(split), clv)
         with step(f"Evaluating on the {window.holdout_weeks}-week holdout to {window.holdout_end}"):
@@ -654,7 +693,8 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
                     predicted = predict_challenger(challenger, prepared.tables, project, window, holdout["customer_id"])
                     comparison, challenger_metrics = compare_spend_models(
                         holdout["actual_spend"].to_numpy(),
-                        {f"{clv.model}_gamma_gamma": holdout["predicted_spend"].to_numpy(), "lightgbm": predicted},
+                        {f"{cal_models.transaction.kind}_{cal_models.spend.kind}": holdout["predicted_spend"].to_numpy(),
+                         "lightgbm": predicted},
                     )
                     holdout["challenger_spend"] = predicted
                     metrics.update({f"challenger_spend_{k}": v for k, v in challenger_metrics["lightgbm"].items()})
@@ -663,7 +703,8 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
                     extras["challenger_importance"] = challenger.importance()
         with step(f"Refitting on all data up to {window.as_of}"):
             rfm = rfm_summary(tx, as_of=window.as_of, time_unit=project.time_unit)
-            models = fit_models(rfm, clv)
+            # the specification that was evaluated on the holdout (after any fallback) is the one refitted
+            models = fit_models(rfm, cal_models.spec(clv))
             scores = score_rfm(models, rfm, settings)
         extras["final_rfm"] = rfm
         extras["split"] = split
@@ -671,6 +712,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
             bundle_path = export_bundle(
                 Path(project.output.models_dir) / "clv", models, settings, window,
                 metrics=metrics, config_digest=config_hash(cfg.section("clv")),
+                notes=run_notes(window, cal_models, models),
             )
         result = ClvResult(
             window=window, settings=settings, calibration_models=cal_models, models=models, holdout=holdout,

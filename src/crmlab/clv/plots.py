@@ -59,6 +59,7 @@ def probability_of_purchases(model: TransactionModel, t: Any, x: Any) -> np.ndar
       B(a, b+x)/B(a, b) NB(x; r, alpha, t) + 1{x>0} B(a+1, b+x-1)/B(a, b) [1 - sum_{j<x} NB(j)].
     * MBG/NBD (a drop-out chance also at time 0), the same argument:
       B(a, b+x+1)/B(a, b) NB(x) + B(a+1, b+x)/B(a, b) [1 - sum_{j<x} NB(j)].
+    * NBD (no dropout): NB(x; r, alpha, t).
     * Pareto/NBD, integrating over the exponential lifetime:
       NB(x; t) (beta/(beta+t))^s + int_0^t s beta^s (beta+u)^-(s+1) NB(x; u) du (Gauss-Legendre).
     """
@@ -69,6 +70,8 @@ def probability_of_purchases(model: TransactionModel, t: Any, x: Any) -> np.ndar
         raise ModelError("t must be finite and >= 0 and x whole numbers >= 0")
     prm = model.params_
     r, alpha = prm["r"], prm["alpha"]
+    if model.kind == "nbd":  # nobody drops out: the NBD counts themselves
+        return _nbd_pmf_sf(r, alpha, t, x)[0]
     if model.kind in ("bgnbd", "mbgnbd"):
         a, b = prm["a"], prm["b"]
         pmf, sf = _nbd_pmf_sf(r, alpha, t, x)
