@@ -737,7 +737,7 @@ def bgnbd_clv(cfg: CrmlabConfig, transactions: pd.DataFrame, *, as_of: date) -> 
         models = fit_models(rfm, cfg.clv)
         scores = rfm.merge(score_rfm(models, rfm, settings), on="customer_id")
         new = float(score_rfm(models, pd.DataFrame(_NEW), settings)["clv"].iloc[0])
-        label = f"{cfg.clv.model} + Gamma-Gamma fitted at {as_of}"
+        label = f"{models.label} fitted at {as_of}"  # what shipped, after any fallback
     return ClvFigures(scores, new, label, settings.horizon_months, settings.time_unit)
 
 
