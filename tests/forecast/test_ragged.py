@@ -1,0 +1,96 @@
+"""Several series that start and end on their own dates (issue 14, item 3): each is backtested on its
+own span and forecast from its own last period; stale series are excluded, forecast or refused by
+``forecast.stale_series``; a sales table's value is named as itself, never "revenue"."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmlab.config import load_config
+from crmlab.errors import DataError
+from crmlab.forecast.pipeline import forecast_bundle, train_forecast
+
+# series id -> (first month, last month, known level)
+SPANS = {"a": ("1990-01", "1999-12", 100.0), "b": ("1996-01", "2005-06", 500.0), "c": ("2008-01", "2018-12", 2000.0)}
+
+
+def _ragged_sales(tmp_path, spans=SPANS, seed=3):
+    """Monthly units of three products: level * (1 + 0.1 sin(2 pi month / 12)) + 4% noise."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for sid, (first, last, level) in spans.items():
+        months = pd.period_range(first, last, freq="M")
+        season = 1 + 0.1 * np.sin(2 * np.pi * (months.month.to_numpy() - 1) / 12)
+        units = level * season + rng.normal(0, 0.04 * level, len(months))
+        parts.append(pd.DataFrame({"product": sid, "month": months.strftime("%Y-%m"), "units": units.round(2)}))
+    path = tmp_path / "sales.csv"
+    pd.concat(parts).sample(frac=1.0, random_state=seed).to_csv(path, index=False)
+    return path
+
+
+def _sets(tmp_path, path, *extra):
+    return [f"project.data.sales.path={path}", "project.data.transactions=null",
+            "project.data.sales.columns={series_id: product, period: month, value: units}",
+            "forecast.freq=M", "forecast.horizon=6", "forecast.origins=3", "forecast.origin_step=3",
+            "forecast.models=[seasonal_naive,ets,lightgbm]", "forecast.lightgbm={num_boost_round: 60}",
+            f"project.output.dir={tmp_path / 'o'}", f"project.output.models_dir={tmp_path / 'm'}",
+            "project.tracking.enabled=false", *extra]
+
+
+def test_each_series_is_forecast_from_its_own_end_and_continues_its_own_level(tmp_path):
+    path = _ragged_sales(tmp_path)
+    result = train_forecast(load_config(None, _sets(tmp_path, path, "forecast.stale_series=forecast_from_own_end")))
+    assert result.panel.series_ids == ("a", "b", "c") and result.panel.target == "units"
+    f = result.forecast
+    for sid, (first, last, level) in SPANS.items():
+        own = f[f["series_id"] == sid]
+        # dated from its own last month, not from the last month of the table
+        expected = pd.period_range(pd.Period(last, "M") + 1, periods=6, freq="M").start_time
+        assert own["period"].tolist() == list(expected)
+        # continues its own level (the seasonal swing is +-10%): never the ~0 of zero padding
+        assert own["forecast"].mean() == pytest.approx(level, rel=0.12)
+        # its backtest used its own span only: no padded period, no zero actual
+        bt = result.backtest.errors[result.backtest.errors["series_id"] == sid]
+        assert len(bt) and bt["period"].min() >= pd.Timestamp(first) and bt["period"].max() <= pd.Timestamp(last)
+        assert (bt["actual"] > 0.5 * level).all()
+    # metrics not flattered (nor wrecked) by padded zeros: a few percent of error, as simulated
+    assert result.metrics["smape"] < 15 and result.metrics["wape"] < 0.15
+    assert any("forecast from its own end" in n and "a (last 1999-12-01)" in n for n in result.notes)
+    assert result.summary()[0].startswith("3 series of units per M")
+    manifest = json.loads((result.bundle_path / "manifest.json").read_text())
+    assert manifest["target"] == "units" and manifest["series_last_period"]["b"] == "2005-06-01"
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)  # the bundle agrees
+
+
+def test_stale_series_are_excluded_by_default_with_a_note_naming_them(tmp_path):
+    path = _ragged_sales(tmp_path)
+    result = train_forecast(load_config(None, _sets(tmp_path, path)))
+    assert result.panel.series_ids == ("c",) and set(result.forecast["series_id"]) == {"c"}
+    assert result.excluded == {"a": "1999-12-01", "b": "2005-06-01"}
+    note = next(n for n in result.notes if "excluded" in n)
+    assert "a (last 1999-12-01)" in note and "b (last 2005-06-01)" in note and "2018-12-01" in note
+    assert any(note in line for line in result.summary())
+    manifest = json.loads((result.bundle_path / "manifest.json").read_text())
+    assert manifest["excluded_series"] == {"a": "1999-12-01", "b": "2005-06-01"}
+    assert result.forecast["forecast"].mean() == pytest.approx(2000, rel=0.12)
+
+
+def test_stale_series_error_names_them(tmp_path):
+    path = _ragged_sales(tmp_path)
+    with pytest.raises(DataError, match=r"2 series stopped .*a \(last 1999-12-01\), b \(last 2005-06-01\)"):
+        train_forecast(load_config(None, _sets(tmp_path, path, "forecast.stale_series=error")))
+
+
+def test_a_series_ending_a_little_earlier_is_forecast_from_its_end_by_default(tmp_path):
+    spans = {"x": ("2015-01", "2019-12", 300.0), "y": ("2016-07", "2019-09", 50.0)}  # y ends 3 months early
+    path = _ragged_sales(tmp_path, spans)
+    result = train_forecast(load_config(None, _sets(tmp_path, path)))
+    assert result.excluded == {}
+    y = result.forecast[result.forecast["series_id"] == "y"]
+    assert y["period"].iloc[0] == pd.Timestamp("2019-10-01")
+    assert y["forecast"].mean() == pytest.approx(50, rel=0.12)
+    assert any("end on different dates" in n for n in result.panel.notes)
