@@ -89,8 +89,24 @@ def test_a_series_ending_a_little_earlier_is_forecast_from_its_end_by_default(tm
     spans = {"x": ("2015-01", "2019-12", 300.0), "y": ("2016-07", "2019-09", 50.0)}  # y ends 3 months early
     path = _ragged_sales(tmp_path, spans)
     result = train_forecast(load_config(None, _sets(tmp_path, path)))
-    assert result.excluded == {}
     y = result.forecast[result.forecast["series_id"] == "y"]
-    assert y["period"].iloc[0] == pd.Timestamp("2019-10-01")
     assert y["forecast"].mean() == pytest.approx(50, rel=0.12)
+    assert y["period"].iloc[0] == pd.Timestamp("2019-10-01")
+    assert not result.backtest.errors.query("series_id == 'y' and actual == 0").size  # no padded zero judged
+    assert result.excluded == {}
     assert any("end on different dates" in n for n in result.panel.notes)
+
+
+def test_a_40_week_sales_table_trains_with_the_default_windows_shrunk_and_said_so(tmp_path):
+    rng = np.random.default_rng(8)
+    weeks = pd.period_range("2023-01-02", periods=40, freq="W-SUN").start_time
+    path = tmp_path / "weekly.csv"
+    pd.DataFrame({"period": weeks.strftime("%Y-%m-%d"), "value": (80 + rng.normal(0, 3, 40)).round(2)}).to_csv(path)
+    sets = [f"project.data.sales.path={path}", "project.data.transactions=null", "forecast.models=[seasonal_naive,ets]",
+            f"project.output.dir={tmp_path / 'o'}", f"project.output.models_dir={tmp_path / 'm'}",
+            "project.tracking.enabled=false"]  # shipped defaults: weekly, horizon 13, 8 origins, season 52
+    result = train_forecast(load_config(None, sets))
+    assert len(result.backtest.origins) == 5 and result.backtest.horizon == 13
+    assert any("forecast.origins=8 shrunk to 5" in n for n in result.notes)
+    assert result.backtest.errors.groupby("origin")["period"].min().min() >= weeks[13]  # every fold trains >= 13 weeks
+    assert len(result.forecast) == 13 and result.forecast["forecast"].mean() == pytest.approx(80, rel=0.1)
