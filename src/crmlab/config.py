@@ -431,6 +431,13 @@ class SegmentationConfig(Frozen):
     stability_threshold: float = Field(
         0.8, gt=0, le=1, description="Mean adjusted Rand index below which a k is flagged unstable.",
     )
+    min_customers: int = Field(
+        50, ge=2, description="Customers with a purchase below which K-means is not tried: the fallback ships.",
+    )
+    fallback: Literal["rfm", "single"] = Field(
+        "rfm", description="What ships when K-means cannot (too few customers, no stable k): the RFM segments "
+        "or one segment of all purchasers. An unstable K-means is never shipped.",
+    )
 
     @model_validator(mode="after")
     def _check_k_range(self) -> SegmentationConfig:
