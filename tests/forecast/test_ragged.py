@@ -110,3 +110,20 @@ def test_a_40_week_sales_table_trains_with_the_default_windows_shrunk_and_said_s
     assert any("forecast.origins=8 shrunk to 5" in n for n in result.notes)
     assert result.backtest.errors.groupby("origin")["period"].min().min() >= weeks[13]  # every fold trains >= 13 weeks
     assert len(result.forecast) == 13 and result.forecast["forecast"].mean() == pytest.approx(80, rel=0.1)
+
+
+def test_cli_names_the_excluded_stale_series_in_its_summary_and_the_mlflow_run(tmp_path, tracking, capsys):
+    import mlflow
+
+    from crmlab.cli import main
+
+    path = _ragged_sales(tmp_path)
+    sets = [s for s in _sets(tmp_path, path) if s != "project.tracking.enabled=false"]
+    sets += [f"project.tracking.uri={tracking.uri}", f"project.tracking.artifact_dir={tracking.artifact_dir}",
+             "project.tracking.experiment=test"]
+    assert main(["train", "forecast", *[a for s in sets for a in ("--set", s)]]) == 0
+    out = capsys.readouterr().out
+    assert "note: 2 series stopped more than 6 periods before" in out and "a (last 1999-12-01)" in out
+    client = mlflow.MlflowClient(tracking.uri)
+    run = client.search_runs([client.get_experiment_by_name("test").experiment_id])[0]
+    assert run.data.tags["crmlab.excluded_series"] == "a, b" and run.data.tags["crmlab.forecast_target"] == "units"

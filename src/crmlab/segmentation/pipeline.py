@@ -185,9 +185,11 @@ class SegmentationResult:
         """A few lines for the CLI: k and why, the quality and stability figures, the segments."""
         m = self.metrics
         if self.fallback is not None:
+            sil = (f"silhouette {m['silhouette']:.3f}" if np.isfinite(m.get("silhouette", np.nan))
+                   else "no silhouette (one segment)")
             lines = [f"note: no K-means shipped: {self.fallback}",
                      f"shipped: {self.algorithm} ({self.k} segment(s) in use) on {int(m['n_customers']):,} customers "
-                     f"at {self.as_of}: silhouette {m['silhouette']:.3f} (NaN with one segment)"]
+                     f"at {self.as_of}: {sil}"]
         else:
             lines = [
                 f"k={self.k} ({self.chosen_by}), {self.algorithm} on {int(m['n_customers']):,} customers at "
