@@ -127,3 +127,12 @@ def test_cli_names_the_excluded_stale_series_in_its_summary_and_the_mlflow_run(t
     client = mlflow.MlflowClient(tracking.uri)
     run = client.search_runs([client.get_experiment_by_name("test").experiment_id])[0]
     assert run.data.tags["crmlab.excluded_series"] == "a, b" and run.data.tags["crmlab.forecast_target"] == "units"
+
+
+@pytest.mark.parametrize("name", ["forecast.yaml", "segmentation.yaml"])
+def test_shipped_forecast_and_segmentation_configs_hold_no_dates(name):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "configs" / name).read_text()
+    assert not re.search(r"\b(19|20)\d\d[-/.]\d\d?", text), "windows come from the data and project.as_of"
