@@ -118,3 +118,11 @@ def test_segmentation_as_of_follows_the_data_or_project_as_of(tmp_path):
     pinned = train_segmentation(load_config(tmp_path / "no-configs", [*_sets(tmp_path, path),
                                                                       "project.as_of=2011-01-20"]))
     assert pinned.as_of == date(2011, 1, 20) and pinned.metrics["n_customers"] < 30
+
+
+def test_a_fixed_k_that_is_unstable_is_not_shipped_either(tmp_path):
+    path = _b2b_orders(tmp_path / "orders.csv")
+    result = train_segmentation(load_config(tmp_path / "no-configs", [*_sets(tmp_path, path), "segmentation.k=6",
+                                                                      "segmentation.min_customers=10"]))
+    assert result.model.kind == "rfm" and result.fallback.startswith("k=6 (fixed) is unstable: stability ARI")
+    assert result.metrics["kmeans_best_stability_ari"] < 0.8

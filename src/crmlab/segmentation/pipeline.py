@@ -477,7 +477,8 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
             if not metrics["stable"]:
                 fallback = (f"k={k} ({chosen_by}) is unstable: stability ARI {metrics['stability_ari']:.3f} < "
                             f"segmentation.stability_threshold={seg.stability_threshold:g}")
-                metrics = {"kmeans_best_stability_ari": metrics["stability_ari"]}
+                metrics = {"kmeans_best_stability_ari": max(metrics["stability_ari"],
+                                                            metrics.get("kmeans_best_stability_ari", -1.0))}
             else:
                 model = SegmentationModel(columns, scaler, centres, name_segments(
                     percentile_profile(base, labels, columns, k)), rfm)
