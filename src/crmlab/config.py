@@ -456,6 +456,13 @@ class SegmentationConfig(Frozen):
     stability_threshold: float = Field(
         0.8, gt=0, le=1, description="Mean adjusted Rand index below which a k is flagged unstable.",
     )
+    min_customers: int = Field(
+        50, ge=2, description="Customers with a purchase below which K-means is not tried: the fallback ships.",
+    )
+    fallback: Literal["rfm", "single"] = Field(
+        "rfm", description="What ships when K-means cannot (too few customers, no stable k): the RFM segments "
+        "or one segment of all purchasers. An unstable K-means is never shipped.",
+    )
 
     @model_validator(mode="after")
     def _check_k_range(self) -> SegmentationConfig:
@@ -490,8 +497,21 @@ class ForecastConfig(Frozen):
         "or distinct customers per period."
     )
     freq: Literal["D", "W", "M"] = Field("W", description="Day, week (Monday-Sunday) or calendar month.")
+    target_name: str | None = Field(
+        None, description="Name of the forecast quantity in outputs; empty: the target (transactions) or the sales "
+        "table's value column (its mapped name).",
+    )
     group_by: str | None = Field(None, description="Transactions column (category, region, ...): one series per value.")
-    horizon: int = Field(13, gt=0)
+    horizon: int = Field(13, gt=0, description="Periods to forecast (shrunk, with a note, when the history is short).")
+    stale_series: Literal["exclude", "forecast_from_own_end", "error"] = Field(
+        "exclude", description="Series of a sales table whose last period is more than stale_after periods before "
+        "the latest series' last period: 'exclude' them (named in a note), forecast each from its own end (the "
+        "forecast dated from there), or stop with an error naming them.",
+    )
+    stale_after: int | None = Field(
+        None, gt=0, description="Periods behind the latest series' end from which a series is stale; empty: horizon "
+        "(its whole forecast would lie in the others' observed past).",
+    )
     season_length: int | None = Field(None, gt=0, description="Periods per season; empty: 7 (D), 52 (W), 12 (M).")
     partial_period: Literal["drop", "keep"] = Field(
         "drop", description="A last period that ends after the cut-off: 'drop' it, or 'keep' it (flagged in the run)."

@@ -10,6 +10,7 @@ from crmlab.errors import DataError
 from crmlab.forecast.backtest import (
     backtest,
     conformal_quantiles,
+    fit_windows,
     interval_coverage,
     leaderboard,
     origin_indices,
@@ -86,3 +87,34 @@ def test_late_starts_long_zero_runs_and_short_series_all_work():
     # the late series has no forecast at the origin before its start, and is judged from then on
     first = bt.errors[(bt.errors["series_id"] == "s0")]["origin"].min()
     assert first > 25
+
+
+def test_windows_shrink_to_a_40_week_series_with_a_note():
+    p = panel([100 + np.arange(40.0)], freq="W", ids=["shop"])
+    w = fit_windows(p, horizon=13, origins=8, origin_step=None, season_length=52)
+    # 8 origins 3 weeks apart would leave the oldest fold 13 + 21 = 34 weeks from the end, 6 to train on
+    assert (w.horizon, w.step, w.min_train, w.origins) == (13, 3, 13, [15, 18, 21, 24, 27])
+    assert any("forecast.origins=8 shrunk to 5" in n and "40 periods" in n for n in w.notes)
+    assert any("season_length=52" in n and "shorter than two seasons (104 periods)" in n for n in w.notes)
+    bt = backtest(p, {"naive": lambda: SeasonalNaive(52)}, horizon=w.horizon, origins=w.origins, season_length=52,
+                  min_train=w.min_train)
+    assert sorted(bt.errors["origin"].unique()) == w.origins and bt.errors["period"].max() == p.periods[-1]
+
+
+def test_windows_shrink_the_horizon_or_name_a_series_too_short():
+    w = fit_windows(panel([np.arange(20.0)], freq="W"), horizon=13, origins=8, origin_step=None, season_length=52)
+    assert w.horizon == 10 and w.origins == [10] and "forecast.horizon=13 shrunk to 10" in w.notes[0]
+    with pytest.raises(DataError, match=r"series 'tiny' has 4 period\(s\) of history.*needs at least 5"):
+        fit_windows(panel([[1.0, 2.0, 3.0, 4.0]], ids=["tiny"]), horizon=3, origins=2, origin_step=None,
+                    season_length=12)
+
+
+def test_a_series_too_short_for_any_fold_is_named_and_sits_the_backtest_out():
+    long = 100 + np.arange(36.0)
+    short = np.r_[np.full(30, np.nan), [5.0, 6, 7, 8, 9, 10]]
+    p = panel([long, short], ids=["long", "new"])
+    w = fit_windows(p, horizon=3, origins=3, origin_step=2, season_length=12)
+    assert any("new (6 periods)" in n and "untested" in n for n in w.notes)
+    bt = backtest(p, {"naive": lambda: SeasonalNaive(12)}, horizon=w.horizon, origins=w.origins, season_length=12,
+                  min_train=w.min_train)
+    assert set(bt.errors["series_id"]) == {"long"}

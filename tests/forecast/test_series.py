@@ -78,10 +78,13 @@ def test_sales_table_with_a_covariate_and_future_rows(tmp_path):
     p = t.panel
     assert p.series_ids == ("A", "B") and p.n_periods == 4 and p.n_future == 2
     np.testing.assert_array_equal(p.values[0], [100, 120, 0, 90])  # March had no row: zero
-    assert np.isnan(p.values[1, 0]) and p.values[1, 1:].tolist() == [1000, 0, 0]
+    # B's last value is in February: it ends there, it is not padded with zeros to A's end
+    assert np.isnan(p.values[1, [0, 2, 3]]).all() and p.values[1, 1] == 1000
+    assert p.ends.tolist() == [4, 2] and p.target == "sales"
     np.testing.assert_array_equal(p.covariates["promo"][0], [0, 1, 0, 0, 1, 0])
     np.testing.assert_array_equal(p.covariates["promo"][1, 1:], [1, 0, 0, 0, 1])
-    assert t.counts == {"input_rows": 7, "clean_rows": 4, "future_rows": 3, "rejected_rows": 0}
+    assert t.counts == {"input_rows": 7, "clean_rows": 4, "future_rows": 3, "rejected_rows": 0,
+                        "zero_filled_periods": 1, "interpolated_periods": 0}
 
 
 def test_sales_table_rejects_unparseable_rows_and_counts_add_up(tmp_path):
@@ -91,7 +94,10 @@ def test_sales_table_rejects_unparseable_rows_and_counts_add_up(tmp_path):
     assert t.rejects["reason"].tolist() == ["value is not a number", "period is not a date", "value missing"]
     assert t.rejects["value"].tolist()[0] == "abc"
     assert t.counts["clean_rows"] + t.counts["rejected_rows"] + t.counts["future_rows"] == t.counts["input_rows"]
-    np.testing.assert_array_equal(t.panel.values[0], [10, 0, 12, 13, 0, 14])
+    # a rejected value is unknown, not zero: interpolated between its neighbours, and said so
+    np.testing.assert_array_equal(t.panel.values[0], [10, 11, 12, 13, 13.5, 14])
+    assert t.counts["interpolated_periods"] == 2 and t.counts["zero_filled_periods"] == 0
+    assert any("2 period(s)" in n and "interpolated" in n for n in t.panel.notes)
 
 
 @pytest.mark.parametrize("text, column, problem", [

@@ -1,8 +1,15 @@
 """Rolling-origin backtests, the leaderboard, model selection and conformal prediction intervals.
 
 A backtest (Tashman 2000, "Out-of-sample tests of forecasting accuracy") refits every model at
-each origin on the periods before it only (:meth:`Panel.truncate`) and forecasts the next
-``horizon`` periods; origins step back from the end of the history by ``origin_step``.
+each origin on the periods before it only (:meth:`Panel.cut`) and forecasts the next ``horizon``
+periods; origins step back from the end of the history by ``origin_step``. Series may end on
+different dates: an origin is a number of periods *before each series' own end*, so every series
+is judged on its own span only (an origin ``o`` of an ``n``-period grid cuts each series
+``n - o`` periods before its own last period), and a series too short for a fold sits it out.
+
+The windows must fit the data (:func:`fit_windows`): every fold trains on at least
+``max(MIN_TRAIN, horizon)`` periods, so the horizon and the number of origins shrink, with a note,
+to what the longest series allows; a series that fits no fold is named.
 
 Intervals are split-conformal (Stankeviciute et al. 2021, "Conformal time-series forecasting"),
 one per horizon step: the backtest errors of the shipped model, divided by each fold's series
@@ -15,6 +22,7 @@ errors of each origin are judged against quantiles computed from the other origi
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +35,15 @@ from crmlab.errors import DataError
 from crmlab.forecast.metrics import point_metrics, scales
 from crmlab.forecast.series import Panel
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "LEVELS",
     "Backtest",
+    "Windows",
     "backtest",
     "conformal_quantiles",
+    "fit_windows",
     "interval_coverage",
     "leaderboard",
     "origin_indices",
@@ -56,6 +68,58 @@ def origin_indices(n_periods: int, horizon: int, origins: int, step: int) -> lis
     return out
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The backtest windows that fit the data: horizon, origins (:func:`backtest`), the least
+    training periods of a fold, and notes saying what was shrunk and which series sit out."""
+
+    horizon: int
+    origins: list[int]
+    step: int
+    min_train: int
+    notes: tuple[str, ...] = ()
+
+
+def fit_windows(panel: Panel, *, horizon: int, origins: int, origin_step: int | None, season_length: int
+                ) -> Windows:
+    """Shrink ``horizon`` and the number of ``origins`` to what the series allow (module doc), with
+    a note for each change; a clear error when even the longest series is too short for one fold."""
+    lengths = panel.lengths
+    i = int(np.argmax(lengths))
+    longest, sid = int(lengths[i]), panel.series_ids[i]
+    who = f"the longest series ({sid!r}, {longest} periods)" if len(lengths) > 1 else f"the series ({longest} periods)"
+    if longest < MIN_TRAIN + 1:
+        raise DataError(f"series {sid!r} has {longest} period(s) of history, the longest of the data; a backtest "
+                        f"needs at least {MIN_TRAIN + 1} ({MIN_TRAIN} to train on and 1 to forecast)",
+                        expected="more history or a finer forecast.freq")
+    notes = []
+    h = horizon
+    if longest < max(MIN_TRAIN, h) + h:
+        h = longest // 2 if longest >= 2 * MIN_TRAIN else longest - MIN_TRAIN
+        notes.append(f"forecast.horizon={horizon} shrunk to {h}: {who} holds no fold of {horizon} periods "
+                     f"to forecast after at least {max(MIN_TRAIN, horizon)} to train on")
+    min_train = max(MIN_TRAIN, h)
+    step = origin_step or max(1, h // 4)
+    possible = (longest - min_train - h) // step + 1
+    n_origins = min(origins, possible)
+    if n_origins < origins:
+        notes.append(f"forecast.origins={origins} shrunk to {n_origins}: {who} holds {n_origins} origin(s) "
+                     f"{step} period(s) apart with a horizon of {h} and at least {min_train} periods to train on")
+    if longest < 2 * season_length:
+        notes.append(f"season_length={season_length}: {who} is shorter than two seasons ({2 * season_length} "
+                     "periods), so no model learns the season and seasonal naive repeats the last value "
+                     "(set forecast.season_length, or use a coarser forecast.freq)")
+    out = [panel.n_periods - h - k * step for k in range(n_origins)][::-1]
+    idle = [f"{s} ({int(n)} periods)" for s, n in zip(panel.series_ids, lengths, strict=True) if n < min_train + h]
+    if idle:
+        notes.append(f"{len(idle)} series too short for a backtest fold (needs {min_train + h} periods: "
+                     f"{min_train} to train, {h} to forecast), forecast by the shipped model but untested: "
+                     + ", ".join(idle[:10]) + (f" (+{len(idle) - 10} more)" if len(idle) > 10 else ""))
+    for note in notes:
+        logger.info("forecast windows: %s", note)
+    return Windows(h, out, step, min_train, tuple(notes))
+
+
 @dataclass
 class Backtest:
     """Every backtest forecast: one row per model, series, origin and step (``errors``)."""
@@ -65,21 +129,33 @@ class Backtest:
     horizon: int
     season_length: int
     failures: dict[str, str]
+    min_train: int = MIN_TRAIN
 
 
 def backtest(panel: Panel, factories: dict[str, Callable[[], Any]], *, horizon: int, origins: list[int],
-             season_length: int) -> Backtest:
+             season_length: int, min_train: int = MIN_TRAIN) -> Backtest:
     """Fit each model at each origin on the history before it and forecast ``horizon`` periods.
 
+    Origin ``o`` cuts every series ``n_periods - o`` periods before its own last period (module
+    doc); a series with fewer than ``min_train`` periods before its cut sits that fold out.
     A model that raises at some origin is left out of the comparison, with its reason in
     ``failures`` (a crmlab error message or the exception's first line)."""
     rows = []
     failures: dict[str, str] = {}
-    ids = np.asarray(panel.series_ids, dtype=object)
+    all_ids = np.asarray(panel.series_ids, dtype=object)
+    ends, starts = panel.ends, panel.starts
     for o in origins:
-        train = panel.truncate(o)
-        actual = panel.values[:, o:o + horizon]
-        h = actual.shape[1]
+        back = panel.n_periods - o
+        h = min(horizon, back)
+        cut = ends - back
+        active = cut - starts >= min_train
+        if h < 1 or not active.any():
+            continue
+        ids, cut = all_ids[active], cut[active]
+        train = panel.select(active).cut(cut)
+        idx = cut[:, None] + np.arange(h)[None, :]
+        actual = panel.values[active][np.arange(len(ids))[:, None], idx]
+        periods = panel.periods.to_numpy()[idx]
         sc = np.array([scales(row, season_length) for row in train.values]).reshape(-1, 2)
         for name, factory in factories.items():
             if name in failures:
@@ -93,7 +169,7 @@ def backtest(panel: Panel, factories: dict[str, Callable[[], Any]], *, horizon: 
                 "model": name,
                 "series_id": np.repeat(ids, h),
                 "origin": o,
-                "period": np.tile(panel.periods[o:o + h].to_numpy(), len(ids)),
+                "period": periods.reshape(-1),
                 "step": np.tile(np.arange(1, h + 1), len(ids)),
                 "actual": actual.reshape(-1),
                 "forecast": fc.reshape(-1),
@@ -104,7 +180,7 @@ def backtest(panel: Panel, factories: dict[str, Callable[[], Any]], *, horizon: 
     if not errors.empty:
         keep = errors[["actual", "forecast", "scale"]].notna().all(axis=1)
         errors = errors[keep].reset_index(drop=True)
-    return Backtest(errors, origins, horizon, season_length, failures)
+    return Backtest(errors, origins, horizon, season_length, failures, min_train)
 
 
 def _metrics(df: pd.DataFrame) -> dict[str, float]:

@@ -25,7 +25,9 @@ trained model did.
 * **Per series** (:class:`PerSeries`) combines them: each series takes the model that forecast it
   best on the backtest.
 
-Sales are never forecast below zero when the history has no negative value.
+Every model forecasts each series from its own last observed period (series of a sales table may
+end on different dates), never from the common grid's end. Sales are never forecast below zero
+when the history has no negative value.
 """
 
 from __future__ import annotations
@@ -295,26 +297,35 @@ class LightGBMForecaster:
         names += ["sales_level", "series_code", *sorted(panel.covariates)]
         return names
 
-    def _features(self, z: np.ndarray, t: int, calendar: dict[str, np.ndarray], covariates: dict[str, np.ndarray]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Features of period column ``t`` of every series from the scaled history ``z[:, :t]``, and
-        the local level they are relative to (the mean of the first window; 1 where it is 0).
+    def _features(self, z: np.ndarray, t: int | np.ndarray, calendar: dict[str, np.ndarray],
+                  covariates: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Features of period column ``t`` of every series (one column for all, or one per series:
+        each forecasts from its own end) from the scaled history ``z[:, :t]``, and the local level
+        they are relative to (the mean of the first window; 1 where it is 0).
 
         Sales features and the target are divided by the local level, so the trees learn shapes
         (seasonality, the effect of a promotion) rather than levels, and a falling or rising series
         does not drag its forecast back to the levels it had in training."""
         n = z.shape[0]
+        rows = np.arange(n)
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
+
+        def window(w: int) -> np.ndarray:
+            idx = t[:, None] - w + np.arange(w)[None, :]
+            past = z[rows[:, None], np.maximum(idx, 0)]
+            return np.where(idx >= 0, past, np.nan)
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            level = np.nanmean(z[:, max(0, t - self.windows[0]):t], axis=1)
+            level = np.nanmean(window(self.windows[0]), axis=1)
             level = np.where(np.isfinite(level) & (level > 0), level, 1.0)
-            cols = [z[:, t - lag] / level if t - lag >= 0 else np.full(n, np.nan) for lag in self.lags_]
+            cols = [np.where(t - lag >= 0, z[rows, np.maximum(t - lag, 0)], np.nan) / level for lag in self.lags_]
             for w in self.windows:
-                past = z[:, max(0, t - w):t]
+                past = window(w)
                 cols += [np.nanmean(past, axis=1) / level, np.nanstd(past, axis=1) / level]
-        cols += [np.full(n, v[t]) for v in calendar.values()]
-        cols += [level, np.arange(n, dtype=np.float64)]
-        cols += [covariates[c][:, t] for c in sorted(covariates)]
+        cols += [v[t] for v in calendar.values()]
+        cols += [level, rows.astype(np.float64)]
+        cols += [covariates[c][rows, t] for c in sorted(covariates)]
         return np.column_stack(cols), level
 
     def _train_params(self) -> dict[str, Any]:
@@ -357,18 +368,21 @@ class LightGBMForecaster:
             raise ModelError(f"LightGBM uses covariates {sorted(panel.covariates)}, known for {available} future "
                              f"period(s); a horizon of {horizon} needs them for every forecast period (add future "
                              "rows to the sales table or forecast fewer periods)")
-        t0 = panel.n_periods
+        t0 = panel.ends  # each series from its own last period
+        rows = np.arange(len(t0))
         periods = panel.periods.append(future_periods(panel.periods[-1], horizon, panel.freq))
         calendar = _calendar(periods, panel.freq)
         z = np.concatenate([panel.values / self.scale_[:, None], np.full((len(self.scale_), horizon), np.nan)], axis=1)
         started = np.isfinite(panel.values).any(axis=1)
+        out = np.full((len(t0), horizon), np.nan)
         for h in range(horizon):
             x, level = self._features(z, t0 + h, calendar, panel.covariates)
             pred = self.booster_.predict(x) * level
             if self.nonneg_:
                 pred = np.maximum(pred, 0.0)
-            z[:, t0 + h] = np.where(started, pred, np.nan)
-        return z[:, t0:] * self.scale_[:, None]
+            out[:, h] = np.where(started, pred, np.nan)
+            z[rows, t0 + h] = out[:, h]
+        return out * self.scale_[:, None]
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "lags": self.lags, "lags_used": self.lags_, "windows": self.windows,

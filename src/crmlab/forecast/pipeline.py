@@ -7,6 +7,13 @@ Steps are functions named with verbs; :func:`train_forecast` only wires them::
       -> conformal_quantiles + interval_coverage (shipped model, backtest errors)
       -> refit the shipped model on the whole history -> forecast_frame -> export_bundle -> log_training
 
+Series may start and end on their own dates. Each is backtested on its own span and forecast from
+its own last period; a series that stopped long before the others (``forecast.stale_after``) is
+handled by ``forecast.stale_series`` (:func:`apply_stale_policy`): excluded and named (the
+default), forecast from its own end (dated from there), or an error. The backtest windows are
+fitted to the series' lengths (:func:`~crmlab.forecast.backtest.fit_windows`), with a note for each
+change.
+
 The shipped model is the one with the lowest backtest MASE, over all series or, with
 ``forecast.selection: per_series``, for each series. Seasonal naive is always on the board, so the
 accuracy gate holds by construction: LightGBM (or ETS, ARIMA) ships only when it beats every
@@ -19,8 +26,9 @@ forecasts with 80% and 95% intervals per series and period.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +36,40 @@ import numpy as np
 import pandas as pd
 
 from crmlab.config import CrmlabConfig, ForecastConfig, config_hash
-from crmlab.errors import ConfigError, ModelError
+from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.forecast.backtest import (
     LEVELS,
     Backtest,
     backtest,
     conformal_quantiles,
+    fit_windows,
     interval_coverage,
     leaderboard,
-    origin_indices,
     select_model,
     select_per_series,
     shipped_errors,
 )
 from crmlab.forecast.metrics import scales
 from crmlab.forecast.models import MODELS, PerSeries, forecaster_from_dict, make_forecaster
-from crmlab.forecast.series import Panel, default_season_length, future_periods, read_sales, transaction_panel
+from crmlab.forecast.series import (
+    Panel,
+    default_season_length,
+    future_periods,
+    read_sales,
+    stale_series,
+    transaction_panel,
+)
 from crmlab.tracking import Run, Tracker, data_fingerprint
 from crmlab.utils import Step, no_step
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "INPUT_COLUMNS",
     "OUTPUT_COLUMNS",
     "ForecastResult",
+    "apply_stale_policy",
     "evaluate_bundle",
     "export_bundle",
     "forecast_bundle",
@@ -90,11 +108,12 @@ class ForecastResult:
     run_id: str | None = None
     tracking_uri: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> list[str]:
         """A few lines for the CLI: the data, the leaderboard, the shipped model and its intervals."""
         p, m = self.panel, self.metrics
-        lines = [f"{len(p.series_ids)} series of {self.config.target} per {p.freq}: {p.n_periods} periods "
+        lines = [f"{len(p.series_ids)} series of {p.target} per {p.freq}: {p.n_periods} periods "
                  f"{p.periods[0].date()}..{p.periods[-1].date()}; backtest at {len(self.backtest.origins)} origins, "
                  f"horizon {self.backtest.horizon}"]
         lines += [f"note: {n}" for n in (*p.notes, *self.notes)]
@@ -126,7 +145,8 @@ def load_panel(cfg: CrmlabConfig) -> tuple[Panel, dict[str, Any], dict[str, Any]
             raise ConfigError("forecast.source=sales needs project.data.sales (a table with period and value)")
         if fc.group_by is not None:
             raise ConfigError("forecast.group_by applies to transactions; a sales table has its series in series_id")
-        sales = read_sales(project.data.sales, freq=fc.freq, covariates=fc.covariates, as_of=project.as_of)
+        sales = read_sales(project.data.sales, freq=fc.freq, covariates=fc.covariates, as_of=project.as_of,
+                           target=fc.target_name)
         if len(sales.rejects):
             from crmlab.utils import write_table_atomic
 
@@ -145,7 +165,40 @@ def load_panel(cfg: CrmlabConfig) -> tuple[Panel, dict[str, Any], dict[str, Any]
         raise ConfigError("the forecast pipeline needs transactions or project.data.sales")
     panel = transaction_panel(tx, target=fc.target, freq=fc.freq, as_of=prepared.as_of, group_by=fc.group_by,
                               partial_period=fc.partial_period)
+    if fc.target_name:
+        panel = replace(panel, target=fc.target_name)
     return panel, prepared.fingerprint, {"source": "transactions", "cleaning": prepared.cleaning.report.to_dict()}
+
+
+def apply_stale_policy(panel: Panel, fc: ForecastConfig) -> tuple[Panel, dict[str, str], list[str]]:
+    """Apply ``forecast.stale_series`` to the series whose last period is more than
+    ``forecast.stale_after`` (default: the horizon) periods before the latest series' last period.
+
+    Returns the panel to model, the excluded series (id -> its last period) and notes. Series that
+    end only a little earlier are no concern here: every model forecasts them from their own end."""
+    after = fc.stale_after or fc.horizon
+    stale = stale_series(panel, after)
+    if not stale.any():
+        return panel, {}, []
+    lasts = panel.last_periods()
+    latest = lasts.max().date()
+    found = {sid: str(lasts[i].date()) for i, sid in enumerate(panel.series_ids) if stale[i]}
+    listed = ", ".join(f"{sid} (last {d})" for sid, d in list(found.items())[:10])
+    listed += f" (+{len(found) - 10} more)" if len(found) > 10 else ""
+    what = (f"{len(found)} series stopped more than {after} periods before the latest series' last period "
+            f"{latest}: {listed}")
+    if fc.stale_series == "error":
+        raise DataError(f"{what}; set forecast.stale_series to exclude or forecast_from_own_end",
+                        column="value", expected="series that run up to the same recent period")
+    if fc.stale_series == "forecast_from_own_end":
+        note = f"{what}; each is forecast from its own end (forecast.stale_series=forecast_from_own_end)"
+        logger.warning(note)
+        return panel, {}, [note]
+    if stale.all():
+        raise DataError(f"every series would be excluded as stale: {what}", column="value")
+    note = f"{what}; excluded from the backtest and the forecast (forecast.stale_series=exclude)"
+    logger.warning(note)
+    return panel.select(~stale), found, [note]
 
 
 def model_factories(fc: ForecastConfig, season_length: int, seed: int) -> dict[str, Callable[[], Any]]:
@@ -167,12 +220,13 @@ def forecast_frame(model: Any, panel: Panel, horizon: int, quantiles: dict[int, 
                          f"(forecast.horizon); retrain with a longer forecast.horizon")
     point = model.predict(horizon)
     sc = np.array([scales(row, season_length)[0] for row in panel.values])
-    periods = future_periods(panel.periods[-1], horizon, panel.freq)
+    grid = panel.periods.append(future_periods(panel.periods[-1], horizon, panel.freq)).to_numpy()
+    periods = grid[panel.ends[:, None] + np.arange(horizon)[None, :]]  # each series from its own end
     n = len(panel.series_ids)
     out = pd.DataFrame({
         "series_id": np.repeat(np.asarray(panel.series_ids, dtype=object), horizon),
         "step": np.tile(np.arange(1, horizon + 1), n),
-        "period": np.tile(periods.to_numpy(), n),
+        "period": periods.reshape(-1),
         "forecast": point.reshape(-1),
     })
     floor = 0.0 if bool(np.nanmin(panel.values) >= 0) else -np.inf
@@ -185,8 +239,7 @@ def forecast_frame(model: Any, panel: Panel, horizon: int, quantiles: dict[int, 
 
 def _report_table(panel: Panel, future: pd.DataFrame) -> pd.DataFrame:
     """``report_forecast.csv`` for crmlab.report: recent actuals, then the forecast with its 95% interval."""
-    hist = panel.to_frame()
-    hist = hist[hist["period"] >= panel.periods[max(0, panel.n_periods - REPORT_HISTORY)]]
+    hist = panel.to_frame().groupby("series_id", sort=False).tail(REPORT_HISTORY)
     past = pd.DataFrame({"series_id": hist["series_id"], "period": hist["period"], "actual": hist["value"],
                          "forecast": np.nan, "lower": np.nan, "upper": np.nan})
     ahead = pd.DataFrame({"series_id": future["series_id"], "period": future["period"], "actual": np.nan,
@@ -199,7 +252,8 @@ def _report_table(panel: Panel, future: pd.DataFrame) -> pd.DataFrame:
 
 def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics: dict[str, float],
                   quantiles: dict[int, np.ndarray], fc: ForecastConfig, season_length: int,
-                  report: pd.DataFrame, config_digest: str) -> Path:
+                  report: pd.DataFrame, config_digest: str, horizon: int | None = None,
+                  excluded: dict[str, str] | None = None, notes: list[str] | None = None) -> Path:
     """Write the shipped model to a bundle: its JSON state (statistical models' fitted parameters,
     LightGBM's settings and series scales), the history it forecasts from (``arrays.npz``), the
     LightGBM text model, the interval quantiles and ``report_forecast.csv``. No pickles."""
@@ -209,6 +263,7 @@ def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics:
         "series_ids": list(panel.series_ids),
         "periods": [p.date().isoformat() for p in panel.periods],
         "freq": panel.freq,
+        "target": panel.target,
         "season_length": season_length,
         "n_future": panel.n_future,
         "covariates": sorted(panel.covariates),
@@ -223,12 +278,16 @@ def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics:
         "input_columns": INPUT_COLUMNS,
         "output_columns": OUTPUT_COLUMNS,
         "model": model.name,
-        "target": fc.target,
+        "target": panel.target,
         "time_unit": panel.freq,
-        "horizon": fc.horizon,
+        "horizon": horizon or fc.horizon,
         "training_window": {"first_period": panel.periods[0].date().isoformat(),
                             "last_period": panel.periods[-1].date().isoformat(), "freq": panel.freq},
         "n_series": len(panel.series_ids),
+        "series_last_period": dict(zip(panel.series_ids, (p.date().isoformat() for p in panel.last_periods()),
+                                       strict=True)),
+        "excluded_series": excluded or {},
+        "notes": list(notes or []),
         "metrics": {k: (float(v) if np.isfinite(v) else None) for k, v in result_metrics.items()},
         "config_hash": config_digest,
     }
@@ -243,7 +302,7 @@ def _model_from_bundle(bundle: Bundle) -> tuple[Any, Panel, dict[int, np.ndarray
                          "crmlab, retrain")
     covs = {k.split("__", 1)[1]: v for k, v in bundle.arrays.items() if k.startswith("covariate__")}
     panel = Panel(tuple(p["series_ids"]), pd.DatetimeIndex(pd.to_datetime(p["periods"])), bundle.arrays["values"],
-                  str(p["freq"]), covs, int(p.get("n_future", 0)))
+                  str(p["freq"]), covs, int(p.get("n_future", 0)), target=str(p.get("target", "value")))
     text = bundle.read_text(MODEL_FILE) if (bundle.path / MODEL_FILE).is_file() else None
     model = forecaster_from_dict(p["model"], panel, text)
     quantiles = {int(k): np.asarray(v, dtype=np.float64) for k, v in p["quantiles"].items()}
@@ -316,7 +375,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ForecastResult) -> dict
                                                                seed=int(s.get("seed", 42))))
                  for name, s in specs.items()}
     bt = backtest(result.panel, factories, horizon=result.backtest.horizon, origins=result.backtest.origins,
-                  season_length=result.season_length)
+                  season_length=result.season_length, min_train=result.backtest.min_train)
     if bt.failures:
         raise ModelError(f"{bundle.path}: the champion's model failed on the new backtest: {bt.failures}")
     errors = shipped_errors(bt.errors, state.get("choice", {}) if per_series else {}, next(iter(specs)))
@@ -333,10 +392,11 @@ def plot_forecasts(panel: Panel, future: pd.DataFrame, *, max_series: int = 6) -
     ids = list(panel.series_ids)[:max_series]
     fig = Figure(figsize=(10, 2.6 * len(ids)), layout="constrained")
     axes = fig.subplots(len(ids), 1, squeeze=False)[:, 0]
-    start = max(0, panel.n_periods - 104)
     for ax, sid in zip(axes, ids, strict=True):
         i = panel.series_ids.index(sid)
-        ax.plot(panel.periods[start:], panel.values[i, start:], color="black", lw=1.2, label="actual")
+        end = int(panel.ends[i])
+        start = max(0, end - 104)
+        ax.plot(panel.periods[start:end], panel.values[i, start:end], color="black", lw=1.2, label="actual")
         f = future[future["series_id"] == sid]
         ax.fill_between(f["period"], f["lower_95"], f["upper_95"], color="tab:blue", alpha=0.15, label="95%")
         ax.fill_between(f["period"], f["lower_80"], f["upper_80"], color="tab:blue", alpha=0.3, label="80%")
@@ -354,7 +414,9 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
     from crmlab.pyfunc import log_pyfunc
     from crmlab.registry import model_name
 
-    run.set_tags({"crmlab.model": result.selected})
+    run.set_tags({"crmlab.model": result.selected, "crmlab.forecast_target": result.panel.target})
+    if result.excluded:
+        run.set_tags({"crmlab.excluded_series": ", ".join(result.excluded)[:4000]})
     run.log_params({"selected_model": result.selected, "season_length": result.season_length,
                     "origins": [str(result.panel.periods[o].date()) for o in result.backtest.origins],
                     "n_series": len(result.panel.series_ids)})
@@ -366,6 +428,7 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
     if rejects is not None and len(rejects):
         run.log_table(rejects, "rejects_sales.csv")
     run.log_dict({"selected": result.selected, "notes": [*result.panel.notes, *result.notes],
+                  "excluded_series": result.excluded,
                   "failures": result.backtest.failures,
                   "quantiles": {str(k): v.tolist() for k, v in result.quantiles.items()}}, "forecast_report.json")
     run.log_table(result.leaderboard, "backtest/leaderboard.csv")
@@ -391,20 +454,25 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
     with step("Loading the sales series"):
         panel, fingerprint, input_report = load_panel(cfg)
     season = default_season_length(fc.freq, fc.season_length)
-    origins = origin_indices(panel.n_periods, fc.horizon, fc.origins, fc.origin_step or max(1, fc.horizon // 4))
+    panel, excluded, stale_notes = apply_stale_policy(panel, fc)
+    windows = fit_windows(panel, horizon=fc.horizon, origins=fc.origins, origin_step=fc.origin_step,
+                          season_length=season)
+    horizon, origins = windows.horizon, windows.origins
     tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
     factories = model_factories(fc, season, project.seed)
     with tracker.start_run("forecast", pipeline="forecast", config=cfg.section("forecast"), fingerprint=fingerprint,
                            tags={"crmlab.forecast_source": input_report["source"]}) as run:
         with step(f"Backtesting {', '.join(factories)} at {len(origins)} origins"):
-            bt = backtest(panel, factories, horizon=fc.horizon, origins=origins, season_length=season)
+            bt = backtest(panel, factories, horizon=horizon, origins=origins, season_length=season,
+                          min_train=windows.min_train)
             board, by_series = leaderboard(bt), leaderboard(bt, by_series=True)
             best, notes = select_model(board)
+            notes = [*stale_notes, *windows.notes, *notes]
             notes += [f"{m} failed on the backtest: {why}" for m, why in bt.failures.items()]
             choice = select_per_series(by_series) if fc.selection == "per_series" else {}
             errors = shipped_errors(bt.errors, choice, best)
             metrics = _shipped_metrics(errors, bt)
-            quantiles = conformal_quantiles(errors, fc.horizon)
+            quantiles = conformal_quantiles(errors, horizon)
         if choice:
             members = dict.fromkeys([best, *choice.values()])
             fresh: Any = PerSeries(choice, {name: factories[name]() for name in members})
@@ -413,20 +481,21 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
             notes.append("per series: " + ", ".join(f"{m} for {n} series" for m, n in counts.items()))
         else:
             fresh, selected = factories[best](), best
-        with step(f"Refitting {selected} on all {panel.n_periods} periods and forecasting {fc.horizon}"):
+        with step(f"Refitting {selected} on all {panel.n_periods} periods and forecasting {horizon}"):
             model = fresh.fit(panel)
-            future = forecast_frame(model, panel, fc.horizon, quantiles, season_length=season)
+            future = forecast_frame(model, panel, horizon, quantiles, season_length=season)
             notes += [f"{selected} on {sid}: {why}" for sid, why in getattr(model, "fallbacks_", {}).items()]
         with step("Exporting the model bundle"):
             bundle_path = export_bundle(Path(project.output.models_dir) / "forecast", model, panel,
                                         result_metrics=metrics, quantiles=quantiles, fc=fc, season_length=season,
                                         report=_report_table(panel, future),
-                                        config_digest=config_hash(cfg.section("forecast")))
+                                        config_digest=config_hash(cfg.section("forecast")), horizon=horizon,
+                                        excluded=excluded, notes=[*panel.notes, *notes])
         result = ForecastResult(
             panel=panel, config=fc, season_length=season, backtest=bt, leaderboard=board,
             leaderboard_by_series=by_series, selected=selected, notes=notes, metrics=metrics,
             quantiles=quantiles, forecast=future, bundle_path=bundle_path, fingerprint=fingerprint,
-            run_id=run.run_id, tracking_uri=tracker.uri if run.active else None,
+            run_id=run.run_id, tracking_uri=tracker.uri if run.active else None, excluded=excluded,
         )
         if run.active:
             with step("Logging the run, leaderboard, plot and model to MLflow"):

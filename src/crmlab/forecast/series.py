@@ -8,6 +8,14 @@ Rules (the ones a user would notice):
 
 * A period without transactions is a **zero**, not a missing value. Before a series' first sale the
   series does not exist yet (missing), so a category launched late is not a run of fake zeros.
+* Series of an aggregated sales table start **and end** on their own dates (as in Nixtla's
+  statsforecast, where each ``unique_id`` has its own dates): after a series' last row with a value
+  it is missing, never padded with zeros to the others' end, and every model forecasts it from its
+  own last period (:attr:`Panel.ends`). Only a period *inside* a series' own span without a row is
+  taken as zero sales (an aggregated table, a ``GROUP BY`` output, leaves out periods without
+  sales); a period whose row was rejected for its value is unknown rather than zero and is
+  interpolated between its neighbours. Both are counted in the panel's notes and the counts. Series that stopped long before the
+  others are handled by :func:`stale_series` and ``forecast.stale_series``.
 * Only data on or before the cut-off ``as_of`` is used. The period that holds ``as_of`` usually
   ends after it; that **partial last period** is dropped (``partial_period="drop"``) or kept and
   flagged (``"keep"``): never used silently, since a half-week would look like a collapse in sales.
@@ -20,6 +28,7 @@ Rules (the ones a user would notice):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -30,6 +39,8 @@ import pandas as pd
 from crmlab.config import TableSource
 from crmlab.errors import ConfigError, DataError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_SEASON",
     "Panel",
@@ -39,6 +50,7 @@ __all__ = [
     "period_end",
     "period_start",
     "read_sales",
+    "stale_series",
     "transaction_panel",
 ]
 
@@ -79,8 +91,10 @@ class Panel:
     """Series on a common period grid.
 
     ``values[i, t]`` is series ``i`` in period ``periods[t]``: a number (zero when nothing was sold)
-    or NaN before the series starts. ``covariates[name]`` has ``len(periods) + n_future`` columns:
-    the known-in-advance values of the history and of the next ``n_future`` periods.
+    or NaN before the series starts and after it ends (its own last period, :attr:`ends`).
+    ``covariates[name]`` has ``len(periods) + n_future`` columns: the known-in-advance values of the
+    history and of the next ``n_future`` periods. ``target`` names the quantity (``revenue``, or a
+    sales table's value column).
     """
 
     series_ids: tuple[str, ...]
@@ -90,10 +104,48 @@ class Panel:
     covariates: dict[str, np.ndarray] = field(default_factory=dict)
     n_future: int = 0
     notes: tuple[str, ...] = ()
+    target: str = "value"
 
     @property
     def n_periods(self) -> int:
         return len(self.periods)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Per series, the grid index of its first observed period (``n_periods`` when it has none)."""
+        obs = ~np.isnan(self.values)
+        return np.where(obs.any(axis=1), np.argmax(obs, axis=1), self.values.shape[1])
+
+    @property
+    def ends(self) -> np.ndarray:
+        """Per series, the grid index just after its last observed period: the column its forecast
+        starts at (0 when it has no value)."""
+        obs = ~np.isnan(self.values)
+        return np.where(obs.any(axis=1), self.values.shape[1] - np.argmax(obs[:, ::-1], axis=1), 0)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Per series, its number of observed periods."""
+        return np.sum(~np.isnan(self.values), axis=1)
+
+    def last_periods(self) -> pd.DatetimeIndex:
+        """Per series, the start of its last observed period."""
+        return self.periods[np.maximum(self.ends - 1, 0)]
+
+    def select(self, keep: np.ndarray) -> Panel:
+        """The panel of the series where ``keep`` (a boolean mask) is true."""
+        keep = np.asarray(keep, dtype=bool)
+        return replace(self, series_ids=tuple(s for s, k in zip(self.series_ids, keep, strict=True) if k),
+                       values=self.values[keep], covariates={k: v[keep] for k, v in self.covariates.items()})
+
+    def cut(self, ends: np.ndarray) -> Panel:
+        """Each series as known at the end of its own ``ends[i]``-th grid period (values from there on
+        missing): a backtest fold of series that end on different dates."""
+        width = max(int(np.max(ends)), 1) if len(ends) else 1
+        kept = self.values[:, :width].copy()
+        kept[np.arange(width)[None, :] >= np.asarray(ends)[:, None]] = np.nan
+        return replace(self, periods=self.periods[:width], values=kept,
+                       n_future=self.n_future + self.n_periods - width)
 
     def truncate(self, n: int) -> Panel:
         """The panel as known at the end of its ``n``-th period: a backtest fold's training data.
@@ -178,7 +230,7 @@ def transaction_panel(
             notes.append(f"{what}: kept although partial (forecast.partial_period=keep)")
     _check_panel(values, "the transaction log")
     ids = tuple(str(i) for i in wide.index)
-    return Panel(ids, pd.DatetimeIndex(grid), values, freq, notes=tuple(notes))
+    return Panel(ids, pd.DatetimeIndex(grid), values, freq, notes=tuple(notes), target=target)
 
 
 # --------------------------------------------------------------------------- aggregated sales table
@@ -225,11 +277,14 @@ def _refuse_column(name: str, column: str, bad: np.ndarray, raw: pd.DataFrame, e
 
 
 def read_sales(source: TableSource, *, freq: str, covariates: list[str] | tuple[str, ...] = (),
-               as_of: date | None = None) -> SalesTable:
+               as_of: date | None = None, target: str | None = None) -> SalesTable:
     """Read and validate an aggregated sales table (module doc) into a :class:`Panel`.
 
     ``period`` is a date (or a month such as ``1997-01``) and is mapped to the start of its period
-    of ``freq``; ``value`` is a number; ``series_id`` is optional (one series ``total``).
+    of ``freq``; ``value`` is a number; ``series_id`` is optional (one series ``total``). Each series
+    spans its own first to last period with a value; a period inside that span without a row is a
+    zero (counted in the notes). The panel's ``target`` is ``target``, else the name of the table's
+    value column (its mapped name, e.g. ``units``), never a made-up "revenue".
     """
     from crmlab.data.io import read_table
 
@@ -280,20 +335,53 @@ def read_sales(source: TableSource, *, freq: str, covariates: list[str] | tuple[
         raise DataError("no row with a value" + (f" on or before the cut-off {as_of}" if as_of else ""),
                         file=name, column="value", expected="numbers such as 1250.50")
     last = observed["period"].max()
-    # A row without a value is a future row (covariates only) after the last observed period;
-    # before it, a missing value is no sales figure at all: rejected.
-    gap = (~has_value & (frame["period"] <= last)).to_numpy()
+    # A row without a value is a future row (covariates only) after its series' last observed
+    # period; inside the series' span, a missing value is no sales figure at all: rejected.
+    own_last = frame["series_id"].map(observed.groupby("series_id")["period"].max())
+    gap = (~has_value & (frame["period"] <= own_last)).to_numpy()
     reason[frame.index.to_numpy()[gap]] = "value missing"
-    future = frame[~has_value & (frame["period"] > last)]
+    future = frame[~has_value & ~gap]
     grid = pd.period_range(observed["period"].min(), last, freq=PERIOD_FREQ[freq]).start_time
     wide = observed.pivot(index="series_id", columns="period", values="value").reindex(columns=grid)
     values = wide.to_numpy(dtype=np.float64)
-    started = np.cumsum(~np.isnan(values), axis=1) > 0
-    values = np.where(started, np.nan_to_num(values, nan=0.0), np.nan)
+    present = ~np.isnan(values)
+    inside = (np.cumsum(present, axis=1) > 0) & (np.cumsum(present[:, ::-1], axis=1)[:, ::-1] > 0)
+    # A period whose row was rejected for its value is unknown, not zero: interpolated between its
+    # neighbours. A period without any row is a zero (aggregated tables leave out empty periods).
+    lost = np.isin(reason, ["value missing", "value is not a number"]) & ~period_missing & ~bad_period
+    unknown = np.zeros_like(present)
+    if lost.any():
+        cells = pd.DataFrame({"series_id": ids.to_numpy(dtype=object)[lost], "period": start[lost]})
+        row = pd.Index(wide.index).get_indexer(cells["series_id"])
+        col = pd.DatetimeIndex(grid).get_indexer(pd.DatetimeIndex(cells["period"]))
+        ok_cell = (row >= 0) & (col >= 0)
+        unknown[row[ok_cell], col[ok_cell]] = True
+        unknown &= inside & ~present
+    holes = inside & ~present & ~unknown
+    values = np.where(inside, np.where(holes, 0.0, values), np.nan)
+    if unknown.any():
+        values = pd.DataFrame(values).interpolate(axis=1, limit_area="inside").to_numpy(dtype=np.float64)
     _check_panel(values, name)
+    notes: list[str] = []
+    for mask, what in ((holes, "had no row and count as 0 sales (an aggregated table leaves out periods "
+                                "without sales)"),
+                       (unknown, "had their row rejected (see the rejects file): unknown, not zero, so "
+                                 "interpolated between their neighbours")):
+        if mask.any():
+            per = mask.sum(axis=1)
+            listed = ", ".join(f"{sid} ({int(k)})" for sid, k in zip(wide.index, per, strict=True) if k)
+            notes.append(f"{int(mask.sum())} period(s) inside a series' own span {what}: {listed}")
+    ends = np.where(present.any(axis=1), values.shape[1] - np.argmax(present[:, ::-1], axis=1), 0)
+    if len(set(ends.tolist())) > 1:
+        lasts = [f"{sid} {grid[e - 1].date()}" for sid, e in zip(wide.index, ends, strict=True)]
+        notes.append("the series end on different dates; each is backtested and forecast from its own last "
+                     "period (none is padded with zeros): " + ", ".join(lasts[:10])
+                     + (f" (+{len(lasts) - 10} more)" if len(lasts) > 10 else ""))
+    for note in notes:
+        logger.info("%s: %s", name, note)
     n_future = 0
     if len(future) and covariates:
-        n_future = len(pd.period_range(last, future["period"].max(), freq=PERIOD_FREQ[freq])) - 1
+        n_future = max(0, len(pd.period_range(last, future["period"].max(), freq=PERIOD_FREQ[freq])) - 1)
     full_grid = grid.append(future_periods(last, n_future, freq))
     known = pd.concat([observed, future])
     panel_covs: dict[str, np.ndarray] = {}
@@ -308,7 +396,17 @@ def read_sales(source: TableSource, *, freq: str, covariates: list[str] | tuple[
     rejected = reason != ""
     rejects = raw[rejected].assign(reason=reason[rejected])
     counts = {"input_rows": n, "clean_rows": int(len(observed)), "future_rows": int(len(future)),
-              "rejected_rows": int(rejected.sum())}
-    panel = Panel(tuple(str(i) for i in wide.index), pd.DatetimeIndex(grid), values, freq, panel_covs, n_future)
+              "rejected_rows": int(rejected.sum()), "zero_filled_periods": int(holes.sum()),
+              "interpolated_periods": int(unknown.sum())}
+    panel = Panel(tuple(str(i) for i in wide.index), pd.DatetimeIndex(grid), values, freq, panel_covs, n_future,
+                  notes=tuple(notes), target=target or source.columns.get("value", "value"))
     return SalesTable(panel, rejects.reset_index(drop=True), counts)
 
+
+
+def stale_series(panel: Panel, after: int) -> np.ndarray:
+    """A mask of the series whose last period lies more than ``after`` periods before the latest
+    series' last period (for ``after = forecast.horizon``: series whose whole forecast would lie in
+    the already observed past of the others)."""
+    ends = panel.ends
+    return ends < ends.max() - after

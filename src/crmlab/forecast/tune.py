@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from crmlab.config import CrmlabConfig
-from crmlab.forecast.backtest import Backtest, backtest, leaderboard, origin_indices
+from crmlab.forecast.backtest import Backtest, backtest, fit_windows, leaderboard
 from crmlab.forecast.models import make_forecaster
-from crmlab.forecast.pipeline import load_panel
+from crmlab.forecast.pipeline import apply_stale_policy, load_panel
 from crmlab.forecast.series import default_season_length
 from crmlab.tracking import Tracker
 from crmlab.tuning import TuningResult, nested_overrides, report, run_study
@@ -45,7 +45,10 @@ def tune_forecast(cfg: CrmlabConfig, *, trials: int | None = None, timeout: floa
     with step("Loading the sales series"):
         panel, fingerprint, _ = load_panel(cfg)
     season = default_season_length(fc.freq, fc.season_length)
-    origins = origin_indices(panel.n_periods, fc.horizon, fc.origins, fc.origin_step or max(1, fc.horizon // 4))
+    panel, _, _ = apply_stale_policy(panel, fc)
+    windows = fit_windows(panel, horizon=fc.horizon, origins=fc.origins, origin_step=fc.origin_step,
+                          season_length=season)
+    origins, horizon = windows.origins, windows.horizon
 
     def objective(trial: Any, params: dict[str, Any]) -> float:
         tuned = with_overrides(cfg, trial_overrides(params)).forecast
@@ -55,11 +58,12 @@ def tune_forecast(cfg: CrmlabConfig, *, trials: int | None = None, timeout: floa
         parts: list[pd.DataFrame] = []
         value = math.nan
         for k, origin in enumerate(origins):
-            bt = backtest(panel, factory, horizon=fc.horizon, origins=[origin], season_length=season)
+            bt = backtest(panel, factory, horizon=horizon, origins=[origin], season_length=season,
+                          min_train=windows.min_train)
             if bt.failures:
                 return math.nan
             parts.append(bt.errors)
-            value = float(leaderboard(Backtest(pd.concat(parts), origins[:k + 1], fc.horizon, season, {}))["mase"].iloc[0])
+            value = float(leaderboard(Backtest(pd.concat(parts), origins[:k + 1], horizon, season, {}))["mase"].iloc[0])
             report(trial, value, k)
         return value
 

@@ -9,8 +9,17 @@ Steps are pure functions named with verbs; :func:`train_segmentation` only wires
       sample, Calinski-Harabasz, Davies-Bouldin, stability ARI) -> profile + name
       -> RfmScorer (the classic baseline) -> export_bundle -> log_training
 
-Segments are made of the customers with a purchase on or before ``as_of``; a customer without
-one is ``no_purchase`` (segment id -1) when scored.
+Segments are made of the customers with a purchase on or before ``as_of`` (``project.as_of``, else
+the data's own last date: never a fixed date); a customer without one is ``no_purchase`` (segment
+id -1) when scored.
+
+An unstable K-means is never shipped. With fewer customers than ``segmentation.min_customers``,
+with no stable k in the sweep, or with a chosen (or fixed) k whose stability ARI is below
+``segmentation.stability_threshold``, the pipeline ships ``segmentation.fallback`` instead: the RFM
+segments of the baseline (the marketer's named RFM grid, scored against the training base) or one
+segment of all purchasers, and says so in the log, the MLflow tags (``crmlab.fallback``), the
+manifest and the printed summary; the metrics of the shipped partition are logged, with
+``kmeans_shipped`` = 0 and the best K-means stability ARI seen.
 
 :func:`score_segmentation` is what batch scoring and the MLflow pyfunc call: it reads the scaler
 and the centres from the bundle's arrays (no pickles, no scikit-learn object) and assigns each
@@ -43,6 +52,10 @@ from crmlab.segmentation.models import (
 )
 from crmlab.segmentation.profiles import migration_matrix, name_segments, percentile_profile, profile_segments
 from crmlab.segmentation.rfm import NO_PURCHASE, RfmScorer, monetary_column, rfm_segment_names, segment_codes
+
+#: the segments a fallback ships: every RFM grid name (ids are positions here), or one segment
+RFM_NAMES: list[str] = list(dict.fromkeys(str(n) for n in rfm_segment_names()))
+SINGLE_NAME = "all_customers"
 from crmlab.tracking import Run, Tracker
 from crmlab.utils import Step, ids_unique, no_step
 from crmlab.workflow import prepare_data
@@ -83,13 +96,17 @@ def _text(codes: np.ndarray, names: list[str]) -> pd.Series:
 
 @dataclass
 class SegmentationModel:
-    """A fitted segmentation: scaler, centres (in the scaled space), names and the RFM baseline."""
+    """A fitted segmentation: scaler, centres (in the scaled space), names and the RFM baseline.
+
+    ``kind`` is what assigns the segments: ``kmeans`` (the nearest centre), ``rfm`` (the RFM
+    segment, a fallback: ids are positions in :data:`RFM_NAMES`) or ``single`` (one segment)."""
 
     features: list[str]
     scaler: FeatureScaler
     centres: np.ndarray
     names: list[str]
     rfm: RfmScorer
+    kind: str = "kmeans"
 
     @property
     def input_columns(self) -> list[str]:
@@ -98,8 +115,14 @@ class SegmentationModel:
 
     def assign(self, features: pd.DataFrame) -> np.ndarray:
         """Segment id of each row (-1 for a customer without a purchase)."""
-        x = features[self.features].to_numpy(dtype=np.float64, na_value=np.nan)
-        seg = nearest_centre(self.scaler.transform_rows(x), self.centres)
+        if self.kind == "kmeans":
+            x = features[self.features].to_numpy(dtype=np.float64, na_value=np.nan)
+            seg = nearest_centre(self.scaler.transform_rows(x), self.centres)
+        elif self.kind == "rfm":
+            by_code = np.array([*(self.names.index(str(n)) for n in rfm_segment_names()), -1], dtype=np.int32)
+            seg = by_code[segment_codes(self.rfm.score_arrays(features))]
+        else:
+            seg = np.zeros(len(features), dtype=np.int32)
         seg[~np.isfinite(features["recency_days"].to_numpy(dtype=np.float64, na_value=np.nan))] = -1
         return seg
 
@@ -119,7 +142,7 @@ class SegmentationModel:
 
     def to_bundle(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         params = {"features": self.features, "transform": self.scaler.transform, "names": self.names,
-                  "rfm_monetary": self.rfm.monetary}
+                  "rfm_monetary": self.rfm.monetary, "kind": self.kind}
         return params, {"centres": self.centres, **self.scaler.to_arrays(), **self.rfm.to_arrays()}
 
     @classmethod
@@ -129,8 +152,12 @@ class SegmentationModel:
         if missing or "centres" not in bundle.arrays:
             raise ModelError(f"{bundle.path}: lacks {missing or ['centres']}; not a segmentation bundle of this "
                              "crmlab, retrain")
+        kind = str(p.get("kind", "kmeans"))
+        if kind not in ("kmeans", "rfm", "single"):
+            raise ModelError(f"{bundle.path}: unknown segmentation kind {kind!r}; retrain")
         return cls(list(p["features"]), FeatureScaler.from_arrays(p["transform"], bundle.arrays),
-                   bundle.arrays["centres"], list(p["names"]), RfmScorer.from_arrays(p["rfm_monetary"], bundle.arrays))
+                   bundle.arrays["centres"], list(p["names"]), RfmScorer.from_arrays(p["rfm_monetary"], bundle.arrays),
+                   kind)
 
 
 @dataclass
@@ -152,18 +179,25 @@ class SegmentationResult:
     run_id: str | None = None
     tracking_uri: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    fallback: str | None = None
 
     def summary(self) -> list[str]:
         """A few lines for the CLI: k and why, the quality and stability figures, the segments."""
         m = self.metrics
-        stable = "stable" if m["stable"] else "UNSTABLE (below segmentation.stability_threshold)"
-        lines = [
-            f"k={self.k} ({self.chosen_by}), {self.algorithm} on {int(m['n_customers']):,} customers at {self.as_of}: "
-            f"silhouette {m['silhouette']:.3f}, Calinski-Harabasz {m['calinski_harabasz']:,.0f}, "
-            f"Davies-Bouldin {m['davies_bouldin']:.3f}",
-            f"stability: ARI {m['stability_ari_seeds']:.3f} across seeds, {m['stability_ari_bootstrap']:.3f} "
-            f"across bootstrap samples: {stable}",
-        ]
+        if self.fallback is not None:
+            sil = (f"silhouette {m['silhouette']:.3f}" if np.isfinite(m.get("silhouette", np.nan))
+                   else "no silhouette (one segment)")
+            lines = [f"note: no K-means shipped: {self.fallback}",
+                     f"shipped: {self.algorithm} ({self.k} segment(s) in use) on {int(m['n_customers']):,} customers "
+                     f"at {self.as_of}: {sil}"]
+        else:
+            lines = [
+                f"k={self.k} ({self.chosen_by}), {self.algorithm} on {int(m['n_customers']):,} customers at "
+                f"{self.as_of}: silhouette {m['silhouette']:.3f}, Calinski-Harabasz {m['calinski_harabasz']:,.0f}, "
+                f"Davies-Bouldin {m['davies_bouldin']:.3f}",
+                f"stability: ARI {m['stability_ari_seeds']:.3f} across seeds, {m['stability_ari_bootstrap']:.3f} "
+                "across bootstrap samples: stable",
+            ]
         revenue = "revenue_share" in self.profiles.columns
         for row in self.profiles.itertuples():
             lines.append(f"  {row.segment}: {row.name:<28} {row.customers:>9,} customers ({row.share:.1%})"
@@ -227,7 +261,7 @@ def evaluate_segments(z: np.ndarray, labels: np.ndarray, silhouette_rows: np.nda
 
 def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataFrame, *, as_of: date, k: int,
                   chosen_by: str, algorithm: str, metrics: dict[str, float], config_digest: str,
-                  sweep: pd.DataFrame | None) -> Path:
+                  sweep: pd.DataFrame | None, fallback: str | None = None) -> Path:
     """Write the model to a bundle folder: JSON parameters, the scaler, centres and RFM cut points as
     arrays, the profiles (``report_profiles.csv``, read by the HTML report), the sweep, a manifest."""
     params, arrays = model.to_bundle()
@@ -239,7 +273,9 @@ def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataF
         "k": int(k),
         "chosen_by": chosen_by,
         "algorithm": algorithm,
-        "segment_names": model.names,
+        "kind": model.kind,
+        "fallback": fallback,
+        "segment_names": model.names if model.kind != "rfm" else profiles["name"].tolist(),
         "training_window": {"as_of": as_of.isoformat()},
         "n_customers": int(profiles["customers"].sum()),
         "metrics": {key: (float(v) if np.isfinite(v) else None) for key, v in metrics.items()},
@@ -287,8 +323,8 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: SegmentationResult) -> 
         raise ModelError(f"{Path(getattr(bundle, 'path', bundle))}: clusters on {missing}, which the new run's "
                          "features lack; compare models on the same features")
     z = model.scaler.transform_rows(base[model.features].to_numpy(dtype=np.float64, na_value=np.nan))
-    labels = nearest_centre(z, model.centres)
-    return {**evaluate_segments(z, labels, result.extras["silhouette_rows"]), "k": float(len(model.centres))}
+    labels = model.assign(base)
+    return {**evaluate_segments(z, labels, result.extras["silhouette_rows"]), "k": float(len(np.unique(labels)))}
 
 
 # --------------------------------------------------------------------------- migration
@@ -341,7 +377,8 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
     from crmlab.segmentation import plots
 
     run.log_params({"k": result.k, "chosen_by": result.chosen_by, "algorithm": result.algorithm,
-                    "segment_names": result.model.names})
+                    "segment_names": result.profiles["name"].tolist()})
+    run.set_tags({"crmlab.model": result.model.kind, **({"crmlab.fallback": result.fallback} if result.fallback else {})})
     run.log_metrics(result.metrics)
     run.log_table(result.profiles, "segments/profiles.csv")
     run.log_table(result.extras["rfm_vs_kmeans"].reset_index(), "segments/rfm_vs_kmeans.csv")
@@ -352,8 +389,9 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
         run.log_table(result.sweep, "sweep/sweep.csv")
         run.log_figure(plots.plot_sweep(result.sweep, result.k, result.chosen_by), "plots/sweep.png")
     run.log_dict({"as_of": result.as_of.isoformat(), "k": result.k, "chosen_by": result.chosen_by,
-                  "algorithm": result.algorithm,
-                  "metrics": result.metrics, "names": result.model.names, "bundle": str(result.bundle_path)},
+                  "algorithm": result.algorithm, "kind": result.model.kind, "fallback": result.fallback,
+                  "metrics": result.metrics, "names": result.profiles["name"].tolist(),
+                  "bundle": str(result.bundle_path)},
                  "segmentation_report.json")
     example = result.extras["features"][result.model.input_columns].head(20).reset_index(drop=True)
     info = log_pyfunc(
@@ -388,49 +426,81 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
         columns = check_features(features, seg)
         base = purchasers(features)
     n = len(base)
-    if n < max(seg.k or 0, seg.k_range[0]) + 1:
-        raise ModelError(f"{n} customers with a purchase on or before {as_of}: too few to find segments")
+    if n < 2:
+        raise ModelError(f"{n} customer(s) with a purchase on or before {as_of}: too few to find segments")
     scaler = FeatureScaler(seg.transform).fit(base[columns].to_numpy(dtype=np.float64, na_value=np.nan))
     z = scaler.transform_rows(base[columns].to_numpy(dtype=np.float64, na_value=np.nan))
     sample = sample_rows(n, seg.sample_size, seed)
+    sil_rows = sample_rows(n, seg.silhouette_sample, seed)
+    rfm = RfmScorer(monetary_column(base.columns)).fit(base)
     tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
+    fallback: str | None = None
+    least = max(seg.k or 0, seg.k_range[0]) + 1
+    if n < max(seg.min_customers, least):
+        fallback = (f"{n} customers with a purchase on or before {as_of}, fewer than "
+                    + (f"segmentation.min_customers={seg.min_customers}" if n >= least else f"the {least} K-means needs"))
 
     with tracker.start_run("segmentation", pipeline="segmentation", config=cfg.section("segmentation"),
                            fingerprint=prepared.fingerprint, tags={"crmlab.model": "kmeans"}) as run:
         run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
         sweep = None
-        if seg.k is None:
+        metrics: dict[str, float] = {}
+        k, chosen_by, algorithm = 0, "fallback", "KMeans"
+        if fallback is None and seg.k is None:
             lo, hi = seg.k_range[0], min(seg.k_range[1], len(sample) - 1)
             with step(f"Sweeping k = {lo}..{hi} on {len(sample):,} customers"):
                 sweep = sweep_k(z[sample], range(lo, hi + 1), seed=seed, n_init=seg.n_init,
                                 silhouette_sample=seg.silhouette_sample, stability_runs=seg.stability_runs,
                                 stability_threshold=seg.stability_threshold)
+            metrics["kmeans_best_stability_ari"] = float(sweep["stability_ari"].max())
+            if sweep["unstable"].all():
+                best = sweep.loc[sweep["stability_ari"].idxmax()]
+                fallback = (f"no k in {lo}..{hi} is stable: the best bootstrap stability ARI is "
+                            f"{best['stability_ari']:.3f} (k={int(best['k'])}), below "
+                            f"segmentation.stability_threshold={seg.stability_threshold:g}")
+            else:
                 k, chosen_by = choose_k(sweep, seg.k_selection), seg.k_selection
-        else:
+        elif fallback is None:
             k, chosen_by = seg.k, "fixed"
-        minibatch = n > seg.minibatch_threshold
-        algorithm = "MiniBatchKMeans" if minibatch else "KMeans"
-        with step(f"Fitting {algorithm} with k={k} on {n:,} customers"):
-            centres = fit_segments(z, k, seed=seed, n_init=seg.n_init, minibatch=minibatch)
-            labels = nearest_centre(z, centres)
-        with step(f"Evaluating: silhouette, stability over {seg.stability_runs} seeds and bootstrap samples"):
-            sil_rows = sample_rows(n, seg.silhouette_sample, seed)
-            metrics = evaluate_segments(z, labels, sil_rows)
-            metrics.update(stability(z[sample], k, seed=seed, runs=seg.stability_runs, reference=labels[sample]))
-            metrics.update({"k": float(k), "n_customers": float(n),
-                            "inertia": float(((z - centres[labels]) ** 2).sum()),
-                            "stable": float(metrics["stability_ari"] >= seg.stability_threshold)})
+        if fallback is None:
+            minibatch = n > seg.minibatch_threshold
+            algorithm = "MiniBatchKMeans" if minibatch else "KMeans"
+            with step(f"Fitting {algorithm} with k={k} on {n:,} customers"):
+                centres = fit_segments(z, k, seed=seed, n_init=seg.n_init, minibatch=minibatch)
+                labels = nearest_centre(z, centres)
+            with step(f"Evaluating: silhouette, stability over {seg.stability_runs} seeds and bootstrap samples"):
+                metrics.update(evaluate_segments(z, labels, sil_rows))
+                metrics.update(stability(z[sample], k, seed=seed, runs=seg.stability_runs, reference=labels[sample]))
+                metrics.update({"k": float(k), "n_customers": float(n), "kmeans_shipped": 1.0,
+                                "inertia": float(((z - centres[labels]) ** 2).sum()),
+                                "stable": float(metrics["stability_ari"] >= seg.stability_threshold)})
             if not metrics["stable"]:
-                log.warning("k=%d is unstable: stability ARI %.3f < segmentation.stability_threshold=%g", k,
-                            metrics["stability_ari"], seg.stability_threshold)
+                fallback = (f"k={k} ({chosen_by}) is unstable: stability ARI {metrics['stability_ari']:.3f} < "
+                            f"segmentation.stability_threshold={seg.stability_threshold:g}")
+                metrics = {"kmeans_best_stability_ari": max(metrics["stability_ari"],
+                                                            metrics.get("kmeans_best_stability_ari", -1.0))}
+            else:
+                model = SegmentationModel(columns, scaler, centres, name_segments(
+                    percentile_profile(base, labels, columns, k)), rfm)
+        if fallback is not None:
+            kind = seg.fallback
+            algorithm = "RFM segments" if kind == "rfm" else "one segment"
+            names = RFM_NAMES if kind == "rfm" else [SINGLE_NAME]
+            model = SegmentationModel(columns, scaler, np.empty((0, len(columns))), names, rfm, kind)
+            labels = model.assign(base)
+            fallback += f"; shipped {algorithm} instead (segmentation.fallback={kind})"
+            log.warning("segmentation: no K-means shipped: %s", fallback)
+            metrics.update(evaluate_segments(z, labels, sil_rows))
+            k, chosen_by = int(len(np.unique(labels))), "fallback"
+            metrics.update({"k": float(k), "n_customers": float(n), "kmeans_shipped": 0.0, "stable": 0.0})
         with step("Profiling and naming the segments; RFM baseline"):
-            ranks = percentile_profile(base, labels, columns, k)
-            names = name_segments(ranks)
-            ranks.index = pd.Index(names, name="segment")
-            profiles = profile_segments(base, labels, columns, names,
+            size = len(model.names)
+            ranks = percentile_profile(base, labels, columns, size)
+            ranks.index = pd.Index(model.names, name="segment")
+            profiles = profile_segments(base, labels, columns, model.names,
                                         revenue="amount_sum_total" if "amount_sum_total" in base.columns else None)
-            rfm = RfmScorer(monetary_column(base.columns)).fit(base)
-            model = SegmentationModel(columns, scaler, centres, names, rfm)
+            used = profiles["customers"].to_numpy() > 0
+            profiles, ranks = profiles[used].reset_index(drop=True), ranks[used]
             scores = model.score(features)
             bought = scores["segment_id"].to_numpy() >= 0
             rfm_vs_kmeans = pd.crosstab(scores["segment_rfm"][bought].rename("rfm_segment"),
@@ -438,12 +508,14 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
         with step("Exporting the model bundle"):
             bundle_path = export_bundle(Path(project.output.models_dir) / "segmentation", model, profiles, as_of=as_of,
                                         k=k, chosen_by=chosen_by, algorithm=algorithm, metrics=metrics,
-                                        config_digest=config_hash(cfg.section("segmentation")), sweep=sweep)
+                                        config_digest=config_hash(cfg.section("segmentation")), sweep=sweep,
+                                        fallback=fallback)
         result = SegmentationResult(
             as_of=as_of, k=k, chosen_by=chosen_by, algorithm=algorithm, metrics=metrics, sweep=sweep,
             profiles=profiles, ranks=ranks, model=model, scores=scores, bundle_path=bundle_path, fingerprint=prepared.fingerprint,
             run_id=run.run_id, tracking_uri=tracker.uri if run.active else None,
             extras={"features": base, "labels": labels, "silhouette_rows": sil_rows, "rfm_vs_kmeans": rfm_vs_kmeans},
+            fallback=fallback,
         )
         if run.active:
             with step("Logging the run, plots and model to MLflow"):
