@@ -7,6 +7,7 @@ Errors a user can fix exit with code 2 and one line on stderr, never a traceback
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import logging
 import os
@@ -95,6 +96,10 @@ def _writable_folder(folder: Path) -> None:
         raise typer.BadParameter(f"{probe} is a file, not a folder")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"cannot write in {probe} (permission denied)")
+
+
+#: What crmlab.utils.write_table_atomic writes: Parquet by suffix, CSV otherwise (so only .csv is honest).
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 def _out_file(example: str, *suffixes: str) -> Any:
@@ -274,7 +279,7 @@ def features_build(
     set_: SetOpt = None,
     as_of: Annotated[str | None, _date_option("--as-of", "Cut-off date YYYY-MM-DD (default: config).")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Parquet or CSV file.",
-                                                  callback=_out_file("features.parquet"))] = None,
+                                                  callback=_out_file("features.parquet", *TABLE_SUFFIXES))] = None,
 ) -> None:
     """Build one row of features per customer at the cut-off date."""
     from crmlab.features import build_features_from_tables
@@ -359,7 +364,7 @@ def segments_migrate(
     date_to: Annotated[str, _date_option("--to", "Later cut-off date YYYY-MM-DD.")],
     set_: SetOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="CSV of the matrix (default: print only).",
-                                                  callback=_out_file("migration.csv"))] = None,
+                                                  callback=_out_file("migration.csv", *TABLE_SUFFIXES))] = None,
 ) -> None:
     """How customers moved between segments from one cut-off date to a later one (the model in
     models/segmentation scores both dates)."""
@@ -388,7 +393,7 @@ def forecast(
     horizon: Annotated[int | None, typer.Option("--horizon", "-h", min=1,
                                                 help="Periods ahead (default: forecast.horizon).")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet (default: <output.dir>/forecast.csv).",
-                                                  callback=_out_file("forecast.csv"))] = None,
+                                                  callback=_out_file("forecast.csv", *TABLE_SUFFIXES))] = None,
 ) -> None:
     """Forecast the next periods with the exported model (models/forecast): point forecasts and
     80%/95% intervals per series and period, written atomically."""
@@ -555,7 +560,7 @@ def kpis(
 def report(
     set_: SetOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default: <output.dir>/report.html).",
-                                                  callback=_out_file("report.html"))] = None,
+                                                  callback=_out_file("report.html", ".html", ".htm"))] = None,
     period: Annotated[Literal["M", "W", "Q"] | None,
                       typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
 ) -> None:
@@ -662,6 +667,19 @@ def _error(text: str) -> None:
     console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
 
 
+#: OSErrors without a file name that are the machine's state, not a bug: said in one line too.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush into a closed pipe is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. A user's mistake (a bad option, a misspelt command, a bad config or
     file) is one line on stderr and exit code 2; ``crmlab`` alone prints the help, exit code 0."""
@@ -680,9 +698,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted")
         return 130
     except OSError as exc:  # a path the user gave (or its folder) cannot be read or written
-        if exc.filename is None:
+        if exc.errno == errno.EPIPE:  # `crmlab ... | head`: the reader left, nothing to say
+            _silence_stdout()
+            return 1
+        if exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS:
             raise
         log.debug("the error in full", exc_info=True)
+        if exc.filename is None:
+            _error(f"cannot write the output: {exc.strerror or exc}")
+            return 1
         target = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
         _error(f"{target}: {exc.strerror or exc}")
         return 2
