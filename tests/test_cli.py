@@ -72,6 +72,7 @@ def test_data_synth_clean_and_features_build(tmp_path, capsys):
         "--set", f"project.data.interactions.path={tmp_path / 's' / 'interactions.csv'}",
         "--set", f"project.output.dir={tmp_path / 'out'}",
     ]
+    (tmp_path / "none").mkdir()  # an explicit --config-dir must exist; an empty one means defaults
     code, out, err = run(["-c", str(tmp_path / "none"), *sets, "data", "clean"], capsys)
     assert code == 0, err
     assert "Cleaning report" in out and "MISMATCH" not in out

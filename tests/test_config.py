@@ -85,3 +85,65 @@ def test_kpis_section_rejects_a_bad_funnel_and_names_the_key(tmp_path):
     (tmp_path / "kpis.yaml").write_text("periode: W\n")
     with pytest.raises(ConfigError, match=r"kpis\.periode.*did you mean 'period'"):
         load_config(tmp_path)
+
+
+def test_impossible_date_names_file_key_and_value(tmp_path):
+    (tmp_path / "project.yaml").write_text("as_of: 2024-13-01\n")
+    with pytest.raises(ConfigError, match=r"project\.yaml: project\.as_of: .*'2024-13-01'"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"--set: clv\.calibration_end: .*'2023-02-30'"):
+        load_config(None, ["clv.calibration_end=2023-02-30"])
+
+
+def test_a_date_shaped_text_stays_text_where_text_is_wanted(tmp_path):
+    cfg = load_config(None, ["project.name=2024-13-01", "project.as_of=2024-02-29"])
+    assert cfg.project.name == "2024-13-01" and str(cfg.project.as_of) == "2024-02-29"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("as_of: caf\u00e9\n".encode("latin-1"), r"project\.yaml: not UTF-8 text \(byte 0xe9 at offset 10\)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"project\.yaml: not UTF-8"),
+    (b"as_of: 2024-01-01\n\x00\x00", r"project\.yaml: a binary file"),
+    (b"as_of: [2024\n", r"project\.yaml: not valid YAML: .* at line 2, column 1"),
+    (b"x: !!python/object/apply:os.system [true]\n", r"project\.yaml: not valid YAML: could not determine a constructor"),
+    (b"x: !!int ten\n", r"project\.yaml: not valid YAML"),
+])
+def test_unreadable_config_file_is_one_config_error_naming_it(tmp_path, content, expected):
+    (tmp_path / "project.yaml").write_bytes(content)
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_config(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_utf8_with_a_byte_order_mark_is_read(tmp_path):
+    (tmp_path / "project.yaml").write_bytes("\ufeffname: caf\u00e9\n".encode())
+    assert load_config(tmp_path).project.name == "caf\u00e9"
+
+
+def test_missing_config_dir_is_defaults_unless_it_must_exist(tmp_path):
+    (tmp_path / "configs").mkdir()
+    assert load_config(tmp_path / "confgs").clv.penalizer == 0.0  # the library call keeps defaults
+    with pytest.raises(ConfigError, match=r"'.*confgs' does not exist \(did you mean '.*configs'\?\)"):
+        load_config(tmp_path / "confgs", must_exist=True)
+    with pytest.raises(ConfigError, match=r"'.*zzz' does not exist; give a folder"):
+        load_config(tmp_path / "zzz", must_exist=True)
+    assert load_config(tmp_path / "configs", must_exist=True).clv.margin == 1.0  # empty: defaults
+
+
+def test_yml_is_read_and_a_near_miss_file_name_is_an_error(tmp_path):
+    (tmp_path / "clv.yml").write_text("penalizer: 0.3\n")
+    assert load_config(tmp_path).clv.penalizer == 0.3
+    (tmp_path / "clv.yaml").write_text("penalizer: 0.4\n")
+    with pytest.raises(ConfigError, match="two files for section 'clv'"):
+        load_config(tmp_path)
+    (tmp_path / "clv.yml").unlink()
+    (tmp_path / "segmentaton.yaml").write_text("k: 3\n")
+    with pytest.raises(ConfigError, match=r"segmentaton\.yaml: not a config section.*did you mean segmentation\.yaml"):
+        load_config(tmp_path)
+    (tmp_path / "segmentaton.yaml").rename(tmp_path / "notes.yaml")  # unrelated YAML beside the configs is fine
+    assert load_config(tmp_path).clv.penalizer == 0.4
+
+
+def test_set_of_a_misspelt_section_suggests_it():
+    with pytest.raises(ConfigError, match=r"--set 'chrun\.horizon_days=3'.*did you mean 'churn'"):
+        load_config(None, ["chrun.horizon_days=3"])

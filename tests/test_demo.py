@@ -67,6 +67,7 @@ def test_no_personal_data_reaches_mlflow(tracking, tmp_path, capsys):
         "--set", f"project.data.interactions.path={paths['interactions']}",
         "--set", "project.cleaning.max_date=2024-12-31",
     ]
+    (tmp_path / "no-configs").mkdir()  # an explicit --config-dir must exist; an empty one means defaults
     code = main(["-c", str(tmp_path / "no-configs"), *sets, "demo"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

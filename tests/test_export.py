@@ -68,3 +68,46 @@ def test_object_arrays_are_refused_and_pickles_never_loaded(tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="refused, it holds pickled objects"):
         load_bundle(path)
+
+
+def _edit(path, name, content: bytes):
+    """Replace a bundle file and update its checksum in the manifest, as a careful hand edit would."""
+    (path / name).write_bytes(content)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256(content).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("params.json", b'{"r": 0.2,', r"params\.json: not valid JSON \(.* line 1, column 11\)"),
+    ("params.json", b"[0.2]", r"params\.json: expected a JSON object, got list"),
+    ("params.json", '{"r": "caf\u00e9"}'.encode("latin-1"), r"params\.json: not UTF-8"),
+    ("model.txt", b"tree\xff\n", r"model\.txt: not UTF-8"),
+])
+def test_hand_edited_file_with_its_checksum_updated_is_refused_by_name(tmp_path, name, content, expected):
+    path = _write(tmp_path / "clv")
+    _edit(path, name, content)
+    with pytest.raises(ModelError, match=expected):
+        load_bundle(path)
+
+
+def test_a_second_json_file_is_checked_on_load(tmp_path):
+    path = _write(tmp_path / "clv", texts={"spec.json": '{"features": []}'})
+    assert load_bundle(path).read_text("spec.json") == '{"features": []}'
+    _edit(path, "spec.json", b'{"features": [}')
+    with pytest.raises(ModelError, match=r"spec\.json: not valid JSON"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize(("manifest", "expected"), [
+    ("{not json", r"manifest\.json: not valid JSON"),
+    ("[1, 2]", r"manifest\.json: expected a JSON object, got list"),
+    ('{"format_version": 1, "files": ["params.json"]}', r"'files' must map file names to checksums"),
+    ('{"format_version": 1, "files": {"../../etc/passwd": "x", "params.json": "y"}}', r"not a file of this bundle"),
+    ('{"format_version": 1, "files": {}}', r"does not list params\.json"),
+])
+def test_broken_manifest_is_refused_by_name(tmp_path, manifest, expected):
+    path = _write(tmp_path / "clv")
+    (path / "manifest.json").write_text(manifest)
+    with pytest.raises(ModelError, match=expected):
+        load_bundle(path)

@@ -67,6 +67,7 @@ def test_first_retrain_with_no_champion_promotes(sets, tmp_path):
 
 
 def test_failed_data_checks_exit_3_and_promote_nothing(sets, tmp_path, capsys):
+    (tmp_path / "none").mkdir()  # an explicit --config-dir must exist; an empty one means defaults
     flags = ["-c", str(tmp_path / "none"), *[a for s in sets for a in ("--set", s)]]
     code = main([*flags, "--set", "project.retrain.min_customers=1000000", "retrain", "clv"])
     err = capsys.readouterr().err

@@ -70,6 +70,7 @@ def test_a_killed_run_leaves_the_previous_file_intact(trained, tmp_path):
     root, sets, _, _, _ = trained
     out = tmp_path / "scores.parquet"
     out.write_bytes(b"previous scores")
+    (root / "no-configs").mkdir(exist_ok=True)  # an explicit --config-dir must exist; empty means defaults
     args = [sys.executable, "-m", "crmlab", "-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)],
             "score", "--out", str(out), "--chunk-size", "5"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
@@ -120,6 +121,7 @@ def test_cli_score_compare_promote(trained, tmp_path, capsys):
     from crmlab.cli import main
 
     root, sets, _, _, _ = trained
+    (root / "no-configs").mkdir(exist_ok=True)  # an explicit --config-dir must exist; empty means defaults
     flags = ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
     assert main([*flags, "score", "--out", str(tmp_path / "s.csv"), "--model", "clv"]) == 0
     assert "customers scored" in capsys.readouterr().out

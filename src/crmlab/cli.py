@@ -6,14 +6,18 @@ Errors a user can fix exit with code 2 and one line on stderr, never a traceback
 
 from __future__ import annotations
 
+import difflib
+import errno
 import json
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -54,11 +58,97 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config value: --set project.as_of=1997-09-30 (repeatable)."),
 ]
-ConfigDirOpt = Annotated[Path, typer.Option("--config-dir", "-c", help="Folder of YAML config files.")]
+ConfigDirOpt = Annotated[
+    Path | None,
+    typer.Option("--config-dir", "-c", help="Folder of YAML config files [default: configs, if it exists].",
+                 show_default=False),
+]
+
+
+def _parse_date(value: str | None) -> str | None:
+    """A date option's value as YYYY-MM-DD, or a usage error naming the option and the value."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError as exc:
+        why = f" ({exc})" if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else ""
+        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD{why}") from None
+
+
+def _date_option(flag: str, help: str) -> Any:
+    return typer.Option(flag, help=help, callback=_parse_date)
+
+
+def _positive_seconds(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not a positive number of seconds")
+    return value
+
+
+def _writable_folder(folder: Path) -> None:
+    """Raise a usage error unless files can be created in ``folder`` (made if missing)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise typer.BadParameter(f"{probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {probe} (permission denied)")
+
+
+#: What crmlab.utils.write_table_atomic writes: Parquet by suffix, CSV otherwise (so only .csv is honest).
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+def _out_file(example: str, *suffixes: str) -> Any:
+    """An option callback for a file the command writes: not a folder, in a writable place, and
+    (when ``suffixes`` are given) of a format the command writes."""
+
+    def check(value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if value.is_dir():
+            raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {value / example}")
+        if suffixes and value.suffix.lower() not in suffixes:
+            raise typer.BadParameter(f"{value}: write {' or '.join(suffixes)}")
+        _writable_folder(value.parent)
+        return value
+
+    return check
+
+
+def _out_dir(value: Path | None) -> Path | None:
+    """An option callback for a folder the command writes into (made if missing)."""
+    if value is None:
+        return None
+    if value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file; give a folder")
+    _writable_folder(value)
+    return value
+
+
+def _customer_models(value: list[str] | None) -> list[str] | None:
+    from crmlab.scoring import CUSTOMER_MODELS
+
+    for name in value or []:
+        if name not in CUSTOMER_MODELS:
+            near = difflib.get_close_matches(name, list(CUSTOMER_MODELS), n=1)
+            raise typer.BadParameter(f"{name!r} is not a customer model; choose from {', '.join(CUSTOMER_MODELS)}"
+                                     + (f" (did you mean {near[0]!r}?)" if near else ""))
+    return value
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__, markup=False, highlight=False)
+        raise typer.Exit()
 
 
 class _State:
     config_dir: Path = Path("configs")
+    config_dir_given: bool = False
     sets: list[str] = []
 
 
@@ -67,15 +157,14 @@ state = _State()
 
 @app.callback()
 def _root(
-    config_dir: ConfigDirOpt = Path("configs"),
+    config_dir: ConfigDirOpt = None,
     set_: SetOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
-    state.config_dir = config_dir
+    state.config_dir = config_dir if config_dir is not None else Path("configs")
+    state.config_dir_given = config_dir is not None
     state.sets = list(set_ or [])
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -90,7 +179,7 @@ def _root(
 
 
 def _config(sets: list[str] | None = None) -> CrmlabConfig:
-    return load_config(state.config_dir, [*state.sets, *(sets or [])])
+    return load_config(state.config_dir, [*state.sets, *(sets or [])], must_exist=state.config_dir_given)
 
 
 @contextmanager
@@ -134,7 +223,7 @@ def config_schema() -> None:
 def data_synth(
     customers: Annotated[int, typer.Option("--customers", "-n", min=10, help="Number of true customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("data/synthetic"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.", callback=_out_dir)] = Path("data/synthetic"),
 ) -> None:
     """Write a seeded synthetic CRM (customers, transactions, interactions, dirty rows, ground truth)."""
     from crmlab.data.synth import write_synthetic
@@ -168,7 +257,8 @@ def _print_report(report: Any) -> None:
 @data_app.command("clean")
 def data_clean(
     set_: SetOpt = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/clean).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/clean).",
+                                                 callback=_out_dir)] = None,
 ) -> None:
     """Clean the configured tables: clean Parquet files, a rejects file per table and a report."""
     from crmlab.workflow import prepare_data
@@ -187,8 +277,9 @@ def data_clean(
 @features_app.command("build")
 def features_build(
     set_: SetOpt = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Cut-off date YYYY-MM-DD (default: config).")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Parquet or CSV file.")] = None,
+    as_of: Annotated[str | None, _date_option("--as-of", "Cut-off date YYYY-MM-DD (default: config).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Parquet or CSV file.",
+                                                  callback=_out_file("features.parquet", *TABLE_SUFFIXES))] = None,
 ) -> None:
     """Build one row of features per customer at the cut-off date."""
     from crmlab.features import build_features_from_tables
@@ -269,10 +360,11 @@ def train_segmentation(set_: SetOpt = None) -> None:
 
 @segments_app.command("migrate")
 def segments_migrate(
-    date_from: Annotated[str, typer.Option("--from", help="Earlier cut-off date YYYY-MM-DD.")],
-    date_to: Annotated[str, typer.Option("--to", help="Later cut-off date YYYY-MM-DD.")],
+    date_from: Annotated[str, _date_option("--from", "Earlier cut-off date YYYY-MM-DD.")],
+    date_to: Annotated[str, _date_option("--to", "Later cut-off date YYYY-MM-DD.")],
     set_: SetOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="CSV of the matrix (default: print only).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV of the matrix (default: print only).",
+                                                  callback=_out_file("migration.csv", *TABLE_SUFFIXES))] = None,
 ) -> None:
     """How customers moved between segments from one cut-off date to a later one (the model in
     models/segmentation scores both dates)."""
@@ -300,8 +392,8 @@ def forecast(
     set_: SetOpt = None,
     horizon: Annotated[int | None, typer.Option("--horizon", "-h", min=1,
                                                 help="Periods ahead (default: forecast.horizon).")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet (default: <output.dir>/forecast.csv).")
-                        ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet (default: <output.dir>/forecast.csv).",
+                                                  callback=_out_file("forecast.csv", *TABLE_SUFFIXES))] = None,
 ) -> None:
     """Forecast the next periods with the exported model (models/forecast): point forecasts and
     80%/95% intervals per series and period, written atomically."""
@@ -326,8 +418,9 @@ def pd_date(value: Any) -> str:
 def tune(
     pipeline: Annotated[str, typer.Argument(help="A pipeline that tunes (churn, forecast).")],
     set_: SetOpt = None,
-    trials: Annotated[int | None, typer.Option(help="Trials to add (default: <pipeline>.tuning.trials).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds at most (default: <pipeline>.tuning.timeout).")] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Trials to add (default: <pipeline>.tuning.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds at most (default: <pipeline>.tuning.timeout).",
+                                                  callback=_positive_seconds)] = None,
 ) -> None:
     """Tune a pipeline with Optuna (seeded TPE, pruning, one MLflow child run per trial). The study is
     stored in SQLite, so a second call resumes it; the best parameters go to a file that
@@ -349,11 +442,14 @@ def tune(
 @app.command("score")
 def score(
     set_: SetOpt = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Cut-off date YYYY-MM-DD (default: config).")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="scores.parquet or scores.csv.")] = None,
-    source: Annotated[str | None, typer.Option(help="models (bundles in models/) or registry (champions).")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Only these pipelines (repeatable).")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Customers per chunk (default: config).")] = None,
+    as_of: Annotated[str | None, _date_option("--as-of", "Cut-off date YYYY-MM-DD (default: config).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="scores.parquet or scores.csv.",
+                                                  callback=_out_file("scores.parquet", ".parquet", ".csv"))] = None,
+    source: Annotated[Literal["models", "registry"] | None,
+                      typer.Option(help="models (bundles in models/) or registry (champions).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Only these pipelines (repeatable): churn, clv, "
+                                                    "segmentation.", callback=_customer_models)] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="Customers per chunk (default: config).")] = None,
 ) -> None:
     """Score every customer with every trained customer model: one row per customer, written atomically."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
@@ -362,8 +458,6 @@ def score(
     from crmlab.workflow import prepare_data
 
     cfg = _config(set_)
-    if source not in (None, "models", "registry"):
-        raise typer.BadParameter("--source must be 'models' or 'registry'")
     target = out_file or cfg.project.output.dir / "scores.parquet"
     with _step("Loading and cleaning the data"):
         tables = prepare_data(cfg.project).tables
@@ -382,8 +476,8 @@ def score(
 def retrain(
     pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
     set_: SetOpt = None,
-    trials: Annotated[int | None, typer.Option(help="Optuna trials (default: project.retrain.trials).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds of tuning at most.")] = None,
+    trials: Annotated[int | None, typer.Option(min=0, help="Optuna trials (default: project.retrain.trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds of tuning at most.", callback=_positive_seconds)] = None,
 ) -> None:
     """Check the data, tune, train a challenger, compare it with the champion on the same holdout and
     promote it only if it is better by the configured margin. Exit code 3: the data checks failed."""
@@ -414,7 +508,7 @@ def promote(
 def compare(
     pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
     set_: SetOpt = None,
-    last: Annotated[int, typer.Option(help="How many recent runs.")] = 10,
+    last: Annotated[int, typer.Option(min=1, help="How many recent runs.")] = 10,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="Metrics to show (repeatable).")] = None,
 ) -> None:
     """A leaderboard of the pipeline's recent training runs from MLflow, metrics side by side."""
@@ -445,9 +539,11 @@ def compare(
 @app.command("kpis")
 def kpis(
     set_: SetOpt = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/kpis).")] = None,
-    period: Annotated[str | None, typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/kpis).",
+                                                 callback=_out_dir)] = None,
+    period: Annotated[Literal["M", "W", "Q"] | None,
+                      typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
+    fmt: Annotated[Literal["csv", "parquet"] | None, typer.Option("--format", help="csv or parquet.")] = None,
 ) -> None:
     """CRM KPIs by period and overall, cohorts, CAC, revenue by segment, funnel; simple vs BG/NBD CLV."""
     from crmlab.kpis import run_kpis
@@ -463,8 +559,10 @@ def kpis(
 @app.command("report")
 def report(
     set_: SetOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default: <output.dir>/report.html).")] = None,
-    period: Annotated[str | None, typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default: <output.dir>/report.html).",
+                                                  callback=_out_file("report.html", ".html", ".htm"))] = None,
+    period: Annotated[Literal["M", "W", "Q"] | None,
+                      typer.Option("--period", help="M (month), W (week) or Q (quarter).")] = None,
 ) -> None:
     """One self-contained HTML report: KPIs, cohorts, segments, CLV, churn and forecast (when trained)."""
     from crmlab.report import write_report
@@ -489,23 +587,140 @@ def demo(set_: SetOpt = None) -> None:
     run_demo(cfg, step=_step, out=out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
-    import click
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(ClickException, Exit, Abort, NoArgsIsHelpError) classes of the click that typer runs on:
+    typer >= 0.20 bundles its own copy (typer._click), older ones use click itself."""
+    import importlib
 
+    exc_types: list[type] = []
+    exits: list[type] = [typer.Exit]
+    aborts: list[type] = [typer.Abort]
+    no_args: list[type] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        exc_types.append(mod.ClickException)
+        exits.append(mod.Exit) if hasattr(mod, "Exit") else None
+        aborts.append(mod.Abort) if hasattr(mod, "Abort") else None
+        if hasattr(mod, "NoArgsIsHelpError"):
+            no_args.append(mod.NoArgsIsHelpError)
+    return tuple(exc_types), tuple(exits), tuple(aborts), tuple(no_args)
+
+
+def _option_name(param: Any) -> str:
+    """``--customers`` for an option (its longest flag), ``PIPELINE`` for an argument."""
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("-")]
+    if opts:
+        return max(opts, key=len)
+    return str(getattr(param, "human_readable_name", None) or getattr(param, "name", "") or "value")
+
+
+def _first_lower(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def _usage_message(exc: Any) -> str:
+    """The one-line text of a usage error: what is wrong, which option or argument, the value."""
+    ctx = getattr(exc, "ctx", None)
+    param = getattr(exc, "param", None)
+    name = type(exc).__name__
+    message = " ".join(str(getattr(exc, "message", "") or exc).split())
+    if name == "MissingParameter" or (name == "BadParameter" and param is None):
+        return _first_lower(" ".join(exc.format_message().split()).rstrip("."))
+    if name == "BadParameter":
+        text = re.sub(r"^(Value error|Assertion failed), ", "", message).rstrip(".")
+        cause = exc.__cause__
+        value = None
+        if cause is not None and hasattr(cause, "errors"):
+            try:
+                value = cause.errors()[0].get("input")
+            except Exception:  # noqa: BLE001 - the value is a nicety
+                value = None
+        shown = f" {value!r}" if value is not None and repr(value) not in text and str(value) not in text else ""
+        return f"invalid value for {_option_name(param)}{shown}: {_first_lower(text)}"
+    if name == "NoSuchOption":
+        possible = difflib.get_close_matches(exc.option_name, getattr(exc, "possibilities", None) or [], n=1,
+                                             cutoff=0.7)
+        hint = f" (did you mean {possible[0]}?)" if possible else ""
+        return f"no such option {exc.option_name}{hint}"
+    match = re.match(r"No such command '(.*?)'", message)
+    if match and ctx is not None:
+        typo = match.group(1)
+        commands = [c for c in ctx.command.list_commands(ctx)]
+        near = difflib.get_close_matches(typo, commands, n=1, cutoff=0.6)
+        return f"no such command {typo!r}" + (f" (did you mean {near[0]!r}?)" if near else
+                                             f"; commands: {', '.join(commands)}")
+    if message == "Missing command." and ctx is not None:
+        return f"missing a command; one of: {', '.join(ctx.command.list_commands(ctx))}"
+    return _first_lower(message.rstrip("."))
+
+
+def _usage_line(exc: Any) -> str:
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "crmlab"
+    return f"{command}: {_usage_message(exc)}; see '{command} --help'"
+
+
+def _error(text: str) -> None:
+    console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+#: OSErrors without a file name that are the machine's state, not a bug: said in one line too.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush into a closed pipe is quiet."""
     try:
-        app(args=argv, standalone_mode=False)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point. A user's mistake (a bad option, a misspelt command, a bad config or
+    file) is one line on stderr and exit code 2; ``crmlab`` alone prints the help, exit code 0."""
+    click_errors, exits, aborts, no_args = _click_exception_types()
+    try:
+        app(args=argv, prog_name="crmlab", standalone_mode=False)
     except CrmlabError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _error(" ".join(str(exc).split()))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except exits as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except aborts:
         console.print("aborted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except OSError as exc:  # a path the user gave (or its folder) cannot be read or written
+        if exc.errno == errno.EPIPE:  # `crmlab ... | head`: the reader left, nothing to say
+            _silence_stdout()
+            return 1
+        if exc.filename is None and exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        log.debug("the error in full", exc_info=True)
+        if exc.filename is None:
+            _error(f"cannot write the output: {exc.strerror or exc}")
+            return 1
+        target = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        _error(f"{target}: {exc.strerror or exc}")
+        return 2
+    except click_errors as exc:
+        if no_args and isinstance(exc, no_args):  # a group without its command: its help, not an error
+            text = exc.format_message()
+            if text.strip():
+                out.print(text, markup=False, highlight=False)
+            return 0
+        if not hasattr(exc, "ctx"):  # a click exception that is not a usage error (e.g. FileError)
+            _error(" ".join(exc.format_message().split()))
+            return 2
+        _error(_usage_line(exc))
+        return 2
     return 0
 
 

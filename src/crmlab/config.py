@@ -615,22 +615,76 @@ class CrmlabConfig(Frozen):
 # --------------------------------------------------------------------------- loading
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a scalar that looks like a date but is not one
+    (``2024-13-01``) stays text, so the field's validation names the key and the value instead of
+    the YAML reader stopping with ``ValueError: month must be in 1..12``."""
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        return loader.construct_yaml_timestamp(node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line describing a YAML error: what and where (line and column, 1-based)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p) or type(exc).__name__
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{what}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _load_yaml_text(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """The YAML document in ``path``; every way it can be unreadable is a one-line ConfigError
+    naming the file (missing, a folder, not UTF-8, binary, not YAML)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a YAML {what}")
+    try:
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            f"save the {what} as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: a binary file (it holds NUL bytes), expected a YAML {what}")
+    try:
+        return _load_yaml_text(text)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: top-level key {bad[0]!r} is not a name; keys are names like as_of or horizon_days")
     return data
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[list[str], Any]]:
-    """Parse ``a.b=c`` strings; values are read as YAML (numbers, lists, dates, null)."""
+    """Parse ``a.b=c`` strings; values are read as YAML (numbers, lists, dates, null); a value that
+    is not valid YAML is taken as text."""
     out = []
     for item in items:
         key, sep, raw = item.partition("=")
@@ -638,12 +692,14 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[list[str],
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set clv.penalizer=0.01")
         path = [p for p in key.strip().split(".") if p]
         if path[0] not in SECTIONS:
+            hint = difflib.get_close_matches(path[0], SECTIONS, n=1)
             raise ConfigError(
-                f"--set {item!r}: the key must start with one of {', '.join(SECTIONS)}, e.g. project.as_of=1997-09-30"
+                f"--set {item!r}: the key must start with one of {', '.join(SECTIONS)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else ", e.g. project.as_of=2024-06-30")
             )
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = _load_yaml_text(raw) if raw.strip() else None
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             value = raw
         out.append((path, value))
     return out
@@ -697,24 +753,66 @@ def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
     return "; ".join(lines)
 
 
+def _missing_dir_message(cdir: Path) -> str:
+    """'configs/x does not exist', with the nearest existing folder beside it when one is close."""
+    parent = cdir.parent
+    near: list[str] = []
+    if parent.is_dir():
+        try:
+            folders = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except OSError:
+            folders = []
+        near = difflib.get_close_matches(cdir.name, folders, n=1, cutoff=0.6)
+    msg = f"config folder {str(cdir)!r} does not exist"
+    if near:
+        return msg + f" (did you mean {str(parent / near[0])!r}?)"
+    return msg + "; give a folder of YAML config files (crmlab init writes one)"
+
+
+def _section_files(cdir: Path) -> dict[str, Path]:
+    """The section files of a config folder; ``<section>.yml`` is read like ``<section>.yaml``, and a
+    file whose name is a near miss of a section (``chrun.yaml``) is an error, not silently ignored."""
+    found: dict[str, Path] = {}
+    for section in SECTIONS:
+        paths = [p for p in (cdir / f"{section}.yaml", cdir / f"{section}.yml") if p.exists()]
+        if len(paths) == 2:
+            raise ConfigError(f"{paths[0]} and {paths[1]}: two files for section {section!r}; keep one")
+        if paths:
+            found[section] = paths[0]
+    for p in sorted(cdir.glob("*.y*ml")):
+        if p.suffix in (".yaml", ".yml") and p.stem not in SECTIONS:
+            near = difflib.get_close_matches(p.stem, SECTIONS, n=1, cutoff=0.75)
+            if near:
+                raise ConfigError(
+                    f"{p}: not a config section, so it would be ignored (did you mean {near[0]}{p.suffix}?); "
+                    f"sections: {', '.join(SECTIONS)}"
+                )
+    return found
+
+
 def load_config(
     config_dir: str | Path | None = "configs",
     overrides: list[str] | tuple[str, ...] = (),
+    *,
+    must_exist: bool = False,
 ) -> CrmlabConfig:
     """Resolve the configuration: model defaults <- ``config_dir/*.yaml`` <- ``overrides``.
 
-    A missing directory or file just means defaults. ``overrides`` are ``section.key=value``
-    strings, as given to ``--set``.
+    A missing file just means that section's defaults. A missing ``config_dir`` means defaults too,
+    unless ``must_exist`` (the command line's explicit ``--config-dir``): then it is an error naming
+    the folder and the nearest existing one. ``overrides`` are ``section.key=value`` strings, as
+    given to ``--set``.
     """
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if config_dir is not None:
         cdir = Path(config_dir)
         if cdir.exists() and not cdir.is_dir():
-            raise ConfigError(f"{cdir}: expected a directory of YAML config files")
-        for section in SECTIONS:
-            path = cdir / f"{section}.yaml"
-            if path.is_file():
+            raise ConfigError(f"{cdir}: expected a folder of YAML config files, this is a file")
+        if must_exist and not cdir.is_dir():
+            raise ConfigError(_missing_dir_message(cdir))
+        if cdir.is_dir():
+            for section, path in _section_files(cdir).items():
                 raw[section] = _read_yaml(path)
                 sources[section] = str(path)
     for path, value in parse_overrides(overrides):

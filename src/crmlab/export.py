@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,27 +116,71 @@ def write_bundle(
     return path
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON document in ``path``; a file that is not UTF-8 or not JSON is a ModelError naming it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text (byte at offset {exc.start}); retrain or restore the bundle") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); retrain or restore the bundle"
+        ) from None
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """The manifest's list of files: names of files in this folder, each with a checksum."""
+    mpath = path / MANIFEST
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ModelError(f"{mpath}: 'files' must map file names to checksums; retrain or restore it")
+    for name in files:
+        if not name or Path(name).name != name or name in (".", "..", MANIFEST):
+            raise ModelError(f"{mpath}: 'files' lists {name!r}, which is not a file of this bundle folder")
+    if "params.json" not in files:
+        raise ModelError(f"{mpath}: 'files' does not list params.json; retrain or restore the bundle")
+
+
 def load_bundle(path: str | Path, *, pipeline: str | None = None) -> Bundle:
-    """Load a bundle written by :func:`write_bundle`, checking format, pipeline and checksums."""
+    """Load a bundle written by :func:`write_bundle`, checking format, pipeline and checksums.
+
+    Every JSON file of the bundle is parsed here and every text file decoded, so a file edited by
+    hand (its checksum updated to match) is refused with a ModelError naming the file, not a
+    traceback later."""
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise ModelError(f"{path}: no model bundle here (missing {MANIFEST}); train the pipeline first")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{mpath}: not valid JSON ({exc})") from None
+    manifest = _read_json(mpath, "the bundle manifest")
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{mpath}: expected a JSON object, got {type(manifest).__name__}; retrain or restore it")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ModelError(
             f"{path}: bundle format {manifest.get('format_version')!r}, this crmlab reads {FORMAT_VERSION}; retrain"
         )
+    _check_manifest(path, manifest)
     if pipeline is not None and manifest.get("pipeline") != pipeline:
         raise ModelError(f"{path}: holds a {manifest.get('pipeline')!r} model, expected {pipeline!r}")
-    for name, digest in manifest.get("files", {}).items():
+    for name, digest in manifest["files"].items():
         f = path / name
         if not f.is_file() or _sha256(f) != digest:
             raise ModelError(f"{f}: missing or modified since export (checksum mismatch); retrain or restore it")
-    params = json.loads((path / "params.json").read_text())
+    for name in manifest["files"]:
+        f = path / name
+        if f.suffix == ".json" and name != "params.json":
+            _read_json(f, "a bundle file")
+        elif f.suffix != ".npz":
+            try:
+                f.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ModelError(f"{f}: not UTF-8 text (byte at offset {exc.start}); retrain or restore it") from None
+    params = _read_json(path / "params.json", "the bundle parameters")
+    if not isinstance(params, dict):
+        raise ModelError(f"{path / 'params.json'}: expected a JSON object, got {type(params).__name__}; retrain or restore it")
     arrays: dict[str, np.ndarray] = {}
     if (path / "arrays.npz").is_file():
         try:
@@ -143,6 +188,8 @@ def load_bundle(path: str | Path, *, pipeline: str | None = None) -> Bundle:
                 arrays = {k: npz[k] for k in npz.files}
         except ValueError as exc:
             raise ModelError(f"{path / 'arrays.npz'}: refused, it holds pickled objects ({exc})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"{path / 'arrays.npz'}: not a readable array file ({exc}); retrain or restore it") from None
     return Bundle(path=path, manifest=manifest, params=params, arrays=arrays)
 
 

@@ -115,12 +115,11 @@ def nested_overrides(pipeline: str, params: Mapping[str, Any]) -> dict[str, Any]
 def load_overrides(path: str | Path, cfg: CrmlabConfig | None = None) -> dict[str, Any]:
     """Read a ``*_best.yaml`` (or any nested override file); with ``cfg``, check that it applies."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"{p}: no such tuned-parameters file (crmlab tune <pipeline> writes one)")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    from crmlab.config import read_yaml_file
+
+    data = read_yaml_file(p, "tuned-parameters file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping like {{churn: {{lightgbm: {{...}}}}}}, got {type(data).__name__}")
     data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # _study etc. are notes, not config

@@ -268,6 +268,7 @@ def test_bad_contract_labels_stop_with_a_clear_message(tmp_path, table, message)
 def test_cli_train_churn(tmp_path):
     sets = [a for s in _contract_sets(tmp_path, _contract_table(300, seed=2)) for a in ("--set", s)]
     runner = CliRunner()
+    (tmp_path / "no-configs").mkdir()  # an explicit --config-dir must exist; an empty one means defaults
     res = runner.invoke(app, ["-c", str(tmp_path / "no-configs"), *sets, "train", "churn"])
     assert res.exit_code == 0, res.output
     assert "lightgbm" in res.output and "bundle:" in res.output
@@ -288,6 +289,7 @@ def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
     assert second.n_trials == 5 and second.best_value >= first.best_value
 
     flags = [a for s in sets for a in ("--set", s)]
+    (tmp_path / "no-configs").mkdir(exist_ok=True)  # an explicit --config-dir must exist; empty means defaults
     res = CliRunner().invoke(app, ["-c", str(tmp_path / "no-configs"), *flags, "train", "churn",
                                    "--tuned", str(second.best_file)])
     assert res.exit_code == 0, res.output

@@ -153,6 +153,7 @@ def test_score_from_transactions_equals_score_from_features(tracking, tmp_path):
 
 def test_cli_train_clv(tracking, tmp_path, capsys):
     sets = [a for s in _synthetic_sets(tracking, tmp_path, 400, 11) for a in ("--set", s)]
+    (tmp_path / "no-configs").mkdir()  # an explicit --config-dir must exist; an empty one means defaults
     code = main(["-c", str(tmp_path / "no-configs"), *sets, "--set", "clv.challenger=false", "train", "clv"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -152,6 +152,7 @@ def test_cli_train_segmentation_and_migrate(trained, tmp_path, capsys):
     args = [a for s in sets for a in ("--set", s)]
     args += ["--set", f"project.output.models_dir={tmp_path / 'models'}", "--set", "segmentation.k=3",
              "--set", "segmentation.minibatch_threshold=100"]
+    (tmp_path / "no-configs").mkdir()  # an explicit --config-dir must exist; an empty one means defaults
     code = main(["-c", str(tmp_path / "no-configs"), *args, "train", "segmentation"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
