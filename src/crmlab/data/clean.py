@@ -16,8 +16,9 @@ Steps, per table (the rules in order):
    counted as ``identical_rows_kept`` (``exact_duplicates="drop"`` drops them anyway).
 2. **Formats**: dates are tried with ``cfg.date_formats`` in order, one vectorised
    :func:`pandas.to_datetime` call per format on the rows still unparsed; amounts lose currency
-   symbols and codes (``$ € £ USD EUR GBP``), spaces and thousands separators (``"$1,234.50"`` ->
-   1234.5); ``"-15.00"`` and ``"(15.00)"`` are returns (negative amounts) and stay valid. Labels
+   symbols and codes (``$ € £ ¥ ￥ 元 USD EUR GBP RMB CNY JPY 人民币``), spaces and thousands separators
+   (``"$1,234.50"`` -> 1234.5, ``"1,234.50元"`` -> 1234.5), full-width digits and signs are read as
+   ASCII (``"（１２．００）"`` -> -12); ``"-15.00"`` and ``"(15.00)"`` are returns (negative amounts) and stay valid. Labels
    (category, channel, kind, gender, region, plan) are stripped, inner whitespace collapsed,
    lower-cased and then mapped through ``cfg.category_aliases``. Customer ids are stripped.
    Already-typed columns (datetime64, numbers) are taken as they are.
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -97,7 +99,7 @@ _HASH_DEDUPE_ROWS = 200_000
 
 _PLAIN_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
-_CURRENCY = r"[$€£]|(?i:usd|eur|gbp)"
+_CURRENCY = r"[$€£¥元]|人民币|(?i:usd|eur|gbp|rmb|cny|jpy)"
 _REDACTED = "<personal data>"
 
 DuplicatePolicy = Literal["auto", "drop", "keep"]
@@ -321,6 +323,17 @@ def _clean_ids(s: pd.Series, col: str, report: TableReport) -> pd.Series:
     return _as_text(s)
 
 
+def _nfkc(text: pd.Series) -> pd.Series:
+    """Full-width forms as their ASCII twins (``２０２４／３／４`` -> ``2024/3/4``, ``￥`` -> ``¥``,
+    ``（１２．００）`` -> ``(12.00)``); only values with a non-ASCII character are touched."""
+    wide = _bool(text.str.contains(r"[^\x00-\x7f]", regex=True))
+    if not wide.any():
+        return text
+    out = text.copy()
+    out[wide] = [unicodedata.normalize("NFKC", v) for v in text[wide].tolist()]
+    return out
+
+
 def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.ndarray, dict[str, int]]:
     """(dates, unparseable mask, rows parsed per format). Typed datetime columns pass through.
 
@@ -329,7 +342,7 @@ def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.nd
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return s, np.zeros(len(s), dtype=bool), {}
     codes, distinct, weights = _distinct(s)
-    text = _as_text(distinct)
+    text = _nfkc(_as_text(distinct))
     todo = _bool(text.notna())
     parsed_u = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     fmt_u = np.full(len(text), -1, dtype=np.int64)
@@ -366,7 +379,7 @@ def _number_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, dict[str, np
     rest = present & ~plain
     if rest.any():
         pos = np.flatnonzero(rest)
-        t = text.iloc[pos]
+        t = _nfkc(text.iloc[pos])
         paren = _bool(t.str.startswith("(") & t.str.endswith(")"))
         t = t.where(~paren, t.str.slice(1, -1))
         currency = _bool(t.str.contains(_CURRENCY, regex=True))
@@ -597,7 +610,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         elif col in AMOUNT_COLUMNS.get(name, ()):
             values, bad = _parse_numbers(s, col, report)
             _check_column(name, col, raw, values, bad, source=source, what="amounts",
-                          expected="numbers such as 12.50, $1,234.50, USD 45.00, -15.00 or (15.00)", pii=pii)
+                          expected="numbers such as 12.50, $1,234.50, USD 45.00, ¥1,234.50, 1,234.50元, -15.00 or (15.00)", pii=pii)
             cols[col] = values
             unparseable[col] = ("amount", bad)
         elif col in NUMBER_COLUMNS[name]:
