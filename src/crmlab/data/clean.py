@@ -44,8 +44,13 @@ Steps, per table (the rules in order):
 A transaction or interaction whose customer id is not in the customers table is kept (the customers
 table is optional); the report counts those orphan rows and ids.
 
-Personal data (``pii_columns``: names, emails, phones) is used for matching only: it is dropped from
-the clean tables (``keep_pii=True`` keeps it) and never appears in the report, which holds counts,
+Personal data is used for matching only: the columns named in ``pii_columns`` (names, emails, phones)
+and every other column that :func:`crmlab.data.pii.find_personal_columns` flags by its name (``E-mail
+Address``, ``Mobile Phone``, ``客户姓名``, ``手机号`` ...) or content (e-mail addresses, phone numbers, ID
+numbers; in the customers table also near-unique free text). Flagged e-mail and phone columns are
+matched on like ``email`` and ``phone`` (step 4). All of them are dropped from the clean tables
+(``keep_pii=True`` keeps them), each with a logged note naming the column and the rule (never a
+value), and never appear in the report, which holds counts,
 column names, formats and reasons without values. The rejects keep each rejected row's original
 cells, personal data included, so that the owner of the data can fix and reload them.
 """
@@ -65,7 +70,8 @@ import numpy as np
 import pandas as pd
 
 from crmlab.config import CleaningConfig, FeatureConfig, MissingPolicy
-from crmlab.data.io import Tables
+from crmlab.data.io import SCHEMAS, Tables
+from crmlab.data.pii import PersonalColumn, find_personal_columns
 from crmlab.errors import ConfigError, DataError
 from crmlab.utils import write_json_atomic, write_table_atomic
 
@@ -131,6 +137,7 @@ class TableReport:
     orphan_rows: int | None = None
     orphan_ids: int | None = None
     dropped_columns: list[str] = field(default_factory=list)
+    personal_columns: dict[str, str] = field(default_factory=dict)  # column -> why it is personal (no values)
 
     @property
     def rejected_rows(self) -> int:
@@ -172,6 +179,7 @@ class TableReport:
             "orphan_rows": self.orphan_rows,
             "orphan_ids": self.orphan_ids,
             "dropped_columns": list(self.dropped_columns),
+            "personal_columns": dict(self.personal_columns),
         }
 
 
@@ -540,6 +548,8 @@ class _Stage:
     work: pd.DataFrame
     rejects: pd.DataFrame
     report: TableReport
+    pii: frozenset[str] = frozenset()  # lower-cased names of this table's personal columns
+    match: dict[str, list[str]] = field(default_factory=dict)  # 'email'/'phone' -> columns to match persons on
 
 
 def _policy(cfg: CleaningConfig, table: str, col: str) -> MissingPolicy | None:
@@ -570,10 +580,32 @@ def _check_column(name: str, col: str, raw: pd.DataFrame, values: pd.Series, bad
         )
 
 
+def _personal_columns(name: str, raw: pd.DataFrame, pii: frozenset[str]) -> list[PersonalColumn]:
+    """Columns of ``raw`` holding personal data beyond the configured ``pii`` names: every column but the
+    canonical ones of the table, by name and content (near-unique text too in the customers table)."""
+    schema = SCHEMAS[name]
+    canonical = {*schema.required, *schema.optional, *ID_COLUMNS, *DATE_COLUMNS[name], *AMOUNT_COLUMNS.get(name, ()),
+                 *NUMBER_COLUMNS[name], *LABEL_COLUMNS} - {"name", "email", "phone"}
+    candidates = [c for c in raw.columns if c not in canonical and str(c).lower() not in pii]
+    return find_personal_columns(raw, columns=candidates, near_unique=name == "customers")
+
+
 def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: str | None, max_date: date,
                  pii: frozenset[str], duplicates: DuplicatePolicy) -> _Stage:
     raw = raw.reset_index(drop=True)
     report = TableReport(table=name, source=source, input_rows=len(raw))
+
+    # 0. personal data under the file's own headers: never parsed, never a feature, matched on if it can be
+    found = _personal_columns(name, raw, pii)
+    for p in found:
+        report.personal_columns[p.column] = p.reason
+        log.info("%s: column %r holds personal data (%s): used for matching only, never a feature; if it is "
+                 "not personal, give it another name with project.data.%s.columns", name, p.column, p.reason, name)
+    pii = pii | {p.column.lower() for p in found}
+    match = {key: [c for c in raw.columns if str(c).lower() == key] for key in ("email", "phone")}
+    for p in found:
+        if p.kind in match:
+            match[p.kind].append(p.column)
 
     # 1. exact duplicates
     dup = _exact_duplicates(raw)
@@ -690,7 +722,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     rejects = rejects.reset_index(drop=True)
     if rejected.any():
         work = work.loc[~rejected]
-    return _Stage(name=name, raw=raw, work=work, rejects=rejects, report=report)
+    return _Stage(name=name, raw=raw, work=work, rejects=rejects, report=report, pii=pii, match=match)
 
 
 # --------------------------------------------------------------------------- persons
@@ -722,13 +754,16 @@ def _merge_customers(stage: _Stage, cfg: CleaningConfig) -> pd.DataFrame:
     offset = n_ids
     if cfg.dedupe_customers:
         for key in dict.fromkeys(cfg.match_on):
-            col = next((c for c in df.columns if str(c).lower() == key), None)
-            if col is None:
+            cols = [c for c in stage.match.get(key, ()) if c in df.columns]
+            if not cols:
                 continue
-            k = _email_key(df[col]) if key == "email" else _phone_key(df[col])
+            # every e-mail (phone) column of the table is one pool of keys: a shared value links two ids
+            k = pd.concat([_email_key(df[c]) if key == "email" else _phone_key(df[c]) for c in cols],
+                          ignore_index=True)
+            rows = np.tile(id_codes, len(cols))
             has = _bool(k.notna())
             codes, uniques = pd.factorize(k[has])
-            src.append(id_codes[has])
+            src.append(rows[has])
             dst.append(codes + offset)
             offset += len(uniques)
     a, b = np.concatenate(src), np.concatenate(dst)
@@ -894,10 +929,10 @@ def clean_tables(
     out = Tables(sources=dict(tables.sources))
     rejects: dict[str, pd.DataFrame] = {}
     for name, stage in stages.items():
-        _impute(stage, cfg, pii)
+        _impute(stage, cfg, stage.pii)
         clean = stage.work
         if not keep_pii:
-            dropped = [c for c in clean.columns if str(c).lower() in pii]
+            dropped = [c for c in clean.columns if str(c).lower() in stage.pii]
             stage.report.dropped_columns = dropped
             clean = clean.drop(columns=dropped)
         clean = clean.reset_index(drop=True)
