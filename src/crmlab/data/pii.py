@@ -15,7 +15,8 @@ flags them
   the column look so; with ``near_unique=True`` also free text with almost one distinct value per
   row (at least 20 values, 90 % distinct, not numbers): an identifier, not a category.
 
-Each finding carries a ``kind`` (``email``, ``phone``, ``name``, ``address``, ``id_number``,
+A column flagged by name whose values are e-mail addresses or phone numbers takes that kind (a
+``contact`` column of phone numbers is a phone column). Each finding carries a ``kind`` (``email``, ``phone``, ``name``, ``address``, ``id_number``,
 ``identifier``) and a reason that names the rule, never a value. ``email`` and ``phone`` columns can
 be used to match one person under several ids (:mod:`crmlab.data.clean`).
 """
@@ -64,7 +65,7 @@ _NAME_SUFFIXES: dict[str, tuple[str, ...]] = {
                   "idcard", "idcardnumber", "passport", "passportnumber", "passportno", "taxid",
                   "driverslicense", "licensenumber", "iban", "creditcard", "cardnumber"),
     "identifier": ("birthdate", "dateofbirth", "dob", "birthday", "wechat", "wechatid", "weixin", "qq",
-                   "qqnumber", "login", "loginname"),
+                   "qqnumber", "loginname", "loginid"),
 }
 # Exactly these (normalised) names are personal too (``name`` alone, but not ``plan_name``).
 _NAME_EXACT = {"name": "name", "contact": "name", "customer": "name", "client": "name"}
@@ -194,10 +195,12 @@ def find_personal_columns(
     out: list[PersonalColumn] = []
     for col in (df.columns if columns is None else columns):
         kind = _by_name(col)
-        if kind is not None:
+        found = _by_content(df[col], near_unique=near_unique and kind is None)
+        if kind is not None and found is not None and found[0] in ("email", "phone") and found[0] != kind:
+            # 'contact' holding phone numbers: a phone column (so persons can be matched on it)
+            out.append(PersonalColumn(str(col), found[0], f"{found[1]}, under a personal column name"))
+        elif kind is not None:
             out.append(PersonalColumn(str(col), kind, f"{_KIND_TEXT[kind]}, by the column name"))
-            continue
-        found = _by_content(df[col], near_unique=near_unique)
-        if found is not None:
+        elif found is not None:
             out.append(PersonalColumn(str(col), found[0], found[1]))
     return out
