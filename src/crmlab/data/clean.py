@@ -599,8 +599,10 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     found = _personal_columns(name, raw, pii)
     for p in found:
         report.personal_columns[p.column] = p.reason
-        log.info("%s: column %r holds personal data (%s): used for matching only, never a feature; if it is "
-                 "not personal, give it another name with project.data.%s.columns", name, p.column, p.reason, name)
+    if found:
+        log.info("%s: personal data or identifiers, used for matching only and left out of the clean table and "
+                 "the features: %s (a column that is not personal: give it another name with "
+                 "project.data.%s.columns)", name, "; ".join(p.note() for p in found), name)
     pii = pii | {p.column.lower() for p in found}
     match = {key: [c for c in raw.columns if str(c).lower() == key] for key in ("email", "phone")}
     for p in found:
