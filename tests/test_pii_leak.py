@@ -1,7 +1,8 @@
 """A real customer export's personal data never leaves the input files.
 
 A CRM export (GB18030, Chinese and English headers, none of them mapped to name/email/phone) with a
-churn label, and an order log, go through ``crmlab train churn``, ``train clv``, ``score``, ``kpis``
+churn label, and an order log, go through ``crmlab train churn`` (from the orders, then from the
+label), ``train clv``, ``score``, ``kpis``
 and ``report``; then every file under tmp_path that crmlab wrote (MLflow store and artifacts, bundles,
 outputs) and everything printed or logged is searched for every personal value.
 """
@@ -64,7 +65,7 @@ def write_export(root: Path, seed: int = 7) -> tuple[Path, Path, list[str]]:
     orders = pd.DataFrame(rows, columns=["客户编号", "下单日期", "实付金额"])
     last = orders.assign(d=pd.to_datetime(orders["下单日期"], format="%Y年%m月%d日")).groupby("客户编号")["d"].max()
     gone = last.reindex(customers["客户编号"]).fillna(pd.Timestamp(start)) < pd.Timestamp(end - timedelta(days=120))
-    customers["是否流失"] = np.where(gone.to_numpy(), "yes", "no")
+    customers["是否流失"] = np.where(gone.to_numpy(), "是", "否")
     cpath, opath = root / "customers.csv", root / "orders.csv"
     customers.to_csv(cpath, index=False, encoding="gb18030")
     orders.to_csv(opath, index=False, encoding="gb18030")
@@ -113,7 +114,9 @@ def test_no_personal_value_reaches_mlflow_bundles_outputs_or_logs(tmp_path, capf
     ]
     printed = []
     with caplog.at_level(logging.DEBUG):
-        for command in (["train", "churn"], ["train", "clv"], ["score"], ["kpis"], ["report"]):
+        # churn twice: from the order log with the customers' attributes, then from the label column
+        for command in (["train", "churn", "--set", "churn.mode=transactions", "--set", "churn.horizon_days=120"],
+                        ["train", "churn"], ["train", "clv"], ["score"], ["kpis"], ["report"]):
             args = ["-c", str(tmp_path / "no-configs"), "-v", *command]
             for s in sets:
                 args += ["--set", s]

@@ -130,3 +130,45 @@ def test_a_mapping_that_moves_the_files_own_column_away_is_fine(tmp_path):
     df = read_table(TableSource(path=path, columns={"customer_id": "id", "plan": "plan_2024", "old_plan": "plan"}),
                     "customers")
     assert df.iloc[0].to_dict() == {"customer_id": "C1", "old_plan": "basic", "plan": "pro"}
+
+
+# --------------------------------------------------------------------------- attributes and labels
+
+
+def test_customer_attributes_written_as_amounts_become_numbers():
+    raw = pd.DataFrame({"customer_id": ["a", "b", "c"], "monthly_charges": ["¥1,234.50", "59.00元", "（１２．００）"],
+                        "code": ["(12)", "(13)", "(14)"]}, dtype="str")
+    res = clean_tables(Tables(customers=raw), CleaningConfig(), today=TODAY)
+    assert res.tables.customers["monthly_charges"].tolist() == [1234.5, 59.0, -12.0]
+    assert res.tables.customers["code"].tolist() == ["(12)", "(13)", "(14)"]  # no money sign: text stays text
+
+
+def test_chinese_churn_labels():
+    from crmlab.churn.data import parse_churn_labels
+
+    labels = parse_churn_labels(pd.Series(["是", "否", " 流失 ", "未流失", "已流失", "正常"]))
+    assert labels.tolist() == [1, 0, 1, 0, 1, 0]
+
+
+# --------------------------------------------------------------------------- on the command line
+
+
+def _cli(args, capsys):
+    from crmlab.cli import main
+
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_mapping_collision_and_unknown_encoding_are_one_line_errors_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_id,ts,amount,gross\nC1,2024-01-02,5,6\n")
+    base = ["-c", str(tmp_path / "none"), "--set", f"project.data.transactions.path={path}",
+            "--set", f"project.output.dir={tmp_path / 'out'}", "data", "clean"]
+    code, text = _cli([*base, "--set", "project.data.transactions.columns={amount: gross}"], capsys)
+    assert code == 2 and "Traceback" not in text and len(text.strip().splitlines()) == 1
+    assert "collides with the file's own column 'amount'" in text and "orders.csv" in text
+    code, text = _cli([*base, "--set", "project.data.transactions.encoding=gbkk"], capsys)
+    assert code == 2 and "Traceback" not in text and len(text.strip().splitlines()) == 1
+    assert "project.data.transactions.encoding" in text and "'gbkk'" in text

@@ -454,18 +454,29 @@ def _normalise_labels(s: pd.Series, col: str, aliases: Mapping[str, str], report
     return pd.Series(mapped, index=s.index, dtype="str")
 
 
-def _maybe_numeric(s: pd.Series) -> pd.Series:
+def _maybe_numeric(s: pd.Series, col: str | None = None, report: TableReport | None = None) -> pd.Series:
     """Text columns whose every value is a plain number (and none has a leading zero, like a zip code)
-    become float64; anything else is kept as it is."""
+    become float64, and so do those whose every value is an amount written with a currency or a
+    thousands separator (``¥1,234.50``, ``59.00元``: counted in the report); anything else is kept."""
     if not _is_text_dtype(s.dtype):
         return s
     text = _as_text(s)
     present = text.dropna()
     if present.empty:
         return s
-    if not _bool(present.str.fullmatch(_PLAIN_NUMBER)).all() or _bool(present.str.match(r"[+-]?0\d")).any():
+    if _bool(present.str.match(r"[+-]?0\d")).any():
         return s
-    return pd.Series(text.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
+    if _bool(present.str.fullmatch(_PLAIN_NUMBER)).all():
+        return pd.Series(text.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
+    codes, distinct, weights = _distinct(s)
+    values_u, bad_u, rules = _number_values(distinct)
+    money = rules["currency symbol or code removed"] | rules["thousands separator removed"]
+    if bad_u.any() or not money.any():
+        return s
+    if report is not None and col is not None:
+        for rule, mask in rules.items():
+            report._add(report.standardised, f"{col}: {rule}", int(weights[mask].sum()))
+    return pd.Series(_expand(codes, values_u, np.nan), index=s.index)
 
 
 # --------------------------------------------------------------------------- exact duplicates
@@ -661,7 +672,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         elif col in LABEL_COLUMNS:
             cols[col] = _normalise_labels(s, col, aliases, report)
         else:
-            cols[col] = _maybe_numeric(s)
+            cols[col] = _maybe_numeric(s, col, report)
     work = pd.DataFrame(cols, index=kept.index)
 
     # 3. rejects: first failing rule wins
