@@ -136,3 +136,18 @@ def test_features_never_take_personal_columns_even_from_an_uncleaned_table(caplo
     assert {"age", "plan", "region", "tenure", "monthly_charges", "is_mobile", "city"} <= set(feats.columns)
     assert "'手机号' (phone numbers, by the column name)" in caplog.text
     assert not [v for v in customers["手机号"] if v in caplog.text]
+
+
+def test_error_example_rows_leave_personal_cells_out(tmp_path):
+    from crmlab.config import TableSource
+    from crmlab.data.io import read_table
+    from crmlab.errors import DataError
+
+    path = tmp_path / "customers.csv"
+    path.write_text("客户编号,手机号,Full Name,备注,plan\nK1,13812345678,Wang Wei,wang.wei@163.com,pro\n",
+                    encoding="utf-8")
+    with pytest.raises(DataError) as err:  # customer_id not mapped: the error shows the first row
+        read_table(TableSource(path=path), "customers")
+    msg = str(err.value)
+    assert "'pro'" in msg and "'K1'" in msg and msg.count("<personal data>") == 3
+    assert "13812345678" not in msg and "Wang Wei" not in msg and "wang.wei@163.com" not in msg

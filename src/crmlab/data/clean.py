@@ -71,7 +71,7 @@ import pandas as pd
 
 from crmlab.config import CleaningConfig, FeatureConfig, MissingPolicy
 from crmlab.data.io import SCHEMAS, Tables
-from crmlab.data.pii import PersonalColumn, find_personal_columns
+from crmlab.data.pii import PersonalColumn, find_personal_columns, redact_row
 from crmlab.errors import ConfigError, DataError
 from crmlab.utils import write_json_atomic, write_table_atomic
 
@@ -106,7 +106,6 @@ _HASH_DEDUPE_ROWS = 200_000
 _PLAIN_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
 _CURRENCY = r"[$€£¥元]|人民币|(?i:usd|eur|gbp|rmb|cny|jpy)"
-_REDACTED = "<personal data>"
 
 DuplicatePolicy = Literal["auto", "drop", "keep"]
 
@@ -571,8 +570,7 @@ def _policy(cfg: CleaningConfig, table: str, col: str) -> MissingPolicy | None:
 
 
 def _example(raw: pd.DataFrame, row: int, pii: frozenset[str]) -> dict[str, Any]:
-    cells = raw.iloc[row].to_dict()
-    return {k: (_REDACTED if str(k).lower() in pii and not pd.isna(v) else v) for k, v in cells.items()}
+    return redact_row(raw.iloc[row].to_dict(), pii)
 
 
 def _check_column(name: str, col: str, raw: pd.DataFrame, values: pd.Series, bad: np.ndarray, *,

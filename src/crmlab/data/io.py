@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.config import DataConfig, TableSource
+from crmlab.data.pii import redact_row
 from crmlab.errors import DataError
 
 __all__ = [
@@ -283,7 +284,7 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
             file=name,
             expected=f"keys among {list(schema.required + schema.optional)}",
         )
-    first = df.iloc[0].to_dict() if len(df) else None
+    first = redact_row(df.iloc[0].to_dict(), [k for k in ("name", "email", "phone") if k in mapping]) if len(df) else None
     for canonical, col in mapping.items():
         if col not in df.columns:
             raise DataError(

@@ -24,13 +24,16 @@ be used to match one person under several ids (:mod:`crmlab.data.clean`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["PersonalColumn", "find_personal_columns", "normalise_column_name"]
+__all__ = ["REDACTED", "PersonalColumn", "find_personal_columns", "normalise_column_name", "redact_row"]
+
+REDACTED = "<personal data>"
 
 # Values inspected per column for the content rules (distinct values, in order of appearance).
 _SAMPLE = 2000
@@ -203,4 +206,19 @@ def find_personal_columns(
             out.append(PersonalColumn(str(col), kind, f"{_KIND_TEXT[kind]}, by the column name"))
         elif found is not None:
             out.append(PersonalColumn(str(col), found[0], found[1]))
+    return out
+
+
+def redact_row(cells: Mapping[Any, Any], personal: Iterable[object] = ()) -> dict[Any, Any]:
+    """An example row for an error message with its personal data replaced by ``<personal data>``:
+    the cells of ``personal`` columns, of columns personal by name, and values that are themselves an
+    e-mail address, a phone number or an ID number."""
+    hidden = {str(c).lower() for c in personal}
+    out: dict[Any, Any] = {}
+    for key, value in cells.items():
+        personal_cell = str(key).lower() in hidden or _by_name(key) is not None
+        if not personal_cell and isinstance(value, str | int | float) and not isinstance(value, bool):
+            personal_cell = _by_content(pd.Series([value]), near_unique=False) is not None
+        missing = value is None or (isinstance(value, float) and np.isnan(value))
+        out[key] = REDACTED if personal_cell and not missing else value
     return out

@@ -93,7 +93,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmlab.config import FeatureConfig, ProjectConfig
-from crmlab.data.pii import find_personal_columns
+from crmlab.data.pii import REDACTED, find_personal_columns, redact_row
 from crmlab.errors import DataError
 
 __all__ = [
@@ -185,7 +185,8 @@ def _source(df: pd.DataFrame, table: str) -> str:
 def _example(df: pd.DataFrame, row: int, pii: Iterable[str] = DEFAULT_PII_COLUMNS) -> dict[str, Any]:
     """One row for an error message, without its personal data."""
     hidden = {str(c).lower() for c in (*pii, *DEFAULT_PII_COLUMNS)}
-    return {str(k): v for k, v in df.iloc[row].items() if str(k).lower() not in hidden}
+    cells = {str(k): v for k, v in df.iloc[row].items() if str(k).lower() not in hidden}
+    return {k: v for k, v in redact_row(cells).items() if v is not REDACTED}
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], table: str) -> None:
