@@ -37,6 +37,8 @@ REDACTED = "<personal data>"
 
 # Values inspected per column for the content rules (distinct values, in order of appearance).
 _SAMPLE = 2000
+# Rows read for the content rules when distinct values need not be counted (long transaction tables).
+_SAMPLE_ROWS = 100_000
 # Share of the inspected values that must look personal for a content rule to flag the column.
 _CONTENT_SHARE = 0.5
 # Near-unique free text: at least this many values, this share of them distinct.
@@ -136,9 +138,12 @@ def _by_name(column: object) -> str | None:
     return None
 
 
-def _distinct_text(s: pd.Series) -> tuple[pd.Series, int]:
-    """(the first distinct non-missing values as text, the number of distinct values). Whole floats
-    lose their ``.0`` (a phone column read as numbers); other numbers, booleans and dates give none."""
+def _distinct_text(s: pd.Series, *, count: bool) -> tuple[pd.Series, int]:
+    """(the first distinct non-missing values as text, the number of distinct values, or of those
+    among the first rows only unless ``count``). Whole floats lose their ``.0`` (a phone column read
+    as numbers); other numbers, booleans and dates give none."""
+    if not count:
+        s = s.iloc[:_SAMPLE_ROWS]
     s = s.dropna()
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_datetime64_any_dtype(s.dtype):
         return pd.Series([], dtype=object), 0
@@ -148,8 +153,8 @@ def _distinct_text(s: pd.Series) -> tuple[pd.Series, int]:
         if vals.size == 0 or not np.array_equal(vals, np.round(vals)) or np.abs(vals).max() >= 1e18:
             return pd.Series([], dtype=object), 0
         s = pd.Series(vals.astype(np.int64))
-    distinct = pd.unique(s.to_numpy(dtype=object))
-    text = pd.Series(distinct[:_SAMPLE], dtype=object).astype(str).str.strip()
+    distinct = s.unique()
+    text = pd.Series(np.asarray(distinct[:_SAMPLE], dtype=object), dtype=object).astype(str).str.strip()
     return text[text != ""].reset_index(drop=True), len(distinct)
 
 
@@ -158,7 +163,7 @@ def _share(values: pd.Series, pattern: re.Pattern[str]) -> float:
 
 
 def _by_content(s: pd.Series, *, near_unique: bool) -> tuple[str, str] | None:
-    sample, n_distinct = _distinct_text(s)
+    sample, n_distinct = _distinct_text(s, count=near_unique)
     if sample.empty:
         return None
     if _share(sample, _EMAIL) >= _CONTENT_SHARE:
