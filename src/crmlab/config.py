@@ -16,6 +16,7 @@ Layout of a config directory::
 
 from __future__ import annotations
 
+import codecs
 import copy
 import difflib
 import hashlib
@@ -81,7 +82,23 @@ class TableSource(Frozen):
         description="Canonical name -> column in the file, e.g. {customer_id: CustomerID, ts: InvoiceDate}.",
     )
     sep: str = Field(",", description="CSV field separator.")
-    encoding: str = "utf-8"
+    encoding: str = Field(
+        "auto",
+        description="Text encoding of a CSV, e.g. utf-8 or gb18030 (GBK/GB2312 exports). 'auto' detects it: "
+        "UTF-8 (with or without BOM), then GB18030, then the best guess of charset-normalizer.",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        if v.strip().lower() == "auto":
+            return "auto"
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}; use 'auto' (detect) or a name such as utf-8, gb18030, "
+                             "gbk, big5, cp1252, latin-1") from None
+        return v
 
 
 class DataConfig(Frozen):
@@ -141,14 +158,21 @@ class CleaningConfig(Frozen):
             "%Y-%m-%d",
             "%Y-%m-%d %H:%M:%S",
             "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M",
             "%Y/%m/%d",
+            "%Y/%m/%d %H:%M:%S",
+            "%Y/%m/%d %H:%M",
+            "%Y年%m月%d日",
+            "%Y年%m月%d日 %H:%M:%S",
+            "%Y年%m月%d日 %H:%M",
             "%Y%m%d",
             "%d %b %Y",
             "%b %d, %Y",
             "%d.%m.%Y",
             "%m/%d/%Y",
         ],
-        description="Formats tried in order for text dates; the first that parses wins.",
+        description="Formats tried in order for text dates; the first that parses wins. Month and day may "
+        "be written without a leading zero (2024/3/4, 2024年3月4日); full-width digits are read as digits.",
     )
     max_date: date | None = Field(
         None, description="Dates after this are rejected as 'in the future of the data'. Empty: today."

@@ -45,8 +45,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-POSITIVE_LABELS = frozenset({"yes", "y", "1", "1.0", "true", "t", "churned", "churn"})
-NEGATIVE_LABELS = frozenset({"no", "n", "0", "0.0", "false", "f", "active", "retained"})
+POSITIVE_LABELS = frozenset({"yes", "y", "1", "1.0", "true", "t", "churned", "churn", "是", "流失", "已流失"})
+NEGATIVE_LABELS = frozenset({"no", "n", "0", "0.0", "false", "f", "active", "retained", "否", "未流失", "正常"})
 MIN_ROWS = 20
 """Fewest labelled rows a churn model is trained on (and at least 2 of each class)."""
 _MIN_PER_CLASS = 2
@@ -86,7 +86,8 @@ def _label_key(value: Any) -> str | None:
 
 def parse_churn_labels(values: pd.Series, *, column: str = "churn", frame: pd.DataFrame | None = None,
                        file: str | None = None) -> pd.Series:
-    """Labels as int8 0/1: Yes/No, 1/0, True/False, y/n, churned/active (any case, spaces ignored).
+    """Labels as int8 0/1: Yes/No, 1/0, True/False, y/n, churned/active, 是/否, 流失/未流失 (any case,
+    spaces ignored).
 
     Raises :class:`~crmlab.errors.DataError` naming the column, the unexpected values (missing ones
     included) and an example row of ``frame`` (or of the values) when anything else appears.
@@ -103,7 +104,7 @@ def parse_churn_labels(values: pd.Series, *, column: str = "churn", frame: pd.Da
         raise DataError(
             f"{int(bad.sum())} label value(s) other than the two expected: {', '.join(shown)}",
             file=file, column=column,
-            expected="churned/active as Yes/No, 1/0, True/False, y/n or churned/active (any case)",
+            expected="churned/active as Yes/No, 1/0, True/False, y/n, churned/active or 是/否 (any case)",
             example=example,
         )
     return pd.Series(pos.astype(np.int8), index=values.index, name=column)

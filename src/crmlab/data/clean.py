@@ -16,8 +16,9 @@ Steps, per table (the rules in order):
    counted as ``identical_rows_kept`` (``exact_duplicates="drop"`` drops them anyway).
 2. **Formats**: dates are tried with ``cfg.date_formats`` in order, one vectorised
    :func:`pandas.to_datetime` call per format on the rows still unparsed; amounts lose currency
-   symbols and codes (``$ € £ USD EUR GBP``), spaces and thousands separators (``"$1,234.50"`` ->
-   1234.5); ``"-15.00"`` and ``"(15.00)"`` are returns (negative amounts) and stay valid. Labels
+   symbols and codes (``$ € £ ¥ ￥ 元 USD EUR GBP RMB CNY JPY 人民币``), spaces and thousands separators
+   (``"$1,234.50"`` -> 1234.5, ``"1,234.50元"`` -> 1234.5), full-width digits and signs are read as
+   ASCII (``"（１２．００）"`` -> -12); ``"-15.00"`` and ``"(15.00)"`` are returns (negative amounts) and stay valid. Labels
    (category, channel, kind, gender, region, plan) are stripped, inner whitespace collapsed,
    lower-cased and then mapped through ``cfg.category_aliases``. Customer ids are stripped.
    Already-typed columns (datetime64, numbers) are taken as they are.
@@ -43,8 +44,13 @@ Steps, per table (the rules in order):
 A transaction or interaction whose customer id is not in the customers table is kept (the customers
 table is optional); the report counts those orphan rows and ids.
 
-Personal data (``pii_columns``: names, emails, phones) is used for matching only: it is dropped from
-the clean tables (``keep_pii=True`` keeps it) and never appears in the report, which holds counts,
+Personal data is used for matching only: the columns named in ``pii_columns`` (names, emails, phones)
+and every other column that :func:`crmlab.data.pii.find_personal_columns` flags by its name (``E-mail
+Address``, ``Mobile Phone``, ``客户姓名``, ``手机号`` ...) or content (e-mail addresses, phone numbers, ID
+numbers; in the customers table also near-unique free text). Flagged e-mail and phone columns are
+matched on like ``email`` and ``phone`` (step 4). All of them are dropped from the clean tables
+(``keep_pii=True`` keeps them), each with a logged note naming the column and the rule (never a
+value), and never appear in the report, which holds counts,
 column names, formats and reasons without values. The rejects keep each rejected row's original
 cells, personal data included, so that the owner of the data can fix and reload them.
 """
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -63,7 +70,8 @@ import numpy as np
 import pandas as pd
 
 from crmlab.config import CleaningConfig, FeatureConfig, MissingPolicy
-from crmlab.data.io import Tables
+from crmlab.data.io import SCHEMAS, Tables
+from crmlab.data.pii import PersonalColumn, find_personal_columns, redact_row
 from crmlab.errors import ConfigError, DataError
 from crmlab.utils import write_json_atomic, write_table_atomic
 
@@ -97,8 +105,7 @@ _HASH_DEDUPE_ROWS = 200_000
 
 _PLAIN_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
-_CURRENCY = r"[$€£]|(?i:usd|eur|gbp)"
-_REDACTED = "<personal data>"
+_CURRENCY = r"[$€£¥元]|人民币|(?i:usd|eur|gbp|rmb|cny|jpy)"
 
 DuplicatePolicy = Literal["auto", "drop", "keep"]
 
@@ -129,6 +136,7 @@ class TableReport:
     orphan_rows: int | None = None
     orphan_ids: int | None = None
     dropped_columns: list[str] = field(default_factory=list)
+    personal_columns: dict[str, str] = field(default_factory=dict)  # column -> why it is personal (no values)
 
     @property
     def rejected_rows(self) -> int:
@@ -170,6 +178,7 @@ class TableReport:
             "orphan_rows": self.orphan_rows,
             "orphan_ids": self.orphan_ids,
             "dropped_columns": list(self.dropped_columns),
+            "personal_columns": dict(self.personal_columns),
         }
 
 
@@ -321,6 +330,17 @@ def _clean_ids(s: pd.Series, col: str, report: TableReport) -> pd.Series:
     return _as_text(s)
 
 
+def _nfkc(text: pd.Series) -> pd.Series:
+    """Full-width forms as their ASCII twins (``２０２４／３／４`` -> ``2024/3/4``, ``￥`` -> ``¥``,
+    ``（１２．００）`` -> ``(12.00)``); only values with a non-ASCII character are touched."""
+    wide = _bool(text.str.contains(r"[^\x00-\x7f]", regex=True))
+    if not wide.any():
+        return text
+    out = text.copy()
+    out[wide] = [unicodedata.normalize("NFKC", v) for v in text[wide].tolist()]
+    return out
+
+
 def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.ndarray, dict[str, int]]:
     """(dates, unparseable mask, rows parsed per format). Typed datetime columns pass through.
 
@@ -329,7 +349,7 @@ def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.nd
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return s, np.zeros(len(s), dtype=bool), {}
     codes, distinct, weights = _distinct(s)
-    text = _as_text(distinct)
+    text = _nfkc(_as_text(distinct))
     todo = _bool(text.notna())
     parsed_u = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     fmt_u = np.full(len(text), -1, dtype=np.int64)
@@ -366,7 +386,7 @@ def _number_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, dict[str, np
     rest = present & ~plain
     if rest.any():
         pos = np.flatnonzero(rest)
-        t = text.iloc[pos]
+        t = _nfkc(text.iloc[pos])
         paren = _bool(t.str.startswith("(") & t.str.endswith(")"))
         t = t.where(~paren, t.str.slice(1, -1))
         currency = _bool(t.str.contains(_CURRENCY, regex=True))
@@ -433,18 +453,29 @@ def _normalise_labels(s: pd.Series, col: str, aliases: Mapping[str, str], report
     return pd.Series(mapped, index=s.index, dtype="str")
 
 
-def _maybe_numeric(s: pd.Series) -> pd.Series:
+def _maybe_numeric(s: pd.Series, col: str | None = None, report: TableReport | None = None) -> pd.Series:
     """Text columns whose every value is a plain number (and none has a leading zero, like a zip code)
-    become float64; anything else is kept as it is."""
+    become float64, and so do those whose every value is an amount written with a currency or a
+    thousands separator (``¥1,234.50``, ``59.00元``: counted in the report); anything else is kept."""
     if not _is_text_dtype(s.dtype):
         return s
     text = _as_text(s)
     present = text.dropna()
     if present.empty:
         return s
-    if not _bool(present.str.fullmatch(_PLAIN_NUMBER)).all() or _bool(present.str.match(r"[+-]?0\d")).any():
+    if _bool(present.str.match(r"[+-]?0\d")).any():
         return s
-    return pd.Series(text.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
+    if _bool(present.str.fullmatch(_PLAIN_NUMBER)).all():
+        return pd.Series(text.to_numpy(dtype=np.float64, na_value=np.nan), index=s.index)
+    codes, distinct, weights = _distinct(s)
+    values_u, bad_u, rules = _number_values(distinct)
+    money = rules["currency symbol or code removed"] | rules["thousands separator removed"]
+    if bad_u.any() or not money.any():
+        return s
+    if report is not None and col is not None:
+        for rule, mask in rules.items():
+            report._add(report.standardised, f"{col}: {rule}", int(weights[mask].sum()))
+    return pd.Series(_expand(codes, values_u, np.nan), index=s.index)
 
 
 # --------------------------------------------------------------------------- exact duplicates
@@ -527,6 +558,8 @@ class _Stage:
     work: pd.DataFrame
     rejects: pd.DataFrame
     report: TableReport
+    pii: frozenset[str] = frozenset()  # lower-cased names of this table's personal columns
+    match: dict[str, list[str]] = field(default_factory=dict)  # 'email'/'phone' -> columns to match persons on
 
 
 def _policy(cfg: CleaningConfig, table: str, col: str) -> MissingPolicy | None:
@@ -537,8 +570,7 @@ def _policy(cfg: CleaningConfig, table: str, col: str) -> MissingPolicy | None:
 
 
 def _example(raw: pd.DataFrame, row: int, pii: frozenset[str]) -> dict[str, Any]:
-    cells = raw.iloc[row].to_dict()
-    return {k: (_REDACTED if str(k).lower() in pii and not pd.isna(v) else v) for k, v in cells.items()}
+    return redact_row(raw.iloc[row].to_dict(), pii)
 
 
 def _check_column(name: str, col: str, raw: pd.DataFrame, values: pd.Series, bad: np.ndarray, *,
@@ -557,10 +589,34 @@ def _check_column(name: str, col: str, raw: pd.DataFrame, values: pd.Series, bad
         )
 
 
+def _personal_columns(name: str, raw: pd.DataFrame, pii: frozenset[str]) -> list[PersonalColumn]:
+    """Columns of ``raw`` holding personal data beyond the configured ``pii`` names: every column but the
+    canonical ones of the table, by name and content (near-unique text too in the customers table)."""
+    schema = SCHEMAS[name]
+    canonical = {*schema.required, *schema.optional, *ID_COLUMNS, *DATE_COLUMNS[name], *AMOUNT_COLUMNS.get(name, ()),
+                 *NUMBER_COLUMNS[name], *LABEL_COLUMNS} - {"name", "email", "phone"}
+    candidates = [c for c in raw.columns if c not in canonical and str(c).lower() not in pii]
+    return find_personal_columns(raw, columns=candidates, near_unique=name == "customers")
+
+
 def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: str | None, max_date: date,
                  pii: frozenset[str], duplicates: DuplicatePolicy) -> _Stage:
     raw = raw.reset_index(drop=True)
     report = TableReport(table=name, source=source, input_rows=len(raw))
+
+    # 0. personal data under the file's own headers: never parsed, never a feature, matched on if it can be
+    found = _personal_columns(name, raw, pii)
+    for p in found:
+        report.personal_columns[p.column] = p.reason
+    if found:
+        log.info("%s: personal data or identifiers, used for matching only and left out of the clean table and "
+                 "the features: %s (a column that is not personal: give it another name with "
+                 "project.data.%s.columns)", name, "; ".join(p.note() for p in found), name)
+    pii = pii | {p.column.lower() for p in found}
+    match = {key: [c for c in raw.columns if str(c).lower() == key] for key in ("email", "phone")}
+    for p in found:
+        if p.kind in match:
+            match[p.kind].append(p.column)
 
     # 1. exact duplicates
     dup = _exact_duplicates(raw)
@@ -597,7 +653,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         elif col in AMOUNT_COLUMNS.get(name, ()):
             values, bad = _parse_numbers(s, col, report)
             _check_column(name, col, raw, values, bad, source=source, what="amounts",
-                          expected="numbers such as 12.50, $1,234.50, USD 45.00, -15.00 or (15.00)", pii=pii)
+                          expected="numbers such as 12.50, $1,234.50, USD 45.00, ¥1,234.50, 1,234.50元, -15.00 or (15.00)", pii=pii)
             cols[col] = values
             unparseable[col] = ("amount", bad)
         elif col in NUMBER_COLUMNS[name]:
@@ -614,7 +670,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         elif col in LABEL_COLUMNS:
             cols[col] = _normalise_labels(s, col, aliases, report)
         else:
-            cols[col] = _maybe_numeric(s)
+            cols[col] = _maybe_numeric(s, col, report)
     work = pd.DataFrame(cols, index=kept.index)
 
     # 3. rejects: first failing rule wins
@@ -677,7 +733,7 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     rejects = rejects.reset_index(drop=True)
     if rejected.any():
         work = work.loc[~rejected]
-    return _Stage(name=name, raw=raw, work=work, rejects=rejects, report=report)
+    return _Stage(name=name, raw=raw, work=work, rejects=rejects, report=report, pii=pii, match=match)
 
 
 # --------------------------------------------------------------------------- persons
@@ -709,13 +765,16 @@ def _merge_customers(stage: _Stage, cfg: CleaningConfig) -> pd.DataFrame:
     offset = n_ids
     if cfg.dedupe_customers:
         for key in dict.fromkeys(cfg.match_on):
-            col = next((c for c in df.columns if str(c).lower() == key), None)
-            if col is None:
+            cols = [c for c in stage.match.get(key, ()) if c in df.columns]
+            if not cols:
                 continue
-            k = _email_key(df[col]) if key == "email" else _phone_key(df[col])
+            # every e-mail (phone) column of the table is one pool of keys: a shared value links two ids
+            k = pd.concat([_email_key(df[c]) if key == "email" else _phone_key(df[c]) for c in cols],
+                          ignore_index=True)
+            rows = np.tile(id_codes, len(cols))
             has = _bool(k.notna())
             codes, uniques = pd.factorize(k[has])
-            src.append(id_codes[has])
+            src.append(rows[has])
             dst.append(codes + offset)
             offset += len(uniques)
     a, b = np.concatenate(src), np.concatenate(dst)
@@ -881,10 +940,10 @@ def clean_tables(
     out = Tables(sources=dict(tables.sources))
     rejects: dict[str, pd.DataFrame] = {}
     for name, stage in stages.items():
-        _impute(stage, cfg, pii)
+        _impute(stage, cfg, stage.pii)
         clean = stage.work
         if not keep_pii:
-            dropped = [c for c in clean.columns if str(c).lower() in pii]
+            dropped = [c for c in clean.columns if str(c).lower() in stage.pii]
             stage.report.dropped_columns = dropped
             clean = clean.drop(columns=dropped)
         clean = clean.reset_index(drop=True)

@@ -3,11 +3,21 @@
 Loading only reads and renames: it checks that the file exists, is readable, is not empty and has
 the required columns, and otherwise leaves values as they are (text stays text). Parsing dates and
 amounts, and quarantining rows that cannot be parsed, is the job of :mod:`crmlab.data.clean`.
+
+Encodings: a CSV whose table config says ``encoding: auto`` (the default) is read as UTF-8 when its
+bytes are UTF-8 (a byte-order mark is dropped), else as GB18030 (the superset of GBK and GB2312 that
+Chinese CRM exports use) when its bytes decode as such into no private-use characters, else with
+the best guess of charset-normalizer; the choice is logged. A named encoding that does not decode
+the file gives a :class:`~crmlab.errors.DataError` naming the encoding, the file, the config key and
+the encoding the file looks like.
 """
 
 from __future__ import annotations
 
+import codecs
 import importlib.resources
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.config import DataConfig, TableSource
+from crmlab.data.pii import redact_row
 from crmlab.errors import DataError
 
 __all__ = [
@@ -22,6 +33,7 @@ __all__ = [
     "SCHEMAS",
     "TableSchema",
     "Tables",
+    "detect_encoding",
     "load_cdnow",
     "load_cdnow_sample_summary",
     "load_tables",
@@ -29,7 +41,13 @@ __all__ = [
     "source_name",
 ]
 
+log = logging.getLogger(__name__)
+
 CDNOW_NAME = "CDNOW_master.txt (embedded, from the lifetimes wheel)"
+# Bytes read to detect an encoding (a multi-GB export is not read twice).
+_SAMPLE_BYTES = 4 << 20
+# Private-use code points: bytes of another encoding (Big5, Shift-JIS...) read as GB18030 land here.
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,55 @@ def load_cdnow_sample_summary() -> pd.DataFrame:
     )
 
 
-def _read_file(path: Path, source: TableSource) -> pd.DataFrame:
+def _decodes(sample: bytes, encoding: str, *, final: bool) -> str | None:
+    """The sample decoded strictly, or None; ``final=False`` tolerates a character cut at the end."""
+    try:
+        return codecs.getincrementaldecoder(encoding)(errors="strict").decode(sample, final=final)
+    except UnicodeDecodeError:
+        return None
+
+
+def detect_encoding(path: str | Path) -> str | None:
+    """The encoding of a text file: ``utf-8-sig``/``utf-16`` by byte-order mark, ``utf-8`` when the bytes
+    are UTF-8, ``gb18030`` when they decode as GB18030 into no private-use character, else the best
+    guess of charset-normalizer (None when it has none). Reads at most the first 4 MB."""
+    with open(path, "rb") as fh:
+        sample = fh.read(_SAMPLE_BYTES)
+        whole = not fh.read(1)
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if _decodes(sample, "utf-8", final=whole) is not None:
+        return "utf-8"
+    text = _decodes(sample, "gb18030", final=whole)
+    if text is not None and not _PRIVATE_USE.search(text):
+        return "gb18030"
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - a dependency of crmlab
+        return None
+    best = from_bytes(sample).best()
+    return None if best is None else str(best.encoding)
+
+
+def _decode_error(path: Path, kind: str, encoding: str, exc: UnicodeDecodeError, *, detected: bool) -> DataError:
+    name = str(path)
+    where = f"byte 0x{exc.object[exc.start]:02x} at position {exc.start}" if exc.object else exc.reason
+    key = f"project.data.{kind}.encoding"
+    likely = detect_encoding(path)
+    if detected:
+        problem = f"cannot decode the file as {encoding!r}, the encoding detected from its start ({where})"
+        hint = f"{key} set to the file's encoding (e.g. gb18030, gbk, big5, cp1252)"
+    else:
+        problem = f"cannot decode the file with encoding {encoding!r} from {key} ({where})"
+        hint = (f"{key}: {likely} (the file looks like {likely}), or {key}: auto to detect it"
+                if likely and codecs.lookup(likely).name != codecs.lookup(encoding).name
+                else f"{key} set to the file's encoding, or auto to detect it")
+    return DataError(problem, file=name, expected=hint)
+
+
+def _read_file(path: Path, source: TableSource, kind: str = "table") -> pd.DataFrame:
     if not path.exists():
         raise DataError("file not found", file=str(path), expected="an existing CSV or Parquet file")
     if path.is_dir():
@@ -131,16 +197,64 @@ def _read_file(path: Path, source: TableSource) -> pd.DataFrame:
     fmt = source.format
     if fmt == "auto":
         fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    encoding = source.encoding
+    detected = fmt == "csv" and encoding.lower() == "auto"
+    if detected:
+        encoding = detect_encoding(path) or "utf-8"
+        if encoding not in ("utf-8", "utf-8-sig"):
+            log.info("%s: read as %s (detected; set project.data.%s.encoding to choose)", path, encoding, kind)
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
         # Text columns stay text: cleaning parses them and quarantines what does not parse.
-        return pd.read_csv(path, sep=source.sep, encoding=source.encoding, dtype=str, keep_default_na=True)
+        df = pd.read_csv(path, sep=source.sep, encoding=encoding, dtype=str, keep_default_na=True)
+        if not isinstance(df.index, pd.RangeIndex):
+            # pandas takes the leading fields as an index when every row has more fields than the header
+            raise DataError(f"the rows have more fields than the header ({df.shape[1]} names)", file=str(path),
+                            expected=f"one field per header name; quote values holding the separator {source.sep!r} "
+                            "(e.g. \"1,234.50\") or set project.data.<table>.sep")
+        df.attrs["encoding"] = encoding
+        return df
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=str(path), expected="a header row and at least one data row") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, OSError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, kind, encoding, exc, detected=detected) from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}", file=str(path),
+                        expected=f"project.data.{kind}.encoding to name a text encoding such as utf-8 or gb18030, "
+                        "or auto") from None
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read the file ({msg})", file=str(path), expected=f"a readable {fmt} file") from None
+        expected = f"a readable {fmt} file"
+        if "fields in line" in msg:
+            expected += f" with values holding the separator {source.sep!r} quoted (e.g. \"1,234.50\")"
+        raise DataError(f"cannot read the file ({msg})", file=str(path), expected=expected) from None
+
+
+def _check_mapping(mapping: dict[str, str], df: pd.DataFrame, *, kind: str, file: str) -> None:
+    """Refuse a mapping that would leave two columns with one name (a table cannot tell them apart)."""
+    key = f"project.data.{kind}.columns"
+    by_file: dict[str, list[str]] = {}
+    for canonical, col in mapping.items():
+        by_file.setdefault(col, []).append(canonical)
+    twice = {col: names for col, names in by_file.items() if len(names) > 1}
+    if twice:
+        col, names = next(iter(twice.items()))
+        raise DataError(f"the column mapping {key} maps {', '.join(map(repr, names))} to the same file column {col!r}",
+                        file=file, column=col, expected="each file column mapped to at most one canonical name")
+    renamed = set(mapping.values())
+    for canonical, col in mapping.items():
+        if canonical != col and canonical in df.columns and canonical not in renamed:
+            raise DataError(
+                f"the column mapping {key}.{canonical}={col!r} collides with the file's own column {canonical!r}",
+                file=file, column=canonical,
+                expected=f"one column named {canonical!r}: rename or drop the file's {canonical!r} column, or map "
+                f"{canonical} to {canonical!r} instead of {col!r}",
+            )
+    dup = [str(c) for c in df.columns[df.columns.duplicated()]]
+    if dup:
+        raise DataError(f"the file has several columns named {dup[0]!r}", file=file, column=dup[0],
+                        expected="unique column names")
 
 
 def read_table(source: TableSource, kind: str) -> pd.DataFrame:
@@ -160,7 +274,7 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
 
     path = Path(source.path)
     name = str(path)
-    df = _read_file(path, source)
+    df = _read_file(path, source, kind)
     # mapping: canonical -> file column. Refuse a mapping whose file column does not exist.
     mapping = dict(source.columns)
     unknown = [c for c in mapping if c not in schema.required + schema.optional and kind != "customers"]
@@ -170,7 +284,7 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
             file=name,
             expected=f"keys among {list(schema.required + schema.optional)}",
         )
-    first = df.iloc[0].to_dict() if len(df) else None
+    first = redact_row(df.iloc[0].to_dict(), [k for k in ("name", "email", "phone") if k in mapping]) if len(df) else None
     for canonical, col in mapping.items():
         if col not in df.columns:
             raise DataError(
@@ -180,8 +294,13 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
                 expected=f"one of the file's columns {list(df.columns)}",
                 example=first,
             )
+    _check_mapping(mapping, df, kind=kind, file=name)
     rename = {col: canonical for canonical, col in mapping.items()}
     df = df.rename(columns=rename)
+    dup = [str(c) for c in df.columns[df.columns.duplicated()]]
+    if dup:
+        raise DataError(f"two columns are named {dup[0]!r} after the column mapping project.data.{kind}.columns",
+                        file=name, column=dup[0], expected="unique column names after mapping")
     for col in schema.required:
         if col not in df.columns:
             raise DataError(

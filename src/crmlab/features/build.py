@@ -56,8 +56,10 @@ Not used: ``region`` of the transactions (a customer attribute belongs in the cu
 and ``value`` of the interactions.
 
 Customers without a purchase get NaN for the RFM, gap and order-value features and 0 counts.
-Personal data (``pii_columns``), ``signup_date``, ``label_column`` and ``drop_columns`` never become
-features; neither do date or time-span columns of the customers table (a cancellation date would
+Personal data (``pii_columns``, and any column :func:`crmlab.data.pii.find_personal_columns` flags by
+its name or content: e-mail addresses, phone numbers, names, addresses, ID numbers, near-unique free
+text; each left out with a logged note), ``signup_date``, ``label_column`` and ``drop_columns`` never
+become features; neither do date or time-span columns of the customers table (a cancellation date would
 leak the label). Without a transactions table (a contract business) only ``tenure_days``, the
 interaction features and the attributes are built.
 
@@ -91,6 +93,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmlab.config import FeatureConfig, ProjectConfig
+from crmlab.data.pii import REDACTED, find_personal_columns, redact_row
 from crmlab.errors import DataError
 
 __all__ = [
@@ -182,7 +185,8 @@ def _source(df: pd.DataFrame, table: str) -> str:
 def _example(df: pd.DataFrame, row: int, pii: Iterable[str] = DEFAULT_PII_COLUMNS) -> dict[str, Any]:
     """One row for an error message, without its personal data."""
     hidden = {str(c).lower() for c in (*pii, *DEFAULT_PII_COLUMNS)}
-    return {str(k): v for k, v in df.iloc[row].items() if str(k).lower() not in hidden}
+    cells = {str(k): v for k, v in df.iloc[row].items() if str(k).lower() not in hidden}
+    return {k: v for k, v in redact_row(cells).items() if v is not REDACTED}
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], table: str) -> None:
@@ -840,6 +844,11 @@ def _customers(customers: pd.DataFrame, as_of_day: int, *, exclude: frozenset[st
         and not pd.api.types.is_datetime64_any_dtype(customers[c].dtype)
         and not pd.api.types.is_timedelta64_dtype(customers[c].dtype)
     ]
+    personal = find_personal_columns(customers, columns=attr_cols, near_unique=True)
+    if personal:
+        log.info("customers: left out of the features as personal data or identifiers: %s",
+                 "; ".join(p.note() for p in personal))
+        attr_cols = [c for c in attr_cols if str(c) not in {p.column for p in personal}]
     return _Customers(
         ids=ids,
         in_population=in_population,
