@@ -477,6 +477,73 @@ def report(
         out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
 
 
+# --------------------------------------------------------------------------- init
+
+
+@app.command("init")
+def init(
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Your transaction log (or an aggregated sales table, or a customer table with a churn label).")] = None,
+    customers: Annotated[Path | None, typer.Option("--customers", help="Your customer table (CSV or Parquet).")] = None,
+    dir_: Annotated[Path | None, typer.Option("--dir", help="Where to write the configs (default: --config-dir).")
+                    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept every guess without asking.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the YAML files of an existing config folder.")
+                     ] = False,
+) -> None:
+    """Start on your own data: guess the column mapping, encoding, separator, time unit and as_of
+    from your file(s), derive each pipeline's windows from the data's span, write configs/ (every
+    guess with a comment saying why) and print what each pipeline can do with the data."""
+    from crmlab.init import PLACEHOLDER, SYNONYMS, guess_table, run_init
+
+    target = dir_ or state.config_dir
+    overrides: dict[str, dict[str, str]] = {}
+    if not yes and sys.stdin.isatty():
+        guesses = [guess_table(f) for f in files or []]
+        guesses += [guess_table(customers, "customers")] if customers is not None else []
+        _print_mapping(guesses)
+        if not typer.confirm("Use this mapping?", default=True):
+            for g in guesses:
+                for canonical in SYNONYMS[g.kind]:
+                    current = g.columns.get(canonical, "")
+                    answer = typer.prompt(f"{g.kind}.{canonical} (a column of {g.path.name}, empty: none)",
+                                          default=current, show_default=True)
+                    if answer and answer != current:
+                        overrides.setdefault(g.kind, {})[canonical] = answer
+    result = run_init(files or [], customers=customers, config_dir=target, force=force, overrides=overrides)
+    _print_mapping(result.tables)
+    tbl = Table(title="What your data can support")
+    for col in ("pipeline", "", "why"):
+        tbl.add_column(col)
+    marks = {"ok": "[green]ok[/green]", "limited": "[yellow]limited[/yellow]", "no": "[red]no[/red]"}
+    for v in result.plan.verdicts:
+        tbl.add_row(v.pipeline, marks.get(v.status, v.status), escape(v.reason))
+    out.print(tbl)
+    for path in result.written:
+        out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+    if result.missing:
+        raise CrmlabError(f"could not guess {', '.join(result.missing)}: fill the {PLACEHOLDER} placeholder(s) "
+                          f"in {target / 'project.yaml'} with your column names, then run `crmlab train all`")
+    cdir = "" if target == Path("configs") else f" -c {target}"
+    ready = [v.pipeline for v in result.plan.verdicts if v.status != "no"]
+    out.print(f"next: crmlab{cdir} train {'all' if len(ready) == 4 else ' / '.join(ready)}, then crmlab{cdir} score",
+              markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_mapping(guesses: list[Any]) -> None:
+    tbl = Table(title="Column mapping (guessed)")
+    for col in ("table", "canonical", "your column", "why"):
+        tbl.add_column(col)
+    for g in guesses:
+        read = g.read
+        how = (f"{read.get('encoding')}, sep {read.get('sep')!r}" if read.get("format") == "csv" else "parquet")
+        tbl.add_row(f"{g.kind} ({escape(g.path.name)})", "", "", f"{how}; {escape(g.kind_reason)}")
+        for canonical, guess in g.mapping.items():
+            tbl.add_row("", canonical, escape(str(guess.column)) if guess.column else "[red]?[/red]",
+                        escape(guess.reason))
+    out.print(tbl)
+
+
 # --------------------------------------------------------------------------- demo
 
 
