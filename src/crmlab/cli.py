@@ -512,13 +512,9 @@ def init(
                         overrides.setdefault(g.kind, {})[canonical] = answer
     result = run_init(files or [], customers=customers, config_dir=target, force=force, overrides=overrides)
     _print_mapping(result.tables)
-    tbl = Table(title="What your data can support")
-    for col in ("pipeline", "", "why"):
-        tbl.add_column(col)
-    marks = {"ok": "[green]ok[/green]", "limited": "[yellow]limited[/yellow]", "no": "[red]no[/red]"}
+    _plain("What your data can support:")
     for v in result.plan.verdicts:
-        tbl.add_row(v.pipeline, marks.get(v.status, v.status), escape(v.reason))
-    out.print(tbl)
+        _plain(f"  {v.pipeline:<13} {v.status:<8} {v.reason}")
     for path in result.written:
         out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     if result.missing:
@@ -530,18 +526,19 @@ def init(
               markup=False, highlight=False, soft_wrap=True)
 
 
+def _plain(line: str) -> None:
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_mapping(guesses: list[Any]) -> None:
-    tbl = Table(title="Column mapping (guessed)")
-    for col in ("table", "canonical", "your column", "why"):
-        tbl.add_column(col)
+    _plain("Column mapping (guessed; written to the configs with these reasons):")
     for g in guesses:
         read = g.read
-        how = (f"{read.get('encoding')}, sep {read.get('sep')!r}" if read.get("format") == "csv" else "parquet")
-        tbl.add_row(f"{g.kind} ({escape(g.path.name)})", "", "", f"{how}; {escape(g.kind_reason)}")
+        how = f"{read.get('encoding')}, sep {read.get('sep')!r}" if read.get("format") == "csv" else "parquet"
+        _plain(f"  {g.kind}: {g.path} ({how}): {g.kind_reason}")
         for canonical, guess in g.mapping.items():
-            tbl.add_row("", canonical, escape(str(guess.column)) if guess.column else "[red]?[/red]",
-                        escape(guess.reason))
-    out.print(tbl)
+            column = repr(guess.column) if guess.column else "?"
+            _plain(f"    {canonical:<12} <- {column:<16} {guess.reason}")
 
 
 # --------------------------------------------------------------------------- demo
