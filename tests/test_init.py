@@ -222,3 +222,27 @@ def test_readme_own_data_section_starts_with_crmlab_init():
     assert match, "README has no '## Your own data' section"
     lines = [ln for ln in match.group(1).splitlines() if ln.strip() and not ln.startswith("```")]
     assert lines[0].startswith("crmlab init ")
+
+
+@pytest.mark.slow
+def test_on_a_terminal_init_asks_and_takes_a_correction(tmp_path):
+    """A real pseudo-terminal: init shows the mapping, asks, and writes the column the user types."""
+    import os
+    import sys
+
+    pexpect = pytest.importorskip("pexpect")
+    data = make("b2b", tmp_path / "data")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = pexpect.spawn(sys.executable, ["-m", "crmlab", "init", str(data.files[0]), "--dir", str(tmp_path / "cfg")],
+                          cwd=str(tmp_path), env=env, encoding="utf-8", timeout=120)
+    child.expect(r"Use this mapping\?")
+    child.sendline("n")
+    child.expect(r"transactions\.customer_id")
+    child.sendline("Sales Rep")
+    while child.expect([r"transactions\.\w+ \(a column", pexpect.EOF]) == 0:
+        child.sendline("")
+    child.close()
+    assert child.exitstatus == 0
+    columns = load_config(tmp_path / "cfg").project.data.transactions.columns
+    assert columns["customer_id"] == "Sales Rep" and columns["ts"] == "Invoice Date"
+    assert "set by you" in (tmp_path / "cfg" / "project.yaml").read_text()

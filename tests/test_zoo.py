@@ -172,3 +172,18 @@ def test_zoo_command(projects, name, command):
     assert (project.root / "models" / command / "manifest.json").is_file()
     if name == "sales" and command == "forecast":
         _check_sales_forecast(project)
+
+
+def test_personal_data_of_the_telecom_export_stays_out_of_models_outputs_and_tracking(projects):
+    """init maps 'Full Name', 'E-mail Address' and 'Mobile Phone' to name/email/phone, which are
+    personal data: after training churn and scoring, no file of the project holds one of them."""
+    project = projects("telecom")
+    assert project.result("churn").returncode == 0 and project.result("score").returncode == 0
+    people = pd.read_csv(project.data.files[0], dtype=str)
+    needles = [v.encode() for col in ("Full Name", "E-mail Address", "Mobile Phone") for v in people[col].head(50)]
+    leaks = []
+    for path in project.root.rglob("*"):
+        if path.is_file() and "data" not in path.relative_to(project.root).parts[:1]:
+            blob = path.read_bytes()
+            leaks += [(str(path.relative_to(project.root)), n.decode()) for n in needles if n in blob]
+    assert leaks == []

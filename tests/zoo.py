@@ -5,7 +5,8 @@ uses the demo data's dates. Every generator is seeded and returns a :class:`ZooD
 files, the number of customers a score table should hold, and what ``init`` should find.
 
 a. ``b2b``: an order log of 30 business accounts over one year, with long gaps between orders;
-b. ``telecom``: a subscription table with a churn label and no transactions;
+b. ``telecom``: a subscription table with a churn label and no transactions (and names, e-mails and
+   phone numbers under an export's headers);
 c. ``shop``: a single-year web shop (order lines) plus a customer table;
 d. ``marketplace``: two years, most buyers buy once;
 e. ``sales``: a weekly sales table of three stores whose series start and end on different dates;
@@ -78,11 +79,16 @@ def telecom(folder: Path, seed: int = 2) -> ZooData:
     churn = rng.random(n) < 1 / (1 + np.exp(-logit))
     df = pd.DataFrame({"CustomerID": [f"{7000 + i}-TEL" for i in range(n)], "Gender": rng.choice(["Female", "Male"], n),
                        "SeniorCitizen": rng.integers(0, 2, n), "Tenure": tenure, "Contract": contract,
-                       "MonthlyCharges": charges, "Exited": np.where(churn, "Yes", "No")})
+                       "MonthlyCharges": charges, "Exited": np.where(churn, "Yes", "No"),
+                       # personal data under a real export's headers: never a feature, never in an artifact
+                       "Full Name": [f"Person{i:04d} Zoo" for i in range(n)],
+                       "E-mail Address": [f"person{i:04d}@example.org" for i in range(n)],
+                       "Mobile Phone": [f"+44 7700 9{i:05d}" for i in range(n)]})
     path = folder / "telco_customers.csv"
     df.to_csv(path, index=False)
     return ZooData("telecom", [path], n_customers=n,
-                   mapping={"customers": {"customer_id": "CustomerID", "churn": "Exited"}})
+                   mapping={"customers": {"customer_id": "CustomerID", "churn": "Exited", "name": "Full Name",
+                                          "email": "E-mail Address", "phone": "Mobile Phone"}})
 
 
 def shop(folder: Path, seed: int = 3) -> ZooData:

@@ -496,6 +496,8 @@ def init(
     guess with a comment saying why) and print what each pipeline can do with the data."""
     from crmlab.init import PLACEHOLDER, SYNONYMS, guess_table, run_init
 
+    if not files and customers is None:
+        raise CrmlabError("crmlab init needs your file(s): crmlab init data/orders.csv [--customers data/customers.csv]")
     target = dir_ or state.config_dir
     overrides: dict[str, dict[str, str]] = {}
     if not yes and sys.stdin.isatty():
