@@ -239,10 +239,16 @@ def test_on_a_terminal_init_asks_and_takes_a_correction(tmp_path):
     child.sendline("n")
     child.expect(r"transactions\.customer_id")
     child.sendline("Sales Rep")
+    child.expect(r"transactions\.ts")
+    child.sendline("")  # keeps the guess
+    child.expect(r"transactions\.amount")
+    child.sendline("")
+    child.expect(r"transactions\.order_id")
+    child.sendline("-")  # leaves the guess out
     while child.expect([r"transactions\.\w+ \(a column", pexpect.EOF]) == 0:
         child.sendline("")
     child.close()
     assert child.exitstatus == 0
     columns = load_config(tmp_path / "cfg").project.data.transactions.columns
-    assert columns["customer_id"] == "Sales Rep" and columns["ts"] == "Invoice Date"
+    assert columns["customer_id"] == "Sales Rep" and columns["ts"] == "Invoice Date" and "order_id" not in columns
     assert "set by you" in (tmp_path / "cfg" / "project.yaml").read_text()

@@ -508,8 +508,8 @@ def init(
             for g in guesses:
                 for canonical in SYNONYMS[g.kind]:
                     current = g.columns.get(canonical, "")
-                    answer = typer.prompt(f"{g.kind}.{canonical} (a column of {g.path.name}, empty: none)",
-                                          default=current, show_default=True)
+                    answer = typer.prompt(f"{g.kind}.{canonical} (a column of {g.path.name}; Enter keeps it, "
+                                          "- leaves it out)", default=current, show_default=True)
                     if answer and answer != current:
                         overrides.setdefault(g.kind, {})[canonical] = answer
     result = run_init(files or [], customers=customers, config_dir=target, force=force, overrides=overrides)

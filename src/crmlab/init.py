@@ -425,6 +425,9 @@ def guess_table(path: str | Path, kind: str | None = None, *, overrides: Mapping
         kind, reason = guess_kind(df)
     mapping = guess_mapping(df, kind)
     for canonical, col in (overrides or {}).items():
+        if col == "-":
+            mapping[canonical] = ColumnGuess(canonical, None, "left out by you")
+            continue
         if col not in df.columns:
             raise ConfigError(f"{path}: column {col!r} (for {canonical}) is not in the file; its columns: "
                               f"{list(df.columns)}")
