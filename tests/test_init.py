@@ -252,3 +252,9 @@ def test_on_a_terminal_init_asks_and_takes_a_correction(tmp_path):
     columns = load_config(tmp_path / "cfg").project.data.transactions.columns
     assert columns["customer_id"] == "Sales Rep" and columns["ts"] == "Invoice Date" and "order_id" not in columns
     assert "set by you" in (tmp_path / "cfg" / "project.yaml").read_text()
+
+
+def test_iso_dates_leave_the_cleaning_formats_alone(tmp_path):
+    data = make("minimal", tmp_path / "data")
+    run_init(data.files, config_dir=tmp_path / "configs")
+    assert "cleaning" not in yaml.safe_load((tmp_path / "configs" / "project.yaml").read_text(encoding="utf-8"))

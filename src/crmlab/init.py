@@ -726,8 +726,23 @@ class InitResult:
     missing: list[str]  # 'project.data.<table>.columns.<key>' still to fill
 
 
+def _misread_by_defaults(values: pd.Series, fmt: str, defaults: Sequence[str]) -> bool:
+    """Would the cleaner, trying ``defaults`` in order (the first that parses wins), read any value
+    differently from ``fmt`` (or not at all)? E.g. '04/03/2024' is 3 April under %m/%d/%Y."""
+    text = values.dropna().astype("string").str.strip().drop_duplicates().head(5000)
+    want = pd.to_datetime(text, format=fmt, errors="coerce")
+    got = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    for f in defaults:
+        todo = got.isna()
+        if not todo.any():
+            break
+        got[todo] = pd.to_datetime(text[todo], format=f, errors="coerce")
+    ok = want.notna()
+    return bool((got[ok] != want[ok]).any())
+
+
 def _best_date_format(tables: Sequence[TableGuess]) -> tuple[list[str] | None, str]:
-    """crmlab's date formats with the data's own first, when the cleaning defaults would not parse
+    """crmlab's date formats with the data's own first, when the cleaning defaults would not read
     them the same way (e.g. '2024年3月4日', or day-first dates that month-first would misread)."""
     defaults = list(CleaningConfig().date_formats)
     found: dict[str, str] = {}
@@ -735,18 +750,14 @@ def _best_date_format(tables: Sequence[TableGuess]) -> tuple[list[str] | None, s
         for canonical, g in t.mapping.items():
             if g.column is not None and CONTENT.get(canonical) == "date" and t.kind != "sales":
                 _, fmt, _ = parse_dates(t.frame[g.column])
-                if fmt is not None:
+                if fmt is not None and _misread_by_defaults(t.frame[g.column], fmt, defaults):
                     found[f"{t.kind}.{g.column}"] = fmt
-    extra = [f for f in dict.fromkeys(found.values()) if f not in defaults or _first_match(t, f, defaults)]
-    if not extra:
+    if not found:
         return None, ""
-    cols = ", ".join(f"{k} ({v})" for k, v in found.items() if v in extra)
-    return extra + [f for f in defaults if f not in extra], f"guessed: your dates {cols} first"
-
-
-def _first_match(_t: TableGuess, fmt: str, defaults: Sequence[str]) -> bool:
-    # a default format tried before the data's own (e.g. %m/%d/%Y before %d/%m/%Y) would misread it
-    return fmt in defaults and defaults.index(fmt) > 0 and fmt.startswith("%d")
+    extra = list(dict.fromkeys(found.values()))
+    cols = ", ".join(f"{k} ({v})" for k, v in found.items())
+    return extra + [f for f in defaults if f not in extra], (
+        f"guessed: your dates {cols} first, since crmlab's default formats would not read them alike")
 
 
 def _infer_freq(periods: pd.Series) -> str:
