@@ -575,6 +575,72 @@ def report(
         out.print(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
 
 
+# --------------------------------------------------------------------------- init
+
+
+@app.command("init")
+def init(
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Your transaction log (or an aggregated sales table, or a customer table with a churn label).")] = None,
+    customers: Annotated[Path | None, typer.Option("--customers", help="Your customer table (CSV or Parquet).")] = None,
+    dir_: Annotated[Path | None, typer.Option("--dir", help="Where to write the configs (default: --config-dir).")
+                    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept every guess without asking.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the YAML files of an existing config folder.")
+                     ] = False,
+) -> None:
+    """Start on your own data: guess the column mapping, encoding, separator, time unit and as_of
+    from your file(s), derive each pipeline's windows from the data's span, write configs/ (every
+    guess with a comment saying why) and print what each pipeline can do with the data."""
+    from crmlab.init import PLACEHOLDER, SYNONYMS, guess_table, run_init
+
+    if not files and customers is None:
+        raise CrmlabError("crmlab init needs your file(s): crmlab init data/orders.csv [--customers data/customers.csv]")
+    target = dir_ or state.config_dir
+    overrides: dict[str, dict[str, str]] = {}
+    if not yes and sys.stdin.isatty():
+        guesses = [guess_table(f) for f in files or []]
+        guesses += [guess_table(customers, "customers")] if customers is not None else []
+        _print_mapping(guesses)
+        if not typer.confirm("Use this mapping?", default=True):
+            for g in guesses:
+                for canonical in SYNONYMS[g.kind]:
+                    current = g.columns.get(canonical, "")
+                    answer = typer.prompt(f"{g.kind}.{canonical} (a column of {g.path.name}; Enter keeps it, "
+                                          "- leaves it out)", default=current, show_default=True)
+                    if answer and answer != current:
+                        overrides.setdefault(g.kind, {})[canonical] = answer
+    result = run_init(files or [], customers=customers, config_dir=target, force=force, overrides=overrides)
+    _print_mapping(result.tables)
+    _plain("What your data can support:")
+    for v in result.plan.verdicts:
+        _plain(f"  {v.pipeline:<13} {v.status:<8} {v.reason}")
+    for path in result.written:
+        out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+    if result.missing:
+        raise CrmlabError(f"could not guess {', '.join(result.missing)}: fill the {PLACEHOLDER} placeholder(s) "
+                          f"in {target / 'project.yaml'} with your column names, then run `crmlab train all`")
+    cdir = "" if target == Path("configs") else f" -c {target}"
+    ready = [v.pipeline for v in result.plan.verdicts if v.status != "no"]
+    out.print(f"next: crmlab{cdir} train {'all' if len(ready) == 4 else ' / '.join(ready)}, then crmlab{cdir} score",
+              markup=False, highlight=False, soft_wrap=True)
+
+
+def _plain(line: str) -> None:
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_mapping(guesses: list[Any]) -> None:
+    _plain("Column mapping (guessed; written to the configs with these reasons):")
+    for g in guesses:
+        read = g.read
+        how = f"{read.get('encoding')}, sep {read.get('sep')!r}" if read.get("format") == "csv" else "parquet"
+        _plain(f"  {g.kind}: {g.path} ({how}): {g.kind_reason}")
+        for canonical, guess in g.mapping.items():
+            column = repr(guess.column) if guess.column else "?"
+            _plain(f"    {canonical:<12} <- {column:<16} {guess.reason}")
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -74,7 +74,8 @@ class TableSource(Frozen):
     """One input table: where it is and how its columns map to crmlab's canonical names."""
 
     path: Path | None = Field(
-        None, description="CSV or Parquet file. For transactions, empty means the embedded CDNOW log."
+        None, description="CSV or Parquet file. A transactions source without a path is the embedded CDNOW demo "
+        "log, allowed only when no other table is configured."
     )
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="'auto' decides by suffix.")
     columns: dict[str, str] = Field(
@@ -103,9 +104,10 @@ class TableSource(Frozen):
 
 class DataConfig(Frozen):
     transactions: TableSource | None = Field(
-        default_factory=TableSource,
-        description="A source without a path is the embedded CDNOW log; null means no transactions "
-        "(a contract business with a churn column in its customer table).",
+        None,
+        description="Your transaction log. Empty (null) means no transactions: a contract business with a churn "
+        "column in its customer table, or a sales table only. When no table at all is configured, the embedded "
+        "CDNOW demo log is used (and the run says so); it is never mixed with tables of your own.",
     )
     customers: TableSource | None = None
     interactions: TableSource | None = None

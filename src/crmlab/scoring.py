@@ -205,8 +205,27 @@ def _tables_and_as_of(cfg: CrmlabConfig, tables: Tables | None, as_of: date | st
         tables = prepare_data(cfg.project).tables
     as_of_d = pd.Timestamp(as_of).date() if as_of is not None else resolve_as_of(cfg.project, tables)
     if as_of_d is None:
-        raise ConfigError("no cut-off date: set --as-of (or project.as_of); there are no transactions to take it from")
+        as_of_d = contract_as_of(tables)
     return tables, as_of_d
+
+
+def contract_as_of(tables: Tables, *, today: date | None = None) -> date:
+    """The cut-off of a customer table without transactions (a contract business) when none is set:
+    the latest ``signup_date``, as the churn pipeline trains a contract table, else today. Logged,
+    so the output says which date the scores are at and why."""
+    customers = tables.customers
+    if customers is None:
+        raise ConfigError("no cut-off date: set --as-of (or project.as_of); there are no transactions to take it from")
+    signup = customers["signup_date"] if "signup_date" in customers.columns else None
+    signup = pd.to_datetime(signup, errors="coerce") if signup is not None else None
+    if signup is not None and signup.notna().any():
+        as_of_d = pd.Timestamp(signup.max()).date()
+        why = "the latest signup_date in the customer table, as churn training takes it"
+    else:
+        as_of_d = today or date.today()
+        why = "today: the customer table has no transactions and no signup_date to take it from"
+    log.info("no transactions: scoring at as_of %s (%s); --as-of DATE or project.as_of to choose", as_of_d, why)
+    return as_of_d
 
 
 def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None = None,

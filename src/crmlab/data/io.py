@@ -26,7 +26,7 @@ import pandas as pd
 
 from crmlab.config import DataConfig, TableSource
 from crmlab.data.pii import redact_row
-from crmlab.errors import DataError
+from crmlab.errors import ConfigError, DataError
 
 __all__ = [
     "CDNOW_NAME",
@@ -39,6 +39,7 @@ __all__ = [
     "load_tables",
     "read_table",
     "source_name",
+    "uses_demo_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -317,14 +318,58 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
     return df
 
 
+#: Tables of a project's own (besides transactions); naming any of them means the demo data is off.
+_OWN_TABLES = ("customers", "interactions", "sales", "marketing_spend", "leads")
+
+
+def uses_demo_data(data: DataConfig) -> bool:
+    """True when the embedded CDNOW demo log is the data: no table of the user's own is configured.
+
+    Raises :class:`ConfigError` when a transactions source without a path (the demo log) is configured
+    next to a table of the user's own: the demo data is never mixed with theirs."""
+    own = {name: getattr(data, name) for name in _OWN_TABLES if getattr(data, name) is not None}
+    tx = data.transactions
+    if tx is not None and tx.path is not None:
+        return False
+    if tx is None:
+        # unset: the demo when nothing else is configured; an explicit null: no transactions
+        return not own and "transactions" not in data.model_fields_set
+    if not own:
+        return True
+    first, src = next(iter(own.items()))
+    raise ConfigError(
+        f"project.data.transactions has no path, which means the embedded CDNOW demo log, but your own "
+        f"project.data.{first} ({src.path}) is configured: the demo data is never mixed with yours; set "
+        "project.data.transactions.path to your transaction file, or project.data.transactions: null if you "
+        "have none (e.g. a contract table with a churn label)"
+    )
+
+
 def load_tables(data: DataConfig) -> Tables:
-    """Read every configured table (transactions default to the embedded CDNOW log)."""
+    """Read every configured table.
+
+    With no table configured at all, the transactions are the embedded CDNOW demo log, and a
+    warning says so on every run; once any table of the user's own is configured, the demo data
+    is never loaded (a transactions source without a path next to it is a :class:`ConfigError`)."""
     tables = Tables()
+    if uses_demo_data(data):
+        log.warning("no data configured (project.data): using the embedded CDNOW demo log (%s); "
+                    "`crmlab init <your file>` sets up your own data", CDNOW_NAME)
+        df = load_cdnow()
+        df.attrs["source"] = CDNOW_NAME
+        tables.transactions = df
+        tables.sources["transactions"] = CDNOW_NAME
+        return tables
     if data.transactions is not None:
         tables.transactions = read_table(data.transactions, "transactions")
         tables.sources["transactions"] = tables.transactions.attrs["source"]
     elif data.customers is None:
-        raise DataError("no input tables configured", expected="project.data.transactions or project.data.customers")
+        configured = [name for name in _OWN_TABLES if getattr(data, name) is not None]
+        raise DataError(
+            "no input tables configured: no transactions or customers table"
+            + (f" (only {', '.join(configured)})" if configured else ""),
+            expected="project.data.transactions.path or project.data.customers.path",
+        )
     if data.customers is not None:
         tables.customers = read_table(data.customers, "customers")
         tables.sources["customers"] = str(data.customers.path)
