@@ -77,7 +77,8 @@ def test_names_are_recognised_whatever_case_spaces_underscores_and_hyphens(heade
 
 
 @pytest.mark.parametrize("header", ["email_opt_in", "email_opens", "is_mobile", "n_phone_calls", "plan_name",
-                                    "product_name", "hotel", "membership", "tenure", "monthly_charges", "region"])
+                                    "product_name", "hotel", "membership", "tenure", "monthly_charges", "region",
+                                    "电话回访次数", "是否有邮箱", "last_login"])
 def test_ordinary_headers_that_contain_a_personal_word_are_not_flagged(header):
     assert find_personal_columns(pd.DataFrame({header: ["a", "b", "a"]})) == []
 

@@ -213,7 +213,7 @@ def _read_file(path: Path, source: TableSource, kind: str = "table") -> pd.DataF
             # pandas takes the leading fields as an index when every row has more fields than the header
             raise DataError(f"the rows have more fields than the header ({df.shape[1]} names)", file=str(path),
                             expected=f"one field per header name; quote values holding the separator {source.sep!r} "
-                            "(e.g. \"1,234.50\") or set project.data.<table>.sep")
+                            f"(e.g. \"1,234.50\") or set project.data.{kind}.sep")
         df.attrs["encoding"] = encoding
         return df
     except pd.errors.EmptyDataError:
@@ -285,7 +285,8 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
             file=name,
             expected=f"keys among {list(schema.required + schema.optional)}",
         )
-    first = redact_row(df.iloc[0].to_dict(), [k for k in ("name", "email", "phone") if k in mapping]) if len(df) else None
+    personal = ["name", "email", "phone", *(mapping[k] for k in ("name", "email", "phone") if k in mapping)]
+    first = redact_row(df.iloc[0].to_dict(), personal) if len(df) else None
     for canonical, col in mapping.items():
         if col not in df.columns:
             raise DataError(

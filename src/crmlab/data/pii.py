@@ -83,6 +83,8 @@ _CHINESE: dict[str, tuple[str, ...]] = {
     "id_number": ("身份证", "证件号", "证件号码", "护照", "银行卡", "卡号", "社保号"),
     "identifier": ("出生日期", "生日", "微信", "ＱＱ", "QQ号"),
 }
+# Chinese words that make a count, a flag or a duration of the thing, not the thing.
+_CHINESE_FLAG_WORDS = ("次数", "数量", "个数", "是否", "有无", "时长", "频次", "率")
 # A first word that makes a count or a flag of the thing, not the thing (``is_mobile``, ``n_email``).
 _FLAG_PREFIXES = ("is", "has", "n", "num", "count", "nb", "no", "total", "uses", "opt", "can", "allow")
 
@@ -121,6 +123,8 @@ def _words(name: object) -> list[str]:
 
 def _by_name(column: object) -> str | None:
     raw = str(column)
+    if any(w in raw for w in _CHINESE_FLAG_WORDS):
+        return None  # '电话回访次数', '是否有邮箱': a count or a flag, not the thing
     for kind, parts in _CHINESE.items():
         if any(p in raw for p in parts):
             return kind
