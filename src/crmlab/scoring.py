@@ -220,11 +220,10 @@ def contract_as_of(tables: Tables, *, today: date | None = None) -> date:
     signup = pd.to_datetime(signup, errors="coerce") if signup is not None else None
     if signup is not None and signup.notna().any():
         as_of_d = pd.Timestamp(signup.max()).date()
-        why = "the latest signup_date in the customer table, as churn training takes it"
+        log.info("as_of = the latest signup_date (%s), as churn training takes it", as_of_d)
     else:
         as_of_d = today or date.today()
-        why = "today: the customer table has no transactions and no signup_date to take it from"
-    log.info("no transactions: scoring at as_of %s (%s); --as-of DATE or project.as_of to choose", as_of_d, why)
+        log.info("as_of = today (%s): no transactions, no signup_date", as_of_d)
     return as_of_d
 
 

@@ -354,8 +354,7 @@ def load_tables(data: DataConfig) -> Tables:
     is never loaded (a transactions source without a path next to it is a :class:`ConfigError`)."""
     tables = Tables()
     if uses_demo_data(data):
-        log.warning("no data configured (project.data): using the embedded CDNOW demo log (%s); "
-                    "`crmlab init <your file>` sets up your own data", CDNOW_NAME)
+        log.warning("no data configured: using the CDNOW demo log; see crmlab init")
         df = load_cdnow()
         df.attrs["source"] = CDNOW_NAME
         tables.transactions = df
