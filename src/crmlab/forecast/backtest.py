@@ -276,5 +276,5 @@ def select_per_series(by_series: pd.DataFrame) -> dict[str, str]:
 
 def shipped_errors(errors: pd.DataFrame, choice: dict[str, str], default: str) -> pd.DataFrame:
     """The backtest rows of the shipped model: per series the chosen model (``default`` elsewhere)."""
-    wanted = errors["series_id"].astype(str).map(choice).fillna(default)
+    wanted = errors["series_id"].astype(str).map(lambda sid: choice.get(sid, default))
     return errors[(errors["model"] == wanted).to_numpy()].reset_index(drop=True)
