@@ -39,10 +39,11 @@ CDNOW_CLV_WINDOW: dict[str, Any] = {
 
 def demo_config(cfg: CrmlabConfig) -> CrmlabConfig:
     """``cfg`` with the paper's CLV split (:data:`CDNOW_CLV_WINDOW`) when the data are the embedded CDNOW
-    log (a transactions source without a path) and the CLV window is left to auto; else ``cfg``."""
-    tx = cfg.project.data.transactions
+    log (no table of the user's own is configured) and the CLV window is left to auto; else ``cfg``."""
+    from crmlab.data.io import uses_demo_data
+
     clv = cfg.clv
-    if tx is None or tx.path is not None:
+    if not uses_demo_data(cfg.project.data):
         return cfg
     if any(getattr(clv, k) not in (None, "auto") for k in CDNOW_CLV_WINDOW):
         return cfg
