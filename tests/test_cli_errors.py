@@ -209,6 +209,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["m_list/forecast/params.json", "expected a JSON object"]),
     ("bundle manifest not JSON", ["--set", "project.output.models_dir=m_manifest", "forecast"],
      ["m_manifest/forecast/manifest.json", "not valid JSON"]),
+    # the MLflow store (project.tracking.uri) of the registry commands
+    ("unknown tracking URI scheme", ["--set", "project.tracking.uri=bogus://x", "compare", "clv"],
+     ["cannot open the MLflow tracking store 'bogus://x'"]),
+    ("tracking store not a database", ["--set", "project.tracking.uri=sqlite:///afile.txt", "promote", "clv", "1"],
+     ["'sqlite:///afile.txt'", "not a database"]),
     ("no bundle at all", ["--set", "project.output.models_dir=adir", "forecast"], ["adir/forecast", "train"]),
 ]
 
