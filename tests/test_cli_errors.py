@@ -325,3 +325,23 @@ def test_a_file_error_after_the_work_is_one_line(workspace, capsys):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and "Traceback" not in err
     assert lines[-1].startswith("error: ") and "afile.txt" in lines[-1]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "crmlab", "config", "schema"], stdout=full, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: cannot write the output: No space left on device"
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(tmp_path):
+    """`crmlab config schema | head -1`: the pipe closes under crmlab's output; it stops quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "crmlab", "config", "schema"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # before crmlab has written anything (it takes a while to start)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert err == ""
