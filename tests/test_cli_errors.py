@@ -36,6 +36,7 @@ WORKSPACE: dict[str, bytes | None] = {
     "c_scalar/clv.yaml": b"just some text\n",
     "c_baddate/project.yaml": b"as_of: 2024-13-01\n",
     "c_feb30/clv.yaml": b"calibration_end: 2023-02-30\n",
+    "c_dupkey/clv.yaml": b"penalizer: 0.1\nhorizon_months: 6\npenalizer: 0.2\n",
     "c_pyobj/churn.yaml": b"horizon_days: !!python/object/apply:os.system ['true']\n",
     "c_badint/kpis.yaml": b"top_customers: !!int ten\n",
     "c_intkey/clv.yaml": b"1: 2\n",
@@ -187,6 +188,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("YAML text at the top", ["-c", "c_scalar", *SHOW], ["c_scalar/clv.yaml", "expected a mapping", "str"]),
     ("impossible date in YAML", ["-c", "c_baddate", *SHOW], ["c_baddate/project.yaml", "project.as_of", "2024-13-01"]),
     ("Feb 30 in YAML", ["-c", "c_feb30", *SHOW], ["c_feb30/clv.yaml", "clv.calibration_end", "2023-02-30"]),
+    ("key given twice in YAML", ["-c", "c_dupkey", *SHOW], ["c_dupkey/clv.yaml", "'penalizer' is given twice"]),
     ("python object tag in YAML", ["-c", "c_pyobj", *SHOW], ["c_pyobj/churn.yaml", "not valid YAML"]),
     ("bad int tag in YAML", ["-c", "c_badint", *SHOW], ["c_badint/kpis.yaml", "not valid YAML"]),
     ("number as a key", ["-c", "c_intkey", *SHOW], ["c_intkey/clv.yaml", "key 1"]),
@@ -209,6 +211,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
      ["m_list/forecast/params.json", "expected a JSON object"]),
     ("bundle manifest not JSON", ["--set", "project.output.models_dir=m_manifest", "forecast"],
      ["m_manifest/forecast/manifest.json", "not valid JSON"]),
+    # the MLflow store (project.tracking.uri) of the registry commands
+    ("unknown tracking URI scheme", ["--set", "project.tracking.uri=bogus://x", "compare", "clv"],
+     ["cannot open the MLflow tracking store 'bogus://x'"]),
+    ("tracking store not a database", ["--set", "project.tracking.uri=sqlite:///afile.txt", "promote", "clv", "1"],
+     ["'sqlite:///afile.txt'", "not a database"]),
     ("no bundle at all", ["--set", "project.output.models_dir=adir", "forecast"], ["adir/forecast", "train"]),
 ]
 
@@ -318,3 +325,23 @@ def test_a_file_error_after_the_work_is_one_line(workspace, capsys):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and "Traceback" not in err
     assert lines[-1].startswith("error: ") and "afile.txt" in lines[-1]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "crmlab", "config", "schema"], stdout=full, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: cannot write the output: No space left on device"
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(tmp_path):
+    """`crmlab config schema | head -1`: the pipe closes under crmlab's output; it stops quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "crmlab", "config", "schema"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # before crmlab has written anything (it takes a while to start)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert err == ""

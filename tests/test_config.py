@@ -147,3 +147,14 @@ def test_yml_is_read_and_a_near_miss_file_name_is_an_error(tmp_path):
 def test_set_of_a_misspelt_section_suggests_it():
     with pytest.raises(ConfigError, match=r"--set 'chrun\.horizon_days=3'.*did you mean 'churn'"):
         load_config(None, ["chrun.horizon_days=3"])
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    (tmp_path / "project.yaml").write_text("as_of: 2024-01-01\ntracking:\n  uri: a\n  uri: b\n")
+    with pytest.raises(ConfigError, match=r"project\.yaml: not valid YAML: the key 'uri' is given twice \(lines 3 and 4\)"):
+        load_config(tmp_path)
+    # a merge key's values may be overridden: that is what merging is for
+    (tmp_path / "project.yaml").write_text("tracking:\n  <<: {uri: 'sqlite:///a.db', experiment: e}\n"
+                                           "  uri: 'sqlite:///b.db'\n")
+    cfg = load_config(tmp_path)
+    assert cfg.project.tracking.uri == "sqlite:///b.db" and cfg.project.tracking.experiment == "e"

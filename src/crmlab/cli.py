@@ -668,8 +668,10 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[
         except ImportError:
             continue
         exc_types.append(mod.ClickException)
-        exits.append(mod.Exit) if hasattr(mod, "Exit") else None
-        aborts.append(mod.Abort) if hasattr(mod, "Abort") else None
+        if hasattr(mod, "Exit"):
+            exits.append(mod.Exit)
+        if hasattr(mod, "Abort"):
+            aborts.append(mod.Abort)
         if hasattr(mod, "NoArgsIsHelpError"):
             no_args.append(mod.NoArgsIsHelpError)
     return tuple(exc_types), tuple(exits), tuple(aborts), tuple(no_args)
@@ -714,7 +716,7 @@ def _usage_message(exc: Any) -> str:
     match = re.match(r"No such command '(.*?)'", message)
     if match and ctx is not None:
         typo = match.group(1)
-        commands = [c for c in ctx.command.list_commands(ctx)]
+        commands = list(ctx.command.list_commands(ctx))
         near = difflib.get_close_matches(typo, commands, n=1, cutoff=0.6)
         return f"no such command {typo!r}" + (f" (did you mean {near[0]!r}?)" if near else
                                              f"; commands: {', '.join(commands)}")

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from crmlab.config import PIPELINES, TrackingConfig
-from crmlab.errors import ConfigError, ModelError
+from crmlab.errors import ConfigError, CrmlabError, ModelError
 from crmlab.tracking import _absolute_uri
 
 __all__ = [
@@ -62,11 +62,20 @@ def model_name(pipeline: str) -> str:
 
 
 def _client(tracking: TrackingConfig) -> Any:
+    """An MLflow client of the configured store, opened and checked: a URI MLflow does not know, a
+    file that is not a database or a server that does not answer is one CrmlabError naming the URI."""
     import mlflow
 
     uri = _absolute_uri(tracking.uri)
-    mlflow.set_tracking_uri(uri)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CrmlabError(f"cannot open the MLflow tracking store {tracking.uri!r}: {reason} "
+                          "(set project.tracking.uri)") from None
+    return client
 
 
 @dataclass(frozen=True)
