@@ -78,6 +78,9 @@ def test_a_usual_header_whose_values_do_not_fit_is_not_taken():
 def test_kind_of_a_file():
     tel = pd.DataFrame({"CustomerID": ["1", "2"], "Tenure": ["3", "40"], "Churn": ["Yes", "No"]})
     assert guess_kind(tel)[0] == "customers"
+    no_label = pd.DataFrame({"CustomerID": ["1", "2"], "SignupDate": ["2024-01-01", "2024-02-01"],
+                             "SeniorCitizen": ["0", "1"]})
+    assert "churn" not in guess_mapping(no_label, "customers")  # a 0/1 attribute is not taken for the label
     sales = pd.DataFrame({"Store": ["s1", "s1", "s2"], "Week": ["2024-01-01", "2024-01-08", "2024-01-01"],
                           "Weekly_Sales": ["10.5", "11.0", "3.2"]})
     assert guess_kind(sales)[0] == "sales"

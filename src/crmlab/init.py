@@ -294,7 +294,8 @@ def guess_mapping(df: pd.DataFrame, kind: str = "transactions") -> dict[str, Col
                 out[canonical] = ColumnGuess(canonical, col, why)
                 taken.add(col)
                 break
-    # content guesses for the required columns (and the churn label) still missing
+    # content guesses for the required columns still missing; never for the churn label: a 0/1
+    # attribute (SeniorCitizen) taken for it would train a model of the wrong question silently
     free = [c for c in df.columns if c not in taken]
     for canonical in REQUIRED[kind]:
         if canonical in out:
@@ -303,14 +304,6 @@ def guess_mapping(df: pd.DataFrame, kind: str = "transactions") -> dict[str, Col
         out[canonical] = guess
         if guess.column is not None:
             taken.add(guess.column)
-    if kind == "customers" and "churn" not in out:
-        for col in [c for c in df.columns if c not in taken]:
-            values = set(df[col].dropna().astype("string").str.strip().str.lower().unique())
-            if len(values) == 2 and values in ({"0", "1"}, {"yes", "no"}, {"true", "false"}, {"y", "n"},
-                                               {"churned", "active"}, {"是", "否"}):
-                out["churn"] = ColumnGuess("churn", col, f"values of {col!r} are two labels {sorted(values)}; "
-                                           "guessed as the churn label (check it)")
-                break
     return out
 
 
