@@ -537,7 +537,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
         plan.set("clv", "holdout_weeks", holdout, f"a third of the {weeks}-week span, at most 39")
         # churn
         if has_label:
-            plan.set("churn", "mode", "auto", "contract: the customer table has a churn label")
+            plan.set("churn", "mode", "auto", "auto = contract here: the customer table has a churn label")
         else:
             win = _churn_window(s.days)
             if win is None:
@@ -557,8 +557,8 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
                     f"{s.months:.0f} months{shrunk}; {n} snapshots {step} days apart; {s.customers:,} customers"
                     + gap))
             h, n, step = win
-            plan.set("churn", "mode", "transactions", "no churn label in a customer table: churned = no purchase "
-                     "in the next horizon")
+            plan.set("churn", "mode", "auto", "auto = transactions here (no churn label in a customer table): "
+                     "churned = no purchase in the next horizon")
             plan.set("churn", "horizon_days", h, f"the longest of 182/91/61/30 days whose snapshots fit the "
                      f"{s.days}-day span")
             plan.set("churn", "n_snapshots", n, "the validation snapshot plus training snapshots that fit")
