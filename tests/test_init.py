@@ -261,3 +261,14 @@ def test_iso_dates_leave_the_cleaning_formats_alone(tmp_path):
     data = make("minimal", tmp_path / "data")
     run_init(data.files, config_dir=tmp_path / "configs")
     assert "cleaning" not in yaml.safe_load((tmp_path / "configs" / "project.yaml").read_text(encoding="utf-8"))
+
+
+def test_parquet_with_typed_columns(tmp_path):
+    tx = _orders()
+    path = tmp_path / "orders.parquet"
+    pd.DataFrame({"client_id": tx["cid"], "order_ts": tx["ts"], "net_amount": tx["amount"]}).to_parquet(path)
+    result = run_init([path], config_dir=tmp_path / "configs")
+    assert result.tables[0].columns == {"customer_id": "client_id", "ts": "order_ts", "amount": "net_amount"}
+    assert result.span.first == tx["ts"].min().date() and result.span.customers == tx["cid"].nunique()
+    cfg = load_config(tmp_path / "configs")
+    assert prepare_data(cfg.project).tables.transactions["amount"].sum() == pytest.approx(tx["amount"].sum())
