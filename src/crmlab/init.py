@@ -792,7 +792,7 @@ def run_init(files: Sequence[str | Path], *, customers: str | Path | None = None
         col = cust.mapping["churn"].column
         vals = cust.frame[col].dropna().astype("string").str.strip().str.lower()
         label_info = (f"label {col!r} on {len(cust.frame):,} customers, values "
-                      f"{dict(vals.value_counts().head(4))}")
+                      f"{ {str(k): int(v) for k, v in vals.value_counts().head(4).items()} }")
     sales = by_kind.get("sales")
     sales_periods = sales_freq = None
     n_series = 0
