@@ -536,9 +536,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
         plan.set("clv", "calibration_end", cal_end, f"the last date {s.last} minus the holdout")
         plan.set("clv", "holdout_weeks", holdout, f"a third of the {weeks}-week span, at most 39")
         # churn
-        if has_label:
-            plan.set("churn", "mode", "auto", "auto = contract here: the customer table has a churn label")
-        else:
+        if not has_label:
             win = _churn_window(s.days)
             if win is None:
                 plan.verdicts.append(PipelineVerdict("churn", "no", f"{s.days} days of data: not even a 30-day "
@@ -575,6 +573,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
         if sales_periods is None:
             _plan_forecast(plan, periods=int(weeks if unit == "W" else s.days), freq=unit, series=1)
     if has_label:
+        plan.set("churn", "mode", "auto", "auto = contract here: the customer table has a churn label")
         plan.verdicts.insert(0 if tx_span is None else 1, PipelineVerdict(
             "churn", "ok" if (customers_rows or 0) >= 200 else "limited",
             f"contract table: {label_info}; stratified train/test split"))
