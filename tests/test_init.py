@@ -78,6 +78,9 @@ def test_a_usual_header_whose_values_do_not_fit_is_not_taken():
 def test_kind_of_a_file():
     tel = pd.DataFrame({"CustomerID": ["1", "2"], "Tenure": ["3", "40"], "Churn": ["Yes", "No"]})
     assert guess_kind(tel)[0] == "customers"
+    no_label = pd.DataFrame({"CustomerID": ["1", "2"], "SignupDate": ["2024-01-01", "2024-02-01"],
+                             "SeniorCitizen": ["0", "1"]})
+    assert "churn" not in guess_mapping(no_label, "customers")  # a 0/1 attribute is not taken for the label
     sales = pd.DataFrame({"Store": ["s1", "s1", "s2"], "Week": ["2024-01-01", "2024-01-08", "2024-01-01"],
                           "Weekly_Sales": ["10.5", "11.0", "3.2"]})
     assert guess_kind(sales)[0] == "sales"
@@ -258,3 +261,14 @@ def test_iso_dates_leave_the_cleaning_formats_alone(tmp_path):
     data = make("minimal", tmp_path / "data")
     run_init(data.files, config_dir=tmp_path / "configs")
     assert "cleaning" not in yaml.safe_load((tmp_path / "configs" / "project.yaml").read_text(encoding="utf-8"))
+
+
+def test_parquet_with_typed_columns(tmp_path):
+    tx = _orders()
+    path = tmp_path / "orders.parquet"
+    pd.DataFrame({"client_id": tx["cid"], "order_ts": tx["ts"], "net_amount": tx["amount"]}).to_parquet(path)
+    result = run_init([path], config_dir=tmp_path / "configs")
+    assert result.tables[0].columns == {"customer_id": "client_id", "ts": "order_ts", "amount": "net_amount"}
+    assert result.span.first == tx["ts"].min().date() and result.span.customers == tx["cid"].nunique()
+    cfg = load_config(tmp_path / "configs")
+    assert prepare_data(cfg.project).tables.transactions["amount"].sum() == pytest.approx(tx["amount"].sum())

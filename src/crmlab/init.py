@@ -294,7 +294,8 @@ def guess_mapping(df: pd.DataFrame, kind: str = "transactions") -> dict[str, Col
                 out[canonical] = ColumnGuess(canonical, col, why)
                 taken.add(col)
                 break
-    # content guesses for the required columns (and the churn label) still missing
+    # content guesses for the required columns still missing; never for the churn label: a 0/1
+    # attribute (SeniorCitizen) taken for it would train a model of the wrong question silently
     free = [c for c in df.columns if c not in taken]
     for canonical in REQUIRED[kind]:
         if canonical in out:
@@ -303,14 +304,6 @@ def guess_mapping(df: pd.DataFrame, kind: str = "transactions") -> dict[str, Col
         out[canonical] = guess
         if guess.column is not None:
             taken.add(guess.column)
-    if kind == "customers" and "churn" not in out:
-        for col in [c for c in df.columns if c not in taken]:
-            values = set(df[col].dropna().astype("string").str.strip().str.lower().unique())
-            if len(values) == 2 and values in ({"0", "1"}, {"yes", "no"}, {"true", "false"}, {"y", "n"},
-                                               {"churned", "active"}, {"是", "否"}):
-                out["churn"] = ColumnGuess("churn", col, f"values of {col!r} are two labels {sorted(values)}; "
-                                           "guessed as the churn label (check it)")
-                break
     return out
 
 
@@ -543,9 +536,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
         plan.set("clv", "calibration_end", cal_end, f"the last date {s.last} minus the holdout")
         plan.set("clv", "holdout_weeks", holdout, f"a third of the {weeks}-week span, at most 39")
         # churn
-        if has_label:
-            plan.set("churn", "mode", "auto", "contract: the customer table has a churn label")
-        else:
+        if not has_label:
             win = _churn_window(s.days)
             if win is None:
                 plan.verdicts.append(PipelineVerdict("churn", "no", f"{s.days} days of data: not even a 30-day "
@@ -564,8 +555,8 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
                     f"{s.months:.0f} months{shrunk}; {n} snapshots {step} days apart; {s.customers:,} customers"
                     + gap))
             h, n, step = win
-            plan.set("churn", "mode", "transactions", "no churn label in a customer table: churned = no purchase "
-                     "in the next horizon")
+            plan.set("churn", "mode", "auto", "auto = transactions here (no churn label in a customer table): "
+                     "churned = no purchase in the next horizon")
             plan.set("churn", "horizon_days", h, f"the longest of 182/91/61/30 days whose snapshots fit the "
                      f"{s.days}-day span")
             plan.set("churn", "n_snapshots", n, "the validation snapshot plus training snapshots that fit")
@@ -582,6 +573,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
         if sales_periods is None:
             _plan_forecast(plan, periods=int(weeks if unit == "W" else s.days), freq=unit, series=1)
     if has_label:
+        plan.set("churn", "mode", "auto", "auto = contract here: the customer table has a churn label")
         plan.verdicts.insert(0 if tx_span is None else 1, PipelineVerdict(
             "churn", "ok" if (customers_rows or 0) >= 200 else "limited",
             f"contract table: {label_info}; stratified train/test split"))
@@ -799,7 +791,7 @@ def run_init(files: Sequence[str | Path], *, customers: str | Path | None = None
         col = cust.mapping["churn"].column
         vals = cust.frame[col].dropna().astype("string").str.strip().str.lower()
         label_info = (f"label {col!r} on {len(cust.frame):,} customers, values "
-                      f"{dict(vals.value_counts().head(4))}")
+                      f"{ {str(k): int(v) for k, v in vals.value_counts().head(4).items()} }")
     sales = by_kind.get("sales")
     sales_periods = sales_freq = None
     n_series = 0

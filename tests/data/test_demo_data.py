@@ -4,6 +4,7 @@ says so on every run, and is never mixed with a table of the user's own."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from datetime import date
@@ -17,6 +18,10 @@ from crmlab.data.io import CDNOW_NAME, load_tables
 from crmlab.errors import ConfigError
 from crmlab.scoring import contract_as_of
 from crmlab.workflow import prepare_data
+
+from ..conftest import REPO
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 
 
 def _contract_csv(path, n=200, seed=0, signup=True):
@@ -40,12 +45,20 @@ def test_customers_with_a_label_load_no_demo_transactions(tmp_path):
     assert len(tables.customers) == 200 and CDNOW_NAME not in tables.sources.values()
 
 
-def test_no_data_configured_uses_the_demo_log_and_says_so(caplog):
+def test_no_data_configured_uses_the_demo_log_and_says_so(caplog, monkeypatch):
+    monkeypatch.setattr("crmlab.data.io._demo_announced", False)  # said once per process
     with caplog.at_level(logging.WARNING, logger="crmlab.data.io"):
         tables = load_tables(DataConfig())
     assert tables.transactions["customer_id"].nunique() == 23_570
     lines = [r.getMessage() for r in caplog.records if "CDNOW" in r.getMessage()]
     assert len(lines) == 1 and "no data configured" in lines[0]
+
+
+def test_every_command_on_the_demo_data_says_so_on_stderr(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "crmlab", "-c", str(tmp_path / "none"), "data", "clean"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("no data configured: using the CDNOW demo log") == 1
 
 
 def test_demo_transactions_next_to_own_customers_is_a_named_error(tmp_path):
@@ -63,8 +76,6 @@ def test_own_sales_table_alone_never_loads_the_demo_log(tmp_path):
 
 
 def test_shipped_project_yaml_plus_own_customers_is_not_mixed(tmp_path):
-    from tests.conftest import REPO
-
     path = _contract_csv(tmp_path / "accounts.csv")
     cfg = load_config(REPO / "configs", [f"project.data.customers.path={path}",
                                          "project.data.customers.columns.customer_id=AccountNo"])
@@ -93,7 +104,7 @@ def test_score_of_a_contract_table_needs_no_as_of(tmp_path):
             f"project.tracking.artifact_dir={tmp_path / 'mlartifacts'}", "churn.cv_folds=3"]
     args = [a for s in sets for a in ("--set", s)]
     run = lambda *cmd: subprocess.run([sys.executable, "-m", "crmlab", "-c", str(tmp_path / "none"), *args, *cmd],
-                                      capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                                      capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
     train = run("train", "churn")
     assert train.returncode == 0, train.stderr[-2000:]
     score = run("score", "--model", "churn", "--out", "scores.csv")

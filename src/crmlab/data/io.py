@@ -319,6 +319,8 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
     return df
 
 
+_demo_announced = False
+
 #: Tables of a project's own (besides transactions); naming any of them means the demo data is off.
 _OWN_TABLES = ("customers", "interactions", "sales", "marketing_spend", "leads")
 
@@ -354,7 +356,11 @@ def load_tables(data: DataConfig) -> Tables:
     is never loaded (a transactions source without a path next to it is a :class:`ConfigError`)."""
     tables = Tables()
     if uses_demo_data(data):
-        log.warning("no data configured: using the CDNOW demo log; see crmlab init")
+        global _demo_announced
+        # once per process (a job such as `crmlab demo` loads the data once per step)
+        log.log(logging.DEBUG if _demo_announced else logging.WARNING,
+                "no data configured: using the CDNOW demo log; see crmlab init")
+        _demo_announced = True
         df = load_cdnow()
         df.attrs["source"] = CDNOW_NAME
         tables.transactions = df
