@@ -54,3 +54,11 @@ def synthetic_project(root: Path, *, n_customers: int, seed: int, tables=("trans
         "project.cleaning.max_date=2024-12-31",
         f"clv.holdout_weeks={clv_holdout_weeks}",
     ]
+
+
+def empty_config_dir(root: Path) -> Path:
+    """An existing, empty config folder under ``root``: every setting at its default. (A folder that
+    does not exist is an error on the command line, so that a typo'd --config-dir never trains.)"""
+    folder = root / "no-configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

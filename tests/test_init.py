@@ -168,9 +168,15 @@ def test_day_first_dates_are_read_day_first_after_init(tmp_path):
 def test_chinese_dates_parse_after_init(tmp_path):
     data = make("chinese", tmp_path / "data")
     run_init(data.files, config_dir=tmp_path / "configs")
-    cfg = load_config(tmp_path / "configs")
-    assert cfg.project.cleaning.date_formats[0] == "%Y年%m月%d日"
+    cfg = load_config(tmp_path / "configs", ["project.cleaning.max_date=2030-01-01"])
     assert cfg.project.data.transactions.encoding == "gb18030"
+    raw = pd.read_csv(data.files[0], encoding="gb18030", dtype=str)
+    clean = prepare_data(cfg.project).tables.transactions
+    assert len(clean) == len(raw)  # no date (or amount) went to the rejects
+    first = raw["下单时间"].iloc[0]  # e.g. 2023年1月3日
+    y, m, d = (int(v) for v in re.findall(r"\d+", first))
+    row = clean[clean["order_id"] == raw["订单号"].iloc[0]]
+    assert row["ts"].iloc[0] == pd.Timestamp(y, m, d)
 
 
 def test_refuses_to_overwrite_configs_without_force(tmp_path):

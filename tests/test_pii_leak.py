@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from crmlab.cli import main
+from .conftest import empty_config_dir
 
 N = 240
 PERSONAL_HEADERS = ["Full Name", "E-mail Address", "Mobile Phone", "Customer Name", "客户姓名", "姓名", "手机号",
@@ -117,7 +118,7 @@ def test_no_personal_value_reaches_mlflow_bundles_outputs_or_logs(tmp_path, capf
         # churn twice: from the order log with the customers' attributes, then from the label column
         for command in (["train", "churn", "--set", "churn.mode=transactions", "--set", "churn.horizon_days=120"],
                         ["train", "churn"], ["train", "clv"], ["score"], ["kpis"], ["report"]):
-            args = ["-c", str(tmp_path / "no-configs"), "-v", *command]
+            args = ["-c", str(empty_config_dir(tmp_path)), "-v", *command]
             for s in sets:
                 args += ["--set", s]
             code = main(args)

@@ -781,10 +781,23 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
+#: Location parts that pydantic adds for the members of a union (``date | Literal['auto']``): not keys.
+_UNION_TAGS = {"date", "datetime", "int", "float", "str", "bool", "none", "dict", "list"}
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in _UNION_TAGS or part.startswith("constrained-"))
+
+
 def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
-    lines = []
+    """One clause per offending key: the file it came from, the key, what was expected and the value.
+    The members of a union (a date or 'auto') are said in one clause, not one per member."""
+    lines: dict[str, str] = {}
+    union: dict[str, tuple[str, list[str], Any]] = {}
     for err in exc.errors():
         loc = tuple(err["loc"])
+        while loc and _is_union_tag(loc[-1]):
+            loc = loc[:-1]
         key = ".".join(str(p) for p in loc)
         where = sources.get(str(loc[0]), "defaults") if loc else "defaults"
         if err["type"] == "extra_forbidden":
@@ -792,10 +805,16 @@ def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
             hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             msg = f"{where}: unknown key {key!r}"
             msg += f" (did you mean {hint[0]!r}?)" if hint else f" (valid keys: {', '.join(valid)})" if valid else ""
+            lines[key + "!extra"] = msg
+        elif len(loc) < len(err["loc"]):
+            _, msgs, value = union.setdefault(key, (where, [], err.get("input")))
+            msgs.append(err["msg"])
+            lines[key] = ""
         else:
-            msg = f"{where}: {key}: {err['msg']} (got {err.get('input')!r})"
-        lines.append(msg)
-    return "; ".join(lines)
+            lines[key] = f"{where}: {key}: {err['msg']} (got {err.get('input')!r})"
+    for key, (where, msgs, value) in union.items():
+        lines[key] = f"{where}: {key}: {' or '.join(msgs)} (got {value!r})"
+    return "; ".join(lines.values())
 
 
 def _missing_dir_message(cdir: Path) -> str:

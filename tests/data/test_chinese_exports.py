@@ -11,6 +11,7 @@ from crmlab.config import CleaningConfig, TableSource, load_config
 from crmlab.data.clean import clean_tables
 from crmlab.data.io import Tables, detect_encoding, read_table
 from crmlab.errors import ConfigError, DataError
+from ..conftest import empty_config_dir
 
 TODAY = date(2024, 12, 31)
 MAPPING = {"customer_id": "客户编号", "ts": "下单日期", "amount": "金额"}
@@ -164,7 +165,7 @@ def _cli(args, capsys):
 def test_mapping_collision_and_unknown_encoding_are_one_line_errors_on_the_command_line(tmp_path, capsys):
     path = tmp_path / "orders.csv"
     path.write_text("customer_id,ts,amount,gross\nC1,2024-01-02,5,6\n")
-    base = ["-c", str(tmp_path / "none"), "--set", f"project.data.transactions.path={path}",
+    base = ["-c", str(empty_config_dir(tmp_path)), "--set", f"project.data.transactions.path={path}",
             "--set", f"project.output.dir={tmp_path / 'out'}", "data", "clean"]
     code, text = _cli([*base, "--set", "project.data.transactions.columns={amount: gross}"], capsys)
     assert code == 2 and "Traceback" not in text and len(text.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from crmlab.scoring import contract_as_of
 from crmlab.workflow import prepare_data
 
 from ..conftest import REPO
+from ..conftest import empty_config_dir
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 
@@ -55,7 +56,7 @@ def test_no_data_configured_uses_the_demo_log_and_says_so(caplog, monkeypatch):
 
 
 def test_every_command_on_the_demo_data_says_so_on_stderr(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "crmlab", "-c", str(tmp_path / "none"), "data", "clean"],
+    proc = subprocess.run([sys.executable, "-m", "crmlab", "-c", str(empty_config_dir(tmp_path)), "data", "clean"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("no data configured: using the CDNOW demo log") == 1
@@ -84,13 +85,13 @@ def test_shipped_project_yaml_plus_own_customers_is_not_mixed(tmp_path):
 
 
 def test_contract_as_of_is_the_latest_signup_else_today(tmp_path):
-    cfg = load_config(tmp_path / "none", [f"project.data.customers.path={_contract_csv(tmp_path / 'a.csv')}",
+    cfg = load_config(empty_config_dir(tmp_path), [f"project.data.customers.path={_contract_csv(tmp_path / 'a.csv')}",
                                           "project.data.customers.columns.customer_id=AccountNo",
                                           "project.data.customers.columns.signup_date=Opened"])
     tables = prepare_data(cfg.project).tables
     expected = pd.to_datetime(pd.read_csv(tmp_path / "a.csv")["Opened"]).max().date()
     assert contract_as_of(tables) == expected
-    cfg = load_config(tmp_path / "none", [f"project.data.customers.path={_contract_csv(tmp_path / 'b.csv', signup=False)}",
+    cfg = load_config(empty_config_dir(tmp_path), [f"project.data.customers.path={_contract_csv(tmp_path / 'b.csv', signup=False)}",
                                           "project.data.customers.columns.customer_id=AccountNo"])
     tables = prepare_data(cfg.project).tables
     assert contract_as_of(tables, today=date(2031, 5, 6)) == date(2031, 5, 6)
@@ -103,7 +104,7 @@ def test_score_of_a_contract_table_needs_no_as_of(tmp_path):
             "churn.label_column=Exited", f"project.tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
             f"project.tracking.artifact_dir={tmp_path / 'mlartifacts'}", "churn.cv_folds=3"]
     args = [a for s in sets for a in ("--set", s)]
-    run = lambda *cmd: subprocess.run([sys.executable, "-m", "crmlab", "-c", str(tmp_path / "none"), *args, *cmd],
+    run = lambda *cmd: subprocess.run([sys.executable, "-m", "crmlab", "-c", str(empty_config_dir(tmp_path)), *args, *cmd],
                                       capture_output=True, text=True, cwd=tmp_path, timeout=300, env=ENV)
     train = run("train", "churn")
     assert train.returncode == 0, train.stderr[-2000:]

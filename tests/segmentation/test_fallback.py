@@ -18,6 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 from crmlab.cli import main
 from crmlab.config import load_config
 from crmlab.segmentation.pipeline import train_segmentation
+from ..conftest import empty_config_dir
 
 
 def _b2b_orders(path, n_accounts=30, seed=1):
@@ -45,7 +46,7 @@ def _sets(tmp_path, path, tracking=None):
 def test_thirty_accounts_ship_the_rfm_segments_and_score_them_through_the_cli(tmp_path, tracking, capsys):
     path = _b2b_orders(tmp_path / "orders.csv")
     args = [a for s in _sets(tmp_path, path, tracking) for a in ("--set", s)]
-    assert main(["-c", str(tmp_path / "no-configs"), *args, "train", "segmentation"]) == 0
+    assert main(["-c", str(empty_config_dir(tmp_path)), *args, "train", "segmentation"]) == 0
     out = capsys.readouterr().out
     assert "no K-means shipped: 30 customers" in out and "segmentation.min_customers=50" in out
     manifest = json.loads((tmp_path / "m" / "segmentation" / "manifest.json").read_text())
@@ -57,7 +58,7 @@ def test_thirty_accounts_ship_the_rfm_segments_and_score_them_through_the_cli(tm
     assert run.data.metrics["kmeans_shipped"] == 0 and run.data.metrics["n_customers"] == 30
 
     target = tmp_path / "scores.csv"
-    assert main(["-c", str(tmp_path / "no-configs"), *args, "score", "--model", "segmentation", "--out", str(target)]) == 0
+    assert main(["-c", str(empty_config_dir(tmp_path)), *args, "score", "--model", "segmentation", "--out", str(target)]) == 0
     scores = pd.read_csv(target)
     assert len(scores) == 30 and (scores["segment_id"] >= 0).all()
     # the shipped segments are the RFM segments, each customer's own
@@ -68,13 +69,13 @@ def test_thirty_accounts_ship_the_rfm_segments_and_score_them_through_the_cli(tm
 
 def test_no_stable_k_ships_the_fallback_never_the_unstable_kmeans(tmp_path):
     path = _b2b_orders(tmp_path / "orders.csv")
-    cfg = load_config(tmp_path / "no-configs", [*_sets(tmp_path, path), "segmentation.min_customers=10"])
+    cfg = load_config(empty_config_dir(tmp_path), [*_sets(tmp_path, path), "segmentation.min_customers=10"])
     result = train_segmentation(cfg)
     assert result.sweep is not None and result.sweep["unstable"].all()  # K-means was tried: every k unstable
     assert result.model.kind == "rfm" and result.fallback.startswith("no k in 2..10 is stable")
     assert result.metrics["kmeans_best_stability_ari"] == pytest.approx(result.sweep["stability_ari"].max())
     assert result.metrics["kmeans_shipped"] == 0 and np.isfinite(result.metrics["silhouette"])
-    single = train_segmentation(load_config(tmp_path / "no-configs", [*_sets(tmp_path, path),
+    single = train_segmentation(load_config(empty_config_dir(tmp_path), [*_sets(tmp_path, path),
                                                                       "segmentation.fallback=single"]))
     assert single.model.kind == "single" and single.k == 1
     assert set(single.scores["segment_name"]) == {"all_customers"}
@@ -101,7 +102,7 @@ def _blob_orders(path, per_group=100, seed=0):
 
 def test_well_separated_groups_still_ship_kmeans_with_the_right_k(tmp_path):
     path, truth = _blob_orders(tmp_path / "orders.csv")
-    cfg = load_config(tmp_path / "no-configs", [*_sets(tmp_path, path), "segmentation.k_range=[2,6]",
+    cfg = load_config(empty_config_dir(tmp_path), [*_sets(tmp_path, path), "segmentation.k_range=[2,6]",
                                                 "segmentation.stability_runs=2"])
     result = train_segmentation(cfg)
     assert result.fallback is None and result.model.kind == "kmeans" and result.k == 3
@@ -112,17 +113,17 @@ def test_well_separated_groups_still_ship_kmeans_with_the_right_k(tmp_path):
 
 def test_segmentation_as_of_follows_the_data_or_project_as_of(tmp_path):
     path = _b2b_orders(tmp_path / "orders.csv")
-    result = train_segmentation(load_config(tmp_path / "no-configs", _sets(tmp_path, path)))
+    result = train_segmentation(load_config(empty_config_dir(tmp_path), _sets(tmp_path, path)))
     last = pd.read_csv(path)["order_date"].max()
     assert str(result.as_of) == last  # the log's own last date, no demo date
-    pinned = train_segmentation(load_config(tmp_path / "no-configs", [*_sets(tmp_path, path),
+    pinned = train_segmentation(load_config(empty_config_dir(tmp_path), [*_sets(tmp_path, path),
                                                                       "project.as_of=2011-01-20"]))
     assert pinned.as_of == date(2011, 1, 20) and pinned.metrics["n_customers"] < 30
 
 
 def test_a_fixed_k_that_is_unstable_is_not_shipped_either(tmp_path):
     path = _b2b_orders(tmp_path / "orders.csv")
-    result = train_segmentation(load_config(tmp_path / "no-configs", [*_sets(tmp_path, path), "segmentation.k=6",
+    result = train_segmentation(load_config(empty_config_dir(tmp_path), [*_sets(tmp_path, path), "segmentation.k=6",
                                                                       "segmentation.min_customers=10"]))
     assert result.model.kind == "rfm" and result.fallback.startswith("k=6 (fixed) is unstable: stability ARI")
     assert result.metrics["kmeans_best_stability_ari"] < 0.8

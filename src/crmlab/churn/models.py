@@ -325,6 +325,9 @@ class PAliveChurn(ClassifierMixin, BaseEstimator):
     ``1 - P(alive) * (1 - ((alpha + T) / (alpha + T + h)) ** (r + x))`` (given alive, the purchase
     rate is Gamma(r + x, alpha + T) and no dropout happens without a purchase).
     Customers without a purchase (NaN frequency) get the training mean score.
+    When BG/NBD does not fit the histories (a few accounts: the optimum lies on a -> 0), the baseline
+    is what :func:`crmlab.clv.fallback.fit_purchase_model` ships (a penalised BG/NBD or NBD, whose
+    P(alive) is 1), and ``note_`` says so.
     """
 
     def __init__(self, *, score: str = "p_alive", horizon_days: float = 182, time_unit: str = "W",
@@ -364,7 +367,17 @@ class PAliveChurn(ClassifierMixin, BaseEstimator):
         if self.time_unit not in _UNIT_DAYS:
             raise ModelError(f"time_unit={self.time_unit!r}: choose one of {', '.join(_UNIT_DAYS)}")
         x, tx, T, ok = self._rfm(feature_frame(X))
-        self.model_ = TransactionModel("bgnbd", penalizer=self.penalizer).fit(x[ok], tx[ok], T[ok])
+        try:
+            self.model_ = TransactionModel("bgnbd", penalizer=self.penalizer).fit(x[ok], tx[ok], T[ok])
+            self.note_ = ""
+        except ModelError:
+            # a small log leaves BG/NBD on its boundary (no dropout): the CLV pipeline's fallback, said in a note
+            from crmlab.clv.fallback import fit_purchase_model
+            from crmlab.config import ClvConfig
+
+            self.model_, notes = fit_purchase_model(x[ok], tx[ok], T[ok],
+                                                    ClvConfig(model="bgnbd", penalizer=self.penalizer))
+            self.note_ = "; ".join(notes)
         self.classes_ = np.array([0, 1])
         raw = self._raw(X)
         self.fill_ = float(np.nanmean(raw)) if np.isfinite(raw).any() else 0.5
