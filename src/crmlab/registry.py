@@ -139,8 +139,12 @@ def champion_bundle(tracking: TrackingConfig, pipeline: str, dst: str | Path) ->
             f"run `crmlab train {pipeline}` (or `crmlab promote {pipeline} VERSION`), or score from models/"
         )
     _client(tracking)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}@{CHAMPION}",
-                                                     dst_path=str(dst)))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}@{CHAMPION}",
+                                                         dst_path=str(dst)))
+    except Exception as exc:  # MLflow raises many kinds (a missing artifact, an unreachable store)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{info.name} version {info.version} (the champion): cannot download its files: {reason}") from None
     # the pyfunc's "bundle" artifact is stored under artifacts/<folder name of the exported bundle>
     found = sorted(p.parent for p in (local / "artifacts").glob("*/manifest.json"))
     if len(found) != 1:
