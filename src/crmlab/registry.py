@@ -20,7 +20,7 @@ import pandas as pd
 
 from crmlab.config import PIPELINES, TrackingConfig
 from crmlab.errors import ConfigError, ModelError
-from crmlab.tracking import _absolute_uri
+from crmlab.tracking import _absolute_uri, open_store
 
 __all__ = [
     "CHAMPION",
@@ -65,6 +65,7 @@ def _client(tracking: TrackingConfig) -> Any:
     import mlflow
 
     uri = _absolute_uri(tracking.uri)
+    open_store(uri)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
