@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "PRIMARY_METRICS",
     "ChampionInfo",
     "champion_bundle",
+    "check_evaluation",
     "get_champion",
     "model_name",
     "promote",
@@ -53,6 +56,37 @@ KEY_METRICS: dict[str, list[str]] = {
     "segmentation": ["k", "calinski_harabasz", "davies_bouldin", "stability_ari"],
     "forecast": ["rmsse", "wape", "smape", "bias", "coverage_80", "coverage_95"],
 }
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def check_evaluation(pipeline: str, metrics: Mapping[str, Any], *, what: str = "") -> None:
+    """Refuse a model whose primary metric (:data:`PRIMARY_METRICS`) is missing or not a finite
+    number: its evaluation had no data (an empty holdout) or failed, so nothing says it works. Each
+    pipeline calls this after evaluating and before exporting; :func:`promote` and the first-version
+    champion rule check the registered version's logged metric the same way, so such a model is
+    never exported, nor made champion."""
+    metric, _ = PRIMARY_METRICS[pipeline]
+    value = metrics.get(metric)
+    if pipeline == "segmentation" and metrics.get("k") == 1:
+        return  # one segment of everyone (segmentation.fallback=single): chosen, not fitted; no silhouette
+    if not _finite(value):
+        shown = "missing" if value is None else f"{value}"
+        raise ModelError(
+            f"{pipeline}{' ' + what if what else ''}: the evaluation gave no usable {metric} ({shown}), so "
+            "nothing says the model works; it is not exported or made champion. Check that the evaluation "
+            "window holds data (project.as_of on or before the last transaction)"
+        )
+
+
+def _version_metrics(client: Any, name: str, version: str) -> dict[str, float]:
+    run_id = client.get_model_version(name, version).run_id
+    return dict(client.get_run(run_id).data.metrics) if run_id else {}
 
 
 def model_name(pipeline: str) -> str:
@@ -108,6 +142,7 @@ def promote(tracking: TrackingConfig, pipeline: str, version: str | int, *, reas
             known = []
         hint = f"versions: {', '.join(known)}" if known else f"no version of {name} is registered; train it first"
         raise ModelError(f"{name} has no version {version} ({hint})") from None
+    check_evaluation(pipeline, _version_metrics(client, name, version), what=f"({name} version {version})")
     previous = get_champion(tracking, pipeline)
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "crmlab.promoted_from", previous.version if previous else "none")
@@ -125,6 +160,14 @@ def ensure_champion(name: str, version: str | int) -> None:
     try:
         client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
+        pipeline = name.removeprefix("crmlab-")
+        if pipeline in PRIMARY_METRICS:
+            try:
+                check_evaluation(pipeline, _version_metrics(client, name, str(version)),
+                                 what=f"({name} version {version})")
+            except ModelError as exc:
+                log.warning("not making it the champion: %s", exc)
+                return
         client.set_registered_model_alias(name, CHAMPION, str(version))
         log.info("%s version %s is the first, so it is the champion", name, version)
 
