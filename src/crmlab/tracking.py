@@ -232,6 +232,8 @@ class Tracker:
                     self._experiment_id = mlflow.create_experiment(self.cfg.experiment, artifact_location=art.as_uri())
                 else:
                     self._experiment_id = exp.experiment_id
+        except CrmlabError:
+            raise
         except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
             raise CrmlabError(
                 f"cannot open the MLflow tracking store {self.cfg.uri!r}: {str(exc).splitlines()[0]} "
@@ -325,10 +327,15 @@ def open_store(uri: str) -> None:
         return
     import mlflow
 
-    with store_lock(uri):
-        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)  # creates the tracking tables of a new store
-        client.search_registered_models(max_results=1)  # and checks the registry's
+    try:
+        with store_lock(uri):
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # creates the tracking tables of a new store
+            client.search_registered_models(max_results=1)  # and checks the registry's
+    except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CrmlabError(f"cannot open the MLflow tracking store {uri!r}: {reason} "
+                          "(set project.tracking.uri, or project.tracking.enabled=false)") from None
     _OPENED.add(uri)
 
 
