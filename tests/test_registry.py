@@ -23,7 +23,8 @@ def project(tmp_path_factory):
 def _train(root, sets, pipeline, *extra):
     from crmlab.cli import main
 
-    return main(["-c", str(root / "no-configs"), *[a for s in [*sets, *extra] for a in ("--set", s)], "train", pipeline])
+    flags = [a for s in [*sets, *extra] for a in ("--set", s)]
+    return main(["-c", str(root / "no-configs"), *flags, "train", pipeline])
 
 
 @pytest.mark.parametrize("pipeline", ["clv", "churn", "forecast"])
@@ -67,7 +68,8 @@ def test_a_version_without_a_usable_primary_metric_is_never_champion(tracking):
     nan = _version(tracking, "clv", {"purchases_mae": float("nan"), "spend_mae": 3.0})
     ensure_champion("crmlab-clv", nan)  # the first version: champion by itself, unless its evaluation failed
     assert get_champion(tracking, "clv") is None
-    with pytest.raises(ModelError, match=r"clv \(crmlab-clv version 1\): the evaluation gave no usable purchases_mae \(nan\)"):
+    with pytest.raises(ModelError,
+                       match=r"clv \(crmlab-clv version 1\): the evaluation gave no usable purchases_mae \(nan\)"):
         promote(tracking, "clv", nan)
     missing = _version(tracking, "clv", {"spend_mae": 3.0})
     with pytest.raises(ModelError, match=r"no usable purchases_mae \(missing\)"):

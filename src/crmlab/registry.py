@@ -188,7 +188,8 @@ def champion_bundle(tracking: TrackingConfig, pipeline: str, dst: str | Path) ->
                                                          dst_path=str(dst)))
     except Exception as exc:  # MLflow raises many kinds (a missing artifact, an unreachable store)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{info.name} version {info.version} (the champion): cannot download its files: {reason}") from None
+        raise ModelError(f"{info.name} version {info.version} (the champion): cannot download its files: "
+                         f"{reason}") from None
     # the pyfunc's "bundle" artifact is stored under artifacts/<folder name of the exported bundle>
     found = sorted(p.parent for p in (local / "artifacts").glob("*/manifest.json"))
     if len(found) != 1:
