@@ -5,7 +5,9 @@
 1. load and clean the configured tables (:func:`crmlab.workflow.prepare_data`);
 2. load each customer model's bundle, from ``models/<pipeline>/`` or from the MLflow registry's
    ``champion`` (``project.scoring.source``); a model that was never trained is left out with a
-   warning, unless it was asked for by name;
+   warning naming it, unless it was asked for by name; a model that was trained and cannot be loaded
+   (a bundle file edited or missing since export) stops the run with an error naming the file, and
+   the previous output stays: scoring without it would silently drop its columns;
 3. split the customers into chunks of about ``project.scoring.chunk_size`` customers, each a
    contiguous range of sorted ids with all the rows of its customers, and for each chunk build the
    shared features at ``as_of`` and call every model's scoring function (the same functions the
