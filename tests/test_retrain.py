@@ -90,3 +90,18 @@ def test_data_checks(sets, tmp_path):
     assert any("stale" in p for p in problems)
     with pytest.raises(DataCheckError):
         retrain(strict, "clv")
+
+
+def test_a_failed_retrain_leaves_no_candidate_folder(sets, tmp_path):
+    """issue 15 item 9 (temporary folders): the challenger's bundle folder under outputs/candidates was
+    removed only when the job succeeded; a champion that cannot be loaded left it behind."""
+    from crmlab.errors import ModelError
+
+    cfg = load_config(tmp_path / "none", sets)
+    train_clv(cfg)
+    for params in (tmp_path / "mlartifacts").rglob("params.json"):  # the champion's files, edited in the store
+        params.write_text(params.read_text() + " ")
+    with pytest.raises(ModelError, match="checksum"):
+        retrain(cfg, "clv")
+    assert [p.name for p in (tmp_path / "outputs" / "candidates").iterdir()] == []
+    assert get_champion(cfg.project.tracking, "clv").version == "1"

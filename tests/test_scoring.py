@@ -136,3 +136,108 @@ def test_top_level_api():
 
     assert crmlab.score_customers is score_customers
     assert callable(crmlab.score_clv)
+
+
+# --- issue 15: nothing lost, nothing silently wrong ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_clv(tmp_path_factory):
+    """A project whose CLV model was trained through the command line (churn and segmentation never were)."""
+    from crmlab.cli import main
+
+    root = tmp_path_factory.mktemp("scorerel")
+    sets = [*synthetic_project(root, n_customers=400, seed=5, tables=("transactions", "customers")),
+            "clv.challenger=false"]
+    (root / "no-configs").mkdir()
+    flags = ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
+    assert main([*flags, "train", "clv"]) == 0
+    return root, sets, flags
+
+
+def _copy_project(root, tmp_path, sets):
+    """The trained project copied under tmp_path (models, store, artifacts), so a test may break it."""
+    import shutil
+
+    for name in ("models", "mlartifacts"):
+        shutil.copytree(root / name, tmp_path / name)
+    shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
+    # the store records absolute artifact locations: point the copy's at the copied artifacts
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for col in db.execute(f"PRAGMA table_info('{table}')").fetchall():
+                if col[2].upper().startswith(("VARCHAR", "TEXT")):
+                    db.execute(f'UPDATE "{table}" SET "{col[1]}" = replace("{col[1]}", ?, ?)',
+                               (str(root / "mlartifacts"), str(tmp_path / "mlartifacts")))
+    moved = [s.replace(str(root / "models"), str(tmp_path / "models"))
+             .replace(str(root / "mlflow.db"), str(tmp_path / "mlflow.db"))
+             .replace(str(root / "mlartifacts"), str(tmp_path / "mlartifacts")) for s in sets]
+    (tmp_path / "no-configs").mkdir(exist_ok=True)
+    return ["-c", str(tmp_path / "no-configs"), *[a for s in moved for a in ("--set", s)]]
+
+
+def test_score_refuses_a_trained_model_it_cannot_load_and_keeps_the_previous_file(one_clv, tmp_path, capsys):
+    """issue 15 item 1: a params.json edited after export used to drop the CLV columns with a warning,
+    exit 0 and replace the complete file with a smaller one."""
+    from crmlab.cli import main
+
+    root, sets, _ = one_clv
+    flags = _copy_project(root, tmp_path, sets)
+    out = tmp_path / "scores.parquet"
+    assert main([*flags, "score", "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert {"clv", "clv_model_version"} <= set(pd.read_parquet(out).columns)
+    # the never-trained pipelines are skipped, and the run says which
+    said = " ".join(capsys.readouterr().err.split())
+    assert "not scoring churn: never trained" in said and "not scoring segmentation: never trained" in said
+
+    params = tmp_path / "models" / "clv" / "params.json"
+    params.write_text(params.read_text().replace("{", "{\n ", 1))  # a harmless-looking edit after export
+    assert main([*flags, "score", "--out", str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(params) in errors[0] and "checksum mismatch" in errors[0], errors
+    assert out.read_bytes() == first  # byte-identical: the complete previous file is kept
+
+    # a bundle folder with its manifest gone is broken, not "never trained"
+    (tmp_path / "models" / "clv" / "manifest.json").unlink()
+    assert main([*flags, "score", "--out", str(out)]) == 2
+    assert "cannot score with the clv model" in capsys.readouterr().err
+    assert out.read_bytes() == first
+
+
+def _temp_dirs(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_scoring_from_the_registry_leaves_no_temporary_folder(one_clv, tmp_path, monkeypatch, capsys):
+    """issue 15 item 9: every `score --source registry` left a crmlab-champions-* folder behind."""
+    import tempfile
+
+    from crmlab.cli import main
+
+    root, sets, _ = one_clv
+    flags = _copy_project(root, tmp_path, sets)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    out = tmp_path / "scores.csv"
+    assert main([*flags, "score", "--source", "registry", "--out", str(out)]) == 0
+    assert "registry:1" in out.read_text()
+    assert _temp_dirs(tmpdir) == []
+    # failure: the champion's files in the artifact store were modified
+    edited = sorted((tmp_path / "mlartifacts").rglob("params.json"))
+    assert edited
+    for p in edited:
+        p.write_text(p.read_text() + " ")
+    previous = out.read_bytes()
+    assert main([*flags, "score", "--source", "registry", "--out", str(out)]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert _temp_dirs(tmpdir) == []
+    assert out.read_bytes() == previous
+    # the library call without a folder of its own cleans up when loading fails too
+    with pytest.raises(ModelError):
+        load_models(load_config(tmp_path / "no-configs", [f for f in flags[3::2]]), source="registry")
+    assert _temp_dirs(tmpdir) == []

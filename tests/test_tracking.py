@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import mlflow
 import pandas as pd
@@ -97,3 +98,60 @@ def test_unusable_store_gives_clear_error(tmp_path):
     with pytest.raises(CrmlabError, match=r"cannot open the MLflow tracking store .*project\.tracking\.uri"):
         with Tracker(cfg).start_run("x", pipeline="test"):
             pass
+
+
+_AT_THE_SAME_MOMENT = """
+import sys, time
+from pathlib import Path
+
+from crmlab.cli import main  # imported before the start signal: the race is about the store, not imports
+import mlflow  # noqa: F401
+
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.002)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_trainings_at_once_on_a_fresh_store(tmp_path):
+    """issue 15 item 12: two trainings starting together on a new SQLite store raced MLflow's schema
+    creation (``duplicate column name``); both must succeed, and so must two more on the store that
+    now exists, each registering its version."""
+    import os
+    import subprocess
+    import sys
+
+    from crmlab.config import load_config
+    from crmlab.registry import _client
+
+    from .conftest import synthetic_project
+
+    sets = synthetic_project(tmp_path, n_customers=200, seed=7)
+    (tmp_path / "no-configs").mkdir()
+    script = tmp_path / "at_once.py"
+    script.write_text(_AT_THE_SAME_MOMENT)
+
+    def pair(round_: int) -> None:
+        go = tmp_path / f"go{round_}"
+        procs = []
+        for i in (1, 2):
+            moved = [s.replace(str(tmp_path / "models"), str(tmp_path / f"models{round_}{i}"))
+                     .replace(str(tmp_path / "outputs"), str(tmp_path / f"outputs{round_}{i}")) for s in sets]
+            args = [sys.executable, str(script), str(go), "-c", str(tmp_path / "no-configs"),
+                    *[a for s in [*moved, "clv.challenger=false"] for a in ("--set", s)], "train", "clv"]
+            procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                          cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}))
+        time.sleep(6)  # both have imported crmlab and MLflow and wait for the signal
+        go.touch()
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+        for p, text in zip(procs, outs):
+            assert p.returncode == 0, text[-2000:]
+
+    assert not (tmp_path / "mlflow.db").exists()
+    pair(1)
+    pair(2)
+    cfg = load_config(tmp_path / "no-configs", sets)
+    versions = _client(cfg.project.tracking).search_model_versions("name = 'crmlab-clv'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]

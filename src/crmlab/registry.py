@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,15 @@ from typing import Any
 import pandas as pd
 
 from crmlab.config import PIPELINES, TrackingConfig
-from crmlab.errors import ConfigError, CrmlabError, ModelError
-from crmlab.tracking import _absolute_uri
+from crmlab.errors import ConfigError, ModelError
+from crmlab.tracking import _absolute_uri, open_store
 
 __all__ = [
     "CHAMPION",
     "PRIMARY_METRICS",
     "ChampionInfo",
     "champion_bundle",
+    "check_evaluation",
     "get_champion",
     "model_name",
     "promote",
@@ -55,6 +58,37 @@ KEY_METRICS: dict[str, list[str]] = {
 }
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def check_evaluation(pipeline: str, metrics: Mapping[str, Any], *, what: str = "") -> None:
+    """Refuse a model whose primary metric (:data:`PRIMARY_METRICS`) is missing or not a finite
+    number: its evaluation had no data (an empty holdout) or failed, so nothing says it works. Each
+    pipeline calls this after evaluating and before exporting; :func:`promote` and the first-version
+    champion rule check the registered version's logged metric the same way, so such a model is
+    never exported, nor made champion."""
+    metric, _ = PRIMARY_METRICS[pipeline]
+    value = metrics.get(metric)
+    if pipeline == "segmentation" and metrics.get("k") == 1:
+        return  # one segment of everyone (segmentation.fallback=single): chosen, not fitted; no silhouette
+    if not _finite(value):
+        shown = "missing" if value is None else f"{value}"
+        raise ModelError(
+            f"{pipeline}{' ' + what if what else ''}: the evaluation gave no usable {metric} ({shown}), so "
+            "nothing says the model works; it is not exported or made champion. Check that the evaluation "
+            "window holds data (project.as_of on or before the last transaction)"
+        )
+
+
+def _version_metrics(client: Any, name: str, version: str) -> dict[str, float]:
+    run_id = client.get_model_version(name, version).run_id
+    return dict(client.get_run(run_id).data.metrics) if run_id else {}
+
+
 def model_name(pipeline: str) -> str:
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
@@ -62,20 +96,12 @@ def model_name(pipeline: str) -> str:
 
 
 def _client(tracking: TrackingConfig) -> Any:
-    """An MLflow client of the configured store, opened and checked: a URI MLflow does not know, a
-    file that is not a database or a server that does not answer is one CrmlabError naming the URI."""
     import mlflow
 
     uri = _absolute_uri(tracking.uri)
-    try:
-        mlflow.set_tracking_uri(uri)
-        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)
-    except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CrmlabError(f"cannot open the MLflow tracking store {tracking.uri!r}: {reason} "
-                          "(set project.tracking.uri)") from None
-    return client
+    open_store(uri)
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @dataclass(frozen=True)
@@ -116,6 +142,7 @@ def promote(tracking: TrackingConfig, pipeline: str, version: str | int, *, reas
             known = []
         hint = f"versions: {', '.join(known)}" if known else f"no version of {name} is registered; train it first"
         raise ModelError(f"{name} has no version {version} ({hint})") from None
+    check_evaluation(pipeline, _version_metrics(client, name, version), what=f"({name} version {version})")
     previous = get_champion(tracking, pipeline)
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "crmlab.promoted_from", previous.version if previous else "none")
@@ -133,6 +160,14 @@ def ensure_champion(name: str, version: str | int) -> None:
     try:
         client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
+        pipeline = name.removeprefix("crmlab-")
+        if pipeline in PRIMARY_METRICS:
+            try:
+                check_evaluation(pipeline, _version_metrics(client, name, str(version)),
+                                 what=f"({name} version {version})")
+            except ModelError as exc:
+                log.warning("not making it the champion: %s", exc)
+                return
         client.set_registered_model_alias(name, CHAMPION, str(version))
         log.info("%s version %s is the first, so it is the champion", name, version)
 
@@ -148,8 +183,13 @@ def champion_bundle(tracking: TrackingConfig, pipeline: str, dst: str | Path) ->
             f"run `crmlab train {pipeline}` (or `crmlab promote {pipeline} VERSION`), or score from models/"
         )
     _client(tracking)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}@{CHAMPION}",
-                                                     dst_path=str(dst)))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}@{CHAMPION}",
+                                                         dst_path=str(dst)))
+    except Exception as exc:  # MLflow raises many kinds (a missing artifact, an unreachable store)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{info.name} version {info.version} (the champion): cannot download its files: "
+                         f"{reason}") from None
     # the pyfunc's "bundle" artifact is stored under artifacts/<folder name of the exported bundle>
     found = sorted(p.parent for p in (local / "artifacts").glob("*/manifest.json"))
     if len(found) != 1:

@@ -227,38 +227,40 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
         cfg = with_overrides(cfg, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     candidates = Path(project.output.dir) / "candidates" / f"{pipeline}-{stamp}"
-    cfg_c = with_overrides(cfg, {"project": {"output": {"models_dir": str(candidates)}}})
-    result = _load(TRAINERS[pipeline])(cfg_c, tracker=tracker, step=step)
-    bundle_path = Path(result.bundle_path)
-    challenger_version = result.extras.get("registered_model_version") if hasattr(result, "extras") else None
-    challenger_version = None if challenger_version is None else str(challenger_version)
-    challenger_metrics = {k: float(v) for k, v in result.metrics.items()}
-    out = RetrainResult(pipeline, False, "", metric, challenger_metrics.get(metric), None, challenger_version)
-    out.challenger_metrics = challenger_metrics
+    try:  # the candidate's folder goes, whatever happens (a failed evaluation of the champion, say)
+        cfg_c = with_overrides(cfg, {"project": {"output": {"models_dir": str(candidates)}}})
+        result = _load(TRAINERS[pipeline])(cfg_c, tracker=tracker, step=step)
+        bundle_path = Path(result.bundle_path)
+        challenger_version = result.extras.get("registered_model_version") if hasattr(result, "extras") else None
+        challenger_version = None if challenger_version is None else str(challenger_version)
+        challenger_metrics = {k: float(v) for k, v in result.metrics.items()}
+        out = RetrainResult(pipeline, False, "", metric, challenger_metrics.get(metric), None, challenger_version)
+        out.challenger_metrics = challenger_metrics
 
-    champion = get_champion(project.tracking, pipeline)
-    if champion is None or champion.version == challenger_version:
-        out.promoted, out.reason = True, "there was no champion: the new model is the first"
-    else:
-        out.champion_version = champion.version
-        with step(f"Evaluating the champion (version {champion.version}) on the same holdout"):
-            with tempfile.TemporaryDirectory(prefix="crmlab-champion-") as tmp:
-                champ_path, _ = champion_bundle(project.tracking, pipeline, tmp)
-                evaluate = _load(EVALUATORS[pipeline])
-                out.champion_metrics = {k: float(v) for k, v in evaluate(champ_path, result).items()}
-        out.champion_value = out.champion_metrics.get(metric)
-        if out.challenger_value is None or out.champion_value is None:
-            raise ConfigError(f"retrain {pipeline}: metric {metric!r} missing from the evaluation")
-        better = _better(out.challenger_value, out.champion_value, higher, rules.margin)
-        direction = "higher" if higher else "lower"
-        out.promoted = better
-        out.reason = (f"{metric} {out.challenger_value:.4g} vs {out.champion_value:.4g} ({direction} is better, "
-                      f"margin {rules.margin:g}): " + ("the challenger is better" if better else
-                                                       "the challenger is not better by the margin"))
-    if out.promoted and challenger_version is not None:
-        promote(project.tracking, pipeline, challenger_version, reason=out.reason)
-        _install_bundle(bundle_path, Path(project.output.models_dir) / pipeline)
-    shutil.rmtree(candidates, ignore_errors=True)
+        champion = get_champion(project.tracking, pipeline)
+        if champion is None or champion.version == challenger_version:
+            out.promoted, out.reason = True, "there was no champion: the new model is the first"
+        else:
+            out.champion_version = champion.version
+            with step(f"Evaluating the champion (version {champion.version}) on the same holdout"):
+                with tempfile.TemporaryDirectory(prefix="crmlab-champion-") as tmp:
+                    champ_path, _ = champion_bundle(project.tracking, pipeline, tmp)
+                    evaluate = _load(EVALUATORS[pipeline])
+                    out.champion_metrics = {k: float(v) for k, v in evaluate(champ_path, result).items()}
+            out.champion_value = out.champion_metrics.get(metric)
+            if out.challenger_value is None or out.champion_value is None:
+                raise ConfigError(f"retrain {pipeline}: metric {metric!r} missing from the evaluation")
+            better = _better(out.challenger_value, out.champion_value, higher, rules.margin)
+            direction = "higher" if higher else "lower"
+            out.promoted = better
+            out.reason = (f"{metric} {out.challenger_value:.4g} vs {out.champion_value:.4g} ({direction} is better, "
+                          f"margin {rules.margin:g}): " + ("the challenger is better" if better else
+                                                           "the challenger is not better by the margin"))
+        if out.promoted and challenger_version is not None:
+            promote(project.tracking, pipeline, challenger_version, reason=out.reason)
+            _install_bundle(bundle_path, Path(project.output.models_dir) / pipeline)
+    finally:
+        shutil.rmtree(candidates, ignore_errors=True)
 
     with tracker.start_run(f"retrain-{pipeline}", pipeline="retrain", config=cfg.section(pipeline),
                            fingerprint=(prepared.fingerprint if prepared is not None

@@ -5,7 +5,9 @@
 1. load and clean the configured tables (:func:`crmlab.workflow.prepare_data`);
 2. load each customer model's bundle, from ``models/<pipeline>/`` or from the MLflow registry's
    ``champion`` (``project.scoring.source``); a model that was never trained is left out with a
-   warning, unless it was asked for by name;
+   warning naming it, unless it was asked for by name; a model that was trained and cannot be loaded
+   (a bundle file edited or missing since export) stops the run with an error naming the file, and
+   the previous output stays: scoring without it would silently drop its columns;
 3. split the customers into chunks of about ``project.scoring.chunk_size`` customers, each a
    contiguous range of sorted ids with all the rows of its customers, and for each chunk build the
    shared features at ``as_of`` and call every model's scoring function (the same functions the
@@ -24,10 +26,13 @@ segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_vers
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -44,7 +49,8 @@ from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.pyfunc import get_scorer
 
-__all__ = ["CUSTOMER_MODELS", "LoadedModel", "iter_score_chunks", "load_models", "score_customers", "write_scores"]
+__all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
+           "score_customers", "write_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +68,59 @@ class LoadedModel:
     source: str
 
 
+class NotTrained(ModelError):
+    """The pipeline was never trained: no bundle in ``models/<pipeline>/``, no champion in the registry."""
+
+
+def _never_trained(path: Path) -> bool:
+    """No bundle folder, or an empty one: nothing was ever exported there. A folder holding anything
+    (even without its manifest) is a bundle that was trained and is now broken."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def _load_one(cfg: CrmlabConfig, pipeline: str, source: str, workdir: Path | None) -> LoadedModel:
+    """One model's bundle; :class:`NotTrained` when there is none, :class:`ModelError` when there is
+    one and it cannot be loaded."""
+    if source == "registry":
+        from crmlab.registry import champion_bundle, get_champion, model_name
+
+        info = get_champion(cfg.project.tracking, pipeline)
+        if info is None:
+            raise NotTrained(f"{model_name(pipeline)} has no champion in the registry at {cfg.project.tracking.uri}; "
+                             f"run `crmlab train {pipeline}` (or `crmlab promote {pipeline} VERSION`)")
+        assert workdir is not None
+        path, info = champion_bundle(cfg.project.tracking, pipeline, workdir / pipeline)
+        bundle = load_bundle(path, pipeline=pipeline)
+        return LoadedModel(pipeline, bundle, f"registry:{info.version}", f"models:/{info.name}@champion")
+    path = Path(cfg.project.output.models_dir) / pipeline
+    if _never_trained(path):
+        raise NotTrained(f"{path}: no model bundle here; run `crmlab train {pipeline}` first")
+    bundle = load_bundle(path, pipeline=pipeline)
+    return LoadedModel(pipeline, bundle, str(bundle.manifest.get("bundle_hash", "")), str(path))
+
+
 def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, source: str | None = None,
                 workdir: str | Path | None = None) -> dict[str, LoadedModel]:
-    """The bundles to score with. ``pipelines=None``: every customer model that has been trained
-    (the others are skipped with a warning); named pipelines must all be there."""
+    """The bundles to score with. ``pipelines=None``: every customer model that has been trained;
+    one that was never trained (no bundle, no champion) is skipped with a warning naming it, but a
+    bundle that exists and cannot be loaded (a file edited or missing since export, a failed
+    download) is a :class:`~crmlab.errors.ModelError`: scoring without it would silently drop its
+    columns. Named pipelines must all be there.
+
+    ``workdir``: where champions from the registry are downloaded (the caller removes it; prefer
+    :func:`open_models`, which does). Without one, a temporary folder is made and removed when
+    loading fails or when the process exits."""
+    source = source or cfg.project.scoring.source
+    if source == "registry" and workdir is None:
+        tmp = Path(tempfile.mkdtemp(prefix="crmlab-champions-"))
+        try:
+            models = load_models(cfg, pipelines=pipelines, source=source, workdir=tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        atexit.register(shutil.rmtree, tmp, True)
+        return models
     scoring = cfg.project.scoring
-    source = source or scoring.source
     asked = list(pipelines) if pipelines else list(scoring.pipelines)
     unknown = [p for p in asked if p not in CUSTOMER_MODELS]
     if unknown:
@@ -76,22 +129,13 @@ def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, so
     models: dict[str, LoadedModel] = {}
     for pipeline in asked:
         try:
-            if source == "registry":
-                from crmlab.registry import champion_bundle
-
-                dst = Path(workdir or tempfile.mkdtemp(prefix="crmlab-champions-")) / pipeline
-                path, info = champion_bundle(cfg.project.tracking, pipeline, dst)
-                bundle = load_bundle(path, pipeline=pipeline)
-                models[pipeline] = LoadedModel(pipeline, bundle, f"registry:{info.version}",
-                                               f"models:/{info.name}@champion")
-            else:
-                path = Path(cfg.project.output.models_dir) / pipeline
-                bundle = load_bundle(path, pipeline=pipeline)
-                models[pipeline] = LoadedModel(pipeline, bundle, str(bundle.manifest.get("bundle_hash", "")), str(path))
-        except ModelError as exc:
+            models[pipeline] = _load_one(cfg, pipeline, source, Path(workdir) if workdir is not None else None)
+        except NotTrained as exc:
             if strict:
-                raise
-            log.warning("not scoring %s: %s", pipeline, exc)
+                raise ModelError(str(exc)) from None
+            log.warning("not scoring %s: never trained (%s)", pipeline, exc)
+        except ModelError as exc:
+            raise ModelError(f"cannot score with the {pipeline} model: {exc}") from None
     if not models:
         raise ModelError(
             f"no trained customer model to score with (looked in {source}: "
@@ -99,6 +143,19 @@ def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, so
             + "); run `crmlab train all` first"
         )
     return models
+
+
+@contextmanager
+def open_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None,
+                source: str | None = None) -> Iterator[dict[str, LoadedModel]]:
+    """:func:`load_models` for the length of a ``with`` block: champions downloaded from the
+    registry go to a temporary folder that is removed when the block ends, however it ends."""
+    source = source or cfg.project.scoring.source
+    if source != "registry":
+        yield load_models(cfg, pipelines=pipelines, source=source)
+        return
+    with tempfile.TemporaryDirectory(prefix="crmlab-champions-") as tmp:
+        yield load_models(cfg, pipelines=pipelines, source=source, workdir=tmp)
 
 
 #: Customers whose id hashes to 0 modulo this are the sample that places the chunk boundaries.
@@ -193,8 +250,8 @@ def score_customers(cfg: CrmlabConfig, *, as_of: date | str | None = None, pipel
 
     ``tables``: already clean tables; default: the configured data, loaded and cleaned."""
     tables, as_of_d = _tables_and_as_of(cfg, tables, as_of)
-    models = load_models(cfg, pipelines=pipelines, source=source)
-    parts = list(iter_score_chunks(tables, cfg, models, as_of=as_of_d))
+    with open_models(cfg, pipelines=pipelines, source=source) as models:
+        parts = list(iter_score_chunks(tables, cfg, models, as_of=as_of_d))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "as_of"])
 
 
@@ -238,7 +295,17 @@ def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None
     if suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: write .parquet or .csv")
     tables, as_of_d = _tables_and_as_of(cfg, tables, as_of)
-    models = load_models(cfg, pipelines=pipelines, source=source)
+    with open_models(cfg, pipelines=pipelines, source=source) as models:
+        rows = _write_chunks(tables, cfg, models, out, as_of_d=as_of_d, chunk_size=chunk_size,
+                            progress=progress)
+    return {"path": out, "rows": rows, "as_of": as_of_d,
+            "models": {p: {"version": m.version, "source": m.source} for p, m in models.items()}}
+
+
+def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], out: Path, *, as_of_d: date,
+                  chunk_size: int | None, progress: Progress | None) -> int:
+    """Score chunk by chunk into a temporary file beside ``out``, then move it into place; returns the rows."""
+    suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a killed run
         stale.unlink(missing_ok=True)
@@ -273,5 +340,4 @@ def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"path": out, "rows": rows, "as_of": as_of_d,
-            "models": {p: {"version": m.version, "source": m.source} for p, m in models.items()}}
+    return rows

@@ -36,7 +36,9 @@ __all__ = [
     "code_version",
     "data_fingerprint",
     "flatten",
+    "open_store",
     "scrub_pii",
+    "store_lock",
 ]
 
 log = logging.getLogger(__name__)
@@ -220,16 +222,18 @@ class Tracker:
             mlflow.set_tracking_uri(self.uri)
             return self._experiment_id
         try:
-            if self.uri.startswith("sqlite:///"):
-                Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            mlflow.set_tracking_uri(self.uri)
-            exp = mlflow.get_experiment_by_name(self.cfg.experiment)
-            if exp is None:
-                art = Path(self.cfg.artifact_dir).expanduser().resolve()
-                art.mkdir(parents=True, exist_ok=True)
-                self._experiment_id = mlflow.create_experiment(self.cfg.experiment, artifact_location=art.as_uri())
-            else:
-                self._experiment_id = exp.experiment_id
+            with store_lock(self.uri):
+                open_store(self.uri)
+                mlflow.set_tracking_uri(self.uri)
+                exp = mlflow.get_experiment_by_name(self.cfg.experiment)
+                if exp is None:
+                    art = Path(self.cfg.artifact_dir).expanduser().resolve()
+                    art.mkdir(parents=True, exist_ok=True)
+                    self._experiment_id = mlflow.create_experiment(self.cfg.experiment, artifact_location=art.as_uri())
+                else:
+                    self._experiment_id = exp.experiment_id
+        except CrmlabError:
+            raise
         except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
             raise CrmlabError(
                 f"cannot open the MLflow tracking store {self.cfg.uri!r}: {str(exc).splitlines()[0]} "
@@ -273,6 +277,66 @@ class Tracker:
             except BaseException:
                 mlflow.end_run(status="FAILED")
                 raise
+
+
+#: Stores this process has already created or checked (see :func:`open_store`).
+_OPENED: set[str] = set()
+#: SQLite stores whose lock this process holds now (flock is per open file: a second one would wait).
+_LOCKED: set[Path] = set()
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    uri = _absolute_uri(uri)
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite store while a block runs, so that processes starting at
+    the same moment do not create its tables (or the same experiment) twice: MLflow's schema
+    creation is not safe to race (``duplicate column name: step``). The lock is a ``flock`` on a
+    ``<db>.lock`` file beside the database (SQLite's own locks on the database file must not be
+    mixed with ours); it is released when the block ends or the process dies. Other stores (a
+    tracking server) serialise themselves: no lock."""
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; stores are then created without a lock
+        fcntl = None  # type: ignore[assignment]
+    if db is None or fcntl is None or db in _LOCKED:  # held already by this process: re-entrant
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        _LOCKED.add(db)
+        try:
+            yield
+        finally:
+            _LOCKED.discard(db)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def open_store(uri: str) -> None:
+    """Create the MLflow store at ``uri`` if it is new (its tracking and registry tables), or check
+    its schema, once per process and under :func:`store_lock`. Call it before anything else talks
+    to the store; later calls return at once."""
+    uri = _absolute_uri(uri)
+    if uri in _OPENED:
+        return
+    import mlflow
+
+    try:
+        with store_lock(uri):
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # creates the tracking tables of a new store
+            client.search_registered_models(max_results=1)  # and checks the registry's
+    except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CrmlabError(f"cannot open the MLflow tracking store {uri!r}: {reason} "
+                          "(set project.tracking.uri, or project.tracking.enabled=false)") from None
+    _OPENED.add(uri)
 
 
 def _absolute_uri(uri: str) -> str:

@@ -37,9 +37,13 @@ class PreparedData:
 
 def resolve_as_of(project: ProjectConfig, tables: Tables) -> date | None:
     """The configured cut-off, or the last transaction date when none is configured."""
-    if project.as_of is not None:
-        return project.as_of
     tx = tables.transactions
+    if project.as_of is not None:
+        last = tx["ts"].max() if tx is not None and not tx.empty else None
+        if last is not None and pd.notna(last) and pd.Timestamp(last).date() < project.as_of:
+            log.warning("project.as_of=%s is %d days after the last transaction (%s): nothing is known of those days",
+                        project.as_of, (project.as_of - pd.Timestamp(last).date()).days, pd.Timestamp(last).date())
+        return project.as_of
     if tx is None or tx.empty:
         return None
     last = tx["ts"].max()

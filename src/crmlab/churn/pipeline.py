@@ -60,6 +60,7 @@ from crmlab.config import ChurnConfig, CrmlabConfig, config_hash
 from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
+from crmlab.registry import check_evaluation
 from crmlab.tracking import Run, Tracker
 from crmlab.utils import Step, ids_unique, no_step
 from crmlab.workflow import PreparedData, prepare_data
@@ -790,6 +791,7 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
             board, predictions = evaluate_models(models, ds, churn.top_k_percent)
             champion = board.set_index("model").loc["lightgbm"].to_dict()
             metrics.update({k: float(v) for k, v in champion.items() if np.isfinite(v)})
+            check_evaluation("churn", {**champion, **metrics}, what="(LightGBM on the validation rows)")
             for row in board.to_dict("records"):
                 metrics.update({f"{row['model']}_{k}": float(v) for k, v in row.items()
                                 if k != "model" and np.isfinite(v)})

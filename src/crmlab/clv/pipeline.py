@@ -36,6 +36,7 @@ from crmlab.config import ClvConfig, CrmlabConfig, ProjectConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
 from crmlab.features import RFM_COLUMNS, calibration_holdout_split, rfm_summary
+from crmlab.registry import check_evaluation
 from crmlab.utils import Step, ids_unique, no_step
 from crmlab.tracking import Run, Tracker
 from crmlab.workflow import prepare_data
@@ -306,6 +307,16 @@ def resolve_window(clv: ClvConfig, transactions: pd.DataFrame, as_of: date, time
             + ("set a later clv.calibration_end or leave it auto" if explicit_end is not None else
                f"the data span {span_days} days: set fewer clv.holdout_weeks (or leave it auto)")
         )
+    if last <= cal_end:  # nothing happened in the holdout: every metric would compare with zeros
+        raise DataError(
+            f"the CLV holdout {cal_end} -> {hold_end} holds no transaction: the last one is on {last}, "
+            f"{(as_of - last).days} days before the cut-off project.as_of={as_of}; a model evaluated on no data "
+            f"is not exported; set project.as_of on or before {last} (or leave it auto: the last transaction)",
+            column="ts")
+    if last < as_of:
+        notes.append(f"the holdout's last {(as_of - last).days} days (after the last transaction, {last}, up to "
+                     f"project.as_of={as_of}) hold no data: customers look inactive there")
+        log.warning("CLV %s", notes[-1])
     cal_start = None if _is_auto(clv.calibration_start) else clv.calibration_start
     if cal_start is not None and cal_start > cal_end:
         raise ConfigError(f"clv.calibration_start={cal_start} is after clv.calibration_end={cal_end}")
@@ -684,6 +695,11 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
         with step(f"Evaluating on the {window.holdout_weeks}-week holdout to {window.holdout_end}"):
             holdout = predict_holdout(cal_models, split)
             metrics, ce_table = evaluate_holdout(holdout, cal_models.spend)
+            if not holdout["actual_purchases"].sum() > 0:
+                raise DataError(f"the CLV holdout {window.calibration_end} -> {window.holdout_end}: none of the "
+                                f"{len(holdout):,} calibration customers bought in it, so the model cannot be "
+                                "evaluated; set an earlier project.as_of or a longer clv.holdout_weeks", column="ts")
+            check_evaluation("clv", metrics, what=f"holdout {window.calibration_end} -> {window.holdout_end}")
         extras: dict[str, Any] = {}
         comparison = challenger = None
         if clv.challenger:

@@ -60,6 +60,7 @@ from crmlab.forecast.series import (
     stale_series,
     transaction_panel,
 )
+from crmlab.registry import check_evaluation
 from crmlab.tracking import Run, Tracker, data_fingerprint
 from crmlab.utils import Step, no_step
 
@@ -165,9 +166,29 @@ def load_panel(cfg: CrmlabConfig) -> tuple[Panel, dict[str, Any], dict[str, Any]
         raise ConfigError("the forecast pipeline needs transactions or project.data.sales")
     panel = transaction_panel(tx, target=fc.target, freq=fc.freq, as_of=prepared.as_of, group_by=fc.group_by,
                               partial_period=fc.partial_period)
+    _refuse_empty_tail(tx, panel, prepared.as_of)
     if fc.target_name:
         panel = replace(panel, target=fc.target_name)
     return panel, prepared.fingerprint, {"source": "transactions", "cleaning": prepared.cleaning.report.to_dict()}
+
+
+def _refuse_empty_tail(tx: pd.DataFrame, panel: Panel, as_of: Any) -> None:
+    """A cut-off after the last transaction pads whole periods with zeros that nobody observed: the
+    backtest would score the models on them (an empty holdout) and the fit would learn a collapse.
+    Refused with the dates, rather than trained on silently."""
+    ts = tx["ts"]
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_localize(None)
+    ts = ts[ts < pd.Timestamp(as_of) + pd.Timedelta(days=1)]
+    if ts.empty or not len(panel.periods):
+        return
+    last = pd.Timestamp(ts.max())
+    empty = panel.periods[panel.periods > last]
+    if len(empty):
+        raise DataError(
+            f"project.as_of={as_of} is after the last transaction ({last.date()}): the last {len(empty)} "
+            f"period(s), {empty[0].date()} to {empty[-1].date()}, hold no data and would count as zero sales in "
+            f"the backtest and the fit; set project.as_of on or before {last.date()} (or leave it auto)", column="ts")
 
 
 def apply_stale_policy(panel: Panel, fc: ForecastConfig) -> tuple[Panel, dict[str, str], list[str]]:
@@ -472,6 +493,7 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
             choice = select_per_series(by_series) if fc.selection == "per_series" else {}
             errors = shipped_errors(bt.errors, choice, best)
             metrics = _shipped_metrics(errors, bt)
+            check_evaluation("forecast", metrics, what=f"(the backtest of {best})")
             quantiles = conformal_quantiles(errors, horizon)
         if choice:
             members = dict.fromkeys([best, *choice.values()])

@@ -41,6 +41,7 @@ from crmlab.config import CrmlabConfig, SegmentationConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.features import build_features_from_tables
+from crmlab.registry import check_evaluation
 from crmlab.segmentation.models import (
     FeatureScaler,
     choose_k,
@@ -505,6 +506,7 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
             bought = scores["segment_id"].to_numpy() >= 0
             rfm_vs_kmeans = pd.crosstab(scores["segment_rfm"][bought].rename("rfm_segment"),
                                         scores["segment_name"][bought].rename("segment"))
+        check_evaluation("segmentation", metrics, what=f"({algorithm}, k={k})")
         with step("Exporting the model bundle"):
             bundle_path = export_bundle(Path(project.output.models_dir) / "segmentation", model, profiles, as_of=as_of,
                                         k=k, chosen_by=chosen_by, algorithm=algorithm, metrics=metrics,
