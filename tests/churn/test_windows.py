@@ -81,3 +81,19 @@ def test_shipped_config_trains_churn_on_a_one_year_log(tmp_path, capsys):
     assert "Traceback" not in captured.err
     assert "churn = no purchase in 91 days" in captured.out
     assert "churn horizon 91 days (auto): the data span" in captured.out
+
+
+def test_a_cut_off_after_the_last_purchase_is_silence_only_within_the_bases_longest_quiet_gap():
+    """Data exported a few days after the last purchase: those days are observed days without a
+    purchase when the base has been that quiet before (here: purchase days every 5 days, so up to
+    5 days); a cut-off further out is missing data, a named error (issue 15: no empty holdout)."""
+    from crmlab.churn.pipeline import churn_windows, quiet_tolerance
+    from crmlab.config import ChurnConfig
+
+    days = pd.date_range("2011-01-01", "2011-12-27", freq="5D")  # last purchase day 2011-12-27
+    tx = pd.DataFrame({"customer_id": np.arange(len(days)) % 7, "ts": days, "amount": 1.0})
+    assert quiet_tolerance(tx["ts"]).days == 5
+    w = churn_windows(ChurnConfig(), tx, date(2011, 12, 31))  # 4 days after: silence
+    assert (w.horizon_days, w.validation_as_of) == (91, date(2011, 10, 1))  # labels end on the cut-off itself
+    with pytest.raises(DataError, match=r"project\.as_of=2012-01-05 is after the last transaction \(2011-12-27\)"):
+        churn_windows(ChurnConfig(), tx, date(2012, 1, 5))  # 9 days after: longer than the base was ever quiet

@@ -247,7 +247,9 @@ def resolve_windows(horizon_days: int | str, n_snapshots: int | str, step_days: 
     if validation_as_of is None and as_of > last:
         raise DataError(f"project.as_of={as_of} is after the last transaction ({last}): its validation "
                         "labels would count the days with no data as days without a purchase (an empty holdout); "
-                        f"set project.as_of on or before {last} (or leave it auto)", column="ts")
+                        f"set project.as_of on or before {last} (or leave it auto); a cut-off after it is taken "
+                        "as silence only within the longest gap the base has had between two purchase days",
+                        column="ts")
 
     def step_for(h: int) -> int:
         return min(h, AUTO_MAX_STEP_DAYS) if auto_step else int(step_days)

@@ -200,8 +200,21 @@ def churn_windows(churn: ChurnConfig, transactions: pd.DataFrame, as_of: date) -
             raise ConfigError(f"churn.validation_as_of={cut} plus churn.horizon_days={churn.horizon_days} ends on "
                               f"{cut + horizon}, after the last transaction ({last}): its labels would be censored; "
                               "set an earlier churn.validation_as_of (or leave it empty)")
+    if as_of > last and (as_of - last) <= quiet_tolerance(ts):
+        # a cut-off a few days after the last purchase (data exported today, nobody bought since): the base
+        # has been this quiet before, so those days are observed days without a purchase, not missing data
+        last = as_of
     return resolve_windows(churn.horizon_days, churn.n_snapshots, churn.snapshot_step_days, first=first, last=last,
                            as_of=as_of, validation_as_of=churn.validation_as_of)
+
+
+def quiet_tolerance(ts: pd.Series) -> timedelta:
+    """The longest stretch between two consecutive purchase days of the whole base: a cut-off at most
+    this long after the last purchase is taken as observed silence; a longer one as missing data."""
+    days = pd.Series(pd.to_datetime(ts).dt.normalize().unique()).sort_values()
+    if len(days) < 2:
+        return timedelta(0)
+    return pd.Timedelta(days.diff().max()).to_pytimedelta()
 
 
 def validation_cut_off(churn: ChurnConfig, transactions: pd.DataFrame, as_of: date) -> date:
