@@ -99,7 +99,7 @@ def _client(tracking: TrackingConfig) -> Any:
     import mlflow
 
     uri = _absolute_uri(tracking.uri)
-    open_store(uri)
+    open_store(tracking.uri)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 

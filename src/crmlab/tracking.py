@@ -223,7 +223,7 @@ class Tracker:
             return self._experiment_id
         try:
             with store_lock(self.uri):
-                open_store(self.uri)
+                open_store(self.cfg.uri)
                 mlflow.set_tracking_uri(self.uri)
                 exp = mlflow.get_experiment_by_name(self.cfg.experiment)
                 if exp is None:
@@ -322,7 +322,7 @@ def open_store(uri: str) -> None:
     """Create the MLflow store at ``uri`` if it is new (its tracking and registry tables), or check
     its schema, once per process and under :func:`store_lock`. Call it before anything else talks
     to the store; later calls return at once."""
-    uri = _absolute_uri(uri)
+    given, uri = uri, _absolute_uri(uri)
     if uri in _OPENED:
         return
     import mlflow
@@ -334,7 +334,7 @@ def open_store(uri: str) -> None:
             client.search_registered_models(max_results=1)  # and checks the registry's
     except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CrmlabError(f"cannot open the MLflow tracking store {uri!r}: {reason} "
+        raise CrmlabError(f"cannot open the MLflow tracking store {given!r}: {reason} "
                           "(set project.tracking.uri, or project.tracking.enabled=false)") from None
     _OPENED.add(uri)
 
