@@ -236,3 +236,34 @@ def test_inner_folds_hold_out_whole_customers_when_rows_repeat_across_snapshots(
     few_y[1] = 1
     with pytest.raises(ModelError, match="leaves a single class on one side"):
         holdout_split(20, few_y, 0.2, 42, few_ids)
+
+
+def test_leaves_too_large_for_a_small_table_are_shrunk_and_said_not_a_constant_model():
+    """min_child_samples=100 (a setting for tens of thousands of rows) on 150 rows allows no split:
+    the model would score everyone alike. It shrinks to a twentieth of the fit rows, with a note;
+    on a large table the setting is kept as given."""
+    from sklearn.metrics import roc_auc_score
+
+    from crmlab.churn.models import LightGBMChurn
+
+    rng = np.random.default_rng(0)
+    n = 150
+    X = pd.DataFrame({"recency_days": rng.uniform(0, 300, n), "frequency": rng.poisson(3, n).astype(float)})
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(X["recency_days"] - 150) / 30))).astype(int)
+    small = LightGBMChurn(min_child_samples=100, num_leaves=7, learning_rate=0.1).fit(X, y)
+    assert small.min_child_samples_ == max(5, int(0.8 * n) // 20) and "min_child_samples 100 -> 6" in small.note_
+    assert np.ptp(small.predict_proba(X)[:, 1]) > 0.1 and roc_auc_score(y, small.predict_proba(X)[:, 1]) > 0.8
+    n = 5000
+    X = pd.DataFrame({"recency_days": rng.uniform(0, 300, n), "frequency": rng.poisson(3, n).astype(float)})
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(X["recency_days"] - 150) / 30))).astype(int)
+    large = LightGBMChurn(min_child_samples=100, num_leaves=7, learning_rate=0.1).fit(X, y)
+    assert large.min_child_samples_ == 100 and large.note_ == ""
+
+
+def test_a_model_without_any_split_says_so():
+    from crmlab.churn.models import LightGBMChurn
+
+    X = pd.DataFrame({"recency_days": np.ones(200), "frequency": np.ones(200)})  # nothing to split on
+    y = np.tile([0, 1], 100)
+    model = LightGBMChurn(early_stopping_rounds=0, n_estimators=5).fit(X, y)
+    assert "found no split in 200 rows" in model.note_

@@ -18,6 +18,8 @@ rows on one side of it.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any
 
 import lightgbm as lgb
@@ -36,6 +38,8 @@ from sklearn.utils.validation import check_is_fitted
 from crmlab.churn import _paths
 from crmlab.clv.models import TransactionModel
 from crmlab.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CalibratedChurn", "LightGBMChurn", "LogisticChurn", "PAliveChurn", "feature_frame", "holdout_split"]
 
@@ -185,15 +189,31 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         else:
             X_fit, y_fit, X_val, y_val = X, y, None, None
         self.classes_ = np.array([0, 1])
+        params = self.lgb_params()
+        # leaves of min_child_samples rows each: on a small table (a few hundred rows) a setting made for
+        # tens of thousands allows no split at all and the model is a constant; shrink it and say so
+        cap = max(5, len(y_fit) // 20)
+        notes = []
+        if int(params["min_child_samples"]) > cap:
+            notes.append(f"min_child_samples {int(params['min_child_samples'])} -> {cap}: only {len(y_fit):,} rows "
+                         "to fit on (at most a twentieth of them per leaf)")
+            params["min_child_samples"] = cap
+        self.min_child_samples_ = int(params["min_child_samples"])
         train = lgb.Dataset(X_fit, label=y_fit, weight=self._weights(y_fit), categorical_feature="auto",
                             free_raw_data=False)
         valid_sets, stopping = [], []
         if X_val is not None:
             valid_sets = [lgb.Dataset(X_val, label=y_val, weight=self._weights(y_val), reference=train)]
             stopping = [lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)]
-        self.booster_ = lgb.train(self.lgb_params(), train, num_boost_round=int(self.n_estimators),
+        self.booster_ = lgb.train(params, train, num_boost_round=int(self.n_estimators),
                                   valid_sets=valid_sets, callbacks=[*stopping, *(callbacks or [])])
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        trees = self.booster_.dump_model(num_iteration=self.best_iteration_)["tree_info"]
+        if not any("split_index" in t["tree_structure"] for t in trees):
+            notes.append(f"LightGBM found no split in {len(y_fit):,} rows: it scores every customer alike")
+        self.note_ = "; ".join(notes)
+        if self.note_:
+            log.warning("churn LightGBM: %s", self.note_)
         return self
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -150,9 +150,10 @@ class ChurnResult:
             lines.append(f"{row.model:<10} {row.roc_auc:7.3f} {row.pr_auc:7.3f} {row.log_loss:7.3f} {row.brier:6.3f} "
                          f"{row.lift_top_decile:8.2f} {row.recall_at_k:10.1%}")
         lines.extend(gain_verdict(row) for row in self.leaderboard.to_dict("records") if row["model"] != "lightgbm")
-        baseline_note = getattr(self.models.get("bgnbd"), "note_", "")
-        if baseline_note:
-            lines.append(f"note: the bgnbd baseline: {baseline_note}")
+        for name, model in self.models.items():
+            note = getattr(inner_lightgbm(model), "note_", "")
+            if note:
+                lines.append(f"note: {name}: {note}")
         d = self.decision
         rule = (f"threshold {d['threshold']:.3f}" if d.get("threshold") is not None else
                 f"expected profit > 0 (offer {d['offer_cost']:g}, save rate {d['save_rate']:g}, "
@@ -650,7 +651,7 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
     seconds = result.extras.get("fit_seconds", {})
     for row in result.leaderboard.to_dict("records"):
         name = row.pop("model")
-        note = getattr(result.models[name], "note_", "")
+        note = getattr(inner_lightgbm(result.models[name]), "note_", "")
         tags = {"crmlab.model": name, **({"crmlab.note": note[:4000]} if note else {})}
         with tracker.start_run(f"churn-{name}", pipeline="churn", nested=True, tags=tags) as child:
             child.log_params(_simple_params(result.models[name]))
