@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,6 @@ from crmlab.cli import main
 from crmlab.config import load_config
 from crmlab.errors import ConfigError
 from crmlab.init import (
-    _churn_window,
     guess_kind,
     guess_mapping,
     parse_money,
@@ -108,24 +107,24 @@ def test_profile_span_by_hand():
     assert s.median_gap_days == 35.0  # gaps: a 10 days (same-day rows are one purchase day), c 60 days
 
 
-@pytest.mark.parametrize(("span", "window"), [(800, (182, 3, 91)), (335, (91, 3, 45)), (100, (30, 2, 15)),
-                                              (50, None)])
-def test_churn_window_fits_the_span(span, window):
-    # validation snapshot = last - h, last training = last - 2h, older ones h/2 apart, h/2 (>= 30 d) of history
-    assert _churn_window(span) == window
-
-
 def test_plan_of_eleven_months_and_few_accounts():
     from crmlab.init import Span
 
     plan = plan_pipelines(Span(date(2023, 1, 16), date(2023, 12, 18), 300, 30, 23, 41.0))
     verdicts = {v.pipeline: v for v in plan.verdicts}
-    assert "your data span 11 months: horizon set to 91 days" in verdicts["churn"].reason
+    # the pipelines' own auto rules, said: 336 days leave no room for two 182-day training snapshots
+    assert "horizon 91 days, 3 snapshots 91 days apart" in verdicts["churn"].reason
+    assert "a 182-day horizon needs 485 days" in verdicts["churn"].reason
     assert "23 repeat customers, few for Gamma-Gamma" in verdicts["clv"].reason
     assert "seasonality off" in verdicts["forecast"].reason
-    assert plan.values["clv"]["holdout_weeks"][0] == 16 and plan.values["forecast"]["season_length"][0] == 1
-    # the CLV holdout ends on the last date, the calibration leaves a third of the span to judge on
-    assert plan.values["clv"]["calibration_end"][0] == date(2023, 12, 18) - pd.Timedelta(weeks=16)  # 336 days = 48 weeks
+    assert plan.values["forecast"]["season_length"][0] == 1
+    # windows stay auto (they follow the data as it grows); the comment says what auto is today:
+    # the CLV holdout ends on the last date, a third of the 48-week span (336 days) to judge on
+    assert plan.values["clv"]["holdout_weeks"] == ("auto", "39 weeks, or a third of the span when shorter: 16 weeks "
+                                                   "on this data")
+    cal_end = date(2023, 12, 18) - timedelta(weeks=16)
+    assert plan.values["clv"]["calibration_end"] == ("auto", f"as_of minus the holdout: {cal_end} on this data")
+    assert plan.values["churn"]["horizon_days"][0] == "auto" and "91 days on this data" in plan.values["churn"]["horizon_days"][1]
     assert plan.values["project"]["as_of"][0] == date(2023, 12, 18)
 
 
@@ -203,10 +202,10 @@ def test_cli_init_without_a_tty_accepts_the_guesses_and_prints_the_table(tmp_pat
     code = main(["init", str(data.files[0]), "--dir", str(tmp_path / "cfg")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "What your data can support" in captured.out and "horizon set to 91 days" in captured.out
+    assert "What your data can support" in captured.out and "horizon 91 days" in captured.out
     assert "few for Gamma-Gamma" in captured.out
     assert (tmp_path / "cfg" / "churn.yaml").is_file()
-    assert yaml.safe_load((tmp_path / "cfg" / "churn.yaml").read_text())["horizon_days"] == 91
+    assert yaml.safe_load((tmp_path / "cfg" / "churn.yaml").read_text())["horizon_days"] == "auto"
     code = main(["init", str(data.files[0]), "--dir", str(tmp_path / "cfg"), "--yes"])
     err = capsys.readouterr().err
     assert code == 2 and "--force" in err and "Traceback" not in err

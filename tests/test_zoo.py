@@ -173,6 +173,18 @@ def test_zoo_command(projects, name, command):
         _check_sales_forecast(project)
 
 
+@pytest.mark.parametrize("name", ["b2b", "shop", "marketplace", "minimal", "chinese"])
+def test_init_says_the_windows_that_training_uses(projects, name):
+    """init prints the churn horizon and the CLV holdout it leaves to auto; training resolves auto
+    with the same rules, so the two never disagree."""
+    project = projects(name)
+    said = project.init.stdout
+    horizon = re.search(r"churn\s+\w+\s+horizon (\d+) days", said).group(1)
+    cal_end = re.search(r"clv\s+\w+\s+.*calibration to (\d{4}-\d\d-\d\d)", said).group(1)
+    assert f"churn = no purchase in {horizon} days" in project.result("churn").stdout
+    assert f"holdout {cal_end} ->" in project.result("clv").stdout
+
+
 def test_personal_data_of_the_telecom_export_stays_out_of_models_outputs_and_tracking(projects):
     """init maps 'Full Name', 'E-mail Address' and 'Mobile Phone' to name/email/phone, which are
     personal data: after training churn and scoring, no file of the project holds one of them."""

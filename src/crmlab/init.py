@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -491,18 +491,17 @@ class Plan:
         self.values.setdefault(section, {})[key] = (value, why)
 
 
-def _churn_window(span_days: int) -> tuple[int, int, int] | None:
-    """(horizon_days, n_snapshots, step_days) that fit the span: the validation snapshot sits a
-    horizon before the last date, the last training snapshot a horizon before that, earlier ones
-    step back by half a horizon, and the oldest keeps at least half a horizon (30 days or more) of
-    history. ``None``: not even a 30-day horizon fits."""
-    for horizon in (182, 91, 61, 30):
-        step = max(15, horizon // 2)
-        history = max(30, horizon // 2)
-        for n in (3, 2):
-            if 2 * horizon + (n - 2) * step + history <= span_days:
-                return horizon, n, step
-    return None
+def _clv_window(s: Span) -> tuple[date, int] | None:
+    """(calibration end, holdout weeks) that ``crmlab train clv`` will use on this span with the
+    shipped auto settings; ``None`` when the span is too short for any."""
+    from crmlab.clv.pipeline import resolve_window
+    from crmlab.config import ClvConfig
+
+    try:
+        w = resolve_window(ClvConfig(), pd.DataFrame({"ts": pd.to_datetime([s.first, s.last])}), s.last, "W")
+    except (DataError, ConfigError):
+        return None
+    return w.calibration_end, int(round((w.holdout_end - w.calibration_end).days / 7))
 
 
 def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info: str = "",
@@ -518,49 +517,49 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
         unit = "W" if s.days >= 112 else "D"
         plan.set("project", "time_unit", unit, "weeks: the BG/NBD convention" if unit == "W" else
                  f"days: the data span only {s.days} days")
-        # CLV: a holdout of about a third of the span, at most the paper's 39 weeks
-        weeks = int(s.weeks)
-        holdout = max(1, min(39, weeks // 3))
-        cal_end = s.last - timedelta(days=7 * holdout)
-        if weeks < 6:
+        # CLV and churn: the windows are left to auto, resolved by the pipelines' own rules (the same
+        # functions training calls), so that init says what training will do and they cannot disagree
+        clv_window = _clv_window(s)
+        if clv_window is None:
             plan.verdicts.append(PipelineVerdict("clv", "no", f"{s.days} days of data: too short for a "
                                                  "calibration period and a holdout"))
         else:
+            cal_end, holdout = clv_window
             repeat = s.repeat_customers
             note = (f"{repeat} repeat customers, few for Gamma-Gamma (spend model)" if repeat < 50 else
                     f"{repeat:,} repeat customers of {s.customers:,}")
             plan.verdicts.append(PipelineVerdict(
                 "clv", "limited" if repeat < 50 or s.customers < 100 else "ok",
-                f"{note}; calibration to {cal_end}, holdout {holdout} weeks (a third of the {weeks}-week span)"))
-        plan.set("clv", "calibration_start", None, "from the first transaction")
-        plan.set("clv", "calibration_end", cal_end, f"the last date {s.last} minus the holdout")
-        plan.set("clv", "holdout_weeks", holdout, f"a third of the {weeks}-week span, at most 39")
-        # churn
+                f"{note}; calibration to {cal_end}, holdout {holdout} weeks"
+                + ("" if holdout == 39 else f" (a third of the {int(s.weeks)}-week span)")))
+            plan.set("clv", "calibration_start", "auto", "from the first transaction")
+            plan.set("clv", "calibration_end", "auto", f"as_of minus the holdout: {cal_end} on this data")
+            plan.set("clv", "holdout_weeks", "auto", f"39 weeks, or a third of the span when shorter: {holdout} "
+                     "weeks on this data")
         if not has_label:
-            win = _churn_window(s.days)
-            if win is None:
-                plan.verdicts.append(PipelineVerdict("churn", "no", f"{s.days} days of data: not even a 30-day "
-                                                     "horizon leaves two snapshots with labels"))
-                win = (30, 2, 15)
+            from crmlab.churn.data import resolve_windows
+
+            try:
+                w = resolve_windows("auto", "auto", "auto", first=s.first, last=s.last, as_of=s.last)
+            except DataError as exc:
+                plan.verdicts.append(PipelineVerdict("churn", "no", str(exc).split(" (expected")[0]))
             else:
-                h, n, step = win
+                h, n, step = w.horizon_days, w.n_snapshots, w.step_days
                 gap = (f"; the median gap between purchases is {s.median_gap_days:.0f} days"
                        + (", longer than half the horizon: many labels will be 'churned'"
                           if s.median_gap_days and s.median_gap_days > h / 2 else "")
                        if s.median_gap_days else "")
-                shrunk = "" if h == 182 else ": horizon set to " + f"{h} days"
                 plan.verdicts.append(PipelineVerdict(
                     "churn", "ok" if h >= 91 and s.customers >= 200 else "limited",
-                    f"a 182-day horizon needs 2 snapshots (2 x 182 days + history), your data span "
-                    f"{s.months:.0f} months{shrunk}; {n} snapshots {step} days apart; {s.customers:,} customers"
-                    + gap))
-            h, n, step = win
+                    f"horizon {h} days, {n} snapshots {step} days apart"
+                    + (f" ({w.note})" if w.note else "") + f"; {s.customers:,} customers" + gap))
+                plan.set("churn", "horizon_days", "auto", f"{h} days on this data: the longest of 182/91/60/30 "
+                         "days whose snapshots fit the span")
+                plan.set("churn", "n_snapshots", "auto", f"{n} on this data: the validation snapshot plus "
+                         "the training snapshots that fit")
+                plan.set("churn", "snapshot_step_days", "auto", f"{step} days on this data: the horizon, at most 91")
             plan.set("churn", "mode", "auto", "auto = transactions here (no churn label in a customer table): "
                      "churned = no purchase in the next horizon")
-            plan.set("churn", "horizon_days", h, f"the longest of 182/91/61/30 days whose snapshots fit the "
-                     f"{s.days}-day span")
-            plan.set("churn", "n_snapshots", n, "the validation snapshot plus training snapshots that fit")
-            plan.set("churn", "snapshot_step_days", step, "half the horizon")
         # segmentation
         k_max = int(min(10, max(2, s.customers // 15)))
         plan.set("segmentation", "k_range", [2, k_max], f"{s.customers:,} customers: at most one segment per "
@@ -571,7 +570,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
             + ("" if s.customers >= 200 else " (few customers: segments may be unstable)")))
         # forecast from the transactions
         if sales_periods is None:
-            _plan_forecast(plan, periods=int(weeks if unit == "W" else s.days), freq=unit, series=1)
+            _plan_forecast(plan, periods=int(s.weeks) if unit == "W" else s.days, freq=unit, series=1)
     if has_label:
         plan.set("churn", "mode", "auto", "auto = contract here: the customer table has a churn label")
         plan.verdicts.insert(0 if tx_span is None else 1, PipelineVerdict(
