@@ -1,0 +1,59 @@
+"""What crmlab promises under bad input, faults and concurrency: one line per case.
+
+Add a case by adding a line: ``Case(name, expect, rows=... | file=... | project="trained", config=...,
+argv=..., before=..., keeps=...)``; see :mod:`tests.reliability.suite` for what each field means.
+The README's table "What crmlab promises" summarises these cases; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .suite import BASE, Case, Clean, Fails, Runs
+
+SCORE = ("score", "--out", "scores.parquet")
+
+
+def _edit_params(root: Path) -> None:
+    """A harmless-looking edit of the CLV bundle's params.json after export."""
+    params = root / "models" / "clv" / "params.json"
+    params.write_text(params.read_text().replace("{", "{\n ", 1))
+
+
+def _drop_manifest(root: Path) -> None:
+    (root / "models" / "clv" / "manifest.json").unlink()
+
+
+CASES: list[Case] = [
+    # --- cleaning: every row ends clean, rejected with its reason, or a counted duplicate ----------------------
+    Case("a valid log is kept whole", Clean()),
+    Case("missing customer id", Clean({"missing customer_id": 1}), rows=",2024-03-01,5\n"),
+    Case("missing amount", Clean({"missing amount": 1}), rows="c01,2024-03-01,\n"),
+    Case("missing date", Clean({"missing ts": 1}), rows="c01,,5\n"),
+    Case("unparseable amount", Clean({"unparseable amount": 1}), rows="c01,2024-03-01,abc\n"),
+    Case("impossible date", Clean({"unparseable date in ts": 1}), rows="c01,2024-13-02,5\n"),
+    Case("date after max_date", Clean({"date in the future": 1}), rows="c01,2026-03-01,5\n"),
+    Case("currency and thousands", Clean(), rows='c01,2024-03-01,"$1,234.50"\nc02,2024-03-02,1234.5元\n'),
+    Case("return in brackets", Clean(), rows="c01,2024-03-01,(15.00)\n"),
+    Case("mostly unparseable dates name the column", Fails(2, "tx.csv", "column 'ts'", "cleaning.date_formats", "someday"),
+         file=("tx.csv", "customer_id,ts,amount\n" + "c1,someday,5\n" * 20)),
+    Case("required column missing", Fails(2, "tx.csv", "customer_id"), file=("tx.csv", "id,ts,amount\nc1,2024-01-01,5\n")),
+    Case("mapping onto an existing column", Fails(2, "amount", "gross"),
+         file=("tx.csv", "customer_id,ts,amount,gross\nc1,2024-01-01,5,6\n"),
+         config={"data": {"transactions": {"columns": {"amount": "gross"}}}}),
+    Case("data file missing", Fails(2, "nope.csv"), config={"data": {"transactions": {"path": "nope.csv"}}}),
+    Case("unknown encoding", Fails(2, "encoding", "klingon"),
+         config={"data": {"transactions": {"encoding": "klingon"}}}),
+    # --- the command line ----------------------------------------------------------------------------------
+    Case("missing config folder", Fails(2, "confgs"), argv=("-c", "confgs", "data", "clean")),
+    Case("impossible --set date", Fails(2, "project.as_of", "2024-13-01"),
+         argv=("--set", "project.as_of=2024-13-01", "data", "clean")),
+    # --- scoring: a trained model that cannot be loaded is an error, the previous file stays -------------------
+    Case("score a trained project", Runs("not scoring churn: never trained"), project="trained", argv=SCORE),
+    Case("edited params.json", Fails(2, "params.json", "checksum mismatch"), project="trained", argv=SCORE,
+         before=_edit_params, keeps="scores.parquet"),
+    Case("bundle without manifest", Fails(2, "cannot score with the clv model"), project="trained", argv=SCORE,
+         before=_drop_manifest, keeps="scores.parquet"),
+]
+
+__all__ = ["BASE", "CASES"]
