@@ -82,7 +82,9 @@ class TableSource(Frozen):
         default_factory=dict,
         description="Canonical name -> column in the file, e.g. {customer_id: CustomerID, ts: InvoiceDate}.",
     )
-    sep: str = Field(",", description="CSV field separator.")
+    sep: str = Field(
+        "auto", description="CSV field separator, e.g. ',' ';' or '\\t'. 'auto' detects it from the first lines "
+        "among comma, semicolon, tab and pipe (a comma when nothing decides).")
     encoding: str = Field(
         "auto",
         description="Text encoding of a CSV, e.g. utf-8 or gb18030 (GBK/GB2312 exports). 'auto' detects it: "
@@ -172,12 +174,35 @@ class CleaningConfig(Frozen):
             "%b %d, %Y",
             "%d.%m.%Y",
             "%m/%d/%Y",
+            "%d/%m/%Y",
         ],
-        description="Formats tried in order for text dates; the first that parses wins. Month and day may "
-        "be written without a leading zero (2024/3/4, 2024年3月4日); full-width digits are read as digits.",
+        description="Formats tried for text dates. Month and day may be written without a leading zero "
+        "(2024/3/4, 2024年3月4日); full-width digits are read as digits. Where two formats differ only by the order "
+        "of day and month (%m/%d/%Y and %d/%m/%Y), one is chosen per column, never per value: the one that reads "
+        "the dates only it can read (31/01/2024 is day first); a column with dates of both orders, or with no "
+        "date that decides (every day 12 or less), is refused unless day_first says which. The order of the list "
+        "does not decide it.",
+    )
+    day_first: Literal["auto"] | bool = Field(
+        "auto", description="For dates such as 03/04/2024: true reads 3 April (day first), false 4 March (month "
+        "first), auto decides per column from the dates that only one order can read.",
     )
     max_date: date | None = Field(
         None, description="Dates after this are rejected as 'in the future of the data'. Empty: today."
+    )
+    min_date: date | None = Field(
+        None, description="Dates before this are rejected as implausibly early (1900-01-01 placeholders, the "
+        "year 1600). Empty: derived per column from the bulk of its dates: the 10th percentile minus ten times the "
+        "span from the 10th to the 90th percentile, and at least five years.",
+    )
+    max_amount: float = Field(
+        1e12, gt=0, description="Amounts larger than this in absolute value (and infinite ones) are rejected as "
+        "out of range: one such row would turn revenue, CLV and every sum into nonsense or infinity.",
+    )
+    merge_similar_ids: bool = Field(
+        False, description="Customer ids that differ only by leading zeros, a '.0' suffix, scientific notation "
+        "or letter case (00123, 123.0, 1.23E+02, 123; C123, c123) are always reported; true merges each group "
+        "into its id with the most rows.",
     )
     missing: dict[str, MissingPolicy] = Field(
         default_factory=_default_missing,

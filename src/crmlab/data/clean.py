@@ -14,8 +14,10 @@ Steps, per table (the rules in order):
    customer, day and amount) may be two purchases that nothing tells apart, as in the embedded
    CDNOW log (255 such rows, which every published CDNOW statistic counts). They are kept and
    counted as ``identical_rows_kept`` (``exact_duplicates="drop"`` drops them anyway).
-2. **Formats**: dates are tried with ``cfg.date_formats`` in order, one vectorised
-   :func:`pandas.to_datetime` call per format on the rows still unparsed; amounts lose currency
+2. **Formats**: dates are tried with ``cfg.date_formats``, one vectorised :func:`pandas.to_datetime`
+   call per format on the rows still unparsed, after two formats that differ only by the order of day
+   and month were narrowed to one per column (the one only some of the column's dates fit, or
+   ``cfg.day_first``'s; a column that stays ambiguous or holds both orders is a DataError); amounts lose currency
    symbols and codes (``$ € £ ¥ ￥ 元 USD EUR GBP RMB CNY JPY 人民币``), spaces and thousands separators
    (``"$1,234.50"`` -> 1234.5, ``"1,234.50元"`` -> 1234.5), full-width digits and signs are read as
    ASCII (``"（１２．００）"`` -> -12); ``"-15.00"`` and ``"(15.00)"`` are returns (negative amounts) and stay valid. Labels
@@ -24,7 +26,9 @@ Steps, per table (the rules in order):
    Already-typed columns (datetime64, numbers) are taken as they are.
 3. **Rejects** (one reason each, the first failing rule wins): a missing value in a column whose
    policy is ``reject`` (by default ``customer_id``, ``ts`` and ``amount``), an unparseable date or
-   amount, a date after ``max_date`` (``cfg.max_date``, else ``today``, else the current date).
+   amount, an amount beyond ``cfg.max_amount`` (or infinite), a date after ``max_date``
+   (``cfg.max_date``, else ``today``, else the current date), a date before ``cfg.min_date`` (else one
+   derived from the column's bulk, see :func:`_min_date`).
    When more than half of the values of a date or amount column do not parse, the column mapping
    or the date formats are probably wrong: a :class:`~crmlab.errors.DataError` names the file, the
    column, the expected formats and an example row instead of rejecting the whole table.
@@ -58,6 +62,7 @@ cells, personal data included, so that the owner of the data can fix and reload 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -137,6 +142,7 @@ class TableReport:
     orphan_ids: int | None = None
     dropped_columns: list[str] = field(default_factory=list)
     personal_columns: dict[str, str] = field(default_factory=dict)  # column -> why it is personal (no values)
+    notes: list[str] = field(default_factory=list)  # what a user should know: date order chosen, outliers
 
     @property
     def rejected_rows(self) -> int:
@@ -179,6 +185,7 @@ class TableReport:
             "orphan_ids": self.orphan_ids,
             "dropped_columns": list(self.dropped_columns),
             "personal_columns": dict(self.personal_columns),
+            "notes": list(self.notes),
         }
 
 
@@ -190,6 +197,9 @@ class CleanReport:
     max_date: date | None = None
     ids_merged: int = 0
     persons_merged: int = 0
+    similar_id_groups: int = 0  # groups of ids that differ only by leading zeros, '.0', notation or case
+    similar_ids: int = 0
+    similar_ids_merged: int = 0
     seconds: float = 0.0
 
     @property
@@ -231,6 +241,9 @@ class CleanReport:
             "max_date": self.max_date.isoformat() if self.max_date else None,
             "ids_merged": int(self.ids_merged),
             "persons_merged": int(self.persons_merged),
+            "similar_id_groups": int(self.similar_id_groups),
+            "similar_ids": int(self.similar_ids),
+            "similar_ids_merged": int(self.similar_ids_merged),
             "invariant_ok": self.invariant_ok,
             "seconds": round(float(self.seconds), 3),
             "tables": {name: t.to_dict() for name, t in self.tables.items()},
@@ -257,8 +270,14 @@ class CleanReport:
                              "not in the customers table (kept)")
             if t.dropped_columns:
                 lines.append(f"{name}: personal data columns not kept in the clean table: {', '.join(t.dropped_columns)}")
+            lines.extend(f"{name}: note: {n}" for n in t.notes)
         if self.persons_merged:
             lines.append(f"customers: {self.ids_merged:,} duplicate id(s) merged into {self.persons_merged:,} person(s)")
+        if self.similar_id_groups:
+            done = (f"{self.similar_ids_merged:,} merged" if self.similar_ids_merged
+                    else "kept apart (project.cleaning.merge_similar_ids: true merges them)")
+            lines.append(f"customer ids: {self.similar_ids:,} ids in {self.similar_id_groups:,} group(s) differ only by "
+                         f"leading zeros, a '.0' suffix, scientific notation or case: {done}")
         return "\n".join(lines)
 
 
@@ -341,16 +360,100 @@ def _nfkc(text: pd.Series) -> pd.Series:
     return out
 
 
-def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.ndarray, dict[str, int]]:
-    """(dates, unparseable mask, rows parsed per format). Typed datetime columns pass through.
+def _swapped(fmt: str) -> str:
+    """``fmt`` with numeric day and month exchanged: ``%d/%m/%Y`` <-> ``%m/%d/%Y``."""
+    return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
 
-    Each format is one vectorised :func:`pandas.to_datetime` call on the values still unparsed.
+
+def _day_first(fmt: str) -> bool | None:
+    """True for a format with the day before the month and the year after both (``%d/%m/%Y``), False for
+    its month-first twin, None when the year comes first (``%Y-%m-%d``): day_first does not apply."""
+    d, m = fmt.find("%d"), fmt.find("%m")
+    year = max(fmt.find("%Y"), fmt.find("%y"))
+    if d < 0 or m < 0 or 0 <= year < max(d, m):
+        return None
+    return d < m
+
+
+class DateOrderError(ValueError):
+    """A date column whose day/month order cannot be decided, or that mixes both orders."""
+
+    def __init__(self, problem: str, expected: str, value: str) -> None:
+        super().__init__(problem)
+        self.problem, self.expected, self.value = problem, expected, value
+
+
+def _reading(d: Any) -> str:
+    return f"{d.day} {d.strftime('%B')} {d.year}"
+
+
+def _choose_formats(text: pd.Series, formats: Sequence[str], day_first: bool | str) -> tuple[list[str], list[str]]:
+    """(formats to use, notes): of two formats that differ only by the order of day and month, keep the one
+    the column's own dates choose (see :class:`~crmlab.config.CleaningConfig`), or ``day_first``'s.
+
+    ``text`` holds the column's distinct present values. Raises :class:`DateOrderError` when the column
+    mixes both orders or no date decides (and ``day_first`` is ``"auto"`` or does not apply)."""
+    formats = list(dict.fromkeys(formats))
+    drop: set[str] = set()
+    notes: list[str] = []
+    for f in formats:
+        g = _swapped(f)
+        if g == f or g not in formats or f in drop or g in drop or formats.index(g) < formats.index(f):
+            continue
+        order = _day_first(f)
+        if day_first != "auto" and order is not None:
+            drop.add(g if order == day_first else f)
+            continue
+        cand = text
+        for c in set(re.sub(r"%.", "", f)):  # a value without the format's separators is neither
+            cand = cand[_bool(cand.str.contains(c, regex=False))]
+        if cand.empty:
+            continue
+        a = pd.to_datetime(cand, format=f, errors="coerce")
+        b = pd.to_datetime(cand, format=g, errors="coerce")
+        only_f, only_g = _bool(a.notna() & b.isna()), _bool(b.notna() & a.isna())
+        both = _bool(a.notna() & b.notna() & (a != b))
+        if only_f.any() and only_g.any():
+            vf, vg = cand[only_f].iloc[0], cand[only_g].iloc[0]
+            raise DateOrderError(
+                f"the column mixes dates of two orders: {int(only_f.sum()):,} as {f} (e.g. {vf!r}) and "
+                f"{int(only_g.sum()):,} as {g} (e.g. {vg!r}), so the dates that could be either are undecidable",
+                "one day/month order per column: fix the export, or keep only one of the two formats in "
+                "project.cleaning.date_formats and let the other dates be rejected", vg)
+        if only_f.any() or only_g.any():
+            keep, lose, mask = (f, g, only_f) if only_f.any() else (g, f, only_g)
+            drop.add(lose)
+            example = cand[mask].iloc[0]
+            if both.any():
+                notes.append(f"dates read as {keep}, not {lose}: {int(mask.sum()):,} distinct date(s) such as "
+                             f"{example!r} can only be {keep}")
+            continue
+        if both.any():
+            v = cand[both].iloc[0]
+            da, db = a[both].iloc[0], b[both].iloc[0]
+            hint = ("project.cleaning.day_first: true or false" if order is not None
+                    else f"only one of {f} and {g} in project.cleaning.date_formats")
+            raise DateOrderError(
+                f"{int(both.sum()):,} distinct date(s) such as {v!r} read as {_reading(da)} ({f}) or {_reading(db)} "
+                f"({g}), and no date in the column can only be one of them",
+                f"{hint} to say which order the file uses", v)
+    return [f for f in formats if f not in drop], notes
+
+
+def _parse_dates(s: pd.Series, formats: Sequence[str], day_first: bool | str = "auto"
+                 ) -> tuple[pd.Series, np.ndarray, dict[str, int], list[str]]:
+    """(dates, unparseable mask, rows parsed per format, notes). Typed datetime columns pass through.
+
+    The formats are first narrowed per column by :func:`_choose_formats` (never two orders of day and
+    month); each remaining format is then one vectorised :func:`pandas.to_datetime` call on the values
+    still unparsed.
     """
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s, np.zeros(len(s), dtype=bool), {}
+        return s, np.zeros(len(s), dtype=bool), {}, []
     codes, distinct, weights = _distinct(s)
     text = _nfkc(_as_text(distinct))
     todo = _bool(text.notna())
+    formats, notes = _choose_formats(text[todo], formats, day_first)
     parsed_u = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     fmt_u = np.full(len(text), -1, dtype=np.int64)
     for i, fmt in enumerate(formats):
@@ -368,7 +471,7 @@ def _parse_dates(s: pd.Series, formats: Sequence[str]) -> tuple[pd.Series, np.nd
     per_format = np.bincount(fmt_u[fmt_u >= 0], weights=weights[fmt_u >= 0], minlength=len(formats))
     counts = {fmt: int(n) for fmt, n in zip(formats, per_format, strict=False) if n}
     values = pd.Series(_expand(codes, parsed_u, np.datetime64("NaT")), index=s.index)
-    return values, _expand(codes, todo, False), counts
+    return values, _expand(codes, todo, False), counts, notes
 
 
 def _number_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -599,6 +702,28 @@ def _personal_columns(name: str, raw: pd.DataFrame, pii: frozenset[str]) -> list
     return find_personal_columns(raw, columns=candidates, near_unique=name == "customers")
 
 
+#: The automatic earliest plausible date: the 10th percentile minus this many times the 10th-90th
+#: percentile span, and at least ``_MIN_DATE_MARGIN`` before it.
+_MIN_DATE_SPANS = 10
+_MIN_DATE_MARGIN = pd.Timedelta(days=5 * 365)
+
+
+def _min_date(ts: pd.Series, rows: np.ndarray, configured: date | None) -> tuple[date | None, str]:
+    """(earliest plausible date, how it was set) for the dates of ``rows``: ``configured`` when given,
+    else derived from the bulk of the column's dates (see :class:`~crmlab.config.CleaningConfig`)."""
+    if configured is not None:
+        return configured, "project.cleaning.min_date"
+    ok = _bool(ts.notna()) & rows
+    if not ok.any():
+        return None, ""
+    ns = ts[ok].dt.tz_localize(None) if getattr(ts.dt, "tz", None) is not None else ts[ok]
+    us = ns.to_numpy().astype("datetime64[us]").astype(np.int64)
+    p10, p90 = np.quantile(us, [0.1, 0.9])
+    margin = max(_MIN_DATE_SPANS * (p90 - p10), _MIN_DATE_MARGIN / pd.Timedelta(microseconds=1))
+    lower = np.datetime64(int(p10 - margin), "us").astype("datetime64[D]").astype(object)
+    return lower, "derived from the bulk of the column's dates; set project.cleaning.min_date to choose"
+
+
 def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: str | None, max_date: date,
                  pii: frozenset[str], duplicates: DuplicatePolicy) -> _Stage:
     raw = raw.reset_index(drop=True)
@@ -640,7 +765,15 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         elif col in ID_COLUMNS:
             cols[col] = _clean_ids(s, col, report)
         elif col in DATE_COLUMNS[name]:
-            values, bad, counts = _parse_dates(s, cfg.date_formats)
+            try:
+                values, bad, counts, notes = _parse_dates(s, cfg.date_formats, cfg.day_first)
+            except DateOrderError as exc:
+                row = int(np.flatnonzero(_bool(_nfkc(_as_text(s)) == exc.value))[0])
+                raise DataError(exc.problem, file=source or f"the {name} table", column=col, expected=exc.expected,
+                                example=_example(raw, int(kept.index[row]), pii)) from None
+            for note in notes:
+                report.notes.append(f"{col}: {note}")
+                log.info("%s.%s: %s", name, col, note)
             _check_column(name, col, raw, values, bad, source=source, what="dates in any expected format",
                           expected=f"dates in one of the formats {list(cfg.date_formats)} "
                           "(project.cleaning.date_formats)", pii=pii)
@@ -705,6 +838,13 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
                 continue
             label = "unparseable amount" if col == "amount" else f"unparseable {what} in {col}"
             flag(bad, label, lambda pos, col=col, label=label: [f"{label}: {v!r}" for v in kept[col].iloc[pos].tolist()])
+    for col in AMOUNT_COLUMNS.get(name, ()):
+        if col not in work.columns:
+            continue
+        v = work[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        label = "amount out of range" if col == "amount" else f"{col} out of range"
+        flag(np.isinf(v) | (np.abs(np.nan_to_num(v)) > cfg.max_amount), label, lambda pos, v=v, label=label: [
+            f"{label}: {x:g} (beyond project.cleaning.max_amount {cfg.max_amount:g})" for x in v[pos]])
     cutoff = pd.Timestamp(max_date) + pd.Timedelta(days=1)
     for col in DATE_COLUMNS[name]:
         if col not in work.columns:
@@ -715,6 +855,13 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         label = "date in the future of the data" + ("" if col == "ts" else f" in {col}")
         flag(_bool(ts >= limit), label, lambda pos, ts=ts, label=label: [
             f"{label}: {d} > {max_date.isoformat()}" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
+        lower, how = _min_date(ts, ~taken, cfg.min_date)
+        if lower is None:
+            continue
+        limit = pd.Timestamp(lower).tz_localize(tz) if tz is not None else pd.Timestamp(lower)
+        label = "date implausibly early" + ("" if col == "ts" else f" in {col}")
+        flag(_bool(ts < limit), label, lambda pos, ts=ts, label=label, lower=lower, how=how: [
+            f"{label}: {d} < {lower.isoformat()} ({how})" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
 
     if parts:
         pos = np.concatenate([p for p, _, _ in parts])
@@ -830,7 +977,92 @@ def _remap_ids(stage: _Stage, id_map: pd.DataFrame) -> None:
     out = s.copy()
     out.iloc[np.flatnonzero(hit)] = mapping.reindex(s.iloc[np.flatnonzero(hit)].to_numpy()).to_numpy()
     stage.work = stage.work.assign(customer_id=out)
-    stage.report.ids_remapped = int(hit.sum())
+    stage.report.ids_remapped += int(hit.sum())
+
+
+_SCI = r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d+"
+
+
+def _id_key(ids: pd.Series) -> pd.Series:
+    """What a customer id may have been before a spreadsheet or a float touched it: lower case, a number in
+    scientific notation written out (``1.23E+02`` -> ``123``), no ``.0`` suffix, no leading zeros."""
+    key = ids.str.lower()
+    sci = _bool(key.str.fullmatch(_SCI))
+    if sci.any():
+        vals = key[sci].astype("float64")
+        whole = np.isfinite(vals.to_numpy()) & (vals.to_numpy() == np.round(vals.to_numpy())) & (vals.abs() < 1e15)
+        key.loc[vals.index[whole]] = vals[whole].astype("int64").astype("str")
+    key = key.str.replace(r"^([+-]?\d+)\.0+$", r"\1", regex=True)
+    return key.str.replace(r"^0+(?=\d)", "", regex=True)
+
+
+def _similar_ids(stages: Mapping[str, _Stage], cfg: CleaningConfig, report: CleanReport) -> pd.DataFrame:
+    """Report customer ids that differ only by leading zeros, a ``.0`` suffix, scientific notation or case;
+    with ``cfg.merge_similar_ids`` remap each group to its id with the most rows (ties: the id already in
+    its plain form, such as ``123`` or ``c123``, then the first in sort order) in every table. Returns the map (source_id -> customer_id), empty unless merging."""
+    empty = pd.DataFrame({"source_id": pd.Series([], dtype="str"), "customer_id": pd.Series([], dtype="str")})
+    ids = [st.work["customer_id"].dropna() for st in stages.values() if "customer_id" in st.work.columns]
+    if not ids:
+        return empty
+    counts = pd.concat(ids, ignore_index=True).astype("str").value_counts()
+    distinct = pd.Series(counts.index.astype("str"), dtype="str")
+    key = _id_key(distinct)
+    dup = _bool(key.duplicated(keep=False))
+    if not dup.any():
+        return empty
+    groups = pd.DataFrame({"id": distinct[dup].to_numpy(), "key": key[dup].to_numpy(),
+                           "rows": counts.to_numpy()[dup]})
+    groups["plain"] = groups["id"] == groups["key"]  # ties go to the id already in its plain form
+    groups = groups.sort_values(["key", "rows", "plain", "id"], ascending=[True, False, False, True], kind="stable")
+    head = groups.groupby("key", sort=False)["id"].transform("first")
+    n_groups, n_ids = groups["key"].nunique(), len(groups)
+    example = groups[groups["key"] == groups["key"].iloc[0]]["id"].tolist()[:4]
+    report.similar_id_groups, report.similar_ids = int(n_groups), int(n_ids)
+    if not cfg.merge_similar_ids:
+        log.warning("customer ids: %d group(s) of ids that differ only by leading zeros, a '.0' suffix, scientific "
+                    "notation or letter case (%d ids, e.g. %s) are kept apart; set project.cleaning."
+                    "merge_similar_ids: true if each group is one customer", n_groups, n_ids, example)
+        return empty
+    moved = groups[groups["id"] != head]
+    id_map = pd.DataFrame({"source_id": moved["id"].astype("str").to_numpy(),
+                           "customer_id": head[moved.index].astype("str").to_numpy()})
+    for st in stages.values():
+        if "customer_id" in st.work.columns:
+            _remap_ids(st, id_map)
+    report.similar_ids_merged = len(id_map)
+    log.info("customer ids: merged %d id(s) into %d that differ from them only by leading zeros, a '.0' suffix, "
+             "scientific notation or case (e.g. %s -> %s; project.cleaning.merge_similar_ids)",
+             len(id_map), n_groups, id_map["source_id"].iloc[0], id_map["customer_id"].iloc[0])
+    return id_map
+
+
+#: A customer is noted as an outlier when it holds at least this share of the rows or of the spend ...
+_OUTLIER_SHARE = 0.05
+#: ... and at least this many times the median customer's.
+_OUTLIER_TIMES = 100
+
+
+def _note_outliers(stage: _Stage) -> None:
+    """Note (never drop) customers with an extreme share of the rows or spend: a test account, a
+    placeholder id or a wholesaler that will dominate sums, CLV and KPIs."""
+    work = stage.work
+    if len(work) == 0 or "customer_id" not in work.columns:
+        return
+    by = work.groupby("customer_id", sort=False, observed=True)
+    for what, per in (("rows", by.size()), ("spend", by["amount"].sum() if "amount" in work.columns else None)):
+        if per is None or len(per) < 10:
+            continue
+        per = per.clip(lower=0)
+        total, median = float(per.sum()), float(per.median())
+        top = per.idxmax()
+        value = float(per[top])
+        if total <= 0 or value < _OUTLIER_SHARE * total or value < _OUTLIER_TIMES * max(median, 1e-9):
+            continue
+        note = (f"one customer ({top}) holds {value / total:.0%} of the {what} ({value:,.0f} vs a median of "
+                f"{median:,.1f} per customer); check that it is a real customer, not a test, placeholder or "
+                "wholesale account, before reading sums, CLV and KPIs")
+        stage.report.notes.append(note)
+        log.warning("%s: %s", stage.name, note)
 
 
 # --------------------------------------------------------------------------- missing values
@@ -922,6 +1154,7 @@ def clean_tables(
         stages[name] = _first_stage(name, df, cfg, source=source, max_date=max_date, pii=pii,
                                     duplicates=exact_duplicates)
 
+    similar = _similar_ids(stages, cfg, report)
     id_map = pd.DataFrame({"source_id": pd.Series([], dtype="str"), "customer_id": pd.Series([], dtype="str")})
     customers = stages.get("customers")
     if customers is not None:
@@ -936,6 +1169,14 @@ def clean_tables(
                 orphan = ~_bool(ids.isin(known))
                 stages[name].report.orphan_rows = int(orphan.sum())
                 stages[name].report.orphan_ids = int(ids[orphan].nunique())
+
+    if len(similar):
+        person = pd.Series(id_map["customer_id"].to_numpy(), index=id_map["source_id"].to_numpy())
+        final = similar["customer_id"].map(person.astype("str")).astype("str").where(
+            _bool(similar["customer_id"].isin(person.index)), similar["customer_id"])
+        id_map = pd.concat([similar.assign(customer_id=final.astype("str")), id_map], ignore_index=True)
+    if "transactions" in stages:
+        _note_outliers(stages["transactions"])
 
     out = Tables(sources=dict(tables.sources))
     rejects: dict[str, pd.DataFrame] = {}

@@ -15,6 +15,8 @@ the encoding the file looks like.
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import importlib.resources
 import logging
 import re
@@ -190,11 +192,50 @@ def _decode_error(path: Path, kind: str, encoding: str, exc: UnicodeDecodeError,
     return DataError(problem, file=name, expected=hint)
 
 
+#: Separators :func:`detect_sep` chooses among, with the names it gives them.
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def detect_sep(path: str | Path, encoding: str) -> tuple[str, str]:
+    """(separator, reason) of a CSV from its first 64 KB: among ``, ; tab |`` the one that splits the
+    header into the most fields (at least two) with at least 90% of the next lines (up to 50) split
+    into as many, quotes respected; a comma when none does (a one-column file, say)."""
+    with open(path, "rb") as fh:
+        sample = fh.read(1 << 16)
+        whole = not fh.read(1)
+    lines = sample.decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()
+    if not whole and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut by the 64 KB window
+    head = "\n".join(lines[:51])
+    best, width = ",", 1
+    for sep in SEPARATORS:
+        widths = [len(row) for row in csv.reader(io.StringIO(head), delimiter=sep) if row]
+        if not widths or widths[0] <= width:
+            continue
+        rest = widths[1:]
+        if not rest or sum(w == widths[0] for w in rest) >= 0.9 * len(rest):
+            best, width = sep, widths[0]
+    if width == 1:
+        return ",", "no separator found in the header; read as comma-separated"
+    return best, f"{SEPARATORS[best]}-separated header of {width} columns"
+
+
+def looks_separated(columns: list[str], sep: str) -> str | None:
+    """A separator the header seems to use instead of ``sep``: a single column whose name holds it."""
+    if len(columns) != 1:
+        return None
+    return next((c for c in SEPARATORS if c != sep and c in str(columns[0])), None)
+
+
 def _read_file(path: Path, source: TableSource, kind: str = "table") -> pd.DataFrame:
     if not path.exists():
         raise DataError("file not found", file=str(path), expected="an existing CSV or Parquet file")
     if path.is_dir():
         raise DataError("is a directory", file=str(path), expected="a CSV or Parquet file")
+    if not path.is_file():
+        # /dev/zero, a named pipe or a socket: endless or unrepeatable, never a table to clean
+        raise DataError("is not a regular file (a device, pipe or socket)", file=str(path),
+                        expected="a CSV or Parquet file on disk; copy a stream to a file first")
     fmt = source.format
     if fmt == "auto":
         fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
@@ -207,12 +248,22 @@ def _read_file(path: Path, source: TableSource, kind: str = "table") -> pd.DataF
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
+        sep = source.sep
+        if sep == "auto":
+            sep, why = detect_sep(path, encoding)
+            if sep != ",":
+                log.info("%s: read as %s (set project.data.%s.sep to choose)", path, why, kind)
         # Text columns stay text: cleaning parses them and quarantines what does not parse.
-        df = pd.read_csv(path, sep=source.sep, encoding=encoding, dtype=str, keep_default_na=True)
+        df = pd.read_csv(path, sep=sep, encoding=encoding, dtype=str, keep_default_na=True)
+        df.attrs["sep"] = sep
         if not isinstance(df.index, pd.RangeIndex):
             # pandas takes the leading fields as an index when every row has more fields than the header
+            other = looks_separated([str(c) for c in df.columns], sep)
+            if other:
+                raise DataError(f"the header looks {SEPARATORS[other]}-separated, not {sep!r}", file=str(path),
+                                expected=f"project.data.{kind}.sep: {other!r} (or auto to detect it)")
             raise DataError(f"the rows have more fields than the header ({df.shape[1]} names)", file=str(path),
-                            expected=f"one field per header name; quote values holding the separator {source.sep!r} "
+                            expected=f"one field per header name; quote values holding the separator {sep!r} "
                             f"(e.g. \"1,234.50\") or set project.data.{kind}.sep")
         df.attrs["encoding"] = encoding
         return df
@@ -228,7 +279,8 @@ def _read_file(path: Path, source: TableSource, kind: str = "table") -> pd.DataF
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         expected = f"a readable {fmt} file"
         if "fields in line" in msg:
-            expected += f" with values holding the separator {source.sep!r} quoted (e.g. \"1,234.50\")"
+            expected += (f" with values holding the separator {source.sep!r} quoted (e.g. \"1,234.50\"), or "
+                         f"project.data.{kind}.sep set to the file's separator")
         raise DataError(f"cannot read the file ({msg})", file=str(path), expected=expected) from None
 
 
@@ -305,11 +357,14 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
                         file=name, column=dup[0], expected="unique column names after mapping")
     for col in schema.required:
         if col not in df.columns:
+            other = looks_separated(list(df.columns), df.attrs.get("sep", source.sep))
+            hint = (f"the header looks {SEPARATORS[other]}-separated: set project.data.{kind}.sep: {other!r} "
+                    "(or auto to detect it); " if other else "")
             raise DataError(
                 f"required column {col!r} is missing",
                 file=name,
                 column=col,
-                expected=f"the {kind} table to have columns {list(schema.required)} "
+                expected=f"{hint}the {kind} table to have columns {list(schema.required)} "
                 f"(map yours with project.data.{kind}.columns.{col}=<your column>); found {list(df.columns)}",
                 example=first,
             )
