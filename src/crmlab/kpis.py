@@ -766,6 +766,7 @@ class KpiResult:
     funnel: pd.DataFrame | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    data_notes: list[str] = field(default_factory=list)  # cleaning's notes: outlier customers, date order
     written: dict[str, Path] = field(default_factory=dict)
     run_id: str | None = None
     tracking_uri: str | None = None
@@ -823,6 +824,7 @@ class KpiResult:
             lines.append(f"funnel {f['stage'].iloc[0]} -> {f['stage'].iloc[-1]}: {int(f['leads'].iloc[0]):,} leads, "
                          f"{f['conversion_from_first'].iloc[-1]:.1%} converted")
         lines += self.notes
+        lines += [f"data: {n}" for n in self.data_notes]
         if self.written:
             lines.append(f"tables: {Path(next(iter(self.written.values()))).parent}/")
         return lines
@@ -892,6 +894,7 @@ def run_kpis(
         result = compute_kpis(cfg, tx, as_of=prepared.as_of, customers=prepared.tables.customers,
                               marketing_spend=ms, leads=leads)
     result.fingerprint = prepared.fingerprint
+    result.data_notes = [f"{name}: {n}" for name, t in prepared.cleaning.report.tables.items() for n in t.notes]
     target = Path(out_dir) if out_dir is not None else Path(project.output.dir) / "kpis"
     result.write(target, cfg.kpis.format)
     if log_run:

@@ -512,7 +512,8 @@ def render_html(
     period_cols = ["period", "active_customers", "new_customers", "orders", "revenue", "retention_rate",
                    "churn_rate", "repeat_purchase_rate", "aov", "purchase_frequency", "revenue_per_customer",
                    "simple_clv"]
-    sections.append(("kpis", "Key figures", _tiles(tiles)
+    data_notes = "".join(f"<p class='todo'>{_esc(n)}</p>" for n in k.data_notes)
+    sections.append(("kpis", "Key figures", data_notes + _tiles(tiles)
                      + _img(figures, "kpi_trends.png", "KPI trends") + _img(figures, "revenue.png", "revenue")
                      + f"<h3>By {unit}</h3>"
                      + _table(bp[period_cols], pct=("retention_rate", "churn_rate", "repeat_purchase_rate"))

@@ -223,3 +223,22 @@ def test_a_wrong_separator_names_the_right_one(tmp_path, sep):
     with pytest.raises(DataError) as err:
         read_table(TableSource(path=path, sep=","), "transactions")
     assert f"project.data.transactions.sep: {sep!r}" in str(err.value)
+
+
+def test_an_outlier_note_reaches_the_kpis_and_the_report(tmp_path):
+    from crmlab.config import PIPELINES, load_config
+    from crmlab.kpis import run_kpis
+    from crmlab.report import read_pipeline_outputs, render_html
+
+    tx = _log(240)
+    tx.loc[len(tx)] = ["TEST", "2024-02-01", "90000000"]
+    path = tmp_path / "tx.csv"
+    tx.to_csv(path, index=False)
+    cfg = load_config(None, [f"project.data.transactions.path={path}", "project.cleaning.max_date=2025-12-31",
+                             "kpis.clv_source=none", f"project.output.dir={tmp_path / 'out'}",
+                             f"project.output.models_dir={tmp_path / 'models'}", "project.tracking.enabled=false"])
+    k = run_kpis(cfg, log_run=False)
+    assert any("of the spend" in n for n in k.data_notes)
+    assert any(line.startswith("data: transactions: one customer (TEST)") for line in k.summary())
+    pipelines = {p: read_pipeline_outputs(tmp_path / "models", p) for p in PIPELINES}
+    assert "holds 100% of the spend" in render_html(k, pipelines, {})
