@@ -132,7 +132,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("too few synthetic customers", ["data", "synth", "--customers", "5"], ["--customers", "'5'", "10"]),
     ("customers not a number", ["data", "synth", "--customers", "many"], ["--customers", "'many'", "integer"]),
     ("seed not an integer", ["data", "synth", "--seed", "1.5"], ["--seed", "'1.5'"]),
-    ("unknown --source", ["score", "--source", "foo"], ["--source", "'foo'", "'models', 'registry'"]),
+    ("unknown --source", ["score", "--source", "foo"], ["--source", "'foo'", "'auto', 'models', 'registry'"]),
     ("unknown --model", ["score", "--model", "chrun"], ["--model", "'chrun'", "did you mean 'churn'?"]),
     ("--chunk-size zero", ["score", "--chunk-size", "0"], ["--chunk-size", "'0'"]),
     ("--horizon zero", ["forecast", "--horizon", "0"], ["--horizon", "'0'"]),

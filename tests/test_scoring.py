@@ -44,15 +44,42 @@ def test_scores_are_one_row_per_customer_whatever_the_chunks(trained, tmp_path):
     tables = prepare_data(cfg.project).tables
     assert set(whole["customer_id"]) >= set(tables.customers["customer_id"])
     assert set(whole["customer_id"]) >= set(tables.transactions["customer_id"])
-    # the scores are the model's: same numbers as the bundle's training-time scores
-    merged = whole.merge(second.scores, on="customer_id", suffixes=("", "_train"))
-    assert len(merged) == len(second.scores)
+    # the scores are the champion's (the first training; the second was not promoted): the same
+    # numbers as its training-time scores
+    assert set(whole["clv_model_version"]) == {"registry:1"}
+    merged = whole.merge(first.scores, on="customer_id", suffixes=("", "_train"))
+    assert len(merged) == len(first.scores)
     np.testing.assert_allclose(merged["clv"], merged["clv_train"], rtol=1e-12)
     # chunking changes nothing
     write_scores(cfg, tmp_path / "a.parquet", tables=tables)
     write_scores(cfg, tmp_path / "b.parquet", tables=tables, chunk_size=97)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), whole)
+
+
+def test_plain_scoring_uses_the_champion_not_a_challenger_that_was_not_promoted(trained, caplog):
+    """issue 17: after a training that was not promoted, `crmlab score` used models/ (the challenger)."""
+    import logging
+
+    from crmlab.export import load_bundle
+
+    root, sets, cfg, first, second = trained
+    assert get_champion(cfg.project.tracking, "clv").version == "1"
+    latest = load_bundle(cfg.project.output.models_dir / "clv").version  # the second training's bundle
+    with caplog.at_level(logging.INFO, logger="crmlab.scoring"):
+        auto = score_customers(cfg).set_index("customer_id")
+    assert "scoring clv with the registry's champion (project.scoring.source: auto)" in caplog.text
+    models = score_customers(cfg, source="models").set_index("customer_id")
+    assert set(auto["clv_model_version"]) == {"registry:1"}
+    assert set(models["clv_model_version"]) == {latest}
+    ids = first.scores["customer_id"]
+    np.testing.assert_allclose(auto.loc[ids, "clv"], first.scores["clv"], rtol=1e-12)
+    np.testing.assert_allclose(models.loc[ids, "clv"], second.scores.set_index("customer_id").loc[ids, "clv"],
+                               rtol=1e-12)
+    assert not np.allclose(auto.loc[ids, "clv"], models.loc[ids, "clv"])  # the two trainings differ
+    # tracking off: no registry to ask, the bundle in models/ scores
+    off = load_config(root / "no-configs", [*sets, "project.tracking.enabled=false"])
+    assert set(score_customers(off)["clv_model_version"]) == {latest}
 
 
 def test_scoring_twice_gives_the_same_file(trained, tmp_path):
@@ -110,9 +137,13 @@ def test_registry_champion_promotion_and_scoring_from_it(trained, tmp_path):
 
 def test_missing_models_are_named(trained, tmp_path):
     _, sets, _, _, _ = trained
-    cfg = load_config(tmp_path / "no-configs", [*sets, f"project.output.models_dir={tmp_path / 'none'}"])
+    cfg = load_config(tmp_path / "no-configs", [*sets, f"project.output.models_dir={tmp_path / 'none'}",
+                                                 "project.scoring.source=models"])
     with pytest.raises(ModelError, match="no trained customer model"):
         load_models(cfg)
+    # by default the registry's champion still scores when models/ is gone
+    auto = load_config(tmp_path / "no-configs", [*sets, f"project.output.models_dir={tmp_path / 'none'}"])
+    assert load_models(auto)["clv"].version.startswith("registry:")
     with pytest.raises(ModelError, match="churn"):
         load_models(load_config(tmp_path / "no-configs", sets), pipelines=["churn"])
 
@@ -185,6 +216,8 @@ def test_score_refuses_a_trained_model_it_cannot_load_and_keeps_the_previous_fil
 
     root, sets, _ = one_clv
     flags = _copy_project(root, tmp_path, sets)
+    # the bundles in models/ are what this test breaks (by default the registry's champion scores)
+    flags += ["--set", "project.scoring.source=models"]
     out = tmp_path / "scores.parquet"
     assert main([*flags, "score", "--out", str(out)]) == 0
     first = out.read_bytes()

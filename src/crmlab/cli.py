@@ -445,8 +445,9 @@ def score(
     as_of: Annotated[str | None, _date_option("--as-of", "Cut-off date YYYY-MM-DD (default: config).")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="scores.parquet or scores.csv.",
                                                   callback=_out_file("scores.parquet", ".parquet", ".csv"))] = None,
-    source: Annotated[Literal["models", "registry"] | None,
-                      typer.Option(help="models (bundles in models/) or registry (champions).")] = None,
+    source: Annotated[Literal["auto", "models", "registry"] | None,
+                      typer.Option(help="auto (the registry's champion where there is one, else models/), models "
+                                   "(bundles in models/) or registry (champions only); default: config.")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Only these pipelines (repeatable): churn, clv, "
                                                     "segmentation.", callback=_customer_models)] = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Customers per chunk (default: config).")] = None,

@@ -244,8 +244,10 @@ class OutputConfig(Frozen):
 
 
 class ScoringConfig(Frozen):
-    source: Literal["models", "registry"] = Field(
-        "models", description="Score with the bundles in output.models_dir, or with the registry's 'champion' versions."
+    source: Literal["auto", "models", "registry"] = Field(
+        "auto", description="Which model scores, per pipeline. auto: the registry's 'champion' when tracking is on "
+        "and the registry has one (a challenger that was not promoted never scores), else the bundle in "
+        "output.models_dir; models: always the bundle in output.models_dir; registry: only champions."
     )
     pipelines: list[Literal["churn", "clv", "segmentation"]] = Field(
         default_factory=lambda: ["churn", "clv", "segmentation"],

@@ -3,8 +3,10 @@
 ``crmlab score --as-of DATE --out scores.parquet`` and :func:`score_customers` do the same thing:
 
 1. load and clean the configured tables (:func:`crmlab.workflow.prepare_data`);
-2. load each customer model's bundle, from ``models/<pipeline>/`` or from the MLflow registry's
-   ``champion`` (``project.scoring.source``); a model that was never trained is left out with a
+2. load each customer model's bundle, from the MLflow registry's ``champion`` or from
+   ``models/<pipeline>/`` (``project.scoring.source``: ``auto``, the default, takes the champion when
+   tracking is on and the registry has one, so that a challenger a retraining job did not promote
+   never scores, and says per pipeline which it took); a model that was never trained is left out with a
    warning naming it, unless it was asked for by name; a model that was trained and cannot be loaded
    (a bundle file edited or missing since export) stops the run with an error naming the file, and
    the previous output stays: scoring without it would silently drop its columns;
@@ -78,9 +80,28 @@ def _never_trained(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
+def _resolve_source(cfg: CrmlabConfig, pipeline: str) -> str:
+    """``auto``'s choice for one pipeline: ``registry`` when tracking is on, its store exists and
+    holds a champion of the pipeline, else ``models``."""
+    from crmlab.registry import get_champion
+    from crmlab.tracking import open_store, store_exists
+
+    tracking = cfg.project.tracking
+    if not tracking.enabled or not store_exists(tracking.uri):
+        return "models"
+    open_store(tracking.uri)
+    return "registry" if get_champion(tracking, pipeline) is not None else "models"
+
+
 def _load_one(cfg: CrmlabConfig, pipeline: str, source: str, workdir: Path | None) -> LoadedModel:
     """One model's bundle; :class:`NotTrained` when there is none, :class:`ModelError` when there is
-    one and it cannot be loaded."""
+    one and it cannot be loaded. ``source="auto"`` takes the registry's champion when there is one."""
+    if source == "auto":
+        source = _resolve_source(cfg, pipeline)
+        where = ("the registry's champion" if source == "registry"
+                 else f"{Path(cfg.project.output.models_dir) / pipeline} (no champion in the registry)"
+                 if cfg.project.tracking.enabled else f"{Path(cfg.project.output.models_dir) / pipeline}")
+        log.info("scoring %s with %s (project.scoring.source: auto)", pipeline, where)
     if source == "registry":
         from crmlab.registry import champion_bundle, get_champion, model_name
 
@@ -111,7 +132,7 @@ def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, so
     :func:`open_models`, which does). Without one, a temporary folder is made and removed when
     loading fails or when the process exits."""
     source = source or cfg.project.scoring.source
-    if source == "registry" and workdir is None:
+    if source in ("registry", "auto") and workdir is None:
         tmp = Path(tempfile.mkdtemp(prefix="crmlab-champions-"))
         try:
             models = load_models(cfg, pipelines=pipelines, source=source, workdir=tmp)
@@ -139,7 +160,8 @@ def load_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None, so
     if not models:
         raise ModelError(
             f"no trained customer model to score with (looked in {source}: "
-            + (f"{cfg.project.output.models_dir}/<pipeline>" if source != "registry" else "the registry's champions")
+            + {"models": f"{cfg.project.output.models_dir}/<pipeline>", "registry": "the registry's champions"}.get(
+                source, f"the registry's champions and {cfg.project.output.models_dir}/<pipeline>")
             + "); run `crmlab train all` first"
         )
     return models
@@ -151,7 +173,7 @@ def open_models(cfg: CrmlabConfig, *, pipelines: Sequence[str] | None = None,
     """:func:`load_models` for the length of a ``with`` block: champions downloaded from the
     registry go to a temporary folder that is removed when the block ends, however it ends."""
     source = source or cfg.project.scoring.source
-    if source != "registry":
+    if source == "models":
         yield load_models(cfg, pipelines=pipelines, source=source)
         return
     with tempfile.TemporaryDirectory(prefix="crmlab-champions-") as tmp:

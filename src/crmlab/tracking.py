@@ -290,6 +290,13 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def store_exists(uri: str) -> bool:
+    """False for a SQLite store whose file is not there (asking it anything would create it); True for
+    an existing file and for any other store (a server, a folder), which is asked in earnest."""
+    db = _sqlite_path(uri)
+    return db is None or db.exists()
+
+
 @contextmanager
 def store_lock(uri: str) -> Iterator[None]:
     """Hold an exclusive lock on a SQLite store while a block runs, so that processes starting at

@@ -12,6 +12,8 @@ from pathlib import Path
 from .suite import BASE, Case, Clean, Fails, Runs
 
 SCORE = ("score", "--out", "scores.parquet")
+#: Scoring with the bundles in models/ (by default the registry's champion scores where there is one).
+SCORE_MODELS = (*SCORE, "--source", "models")
 
 
 def _edit_params(root: Path) -> None:
@@ -74,9 +76,11 @@ CASES: list[Case] = [
          argv=("--set", "project.as_of=2024-13-01", "data", "clean")),
     # --- scoring: a trained model that cannot be loaded is an error, the previous file stays -------------------
     Case("score a trained project", Runs("not scoring churn: never trained"), project="trained", argv=SCORE),
-    Case("edited params.json", Fails(2, "params.json", "checksum mismatch"), project="trained", argv=SCORE,
+    Case("plain score takes the champion", Runs("scoring clv with the registry's champion"), project="trained",
+         argv=SCORE, before=_edit_params),
+    Case("edited params.json", Fails(2, "params.json", "checksum mismatch"), project="trained", argv=SCORE_MODELS,
          before=_edit_params, keeps="scores.parquet"),
-    Case("bundle without manifest", Fails(2, "cannot score with the clv model"), project="trained", argv=SCORE,
+    Case("bundle without manifest", Fails(2, "cannot score with the clv model"), project="trained", argv=SCORE_MODELS,
          before=_drop_manifest, keeps="scores.parquet"),
 ]
 
