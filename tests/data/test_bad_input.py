@@ -242,3 +242,23 @@ def test_an_outlier_note_reaches_the_kpis_and_the_report(tmp_path):
     assert any(line.startswith("data: transactions: one customer (TEST)") for line in k.summary())
     pipelines = {p: read_pipeline_outputs(tmp_path / "models", p) for p in PIPELINES}
     assert "holds 100% of the spend" in render_html(k, pipelines, {})
+
+
+def test_a_european_export_semicolons_and_decimal_commas(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("Kunde;Datum;Betrag\nK1;31.01.2024;12,50\nK2;01.02.2024;1.234,50\nK1;05.02.2024;7\n"
+                    "K3;06.02.2024;(2,00)\n", encoding="utf-8")
+    raw = read_table(TableSource(path=path, columns={"customer_id": "Kunde", "ts": "Datum", "amount": "Betrag"}),
+                     "transactions")
+    res = clean_tables(Tables(transactions=raw), CleaningConfig(), today=TODAY)
+    t = res.tables.transactions
+    assert t["amount"].tolist() == [12.5, 1234.5, 7.0, -2.0]
+    assert t["ts"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-31", "2024-02-01", "2024-02-05", "2024-02-06"]
+    assert res.report.tables["transactions"].standardised["amount: decimal comma read as a point"] == 3
+
+
+def test_a_column_of_both_decimal_marks_keeps_the_point_and_rejects_the_rest():
+    tx = _text({"customer_id": ["a", "b", "c"], "ts": ["2024-01-01"] * 3, "amount": ["12.50", "3.25", "12,50"]})
+    res = _clean(tx)
+    assert res.tables.transactions["amount"].tolist() == [12.5, 3.25]
+    assert res.rejects["transactions"]["_reason"].tolist() == ["unparseable amount: '12,50'"]

@@ -66,6 +66,8 @@ CASES: list[Case] = [
          rows="c01,2024-03-01,90000000\n"),
     Case("a semicolon-separated file", Clean(kept=30), file=("tx.csv", BASE.replace(",", ";"))),
     Case("a tab-separated file", Clean(kept=30), file=("tx.tsv", BASE.replace(",", "\t"))),
+    Case("a European export: ';' and decimal commas", Clean(kept=2, says=("decimal comma read as a point",)),
+         file=("tx.csv", "customer_id;ts;amount\nc1;2024-01-31;12,50\nc2;2024-02-01;1.234,50\n")),
     Case("a separator set wrong", Fails(2, "tx.csv", "semicolon-separated", "sep: ';'"),
          file=("tx.csv", BASE.replace(",", ";")), config={"data": {"transactions": {"sep": ","}}}),
     Case("an endless device as the data", Fails(2, "/dev/zero", "not a regular file"),

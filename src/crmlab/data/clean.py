@@ -474,15 +474,44 @@ def _parse_dates(s: pd.Series, formats: Sequence[str], day_first: bool | str = "
     return values, _expand(codes, todo, False), counts, notes
 
 
+_ONLY_COMMA = r"\d,(?:\d{1,2}|\d{4,})\D*$|\d\.\d{3},\d"  # 12,50  1.234,5: a decimal comma
+_ONLY_POINT = r"\d\.(?:\d{1,2}|\d{4,})\D*$|\d,\d{3}\.\d"  # 12.50  1,234.5: a decimal point
+
+
+def _decimal_comma(text: pd.Series) -> np.ndarray | None:
+    """The values written with a decimal comma when the column uses one (see :func:`_number_values`),
+    else None."""
+    has = _bool(text.str.contains(",", regex=False))
+    if not has.any():
+        return None
+    t = _nfkc(text)
+    if not _bool(t[has].str.contains(_ONLY_COMMA, regex=True)).any():
+        return None
+    dots = _bool(t.str.contains(".", regex=False))
+    if dots.any() and _bool(t[dots].str.contains(_ONLY_POINT, regex=True)).any():
+        return None
+    return has
+
+
 def _number_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Parse distinct texts as numbers: (values, unparseable, {rule: applied}) per value."""
+    """Parse distinct texts as numbers: (values, unparseable, {rule: applied}) per value.
+
+    The decimal mark is decided for the whole column: a comma when some value can only be read with a
+    decimal comma (``12,50``, ``1.234,5``, ``7,0 €``) and none only with a decimal point (``12.50``,
+    ``1,234.5``); then ``.`` between digit groups is a thousands separator (``1.234,50`` -> 1234.5)."""
     n = len(raw)
     text = _as_text(raw)
     present = _bool(text.notna())
     values = np.full(n, np.nan)
     bad = np.zeros(n, dtype=bool)
     rules = {k: np.zeros(n, dtype=bool) for k in (
-        "parenthesised negative", "currency symbol or code removed", "thousands separator removed")}
+        "parenthesised negative", "currency symbol or code removed", "thousands separator removed",
+        "decimal comma read as a point")}
+    stripped = text
+    comma = _decimal_comma(text)
+    if comma is not None:
+        rules["decimal comma read as a point"] = comma
+        text = text.str.replace(r"(?<=\d)\.(?=\d{3}(?!\d))", "", regex=True).str.replace(",", ".", regex=False)
     plain = _bool(text.str.fullmatch(_PLAIN_NUMBER))
     if plain.any():
         values[plain] = text[plain].to_numpy(dtype=np.float64)
@@ -502,9 +531,11 @@ def _number_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, dict[str, np
         v[paren & ok] = -np.abs(v[paren & ok])
         values[pos] = v
         bad[pos] = ~ok
-        for rule, mask in zip(rules, (paren, currency, thousands), strict=True):
+        for rule, mask in zip(("parenthesised negative", "currency symbol or code removed",
+                               "thousands separator removed"), (paren, currency, thousands), strict=True):
             rules[rule][pos] = mask & ok
-    rules["surrounding spaces removed"] = present & ~bad & _bool(raw != text)
+    rules["decimal comma read as a point"] &= ~bad
+    rules["surrounding spaces removed"] = present & ~bad & _bool(raw != stripped)
     return values, bad, rules
 
 
