@@ -1,7 +1,7 @@
 """What crmlab promises under bad input, faults and concurrency: one line per case.
 
 Add a case by adding a line: ``Case(name, expect, rows=... | file=... | project="trained", config=...,
-argv=..., before=..., keeps=...)``; see :mod:`tests.reliability.suite` for what each field means.
+argv=..., before=..., keeps=..., absent=...)``; see :mod:`tests.reliability.suite` for what each field means.
 The README's table "What crmlab promises" summarises these cases; keep the two in step.
 """
 
@@ -20,6 +20,12 @@ def _edit_params(root: Path) -> None:
     """A harmless-looking edit of the CLV bundle's params.json after export."""
     params = root / "models" / "clv" / "params.json"
     params.write_text(params.read_text().replace("{", "{\n ", 1))
+
+
+def _python_tag(root: Path) -> None:
+    """A YAML tag that would run a command if the config were loaded unsafely."""
+    with open(root / "configs" / "project.yaml", "a", encoding="utf-8") as fh:
+        fh.write('name: !!python/object/apply:os.system ["touch pwned"]\n')
 
 
 def _drop_manifest(root: Path) -> None:
@@ -74,6 +80,8 @@ CASES: list[Case] = [
          config={"data": {"transactions": {"path": "/dev/zero"}}}),
     # --- the command line ----------------------------------------------------------------------------------
     Case("missing config folder", Fails(2, "confgs"), argv=("-c", "confgs", "data", "clean")),
+    Case("a python tag in the YAML config", Fails(2, "project.yaml", "not valid YAML", "python/object"),
+         before=_python_tag, absent="pwned"),
     Case("impossible --set date", Fails(2, "project.as_of", "2024-13-01"),
          argv=("--set", "project.as_of=2024-13-01", "data", "clean")),
     # --- scoring: a trained model that cannot be loaded is an error, the previous file stays -------------------

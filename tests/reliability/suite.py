@@ -16,8 +16,8 @@ The outcome is one of:
 * :class:`Fails`: that exit code and exactly one ``error:`` line holding every fragment; no traceback.
 * :class:`Runs`: exit 0 and every fragment in the output.
 
-Every case also checks that nothing printed a traceback and, with ``keeps``, that a file is
-byte-identical after the run.
+Every case also checks that nothing printed a traceback, with ``keeps`` that a file is
+byte-identical after the run, and with ``absent`` that a file was not created.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class Case:
     project: str = "data"
     before: Callable[[Path], None] | None = None
     keeps: str | None = None
+    absent: str | None = None  # a file that must not exist after the run
 
     def __str__(self) -> str:
         return self.name
@@ -198,3 +199,5 @@ def check(case: Case, root: Path) -> None:
         assert table["clean_rows"] == kept, f"{table['clean_rows']} clean rows, expected {kept}"
     if kept_before is not None:
         assert (root / case.keeps).read_bytes() == kept_before, f"{case.keeps} changed"
+    if case.absent is not None:
+        assert not (root / case.absent).exists(), f"{case.absent} was created"
