@@ -5,6 +5,13 @@ folder as an artifact and the small file :mod:`crmlab._pyfunc_entry`, which load
 :func:`crmlab.export.load_bundle` and calls the pipeline's scoring function. So
 ``mlflow.pyfunc.load_model(uri).predict(df)`` and ``mlflow.pyfunc.spark_udf`` work, and the input
 signature makes MLflow refuse a wrong input schema with a clear message.
+
+The model is portable: crmlab's own code travels with it (MLflow ``code_paths``: the ``crmlab``
+package is copied into the model's ``code/`` folder, which MLflow puts first on ``sys.path`` when it
+loads the model), and its requirements name only public packages, pinned to the versions it was
+trained with (:func:`requirements`). So ``mlflow models build-docker``, ``--env-manager virtualenv``,
+Spark workers or a bare virtualenv with ``pip install -r requirements.txt`` can run it without this
+checkout; a crmlab installed there is shadowed by the model's own copy, the code it was trained with.
 """
 
 from __future__ import annotations
@@ -16,10 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from crmlab import __version__
 from crmlab.export import Bundle
 
-__all__ = ["SCORERS", "get_scorer", "log_pyfunc"]
+__all__ = ["SCORERS", "get_scorer", "log_pyfunc", "requirements"]
 
 # pipeline -> "module:function" taking (input DataFrame, Bundle) and returning a DataFrame
 SCORERS: dict[str, str] = {
@@ -33,6 +39,33 @@ SCORERS: dict[str, str] = {
 def get_scorer(pipeline: str) -> Callable[[pd.DataFrame, Bundle], pd.DataFrame]:
     module, _, name = SCORERS[pipeline].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+#: crmlab's dependencies that scoring never imports: left out of a model's requirements.
+_NOT_FOR_SCORING = frozenset({"optuna", "typer", "rich", "matplotlib"})
+
+
+def requirements() -> list[str]:
+    """The pip requirements of a logged model: crmlab's own dependencies (not its extras), each pinned
+    to the version installed now, without crmlab itself (its code is logged with the model) and
+    without what only training or the command line uses."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    out: list[str] = []
+    for text in requires("crmlab") or []:
+        req = Requirement(text)
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        name = req.name.lower()
+        if name in _NOT_FOR_SCORING:
+            continue
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:  # pragma: no cover - a dependency of an installed crmlab is installed
+            out.append(str(req))
+    return sorted(out)
 
 
 def log_pyfunc(
@@ -56,7 +89,8 @@ def log_pyfunc(
         artifacts={"bundle": str(bundle_dir)},
         signature=signature,
         input_example=input_example.head(3),
-        pip_requirements=[f"crmlab=={__version__}"],
+        pip_requirements=requirements(),
+        code_paths=[str(Path(__file__).parent)],
         registered_model_name=registered_model_name,
     )
     version = getattr(info, "registered_model_version", None)
