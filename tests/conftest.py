@@ -62,3 +62,30 @@ def empty_config_dir(root: Path) -> Path:
     folder = root / "no-configs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def reseal_bundle(path: Path) -> None:
+    """Recompute a bundle's checksums after a test edited its files, as a careful hand edit (or a forger)
+    would: the manifest's ``files`` for the files it lists, then ``checksums.sha256`` over them and the
+    manifest. A manifest that is not a JSON object with ``files`` is sealed as it is."""
+    import hashlib
+    import json
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    path = Path(path)
+    sums: dict[str, str] = {}
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        files = manifest["files"]
+        for name in list(files):
+            if (path / name).is_file():
+                files[name] = sha(path / name)
+        (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        sums.update({n: d for n, d in files.items() if isinstance(d, str) and Path(n).name == n})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        old = (path / "checksums.sha256").read_text().splitlines() if (path / "checksums.sha256").exists() else []
+        sums.update({line[66:]: line[:64] for line in old if line[66:] != "manifest.json"})
+    sums["manifest.json"] = sha(path / "manifest.json")
+    (path / "checksums.sha256").write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))

@@ -9,6 +9,8 @@ import pytest
 from crmlab.errors import ModelError
 from crmlab.export import load_bundle, write_bundle
 
+from .conftest import reseal_bundle
+
 
 def _write(path, **kw):
     args = dict(
@@ -38,7 +40,7 @@ def test_overwrite_replaces_whole_folder_and_leaves_no_temp(tmp_path):
     _write(tmp_path / "clv", params={"r": 1.0}, texts={}, arrays=None)
     b = load_bundle(tmp_path / "clv")
     assert b.params == {"r": 1.0}
-    assert sorted(p.name for p in (tmp_path / "clv").iterdir()) == ["manifest.json", "params.json"]
+    assert sorted(p.name for p in (tmp_path / "clv").iterdir()) == ["checksums.sha256", "manifest.json", "params.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["clv"]
 
 
@@ -66,16 +68,15 @@ def test_object_arrays_are_refused_and_pickles_never_loaded(tmp_path):
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["files"]["arrays.npz"] = hashlib.sha256((path / "arrays.npz").read_bytes()).hexdigest()
     (path / "manifest.json").write_text(json.dumps(manifest))
+    reseal_bundle(path)
     with pytest.raises(ModelError, match="refused, it holds pickled objects"):
         load_bundle(path)
 
 
 def _edit(path, name, content: bytes):
-    """Replace a bundle file and update its checksum in the manifest, as a careful hand edit would."""
+    """Replace a bundle file and update its checksums, as a careful hand edit would."""
     (path / name).write_bytes(content)
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"][name] = hashlib.sha256(content).hexdigest()
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    reseal_bundle(path)
 
 
 @pytest.mark.parametrize(("name", "content", "expected"), [
@@ -102,12 +103,89 @@ def test_a_second_json_file_is_checked_on_load(tmp_path):
 @pytest.mark.parametrize(("manifest", "expected"), [
     ("{not json", r"manifest\.json: not valid JSON"),
     ("[1, 2]", r"manifest\.json: expected a JSON object, got list"),
-    ('{"format_version": 1, "files": ["params.json"]}', r"'files' must map file names to checksums"),
-    ('{"format_version": 1, "files": {"../../etc/passwd": "x", "params.json": "y"}}', r"not a file of this bundle"),
-    ('{"format_version": 1, "files": {}}', r"does not list params\.json"),
+    ('{"format_version": 2, "files": ["params.json"]}', r"'files' must map file names to checksums"),
+    ('{"format_version": 2, "files": {"../../etc/passwd": "x", "params.json": "y"}}', r"not a file of this bundle"),
+    ('{"format_version": 2, "files": {}}', r"does not list params\.json"),
 ])
 def test_broken_manifest_is_refused_by_name(tmp_path, manifest, expected):
     path = _write(tmp_path / "clv")
     (path / "manifest.json").write_text(manifest)
+    reseal_bundle(path)
     with pytest.raises(ModelError, match=expected):
         load_bundle(path)
+
+
+# --- issue 15 item 2: the manifest is covered too -------------------------------------------------------------
+
+
+def test_a_forged_manifest_field_is_refused(tmp_path):
+    """A forged bundle_hash became the *_model_version column, a forged metric reached the report."""
+    path = _write(tmp_path / "clv")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["bundle_hash"], manifest["metrics"]["mae"] = "0" * 12, 0.001
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    with pytest.raises(ModelError, match=r"manifest\.json: modified since export \(checksum mismatch"):
+        load_bundle(path)
+
+
+def test_every_file_is_in_a_sha256sum_file(tmp_path):
+    import shutil
+    import subprocess
+
+    path = _write(tmp_path / "clv")
+    lines = (path / "checksums.sha256").read_text().splitlines()
+    assert [line[66:] for line in lines] == ["arrays.npz", "manifest.json", "model.txt", "params.json"]
+    if shutil.which("sha256sum"):
+        assert subprocess.run(["sha256sum", "--quiet", "-c", "checksums.sha256"], cwd=path).returncode == 0
+    (path / "checksums.sha256").unlink()
+    with pytest.raises(ModelError, match=r"checksums\.sha256: missing"):
+        load_bundle(path)
+
+
+def test_a_bundle_of_the_older_format_says_retrain(tmp_path):
+    path = _write(tmp_path / "clv")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "checksums.sha256").unlink()
+    with pytest.raises(ModelError, match=r"bundle format 1 from an older crmlab.*retrain"):
+        load_bundle(path)
+
+
+def test_a_file_only_the_checksums_list_is_refused(tmp_path):
+    path = _write(tmp_path / "clv")
+    (path / "extra.txt").write_text("x")
+    with open(path / "checksums.sha256", "a") as fh:
+        fh.write(hashlib.sha256(b"x").hexdigest() + "  extra.txt\n")
+    with pytest.raises(ModelError, match=r"lists 'extra\.txt', which manifest\.json does not"):
+        load_bundle(path)
+
+
+# --- issue 15 item 11: LightGBM texts are checked whole -----------------------------------------------------
+
+
+def test_lightgbm_text_is_checked_whole_before_lightgbm_parses_it():
+    import lightgbm as lgb
+
+    from crmlab.export import check_lightgbm_text
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 5}, lgb.Dataset(x, x[:, 0] > 0),
+                        num_boost_round=8)
+    text = booster.model_to_string()
+    check_lightgbm_text(text, "m.txt")
+    refused = 0
+    for cut in range(0, len(text) - 1, 53):
+        with pytest.raises(ModelError, match=r"m\.txt: not a whole LightGBM model"):
+            check_lightgbm_text(text[:cut], "m.txt")
+        refused += 1
+    assert refused > 50
+    # a tree whose leaf count and values disagree, and a split on a feature the model lacks
+    with pytest.raises(ModelError, match="leaf values for"):
+        check_lightgbm_text(text.replace("num_leaves=5", "num_leaves=6", 1), "m.txt")
+    split = next(line for line in text.splitlines() if line.startswith("split_feature="))
+    features = split.partition("=")[2].split()
+    forged = "split_feature=" + " ".join(["9", *features[1:]])
+    with pytest.raises(ModelError, match="splits on a feature the model does not have"):
+        check_lightgbm_text(text.replace(split, forged, 1), "m.txt")

@@ -61,11 +61,11 @@ def registered(tmp_path_factory):
     for pipeline in PIPELINES:
         paths[pipeline] = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/crmlab-{pipeline}@champion", dst_path=str(root / "download" / pipeline))
-    return root, paths
+    return root, paths, flags
 
 
 def test_requirements_name_only_public_packages_and_the_code_travels(registered):
-    _, paths = registered
+    _, paths, _ = registered
     for path in map(Path, paths.values()):
         reqs = [r.strip() for r in (path / "requirements.txt").read_text().splitlines() if r.strip()]
         assert not [r for r in reqs if r.lower().startswith("crmlab")], reqs
@@ -78,7 +78,7 @@ def test_a_fresh_virtualenv_without_crmlab_predicts_the_same(registered, tmp_pat
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    _, paths = registered
+    _, paths, _ = registered
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -99,3 +99,27 @@ def test_a_fresh_virtualenv_without_crmlab_predicts_the_same(registered, tmp_pat
         assert list(got.columns) == list(here.columns)
         pd.testing.assert_frame_equal(got.reset_index(drop=True), here.reset_index(drop=True), check_dtype=False,
                                       rtol=1e-9)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.7, 0.95, 0.999])
+def test_a_cut_lightgbm_model_is_one_line_not_an_abort(registered, tmp_path, keep):
+    """issue 15 item 11: a truncated LightGBM model whose checksum was updated aborted the process
+    (rc -6, `terminate called without an active exception`; -11 when cut after its trees)."""
+    import shutil
+
+    from .conftest import reseal_bundle
+
+    root, _, flags = registered
+    models = tmp_path / "models"
+    shutil.copytree(root / "models" / "churn", models / "churn")
+    model = models / "churn" / "lightgbm.txt"
+    text = model.read_text()
+    model.write_text(text[: int(len(text) * keep)])
+    reseal_bundle(models / "churn")
+    run = subprocess.run([sys.executable, "-m", "crmlab", *flags, "--set", f"project.output.models_dir={models}",
+                          "score", "--source", "models", "--model", "churn", "--out", str(tmp_path / "s.parquet")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert len(errors) == 1 and str(model) in errors[0] and "not a whole LightGBM model" in errors[0], errors
+    assert "Traceback" not in run.stderr and not (tmp_path / "s.parquet").exists()

@@ -274,3 +274,28 @@ def test_scoring_from_the_registry_leaves_no_temporary_folder(one_clv, tmp_path,
     with pytest.raises(ModelError):
         load_models(load_config(tmp_path / "no-configs", [f for f in flags[3::2]]), source="registry")
     assert _temp_dirs(tmpdir) == []
+
+
+def test_a_champion_resealed_in_the_artifact_store_is_refused(one_clv, tmp_path, capsys):
+    """issue 15 item 2: checksums are not signatures; the registry keeps the manifest's checksum apart
+    from the artifacts, so a forged manifest with fresh checksums in the artifact store is still caught."""
+    import json
+
+    from crmlab.cli import main
+
+    from .conftest import reseal_bundle
+
+    root, sets, _ = one_clv
+    flags = _copy_project(root, tmp_path, sets)
+    manifests = sorted((tmp_path / "mlartifacts").rglob("manifest.json"))
+    assert manifests
+    for m in manifests:
+        doc = json.loads(m.read_text())
+        doc["bundle_hash"] = "forged000000"
+        m.write_text(json.dumps(doc))
+        reseal_bundle(m.parent)
+    out = tmp_path / "scores.csv"
+    assert main([*flags, "score", "--source", "registry", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the manifest crmlab-clv version 1 was registered with" in err
+    assert "forged000000" not in err and not out.exists()

@@ -2,8 +2,13 @@
 
 A bundle is a folder of safe formats only: ``manifest.json`` (pipeline, feature list, time unit,
 training window, metrics, config hash, checksums), ``params.json``, optional ``arrays.npz`` (read
-with ``allow_pickle=False``) and text files such as LightGBM models. Loading a bundle never
-unpickles anything, and a file whose checksum does not match the manifest is refused.
+with ``allow_pickle=False``), text files such as LightGBM models, and ``checksums.sha256``, the
+SHA-256 of every other file, the manifest included (``sha256sum -c checksums.sha256`` checks it by
+hand). Loading a bundle never unpickles anything; a file whose checksum does not match is refused,
+and LightGBM model texts are checked whole before LightGBM parses them (it aborts the process on a
+cut file). Checksums catch accidental edits, truncation, partial copies and a hand-edited manifest
+field; they are not signatures: whoever can write the folder can recompute them. The registry keeps
+the manifest's checksum apart from the artifacts (see :mod:`crmlab.registry`).
 
 Bundles are written atomically: the new folder is complete before it replaces the old one.
 """
@@ -26,10 +31,12 @@ import numpy as np
 from crmlab import __version__
 from crmlab.errors import ModelError
 
-__all__ = ["FORMAT_VERSION", "Bundle", "as_bundle", "load_bundle", "write_bundle"]
+__all__ = ["FORMAT_VERSION", "Bundle", "as_bundle", "check_lightgbm_text", "load_bundle", "manifest_sha256",
+           "write_bundle"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums.sha256 covers every file, manifest.json included
 MANIFEST = "manifest.json"
+CHECKSUMS = "checksums.sha256"
 
 
 @dataclass
@@ -56,6 +63,80 @@ class Bundle:
 
     def read_text(self, name: str) -> str:
         return (self.path / name).read_text(encoding="utf-8")
+
+    def lightgbm_text(self, name: str) -> str:
+        """A LightGBM model file of the bundle, checked whole before LightGBM sees it (see
+        :func:`check_lightgbm_text`)."""
+        text = self.read_text(name)
+        check_lightgbm_text(text, self.path / name)
+        return text
+
+
+_LGB_HEADER = ("version", "num_class", "num_tree_per_iteration", "max_feature_idx", "feature_names", "tree_sizes")
+
+
+def check_lightgbm_text(text: str, where: str | Path) -> None:
+    """Refuse a LightGBM model text that is not whole, with a ModelError naming ``where``.
+
+    LightGBM aborts the process (``terminate called without an active exception``, or a segmentation
+    fault) on a model cut anywhere, even after its trees. So the structure is checked here first: the
+    header, every tree at the byte offset ``tree_sizes`` gives it with its leaf and split arrays of
+    consistent lengths, then ``end of trees``, the parameters and the closing ``pandas_categorical`` line.
+    """
+    def bad(why: str) -> ModelError:
+        return ModelError(f"{where}: not a whole LightGBM model ({why}); retrain or restore the bundle")
+
+    head, sep, _ = text.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or lines[0] != "tree":
+        raise bad("it does not start with a LightGBM header")
+    header = dict(line.partition("=")[::2] for line in lines[1:])
+    missing = [k for k in _LGB_HEADER if k not in header]
+    if missing:
+        raise bad(f"the header lacks {', '.join(missing)}")
+    try:
+        sizes = [int(x) for x in header["tree_sizes"].split()]
+        n_features = int(header["max_feature_idx"]) + 1
+    except ValueError:
+        raise bad("tree_sizes or max_feature_idx is not a number") from None
+    if len(header["feature_names"].split()) != n_features:
+        raise bad(f"{len(header['feature_names'].split())} feature names for {n_features} features")
+    pos = len(head) + len(sep)
+    for i, size in enumerate(sizes):
+        block = text[pos:pos + size]
+        if len(block) < size or not block.startswith(f"Tree={i}\n"):
+            raise bad(f"tree {i} of {len(sizes)} is missing or cut")
+        _check_tree(block, i, n_features, bad)
+        pos += size
+    rest = text[pos:]
+    if not rest.startswith("end of trees"):
+        raise bad("no 'end of trees' after the last tree")
+    last = rest.rstrip("\n").rsplit("\n", 1)[-1]
+    if "\nend of parameters\n" not in rest or not last.startswith("pandas_categorical:"):
+        raise bad("the file ends before its parameters and closing line")
+    try:
+        json.loads(last.partition(":")[2])
+    except json.JSONDecodeError:
+        raise bad("its closing pandas_categorical line is cut") from None
+
+
+def _check_tree(block: str, i: int, n_features: int, bad: Any) -> None:
+    fields = dict(line.partition("=")[::2] for line in block.strip("\n").split("\n")[1:] if "=" in line)
+    try:
+        leaves = int(fields["num_leaves"])
+        values = fields["leaf_value"].split()
+        if leaves > 1:
+            splits = [int(x) for x in fields["split_feature"].split()]
+            nodes = [fields[k].split() for k in ("threshold", "left_child", "right_child", "decision_type")]
+    except (KeyError, ValueError):
+        raise bad(f"tree {i} lacks num_leaves, leaf_value or its split arrays") from None
+    if leaves < 1 or len(values) != leaves:
+        raise bad(f"tree {i} has {len(values)} leaf values for {leaves} leaves")
+    if leaves > 1:
+        if any(len(n) != leaves - 1 for n in (splits, *nodes)):
+            raise bad(f"tree {i}: its split arrays do not have {leaves - 1} nodes")
+        if any(f < 0 or f >= n_features for f in splits):
+            raise bad(f"tree {i} splits on a feature the model does not have")
 
 
 def _sha256(path: Path) -> str:
@@ -103,6 +184,8 @@ def write_bundle(
             "bundle_hash": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12],
         }
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True, default=_json_default))
+        sums = {**files, MANIFEST: _sha256(tmp / MANIFEST)}
+        (tmp / CHECKSUMS).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())), encoding="utf-8")
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
@@ -145,6 +228,41 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
         raise ModelError(f"{mpath}: 'files' does not list params.json; retrain or restore the bundle")
 
 
+def _read_checksums(path: Path) -> dict[str, str]:
+    """``checksums.sha256`` (``sha256sum`` format: ``<hex>  <name>`` per line), after checking the
+    manifest's own line: the manifest is trusted only once its checksum matches."""
+    cpath = path / CHECKSUMS
+    if not cpath.is_file():
+        try:
+            old = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("format_version")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        if isinstance(old, int) and old < FORMAT_VERSION:
+            raise ModelError(f"{path}: bundle format {old} from an older crmlab, whose {MANIFEST} no checksum "
+                             f"covers; this crmlab reads format {FORMAT_VERSION}: retrain")
+        raise ModelError(f"{cpath}: missing; the bundle cannot be checked: retrain or restore it")
+    sums: dict[str, str] = {}
+    try:
+        lines = cpath.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{cpath}: unreadable ({exc}); retrain or restore it") from None
+    for n, line in enumerate(lines, 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name or Path(name).name != name:
+            raise ModelError(f"{cpath}: line {n} is not '<sha256>  <file name>'; retrain or restore it")
+        sums[name] = digest
+    mpath = path / MANIFEST
+    if MANIFEST not in sums or _sha256(mpath) != sums[MANIFEST]:
+        raise ModelError(f"{mpath}: modified since export (checksum mismatch with {CHECKSUMS}); retrain or restore it")
+    return sums
+
+
+def manifest_sha256(path: str | Path) -> str:
+    """The checksum of a bundle's manifest: recorded in the registry at registration, checked when the
+    champion is downloaded (an artifact store edited with fresh checksums still differs from it)."""
+    return _sha256(Path(path) / MANIFEST)
+
+
 def load_bundle(path: str | Path, *, pipeline: str | None = None) -> Bundle:
     """Load a bundle written by :func:`write_bundle`, checking format, pipeline and checksums.
 
@@ -155,6 +273,7 @@ def load_bundle(path: str | Path, *, pipeline: str | None = None) -> Bundle:
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise ModelError(f"{path}: no model bundle here (missing {MANIFEST}); train the pipeline first")
+    sums = _read_checksums(path)
     manifest = _read_json(mpath, "the bundle manifest")
     if not isinstance(manifest, dict):
         raise ModelError(f"{mpath}: expected a JSON object, got {type(manifest).__name__}; retrain or restore it")
@@ -167,8 +286,14 @@ def load_bundle(path: str | Path, *, pipeline: str | None = None) -> Bundle:
         raise ModelError(f"{path}: holds a {manifest.get('pipeline')!r} model, expected {pipeline!r}")
     for name, digest in manifest["files"].items():
         f = path / name
+        if sums.get(name) != digest:
+            raise ModelError(f"{path / CHECKSUMS}: does not agree with {MANIFEST} on {name}; retrain or restore the "
+                             "bundle")
         if not f.is_file() or _sha256(f) != digest:
             raise ModelError(f"{f}: missing or modified since export (checksum mismatch); retrain or restore it")
+    extra = sorted(set(sums) - set(manifest["files"]) - {MANIFEST})
+    if extra:
+        raise ModelError(f"{path / CHECKSUMS}: lists {extra[0]!r}, which {MANIFEST} does not; retrain or restore it")
     for name in manifest["files"]:
         f = path / name
         if f.suffix == ".json" and name != "params.json":

@@ -95,7 +95,11 @@ def log_pyfunc(
     )
     version = getattr(info, "registered_model_version", None)
     if registered_model_name and version is not None:
-        from crmlab.registry import ensure_champion
+        from crmlab.export import manifest_sha256
+        from crmlab.registry import MANIFEST_TAG, ensure_champion
 
+        # kept in the registry's database, apart from the artifact store the bundle lives in
+        mlflow.MlflowClient().set_model_version_tag(registered_model_name, str(version), MANIFEST_TAG,
+                                                    manifest_sha256(bundle_dir))
         ensure_champion(registered_model_name, version)
     return info

@@ -172,6 +172,10 @@ def ensure_champion(name: str, version: str | int) -> None:
         log.info("%s version %s is the first, so it is the champion", name, version)
 
 
+#: Model version tag holding the SHA-256 of the bundle's manifest.json at registration.
+MANIFEST_TAG = "crmlab.manifest_sha256"
+
+
 def champion_bundle(tracking: TrackingConfig, pipeline: str, dst: str | Path) -> tuple[Path, ChampionInfo]:
     """Download the champion's exported bundle (the folder inside its pyfunc model) under ``dst``."""
     import mlflow
@@ -194,6 +198,13 @@ def champion_bundle(tracking: TrackingConfig, pipeline: str, dst: str | Path) ->
     found = sorted(p.parent for p in (local / "artifacts").glob("*/manifest.json"))
     if len(found) != 1:
         raise ModelError(f"{info.name} version {info.version}: the registered model holds no crmlab bundle")
+    from crmlab.export import manifest_sha256
+
+    recorded = _client(tracking).get_model_version(info.name, info.version).tags.get(MANIFEST_TAG)
+    if recorded is not None and recorded != manifest_sha256(found[0]):
+        raise ModelError(f"{found[0] / 'manifest.json'}: differs from the manifest {info.name} version {info.version} "
+                         f"was registered with (tag {MANIFEST_TAG}); the artifact store was modified: retrain or "
+                         "restore it")
     return found[0], info
 
 

@@ -28,6 +28,12 @@ def _python_tag(root: Path) -> None:
         fh.write('name: !!python/object/apply:os.system ["touch pwned"]\n')
 
 
+def _forge_manifest(root: Path) -> None:
+    """A forged model version in the CLV bundle's manifest (its checksums left as they were)."""
+    manifest = root / "models" / "clv" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"bundle_hash": "', '"bundle_hash": "f0', 1))
+
+
 def _drop_manifest(root: Path) -> None:
     (root / "models" / "clv" / "manifest.json").unlink()
 
@@ -90,6 +96,8 @@ CASES: list[Case] = [
          argv=SCORE, before=_edit_params),
     Case("edited params.json", Fails(2, "params.json", "checksum mismatch"), project="trained", argv=SCORE_MODELS,
          before=_edit_params, keeps="scores.parquet"),
+    Case("forged bundle_hash in the manifest", Fails(2, "manifest.json", "checksum mismatch"), project="trained",
+         argv=SCORE_MODELS, before=_forge_manifest, keeps="scores.parquet"),
     Case("bundle without manifest", Fails(2, "cannot score with the clv model"), project="trained", argv=SCORE_MODELS,
          before=_drop_manifest, keeps="scores.parquet"),
 ]

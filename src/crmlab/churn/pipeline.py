@@ -520,7 +520,7 @@ def _load(bundle: Bundle) -> _LoadedChurn:
         raise ModelError(f"{bundle.path}: lacks {missing or ['params.json decision']}; not a churn bundle of this "
                          "crmlab, retrain")
     spec = json.loads(bundle.read_text(SPEC_FILE))
-    booster = lgb.Booster(model_str=bundle.read_text(MODEL_FILE))
+    booster = lgb.Booster(model_str=bundle.lightgbm_text(MODEL_FILE))
     model = LightGBMChurn.from_booster(booster, features=spec["features"],
                                        categorical_features=list(spec["categorical"]),
                                        feature_medians=spec["medians"])

@@ -324,7 +324,7 @@ def _model_from_bundle(bundle: Bundle) -> tuple[Any, Panel, dict[int, np.ndarray
     covs = {k.split("__", 1)[1]: v for k, v in bundle.arrays.items() if k.startswith("covariate__")}
     panel = Panel(tuple(p["series_ids"]), pd.DatetimeIndex(pd.to_datetime(p["periods"])), bundle.arrays["values"],
                   str(p["freq"]), covs, int(p.get("n_future", 0)), target=str(p.get("target", "value")))
-    text = bundle.read_text(MODEL_FILE) if (bundle.path / MODEL_FILE).is_file() else None
+    text = bundle.lightgbm_text(MODEL_FILE) if (bundle.path / MODEL_FILE).is_file() else None
     model = forecaster_from_dict(p["model"], panel, text)
     quantiles = {int(k): np.asarray(v, dtype=np.float64) for k, v in p["quantiles"].items()}
     return model, panel, quantiles
