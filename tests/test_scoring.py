@@ -299,3 +299,75 @@ def test_a_champion_resealed_in_the_artifact_store_is_refused(one_clv, tmp_path,
     err = capsys.readouterr().err
     assert "differs from the manifest crmlab-clv version 1 was registered with" in err
     assert "forged000000" not in err and not out.exists()
+
+
+# --- issue 15 items 8 and 10: interrupted and disk-full runs ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code", "says"), [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_an_interrupted_score_says_so_and_keeps_the_previous_file(trained, tmp_path, sig, code, says):
+    """Ctrl-C during `crmlab score` used to exit 0 with no output and no file update."""
+    root, sets, _, _, _ = trained
+    (root / "no-configs").mkdir(exist_ok=True)
+    out = tmp_path / "scores.parquet"
+    out.write_bytes(b"previous scores")
+    args = [sys.executable, "-m", "crmlab", "-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)],
+            "score", "--out", str(out), "--chunk-size", "5"]
+    # a shell that runs a job in the background ignores SIGINT for it; a terminal's Ctrl-C does not
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".scores.parquet.*.partial")):
+        assert proc.poll() is None, "the scoring run ended before it started writing"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    errors = [line for line in err.decode().splitlines() if line.startswith("error:")]
+    assert proc.returncode == code, err.decode()[-2000:]
+    assert len(errors) == 1 and says in errors[0], errors
+    assert "Traceback" not in err.decode()
+    assert out.read_bytes() == b"previous scores"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]  # no temporary file left
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 KB tmpfs: a real full device. Needs root and a mount(8) that may mount (skipped otherwise,
+    except under CI=true, where the suite runs as root and this must run)."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    ok = os.geteuid() == 0 and shutil.which("mount") and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    if not ok:
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            pytest.fail("cannot mount a tmpfs as root under CI")
+        pytest.skip("needs root and mount -t tmpfs to make a full device")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_the_space(trained, small_disk, capsys):
+    from crmlab.cli import main
+
+    root, sets, _, _, _ = trained
+    (root / "no-configs").mkdir(exist_ok=True)
+    flags = ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
+    out = small_disk / "scores.parquet"
+    out.write_bytes(b"previous scores")
+    for argv, target in ((["score", "--out", str(out)], out),
+                         (["data", "clean", "--out", str(small_disk / "clean")], small_disk / "clean"),
+                         (["--set", f"project.output.models_dir={small_disk / 'models'}", "train", "clv"],
+                          small_disk / "models" / "clv")):
+        assert main([*flags, *argv]) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, errors
+        assert "no space left on the device writing" in errors[0] and str(target) in errors[0], errors
+        assert "free in" in errors[0]
+    assert out.read_bytes() == b"previous scores"
+    assert not [p for p in small_disk.rglob("*") if p.name.startswith(".")]  # no temporary file left

@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import date
@@ -753,8 +755,12 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point. A user's mistake (a bad option, a misspelt command, a bad config or
     file) is one line on stderr and exit code 2; ``crmlab`` alone prints the help, exit code 0."""
     click_errors, exits, aborts, no_args = _click_exception_types()
+    stopped: list[int] = []
+    previous = _on_sigterm(stopped)
     try:
-        app(args=argv, prog_name="crmlab", standalone_mode=False)
+        code = app(args=argv, prog_name="crmlab", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and returns its code
+            return _interrupted(stopped)
     except CrmlabError as exc:
         _error(" ".join(str(exc).split()))
         return exc.exit_code
@@ -764,8 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("aborted")
         return 130
     except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
+        return _interrupted(stopped)
     except OSError as exc:  # a path the user gave (or its folder) cannot be read or written
         if exc.errno == errno.EPIPE:  # `crmlab ... | head`: the reader left, nothing to say
             _silence_stdout()
@@ -790,7 +795,31 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         _error(_usage_line(exc))
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _on_sigterm(stopped: list[int]) -> Any:
+    """Make SIGTERM (a scheduler stopping the job, ``kill``) interrupt like Ctrl-C, so that files being
+    written are removed and the previous ones kept; returns the handler to restore (None when this is
+    not the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        stopped.append(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _interrupted(stopped: list[int]) -> int:
+    """One line for an interrupted command; 130 for Ctrl-C, 143 for SIGTERM (the shells' convention)."""
+    how = "terminated (SIGTERM)" if stopped else "interrupted (Ctrl-C)"
+    _error(f"{how}: the command stopped; outputs are written whole or not at all, so the previous files are kept")
+    return 143 if stopped else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

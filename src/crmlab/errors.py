@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CrmlabError", "ConfigError", "DataCheckError", "DataError", "ModelError", "format_row"]
+__all__ = ["CrmlabError", "ConfigError", "DataCheckError", "DataError", "DiskFullError", "ModelError", "format_row"]
 
 
 class CrmlabError(Exception):
@@ -25,6 +25,13 @@ class ConfigError(CrmlabError):
 
 class ModelError(CrmlabError):
     """A model that cannot be fitted, loaded or used on the data given."""
+
+
+class DiskFullError(CrmlabError):
+    """An output could not be written: the device (or the user's quota, or the file size limit) is full.
+    The previous output is kept; nothing half-written is left behind."""
+
+    exit_code = 1
 
 
 class DataCheckError(CrmlabError):

@@ -193,8 +193,14 @@ def write_bundle(
         os.replace(tmp, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from crmlab.utils import disk_full, is_disk_full
+
+        if is_disk_full(exc):
+            needed = (len(json.dumps(params, default=_json_default)) + sum(len(t.encode()) for t in (texts or {}).values())
+                      + sum(np.asarray(a).nbytes for a in (arrays or {}).values()))
+            raise disk_full(exc, path, needed=needed) from None
         raise
     return path
 

@@ -50,6 +50,7 @@ from crmlab.errors import ConfigError, ModelError
 from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.pyfunc import get_scorer
+from crmlab.utils import disk_full, is_disk_full
 
 __all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
            "score_customers", "write_scores"]
@@ -335,10 +336,17 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
     os.close(fd)
     tmp = Path(tmp_name)
     rows = 0
+    done = [0.0]  # share of the rows scored: what the disk-full message extrapolates from
+
+    def track(share: float, total: float) -> None:
+        done[0] = share / total if total else 0.0
+        if progress is not None:
+            progress(share, total)
+
     try:
         writer = None
         schema = None
-        for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size, progress=progress):
+        for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size, progress=track):
             rows += len(chunk)
             if suffix == ".csv":
                 chunk.to_csv(tmp, mode="a" if rows > len(chunk) else "w", header=rows == len(chunk), index=False)
@@ -359,7 +367,14 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
             pd.DataFrame(columns=["customer_id", "as_of"]).to_parquet(tmp, index=False)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
+        written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            if done[0] > 0 and written:  # the file so far (cut where the device filled), scaled to all the rows
+                raise disk_full(exc, out, needed=written / done[0], at_least=True) from None
+            if out.exists():  # the previous scores: about as large
+                raise disk_full(exc, out, needed=out.stat().st_size) from None
+            raise disk_full(exc, out, needed=written or None, at_least=True) from None
         raise
     return rows

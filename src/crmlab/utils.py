@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -14,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Step", "ids_unique", "no_step", "write_json_atomic", "write_table_atomic"]
+__all__ = ["Step", "disk_full", "ids_unique", "is_disk_full", "no_step", "write_json_atomic", "write_table_atomic"]
 
 log = logging.getLogger("crmlab")
 
@@ -44,6 +47,40 @@ def _atomic_target(path: Path) -> tuple[Path, int]:
     return Path(tmp), fd
 
 
+#: errno values of a full device, an exhausted quota and a file over the size limit.
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# pyarrow raises a plain OSError whose text carries the errno: "... Detail: [errno 28] No space left on device"
+_FULL_TEXT = re.compile(r"\[errno (%s)\]" % "|".join(str(e) for e in sorted(_FULL)), re.IGNORECASE)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device, the quota or the file size limit is full."""
+    return isinstance(exc, OSError) and (exc.errno in _FULL or bool(_FULL_TEXT.search(str(exc))))
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+def disk_full(exc: OSError, path: str | Path, *, needed: float | None = None, at_least: bool = False) -> Exception:
+    """The one-line error for ``exc`` (see :func:`is_disk_full`) while writing ``path``: the path, about
+    how much it needed (when known) and how much is free there. The caller keeps the previous file."""
+    from crmlab.errors import DiskFullError
+
+    path = Path(path)
+    folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    what = {errno.EDQUOT: "the disk quota is exhausted", errno.EFBIG: "the file is larger than the system allows"}.get(
+        exc.errno or 0, "no space left on the device")
+    need = f"needs {'more than' if at_least else 'about'} {_size(needed)}, " if needed else ""
+    return DiskFullError(f"{what} writing {path} ({need}{_size(free)} free in {folder}); the previous file is "
+                         "kept: free some space or write elsewhere")
+
+
 def write_table_atomic(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as Parquet (``.parquet``) or CSV (anything else) so that readers see either the old
     file or the complete new one, never a half-written file."""
@@ -56,8 +93,10 @@ def write_table_atomic(df: pd.DataFrame, path: str | Path) -> Path:
         else:
             df.to_csv(tmp, index=False)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(exc, path, needed=float(df.memory_usage(index=False).sum())) from None
         raise
     return path
 
@@ -70,8 +109,10 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
             json.dump(data, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(exc, path, needed=len(json.dumps(data, indent=2, default=str)) + 1) from None
         raise
     return path
 
