@@ -158,3 +158,21 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
                                            "  uri: 'sqlite:///b.db'\n")
     cfg = load_config(tmp_path)
     assert cfg.project.tracking.uri == "sqlite:///b.db" and cfg.project.tracking.experiment == "e"
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("churn.lightgbm", "{num_leafs: 3}", "'num_leafs' is not a LightGBM parameter (did you mean 'num_leaves'?)"),
+    ("forecast.lightgbm", "{learnin_rate: 0.1}", "'learnin_rate' is not a LightGBM parameter (did you mean "
+     "'learning_rate'?)"),
+])
+def test_a_misspelt_lightgbm_key_is_refused(key, value, says):
+    """issue 16 item 4: `--set churn.lightgbm={num_leafs: 3}` was accepted and trained 31 leaves."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"{key}={value}"])
+    assert says in str(err.value)
+
+
+def test_lightgbm_names_aliases_and_crmlab_arguments_are_accepted():
+    cfg = load_config(None, ["churn.lightgbm={num_leaves: 5, max_leaf: 5, n_estimators: 50, early_stopping_rounds: 5, "
+                             "colsample_bytree: 0.8}", "forecast.lightgbm={num_boost_round: 50, min_data_in_leaf: 3}"])
+    assert cfg.churn.lightgbm["n_estimators"] == 50 and cfg.forecast.lightgbm["num_boost_round"] == 50

@@ -21,6 +21,7 @@ import copy
 import difflib
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -383,6 +384,39 @@ def _churn_search_space() -> list[SearchParam]:
     ]
 
 
+def lightgbm_parameter_names() -> tuple[frozenset[str], frozenset[str]] | None:
+    """(LightGBM's parameter names, the same with every alias), from LightGBM's own table, or None
+    when this LightGBM cannot tell (then keys are not checked)."""
+    try:
+        from lightgbm.basic import _ConfigAliases
+
+        table = _ConfigAliases._get_all_param_aliases()
+    except Exception:  # an older or newer LightGBM without the table: nothing to check against
+        return None
+    return frozenset(table), frozenset(name for names in table.values() for name in names)
+
+
+def _check_lightgbm_keys(section: str, params: dict[str, Any], own: Iterable[str] = ()) -> dict[str, Any]:
+    """Refuse a key that is neither one of crmlab's own (``own``) nor a LightGBM parameter or alias:
+    a misspelt ``num_leafs`` used to be passed on and ignored (31 leaves trained)."""
+    names = lightgbm_parameter_names()
+    if names is None:
+        return params
+    canonical, every = names[0] | set(own), names[1] | set(own)
+    for key in params:
+        if key not in every:
+            near = (difflib.get_close_matches(str(key), sorted(canonical), n=1, cutoff=0.6)
+                    or difflib.get_close_matches(str(key), sorted(every), n=1, cutoff=0.6))
+            hint = f"did you mean {near[0]!r}?" if near else f"see {section}'s description and LightGBM's parameters"
+            raise ValueError(f"{key!r} is not a LightGBM parameter ({hint})")
+    return params
+
+
+#: crmlab.churn.LightGBMChurn's own arguments, accepted in churn.lightgbm besides LightGBM's parameters.
+CHURN_LIGHTGBM_ARGS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "feature_fraction",
+                       "reg_lambda", "early_stopping_rounds", "validation_fraction", "num_threads")
+
+
 class ChurnConfig(Frozen):
     """Churn: LightGBM against a logistic-regression and a BG/NBD baseline (see crmlab.churn.pipeline)."""
 
@@ -474,6 +508,11 @@ class ChurnConfig(Frozen):
         if len(v) != 2 or not 0 < v[0] < v[1] < 1:
             raise ValueError(f"risk_tier_edges needs two ascending probabilities in (0, 1), got {v}")
         return v
+
+    @field_validator("lightgbm")
+    @classmethod
+    def _lightgbm_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_lightgbm_keys("churn.lightgbm", v, CHURN_LIGHTGBM_ARGS)
 
 
 class SegmentationConfig(Frozen):
@@ -581,7 +620,8 @@ class ForecastConfig(Frozen):
         None, gt=0, description="Periods between origins; empty: max(1, horizon // 4)."
     )
     lags: list[int] | None = Field(None, description="LightGBM lags; empty: by freq (lags beyond the history are dropped).")
-    lightgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over crmlab's defaults.")
+    lightgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters over crmlab's defaults "
+                                     "(LightGBM's names or aliases, e.g. num_leaves, learning_rate, num_boost_round).")
     covariates: list[str] = Field(
         default_factory=list, description="Known-in-advance numeric columns of the sales table (LightGBM features)."
     )
@@ -595,6 +635,11 @@ class ForecastConfig(Frozen):
         if v is not None and (not v or any(lag <= 0 for lag in v)):
             raise ValueError(f"lags must be positive period counts, got {v}")
         return None if v is None else sorted(set(v))
+
+    @field_validator("lightgbm")
+    @classmethod
+    def _lightgbm_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_lightgbm_keys("forecast.lightgbm", v)
 
 
 class KpiConfig(Frozen):
