@@ -9,8 +9,6 @@ entry point.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +19,8 @@ import pytest
 from crmlab import __version__
 from crmlab.cli import main
 from crmlab.export import write_bundle
+
+from .conftest import reseal_bundle
 
 #: Files every case can refer to (paths relative to the test's working directory, a tmp dir).
 WORKSPACE: dict[str, bytes | None] = {
@@ -55,17 +55,15 @@ WORKSPACE: dict[str, bytes | None] = {
 
 def _forecast_bundle(root: Path, name: str, *, params_text: str | None = None, manifest_text: str | None = None
                      ) -> None:
-    """A bundle in ``root/<name>/forecast`` edited by hand: ``params.json`` replaced (its checksum updated
-    to match, so only its content can give it away) or ``manifest.json`` replaced."""
+    """A bundle in ``root/<name>/forecast`` edited by hand: ``params.json`` or ``manifest.json`` replaced,
+    its checksums updated to match, so only the content can give it away."""
     path = write_bundle(root / name / "forecast", pipeline="forecast", params={"season_length": 52},
                         manifest={"features": []}, arrays={"x": np.zeros(2)})
     if params_text is not None:
         (path / "params.json").write_text(params_text, encoding="utf-8")
-        manifest = json.loads((path / "manifest.json").read_text())
-        manifest["files"]["params.json"] = hashlib.sha256((path / "params.json").read_bytes()).hexdigest()
-        (path / "manifest.json").write_text(json.dumps(manifest))
     if manifest_text is not None:
         (path / "manifest.json").write_text(manifest_text, encoding="utf-8")
+    reseal_bundle(path)  # checksums updated to match: only the content can give the edit away
 
 
 @pytest.fixture

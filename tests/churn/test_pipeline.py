@@ -92,7 +92,7 @@ def test_transaction_mode_end_to_end(trained):
 
     # the bundle: LightGBM text, JSON spec, report tables; no pickle; scores round-trip from disk
     files = {p.name for p in result.bundle_path.iterdir()}
-    assert files == {"manifest.json", "params.json", MODEL_FILE, SPEC_FILE, "report_leaderboard.csv",
+    assert files == {"checksums.sha256", "manifest.json", "params.json", MODEL_FILE, SPEC_FILE, "report_leaderboard.csv",
                      "report_calibration.csv"}
     bundle = load_bundle(result.bundle_path, pipeline="churn")
     features = ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy())

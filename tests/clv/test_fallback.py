@@ -101,7 +101,7 @@ def test_a_fallback_bundle_scores_like_the_models(tmp_path):
     tx = pd.DataFrame({"customer_id": raw["Account"], "ts": pd.to_datetime(raw["Order Date"]), "amount": raw["Net Amount"]})
     window = resolve_window(ClvConfig(), tx, tx["ts"].max().date(), "W")
     path = export_clv_bundle(tmp_path / "clv", models, ClvSettings(), window, metrics={}, config_digest="x")
-    assert {p.name for p in path.iterdir()} == {"manifest.json", "params.json"}
+    assert {p.name for p in path.iterdir()} == {"checksums.sha256", "manifest.json", "params.json"}
     manifest = json.loads((path / "manifest.json").read_text())
     assert (manifest["model"], manifest["spend_model"], manifest["notes"]) == ("nbd", "mean", ["note"])
     scores = score_clv(rfm, path)

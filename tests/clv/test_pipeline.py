@@ -114,7 +114,7 @@ def test_train_clv_end_to_end(tracking, tmp_path):
 
     # the bundle: JSON only, loads, scores like the training did
     files = {p.name for p in result.bundle_path.iterdir()}
-    assert files == {"manifest.json", "params.json"}
+    assert files == {"checksums.sha256", "manifest.json", "params.json"}
     bundle = load_bundle(result.bundle_path, pipeline="clv")
     assert bundle.manifest["features"] == INPUT_COLUMNS[1:]
     assert bundle.manifest["metrics"]["purchases_mae"] == pytest.approx(result.metrics["purchases_mae"])

@@ -75,7 +75,7 @@ def test_train_segmentation_end_to_end(trained):
 def test_bundle_has_no_pickle_and_scores_like_sklearn(trained):
     cfg, _, result = trained
     files = {p.name for p in result.bundle_path.iterdir()}
-    assert files == {"manifest.json", "params.json", "arrays.npz", "report_profiles.csv", "sweep.csv"}
+    assert files == {"checksums.sha256", "manifest.json", "params.json", "arrays.npz", "report_profiles.csv", "sweep.csv"}
     with np.load(result.bundle_path / "arrays.npz", allow_pickle=False) as npz:
         assert npz["centres"].shape == (result.k, 3)
     bundle = load_bundle(result.bundle_path, pipeline="segmentation")
