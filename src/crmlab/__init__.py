@@ -17,15 +17,15 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
+from crmlab.pipelines import records as _records  # noqa: E402 - light: no crmlab import
+
 _LAZY = {
     "load_config": "crmlab.config",
     "load_bundle": "crmlab.export",
     "score_customers": "crmlab.scoring",
     "write_scores": "crmlab.scoring",
-    "score_clv": "crmlab.clv.pipeline",
-    "score_churn": "crmlab.churn.pipeline",
-    "score_segmentation": "crmlab.segmentation.pipeline",
-    "score_forecast": "crmlab.forecast.pipeline",
+    # each pipeline's scorer, score_<pipeline>, from the pipeline records
+    **{ref.rpartition(":")[2]: ref.partition(":")[0] for ref in (p.scorer for p in _records())},
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -27,7 +27,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from crmlab import __version__
+from crmlab import __version__, pipelines
 from crmlab.config import PIPELINES, CrmlabConfig, load_config
 from crmlab.errors import CrmlabError
 
@@ -132,12 +132,11 @@ def _out_dir(value: Path | None) -> Path | None:
 
 
 def _customer_models(value: list[str] | None) -> list[str] | None:
-    from crmlab.scoring import CUSTOMER_MODELS
-
+    models = pipelines.customer_models()
     for name in value or []:
-        if name not in CUSTOMER_MODELS:
-            near = difflib.get_close_matches(name, list(CUSTOMER_MODELS), n=1)
-            raise typer.BadParameter(f"{name!r} is not a customer model; choose from {', '.join(CUSTOMER_MODELS)}"
+        if name not in models:
+            near = difflib.get_close_matches(name, list(models), n=1)
+            raise typer.BadParameter(f"{name!r} is not a customer model; choose from {', '.join(models)}"
                                      + (f" (did you mean {near[0]!r}?)" if near else ""))
     return value
 
@@ -314,12 +313,9 @@ TunedOpt = Annotated[
 
 
 def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> Any:
-    import importlib
+    from crmlab.retrain import with_overrides
 
-    from crmlab.retrain import TRAINERS, with_overrides
-
-    module, _, name = TRAINERS[pipeline].partition(":")
-    trainer = getattr(importlib.import_module(module), name)
+    trainer = pipelines.get(pipeline).load("trainer")
     cfg = _config(sets)
     if tuned is not None:
         from crmlab.tuning import load_overrides
@@ -333,31 +329,27 @@ def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> 
     return result
 
 
-@train_app.command("all")
+@train_app.command("all", help=f"Train every pipeline in turn ({', '.join(pipelines.training_order())}).")
 def train_all(set_: SetOpt = None) -> None:
-    """Train every pipeline in turn (CLV, churn, segmentation, forecast)."""
-    for pipeline in ("clv", "churn", "segmentation", "forecast"):
+    for pipeline in pipelines.training_order():
         console.rule(f"train {pipeline}")
         _train(pipeline, set_)
 
 
-@train_app.command("clv")
-def train_clv(set_: SetOpt = None) -> None:
-    """BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma: holdout evaluation, LightGBM challenger, export."""
-    _train("clv", set_)
+def _train_command(record: pipelines.Pipeline) -> None:
+    """``crmlab train <pipeline>``, from its record (``--tuned`` where it has a tuner)."""
+    if record.tuner is not None:
+        def command(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
+            _train(record.name, set_, tuned)
+    else:
+        def command(set_: SetOpt = None) -> None:  # type: ignore[misc]
+            _train(record.name, set_)
+    command.__name__ = f"train_{record.name}"
+    train_app.command(record.name, help=record.summary)(command)
 
 
-@train_app.command("churn")
-def train_churn(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
-    """LightGBM against logistic-regression and BG/NBD baselines: validation on the latest snapshot
-    (or a stratified test split of a contract table), reasons per customer, export."""
-    _train("churn", set_, tuned)
-
-
-@train_app.command("segmentation")
-def train_segmentation(set_: SetOpt = None) -> None:
-    """K-means segments on scaled behavioural features: k sweep, profiles, names, stability, export."""
-    _train("segmentation", set_)
+for _record in pipelines.records():
+    _train_command(_record)
 
 
 @segments_app.command("migrate")
@@ -381,12 +373,6 @@ def segments_migrate(
     if out_file is not None:
         _write_table(result.matrix.reset_index(), out_file)
         out.print(f"matrix written to {out_file}")
-
-
-@train_app.command("forecast")
-def train_forecast(set_: SetOpt = None, tuned: TunedOpt = None) -> None:
-    """Seasonal naive, ETS, ARIMA and LightGBM: rolling-origin backtest, the best ships with intervals."""
-    _train("forecast", set_, tuned)
 
 
 @app.command("forecast")
@@ -418,7 +404,7 @@ def pd_date(value: Any) -> str:
 
 @app.command("tune")
 def tune(
-    pipeline: Annotated[str, typer.Argument(help="A pipeline that tunes (churn, forecast).")],
+    pipeline: Annotated[str, typer.Argument(help=f"A pipeline that tunes ({', '.join(pipelines.tunable())}).")],
     set_: SetOpt = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Trials to add (default: <pipeline>.tuning.trials).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds at most (default: <pipeline>.tuning.timeout).",
@@ -427,11 +413,9 @@ def tune(
     """Tune a pipeline with Optuna (seeded TPE, pruning, one MLflow child run per trial). The study is
     stored in SQLite, so a second call resumes it; the best parameters go to a file that
     `crmlab train <pipeline> --tuned FILE` applies."""
-    from crmlab.retrain import TUNERS, _load
-
-    if pipeline not in TUNERS:
-        raise CrmlabError(f"pipeline {pipeline!r} has no tuner; tunable: {', '.join(TUNERS) or 'none yet'}")
-    result = _load(TUNERS[pipeline])(_config(set_), trials=trials, timeout=timeout, step=_step)
+    if pipeline not in pipelines.tunable():
+        raise CrmlabError(f"pipeline {pipeline!r} has no tuner; tunable: {', '.join(pipelines.tunable()) or 'none yet'}")
+    result = pipelines.get(pipeline).load("tuner")(_config(set_), trials=trials, timeout=timeout, step=_step)
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.run_id:
@@ -450,8 +434,9 @@ def score(
     source: Annotated[Literal["auto", "models", "registry"] | None,
                       typer.Option(help="auto (the registry's champion where there is one, else models/), models "
                                    "(bundles in models/) or registry (champions only); default: config.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Only these pipelines (repeatable): churn, clv, "
-                                                    "segmentation.", callback=_customer_models)] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Only these pipelines (repeatable): "
+                                                    f"{', '.join(pipelines.customer_models())}.",
+                                                    callback=_customer_models)] = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Customers per chunk (default: config).")] = None,
 ) -> None:
     """Score every customer with every trained customer model: one row per customer, written atomically."""
@@ -515,7 +500,7 @@ def compare(
     metric: Annotated[list[str] | None, typer.Option("--metric", help="Metrics to show (repeatable).")] = None,
 ) -> None:
     """A leaderboard of the pipeline's recent training runs from MLflow, metrics side by side."""
-    from crmlab.registry import PRIMARY_METRICS, recent_runs
+    from crmlab.registry import recent_runs
 
     cfg = _config(set_)
     df = recent_runs(cfg.project.tracking, pipeline, last=last, metrics=metric or None)
@@ -527,7 +512,7 @@ def compare(
     shown = df[fixed + metrics[: len(metric) if metric else 6]].copy()
     shown["run_id"] = shown["run_id"].str[:8]
     shown["champion"] = shown["champion"].map({True: "*", False: ""})
-    primary, higher = PRIMARY_METRICS[pipeline]
+    primary, higher = pipelines.get(pipeline).primary_metric, pipelines.get(pipeline).higher_is_better
     out.print(f"{pipeline}: the last {len(df)} runs, newest first; primary metric {primary} "
               f"({'higher' if higher else 'lower'} is better); * = champion", soft_wrap=True)
     out.print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), soft_wrap=True, markup=False,

@@ -29,6 +29,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crmlab.pipelines import customer_models
+from crmlab.pipelines import names as pipeline_names
+
 from crmlab.errors import ConfigError
 
 __all__ = [
@@ -56,7 +59,8 @@ __all__ = [
     "parse_overrides",
 ]
 
-PIPELINES = ("churn", "clv", "segmentation", "forecast")
+PIPELINES = pipeline_names()  # from the pipeline records (crmlab.pipelines)
+CustomerModel = Literal[customer_models()]  # type: ignore[valid-type]
 #: Config sections that are not model pipelines (no ``crmlab train``): the KPIs and the report.
 REPORTING = ("kpis",)
 SECTIONS = ("project", *PIPELINES, *REPORTING)
@@ -250,8 +254,8 @@ class ScoringConfig(Frozen):
         "and the registry has one (a challenger that was not promoted never scores), else the bundle in "
         "output.models_dir; models: always the bundle in output.models_dir; registry: only champions."
     )
-    pipelines: list[Literal["churn", "clv", "segmentation"]] = Field(
-        default_factory=lambda: ["churn", "clv", "segmentation"],
+    pipelines: list[CustomerModel] = Field(
+        default_factory=lambda: list(customer_models()),
         description="Customer models to score with; one that was never trained is skipped with a warning.",
     )
     chunk_size: int = Field(500_000, gt=0, description="Customers per chunk: bounds memory while scoring.")

@@ -8,7 +8,6 @@ user's own job would make; the demo only strings them together and prints where 
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -18,6 +17,8 @@ from typing import Any
 
 from crmlab.config import CrmlabConfig
 from crmlab.features import build_features_from_tables
+from crmlab.pipelines import customer_models, training_order
+from crmlab.pipelines import get as pipeline_record
 from crmlab.tracking import Tracker
 from crmlab.utils import write_table_atomic
 from crmlab.workflow import prepare_data
@@ -26,8 +27,8 @@ __all__ = ["CDNOW_CLV_WINDOW", "DEMO_PIPELINES", "demo_config", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-#: Trained in this order: CLV first, so the report and the KPIs can use its bundle.
-DEMO_PIPELINES: tuple[str, ...] = ("clv", "churn", "segmentation", "forecast")
+#: Every pipeline, in training order (CLV first, so the report and the KPIs can use its bundle).
+DEMO_PIPELINES: tuple[str, ...] = training_order()
 
 #: The CLV split of Fader, Hardie and Lee (2005a) on the embedded CDNOW log: the cohort's first purchases
 #: in the 12 weeks from 1997-01-01, 39 weeks of calibration to 1997-09-30, then a 39-week holdout. The
@@ -53,8 +54,7 @@ def demo_config(cfg: CrmlabConfig) -> CrmlabConfig:
 def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[Any]], out: Any,
              pipelines: Sequence[str] = DEMO_PIPELINES, report: bool = True) -> dict[str, Any]:
     """Run the main job and return what it wrote, so callers (and tests) can check it."""
-    from crmlab.retrain import TRAINERS
-    from crmlab.scoring import CUSTOMER_MODELS, write_scores
+    from crmlab.scoring import write_scores
 
     cfg = demo_config(cfg)
     project = cfg.project
@@ -75,8 +75,7 @@ def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[
 
     results: dict[str, Any] = {}
     for pipeline in pipelines:
-        module, _, name = TRAINERS[pipeline].partition(":")
-        trainer = getattr(importlib.import_module(module), name)
+        trainer = pipeline_record(pipeline).load("trainer")
         if hasattr(out, "rule"):
             out.rule(pipeline)
         results[pipeline] = trainer(cfg, tracker=tracker, step=step)
@@ -85,7 +84,7 @@ def run_demo(cfg: CrmlabConfig, *, step: Callable[[str], AbstractContextManager[
 
     written: dict[str, Any] = {"features": features_path, "run_id": run.run_id, "as_of": prepared.as_of,
                                "results": results}
-    scorable = [p for p in pipelines if p in CUSTOMER_MODELS]
+    scorable = [p for p in pipelines if p in customer_models()]
     if scorable:
         with step(f"Scoring {len(feats):,} customers with {', '.join(scorable)}"):
             written["scores"] = write_scores(cfg, out_dir / "scores.parquet", pipelines=scorable,

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from crmlab import pipelines
 from crmlab.config import CleaningConfig
 from crmlab.errors import ConfigError, DataError
 
@@ -585,8 +586,8 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
             plan.verdicts.append(PipelineVerdict("forecast", "no", "no transaction log or sales table"))
         if not has_label:
             plan.verdicts.append(PipelineVerdict("churn", "no", "no transaction log and no churn label"))
-    order = {"churn": 0, "clv": 1, "segmentation": 2, "forecast": 3}
-    plan.verdicts.sort(key=lambda v: order.get(v.pipeline, 9))
+    order = {name: i for i, name in enumerate(pipelines.names())}
+    plan.verdicts.sort(key=lambda v: order.get(v.pipeline, len(order)))
     return plan
 
 
@@ -694,9 +695,7 @@ def write_configs(config_dir: str | Path, tables: Sequence[TableGuess], plan: Pl
     path = cdir / "project.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(path)
-    titles = {"churn": "Churn", "clv": "CLV: BG/NBD + Gamma-Gamma", "segmentation": "Segmentation",
-              "forecast": "Sales forecast"}
-    for section, title in titles.items():
+    for section, title in ((p.name, p.title) for p in pipelines.records()):
         values = plan.values.get(section)
         if values:
             path = cdir / f"{section}.yaml"

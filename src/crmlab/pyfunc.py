@@ -16,7 +16,6 @@ checkout; a crmlab installed there is shadowed by the model's own copy, the code
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,20 +24,13 @@ import pandas as pd
 
 from crmlab.export import Bundle
 
-__all__ = ["SCORERS", "get_scorer", "log_pyfunc", "requirements"]
-
-# pipeline -> "module:function" taking (input DataFrame, Bundle) and returning a DataFrame
-SCORERS: dict[str, str] = {
-    "clv": "crmlab.clv.pipeline:score_clv",
-    "churn": "crmlab.churn.pipeline:score_churn",
-    "segmentation": "crmlab.segmentation.pipeline:score_segmentation",
-    "forecast": "crmlab.forecast.pipeline:score_forecast",
-}
-
+__all__ = ["get_scorer", "log_pyfunc", "requirements"]
 
 def get_scorer(pipeline: str) -> Callable[[pd.DataFrame, Bundle], pd.DataFrame]:
-    module, _, name = SCORERS[pipeline].partition(":")
-    return getattr(importlib.import_module(module), name)
+    """The pipeline's scoring function ``(input DataFrame, Bundle) -> DataFrame`` (its record's ``scorer``)."""
+    from crmlab.pipelines import get
+
+    return get(pipeline).load("scorer")
 
 
 #: crmlab's dependencies that scoring never imports: left out of a model's requirements.

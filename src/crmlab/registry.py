@@ -20,13 +20,14 @@ from typing import Any
 
 import pandas as pd
 
+from crmlab import pipelines
 from crmlab.config import PIPELINES, TrackingConfig
 from crmlab.errors import ConfigError, ModelError
 from crmlab.tracking import _absolute_uri, open_store
 
 __all__ = [
     "CHAMPION",
-    "PRIMARY_METRICS",
+    "MANIFEST_TAG",
     "ChampionInfo",
     "champion_bundle",
     "check_evaluation",
@@ -40,22 +41,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 
-#: The metric a pipeline's runs are ranked and promoted by, and whether higher is better. Each is a
-#: metric the pipeline logs on its parent run, measured on data the model did not see.
-PRIMARY_METRICS: dict[str, tuple[str, bool]] = {
-    "clv": ("purchases_mae", False),
-    "churn": ("roc_auc", True),
-    "segmentation": ("silhouette", True),
-    "forecast": ("mase", False),
-}
-
-#: What ``crmlab compare`` shows first (after the primary metric), when the runs logged them.
-KEY_METRICS: dict[str, list[str]] = {
-    "clv": ["purchases_total_pct_error", "purchases_spearman", "spend_mae", "spend_gini", "spend_top_decile_share"],
-    "churn": ["pr_auc", "log_loss", "brier", "lift_at_k", "recall_at_k"],
-    "segmentation": ["k", "calinski_harabasz", "davies_bouldin", "stability_ari"],
-    "forecast": ["rmsse", "wape", "smape", "bias", "coverage_80", "coverage_95"],
-}
 
 
 def _finite(value: Any) -> bool:
@@ -66,12 +51,12 @@ def _finite(value: Any) -> bool:
 
 
 def check_evaluation(pipeline: str, metrics: Mapping[str, Any], *, what: str = "") -> None:
-    """Refuse a model whose primary metric (:data:`PRIMARY_METRICS`) is missing or not a finite
+    """Refuse a model whose primary metric (its record's, :mod:`crmlab.pipelines`) is missing or not a finite
     number: its evaluation had no data (an empty holdout) or failed, so nothing says it works. Each
     pipeline calls this after evaluating and before exporting; :func:`promote` and the first-version
     champion rule check the registered version's logged metric the same way, so such a model is
     never exported, nor made champion."""
-    metric, _ = PRIMARY_METRICS[pipeline]
+    metric = pipelines.get(pipeline).primary_metric
     value = metrics.get(metric)
     if pipeline == "segmentation" and metrics.get("k") == 1:
         return  # one segment of everyone (segmentation.fallback=single): chosen, not fitted; no silhouette
@@ -161,7 +146,7 @@ def ensure_champion(name: str, version: str | int) -> None:
         client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         pipeline = name.removeprefix("crmlab-")
-        if pipeline in PRIMARY_METRICS:
+        if pipeline in pipelines.names():
             try:
                 check_evaluation(pipeline, _version_metrics(client, name, str(version)),
                                  what=f"({name} version {version})")
@@ -233,7 +218,8 @@ def recent_runs(tracking: TrackingConfig, pipeline: str, *, last: int = 10,
             versions[mv.run_id] = str(mv.version)
     except mlflow.exceptions.MlflowException:
         pass
-    primary, _ = PRIMARY_METRICS[pipeline]
+    record = pipelines.get(pipeline)
+    primary = record.primary_metric
     rows = []
     for r in runs:
         row: dict[str, Any] = {
@@ -249,7 +235,7 @@ def recent_runs(tracking: TrackingConfig, pipeline: str, *, last: int = 10,
     if df.empty:
         return df
     fixed = ["run_id", "started", "status", "version", "champion"]
-    key = [m for m in KEY_METRICS[pipeline] if m in df.columns and m != primary]
+    key = [m for m in record.key_metrics if m in df.columns and m != primary]
     chosen = metrics or [primary, *key, *sorted(c for c in df.columns if c not in (*fixed, primary, *key))]
     missing = [m for m in chosen if m not in df.columns]
     if metrics and missing:

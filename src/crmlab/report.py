@@ -53,11 +53,11 @@ from matplotlib.figure import Figure
 
 from crmlab import __version__
 from crmlab.config import PIPELINES, CrmlabConfig
+from crmlab.pipelines import get as pipeline_record
 from crmlab.kpis import KpiResult, pseudonym
 from crmlab.utils import Step, no_step
 
 __all__ = [
-    "REPORT_TABLES",
     "PipelineOutputs",
     "ReportResult",
     "build_figures",
@@ -67,13 +67,6 @@ __all__ = [
 ]
 
 
-#: Optional report tables per pipeline and the columns each must have (module doc).
-REPORT_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
-    "churn": {"leaderboard": ("model",), "calibration": ("predicted", "observed")},
-    "segmentation": {"profiles": ("segment", "customers")},
-    "forecast": {"forecast": ("period", "forecast", "lower", "upper")},
-    "clv": {},
-}
 _TRAIN_HINT = {p: f"crmlab train {p}" for p in PIPELINES}
 _UNITS = {"M": "month", "W": "week", "Q": "quarter"}
 _BLUE, _ORANGE, _GREY, _GREEN = "#2f6db5", "#e07b28", "#555555", "#3a9a5b"
@@ -118,7 +111,7 @@ def read_pipeline_outputs(models_dir: str | Path, pipeline: str) -> PipelineOutp
     except (OSError, json.JSONDecodeError) as exc:
         out.problems.append(f"{mpath}: unreadable ({exc})")
         return out
-    for name, required in REPORT_TABLES.get(pipeline, {}).items():
+    for name, required in pipeline_record(pipeline).report_tables.items():
         f = path / f"report_{name}.csv"
         if not f.is_file():
             continue

@@ -12,9 +12,9 @@
 3. **Challenger**: the pipeline's normal training on the latest window; its bundle goes to a
    candidate folder, its model is registered as a new version (not the champion).
 4. **Comparison on the same holdout**: the champion's bundle (the registry's ``champion`` alias) is
-   evaluated on the challenger's holdout by the pipeline's own evaluation code (:data:`EVALUATORS`),
+   evaluated on the challenger's holdout by the pipeline's own evaluation code (its record's ``evaluator``),
    and the two values of the pipeline's primary metric are compared
-   (:data:`crmlab.registry.PRIMARY_METRICS`). Where the champion's exported model was refitted on
+   (its record's ``primary_metric``, :mod:`crmlab.pipelines`). Where the champion's exported model was refitted on
    data that overlaps the new holdout, the evaluator refits the champion's *specification* (model
    kind and hyper-parameters from its bundle) on the challenger's training window, so neither model
    has seen the holdout: CLV does this, and forecast backtests the champion's model kind and
@@ -26,12 +26,10 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,38 +39,13 @@ import pandas as pd
 
 from crmlab.config import CrmlabConfig
 from crmlab.errors import ConfigError, DataCheckError
-from crmlab.registry import PRIMARY_METRICS, champion_bundle, get_champion, promote
+from crmlab import pipelines
+from crmlab.registry import champion_bundle, get_champion, promote
 from crmlab.tracking import Tracker
 from crmlab.workflow import PreparedData, prepare_data
 from crmlab.utils import Step, no_step
 
-__all__ = ["EVALUATORS", "TRAINERS", "TUNERS", "RetrainResult", "check_data", "retrain", "with_overrides"]
-
-
-#: pipeline -> "module:function" of its training, ``(cfg, *, tracker=None, step=None) -> result``
-TRAINERS: dict[str, str] = {
-    "clv": "crmlab.clv.pipeline:train_clv",
-    "churn": "crmlab.churn.pipeline:train_churn",
-    "segmentation": "crmlab.segmentation.pipeline:train_segmentation",
-    "forecast": "crmlab.forecast.pipeline:train_forecast",
-}
-#: pipeline -> "module:function" evaluating another bundle on a result's holdout, ``(bundle, result) -> metrics``
-EVALUATORS: dict[str, str] = {
-    "clv": "crmlab.clv.pipeline:evaluate_bundle",
-    "churn": "crmlab.churn.pipeline:evaluate_bundle",
-    "forecast": "crmlab.forecast.pipeline:evaluate_bundle",
-    "segmentation": "crmlab.segmentation.pipeline:evaluate_bundle",
-}
-#: pipeline -> "module:function" tuning it, ``(cfg, *, trials, timeout, tracker, step) -> TuningResult``
-TUNERS: dict[str, str] = {
-    "churn": "crmlab.churn.pipeline:tune_churn",
-    "forecast": "crmlab.forecast.tune:tune_forecast",
-}
-
-
-def _load(ref: str) -> Callable[..., Any]:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+__all__ = ["RetrainResult", "check_data", "retrain", "with_overrides"]
 
 
 def with_overrides(cfg: CrmlabConfig, overrides: dict[str, Any]) -> CrmlabConfig:
@@ -200,15 +173,16 @@ def _install_bundle(src: Path, dst: Path) -> None:
 def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, timeout: float | None = None,
             tracker: Tracker | None = None, step: Step | None = None) -> RetrainResult:
     """Run the retraining job for one pipeline (see the module doc) and return the decision."""
-    if pipeline not in TRAINERS:
-        raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(TRAINERS)}")
+    if pipeline not in pipelines.names():
+        raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {', '.join(pipelines.names())}")
+    record = pipelines.get(pipeline)
     step = step or no_step
     project = cfg.project
     rules = project.retrain
     trials = rules.trials if trials is None else trials
     timeout = rules.timeout if timeout is None else timeout
     tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
-    metric, higher = PRIMARY_METRICS[pipeline]
+    metric, higher = record.primary_metric, record.higher_is_better
 
     with step("Loading, cleaning and checking the data"):
         prepared = None if _sales_source(cfg, pipeline) else prepare_data(project)
@@ -221,15 +195,15 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
         raise DataCheckError(f"retrain {pipeline}: data checks failed, nothing trained or promoted: "
                              + "; ".join(problems))
 
-    if trials and pipeline in TUNERS:
-        tuned = _load(TUNERS[pipeline])(cfg, trials=trials, timeout=timeout, tracker=tracker, step=step)
+    if trials and record.tuner is not None:
+        tuned = record.load("tuner")(cfg, trials=trials, timeout=timeout, tracker=tracker, step=step)
         overrides = tuned.overrides
         cfg = with_overrides(cfg, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     candidates = Path(project.output.dir) / "candidates" / f"{pipeline}-{stamp}"
     try:  # the candidate's folder goes, whatever happens (a failed evaluation of the champion, say)
         cfg_c = with_overrides(cfg, {"project": {"output": {"models_dir": str(candidates)}}})
-        result = _load(TRAINERS[pipeline])(cfg_c, tracker=tracker, step=step)
+        result = record.load("trainer")(cfg_c, tracker=tracker, step=step)
         bundle_path = Path(result.bundle_path)
         challenger_version = result.extras.get("registered_model_version") if hasattr(result, "extras") else None
         challenger_version = None if challenger_version is None else str(challenger_version)
@@ -245,7 +219,7 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
             with step(f"Evaluating the champion (version {champion.version}) on the same holdout"):
                 with tempfile.TemporaryDirectory(prefix="crmlab-champion-") as tmp:
                     champ_path, _ = champion_bundle(project.tracking, pipeline, tmp)
-                    evaluate = _load(EVALUATORS[pipeline])
+                    evaluate = record.load("evaluator")
                     out.champion_metrics = {k: float(v) for k, v in evaluate(champ_path, result).items()}
             out.champion_value = out.champion_metrics.get(metric)
             if out.challenger_value is None or out.champion_value is None:

@@ -49,6 +49,7 @@ from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, ModelError
 from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
+from crmlab.pipelines import customer_models
 from crmlab.pyfunc import get_scorer
 from crmlab.utils import disk_full, is_disk_full
 
@@ -57,8 +58,9 @@ __all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", 
 
 log = logging.getLogger(__name__)
 
-#: Pipelines with one score per customer (forecast predicts sales per period, not per customer).
-CUSTOMER_MODELS: tuple[str, ...] = ("churn", "clv", "segmentation")
+#: Pipelines with one score per customer (forecast predicts sales per period, not per customer), from
+#: the pipeline records.
+CUSTOMER_MODELS: tuple[str, ...] = customer_models()
 
 Progress = Callable[[float, float], None]  # (share of the rows done, 1.0)
 

@@ -33,7 +33,8 @@ from crmlab.data.io import Tables
 from crmlab.data.synth import true_churn_probability
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import load_bundle
-from crmlab.retrain import EVALUATORS, retrain
+from crmlab.pipelines import get as pipeline_record
+from crmlab.retrain import retrain
 from crmlab.scoring import score_customers
 from crmlab.workflow import prepare_data
 
@@ -129,7 +130,7 @@ def test_synthetic_auc_is_close_to_the_true_mechanism(trained):
 
 def test_evaluate_bundle_scores_the_champion_on_the_validation_rows(trained):
     _, _, result = trained
-    assert EVALUATORS["churn"] == "crmlab.churn.pipeline:evaluate_bundle"
+    assert pipeline_record("churn").evaluator == "crmlab.churn.pipeline:evaluate_bundle"
     metrics = evaluate_bundle(result.bundle_path, result)
     assert metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
 

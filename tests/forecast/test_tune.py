@@ -9,7 +9,8 @@ import pytest
 from crmlab.cli import main
 from crmlab.config import load_config
 from crmlab.forecast.tune import trial_overrides, tune_forecast
-from crmlab.retrain import TUNERS, with_overrides
+from crmlab.pipelines import get as pipeline_record
+from crmlab.retrain import with_overrides
 
 
 def _sales(tmp_path) -> list[str]:
@@ -35,7 +36,7 @@ def test_lag_strings_become_lists():
 
 @pytest.mark.slow
 def test_tuning_minimises_backtest_mase_and_its_file_trains(tmp_path, capsys):
-    assert TUNERS["forecast"] == "crmlab.forecast.tune:tune_forecast"
+    assert pipeline_record("forecast").tuner == "crmlab.forecast.tune:tune_forecast"
     sets = _sales(tmp_path)
     cfg = load_config(None, sets)
     res = tune_forecast(cfg, trials=4)
