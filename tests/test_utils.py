@@ -22,3 +22,35 @@ def test_atomic_writes_roundtrip_and_normal_permissions(tmp_path):
     for f in (p, c, j):
         assert stat.S_IMODE(f.stat().st_mode) == 0o644
     assert sorted(x.name for x in tmp_path.iterdir()) == ["r.json", "sub", "t.csv"]  # no temp files left
+
+
+def test_data_are_cleaned_once_per_process_until_a_file_changes(tmp_path, monkeypatch):
+    """prepare_data reuses the clean tables of the same settings and files (issue 16: one `crmlab demo`
+    cleaned the same data 6 times), and cleans again when a file changed, even to one of the same size
+    within the same clock tick."""
+    from crmlab import workflow
+    from crmlab.config import load_config
+    from crmlab.data import clean as cleaning
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return cleaning.clean_tables(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "clean_tables", counting)
+    monkeypatch.setattr(workflow, "_last", None)
+    data = tmp_path / "tx.csv"
+    data.write_text("customer_id,ts,amount\nc1,2024-01-01,5\nc2,2024-01-02,7\n")
+    cfg = load_config(None, [f"project.data.transactions.path={data}", "project.cleaning.max_date=2025-01-01"])
+    first = workflow.prepare_data(cfg.project)
+    first.tables.transactions.loc[0, "amount"] = 999.0  # a caller's change stays its own
+    second = workflow.prepare_data(cfg.project, out_dir=tmp_path / "out")
+    assert len(calls) == 1
+    assert second.tables.transactions["amount"].tolist() == [5.0, 7.0]
+    assert (tmp_path / "out" / "cleaning_report.json").exists()  # what out_dir asks for is still written
+    data.write_text("customer_id,ts,amount\nc1,2024-01-01,6\nc2,2024-01-02,7\n")  # same size, same tick
+    assert workflow.prepare_data(cfg.project).tables.transactions["amount"].tolist() == [6.0, 7.0]
+    other = load_config(None, [f"project.data.transactions.path={data}", "project.cleaning.max_date=2024-01-01"])
+    assert workflow.prepare_data(other.project).tables.transactions["amount"].tolist() == [6.0]
+    assert len(calls) == 3

@@ -6,7 +6,10 @@ its own.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -52,8 +55,59 @@ def resolve_as_of(project: ProjectConfig, tables: Tables) -> date | None:
     return last.date()
 
 
+#: The last data prepared in this process and what it was prepared from (see :func:`prepare_data`).
+_last: tuple[tuple, PreparedData] | None = None
+
+
+def _file_key(path: Path) -> tuple:
+    """What identifies a file's content without reading it: path, inode, size and modification time; a
+    file modified in the last two seconds also by its bytes' hash (its time may not have ticked yet)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    key: tuple = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if time.time() - st.st_mtime < 2:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        key += (h.hexdigest(),)
+    return key
+
+
+def _data_key(project: ProjectConfig) -> tuple:
+    sources = [getattr(project.data, t) for t in ("transactions", "customers", "interactions")]
+    files = tuple(None if s is None else ("embedded",) if s.path is None else _file_key(Path(s.path)) for s in sources)
+    settings = project.model_dump_json(include={"data", "cleaning", "features", "as_of"})
+    return settings, date.today(), files
+
+
 def prepare_data(project: ProjectConfig, *, out_dir: Path | None = None) -> PreparedData:
-    """Load the configured tables, clean them (rejects and report written to ``out_dir``) and fingerprint."""
+    """Load the configured tables, clean them (rejects and report written to ``out_dir``) and fingerprint.
+
+    The data are loaded and cleaned once per process: a later call with the same settings on the same
+    files (same path, size, modification time and, for a file just written, the same bytes) gets the
+    same clean tables (shallow copies: pandas' copy-on-write keeps each caller's changes its own)
+    instead of cleaning them again, so ``crmlab demo``, ``retrain`` and the report clean once."""
+    global _last
+    key = _data_key(project)
+    if _last is not None and _last[0] == key:
+        done = _last[1]
+        log.info("data loaded and cleaned earlier in this run: reused (%s)",
+                 ", ".join(f"{n}: {len(df):,} rows" for n, df in done.tables.items()))
+        written = write_clean_result(done.cleaning, Path(out_dir)) if out_dir is not None else {}
+        tables = Tables(**{n: df.copy(deep=False) for n, df in done.tables.items()}, sources=dict(done.tables.sources))
+        return PreparedData(tables=tables, cleaning=done.cleaning, as_of=done.as_of,
+                            fingerprint=copy.deepcopy(done.fingerprint), written=written)
+    done = _prepare(project, out_dir)
+    _last = (key, done)
+    tables = Tables(**{n: df.copy(deep=False) for n, df in done.tables.items()}, sources=dict(done.tables.sources))
+    return PreparedData(tables=tables, cleaning=done.cleaning, as_of=done.as_of,
+                        fingerprint=copy.deepcopy(done.fingerprint), written=done.written)
+
+
+def _prepare(project: ProjectConfig, out_dir: Path | None) -> PreparedData:
     raw = load_tables(project.data)
     result = clean_tables(raw, project.cleaning, pii_columns=project.features.pii_columns)
     written: dict[str, Path] = {}
