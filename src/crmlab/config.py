@@ -21,6 +21,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -107,6 +108,44 @@ class TableSource(Frozen):
             raise ValueError(f"unknown encoding {v!r}; use 'auto' (detect) or a name such as utf-8, gb18030, "
                              "gbk, big5, cp1252, latin-1") from None
         return v
+
+    uri: str | None = Field(
+        None, description="A PostgreSQL database to read the table from instead of a file: "
+        "postgresql://user@host:port/database, with table or query. No password here: libpq takes it from "
+        "PGPASSWORD, ~/.pgpass, or the environment variable named by password_env.",
+    )
+    table: str | None = Field(None, description="With uri: the table (or view) to read, e.g. crm.orders.")
+    query: str | None = Field(None, description="With uri: a SELECT giving the table instead (not with table).")
+    password_env: str | None = Field(
+        None, description="With uri: the environment variable holding the password (else PGPASSWORD or "
+        "~/.pgpass). Its value is never logged, tracked or shown.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _database_uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        scheme, sep, rest = v.partition("://")
+        if not sep or scheme not in ("postgresql", "postgres"):
+            raise ValueError("uri must be a PostgreSQL URI, postgresql://user@host:port/database")
+        auth = rest.split("/", 1)[0].rpartition("@")[0]
+        if ":" in auth or "password=" in rest.lower():
+            raise ValueError("uri holds a password: a config must never hold one (it would end up in logs, MLflow "
+                             "and version control); give it in PGPASSWORD, ~/.pgpass, or the environment variable "
+                             "named by password_env")
+        return v
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TableSource:
+        if self.uri is not None:
+            if self.path is not None:
+                raise ValueError("give either path (a file) or uri (a database), not both")
+            if (self.table is None) == (self.query is None):
+                raise ValueError("a database source needs exactly one of table or query")
+        elif self.table is not None or self.query is not None or self.password_env is not None:
+            raise ValueError("table, query and password_env go with uri (a database source)")
+        return self
 
 
 class DataConfig(Frozen):
@@ -887,10 +926,23 @@ def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
             msgs.append(err["msg"])
             lines[key] = ""
         else:
-            lines[key] = f"{where}: {key}: {err['msg']} (got {err.get('input')!r})"
+            lines[key] = f"{where}: {key}: {err['msg']} (got {_shown(err.get('input'))})"
     for key, (where, msgs, value) in union.items():
-        lines[key] = f"{where}: {key}: {' or '.join(msgs)} (got {value!r})"
+        lines[key] = f"{where}: {key}: {' or '.join(msgs)} (got {_shown(value)})"
     return "; ".join(lines.values())
+
+
+_SECRET = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@|(password=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any database URI in it replaced by ``***``."""
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), text)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, without any password it holds."""
+    return redact(repr(value))
 
 
 def _missing_dir_message(cdir: Path) -> str:

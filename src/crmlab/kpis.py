@@ -466,10 +466,10 @@ def _example(df: pd.DataFrame, mask: np.ndarray) -> dict[str, Any] | None:
 def read_marketing_spend(source: TableSource) -> pd.DataFrame:
     """Read the marketing-spend table: ``period`` (a date, or a month such as ``1997-01``) as the
     first day of that period, ``spend`` (number >= 0) and ``channel`` (``all`` when absent)."""
-    from crmlab.data.io import read_table
+    from crmlab.data.io import read_table, source_name
 
     raw = read_table(source, "marketing_spend")
-    name = str(source.path)
+    name = source_name(source)
     when = pd.to_datetime(raw["period"].astype("string"), errors="coerce", format="mixed")
     bad = when.isna().to_numpy()
     if bad.any():
@@ -648,11 +648,11 @@ def revenue_by_segment(transactions: pd.DataFrame | PurchaseLog, segments: pd.Se
 
 def read_leads(source: TableSource) -> pd.DataFrame:
     """Read the leads/opportunities table (``lead_id``, ``stage``; other columns kept)."""
-    from crmlab.data.io import read_table
+    from crmlab.data.io import read_table, source_name
 
     df = read_table(source, "leads")
     df = df.assign(lead_id=df["lead_id"].astype("string"), stage=df["stage"].astype("string"))
-    df.attrs["source"] = str(source.path)
+    df.attrs["source"] = source_name(source)
     return df
 
 

@@ -76,8 +76,10 @@ def _file_key(path: Path) -> tuple:
     return key
 
 
-def _data_key(project: ProjectConfig) -> tuple:
+def _data_key(project: ProjectConfig) -> tuple | None:
     sources = [getattr(project.data, t) for t in ("transactions", "customers", "interactions")]
+    if any(s is not None and s.uri is not None for s in sources):
+        return None  # a database can change under the same query: read it again each time
     files = tuple(None if s is None else ("embedded",) if s.path is None else _file_key(Path(s.path)) for s in sources)
     settings = project.model_dump_json(include={"data", "cleaning", "features", "as_of"})
     return settings, date.today(), files
@@ -92,7 +94,7 @@ def prepare_data(project: ProjectConfig, *, out_dir: Path | None = None) -> Prep
     instead of cleaning them again, so ``crmlab demo``, ``retrain`` and the report clean once."""
     global _last
     key = _data_key(project)
-    if _last is not None and _last[0] == key:
+    if key is not None and _last is not None and _last[0] == key:
         done = _last[1]
         log.info("data loaded and cleaned earlier in this run: reused (%s)",
                  ", ".join(f"{n}: {len(df):,} rows" for n, df in done.tables.items()))

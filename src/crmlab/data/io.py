@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import importlib.resources
 import logging
@@ -91,9 +92,100 @@ class Tables:
 
 
 def source_name(source: TableSource | None) -> str:
-    if source is None or source.path is None:
+    """How a source is named in messages, logs and the data fingerprint: its file, or its database and
+    table (a query by its hash), never a password (a URI cannot hold one, see TableSource)."""
+    if source is None or (source.path is None and source.uri is None):
         return CDNOW_NAME
+    if source.uri is not None:
+        what = f"table {source.table}" if source.table is not None else (
+            "query sha256:" + hashlib.sha256(str(source.query).encode()).hexdigest()[:12])
+        return f"{source.uri} ({what})"
     return str(source.path)
+
+
+def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
+    """The table or query of a PostgreSQL source, read through ADBC into Arrow and then pandas.
+
+    Numbers stay numbers (``numeric`` as float64), dates and timestamps become datetime64 (with a time
+    zone: converted to UTC and made naive), everything else text; the cleaner treats these typed
+    columns as it treats a Parquet file's. A password comes from PGPASSWORD, ``~/.pgpass`` or the
+    variable named by ``password_env``; errors name the database and table, never the password."""
+    import os
+
+    import pyarrow as pa
+
+    name = source_name(source)
+    try:
+        import adbc_driver_postgresql.dbapi as pg
+    except ImportError:  # pragma: no cover - a dependency of crmlab
+        raise DataError("reading from PostgreSQL needs the adbc-driver-postgresql package", file=name) from None
+    if source.table is not None:
+        parts = source.table.split(".")
+        if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", p) for p in parts) or len(parts) > 2:
+            raise DataError(f"table {source.table!r} is not a plain [schema.]table name", file=name,
+                            expected=f"project.data.{kind}.table such as crm.orders, or a query")
+        sql = "SELECT * FROM " + ".".join(f'"{p}"' for p in parts)
+    else:
+        sql = str(source.query)
+    env = dict(os.environ)
+    if source.password_env is not None:
+        if source.password_env not in os.environ:
+            raise DataError(f"the environment variable {source.password_env} (project.data.{kind}.password_env) "
+                            "is not set", file=name, expected="the database password in it")
+        env["PGPASSWORD"] = os.environ[source.password_env]
+    saved = os.environ.get("PGPASSWORD")
+    try:
+        if "PGPASSWORD" in env:
+            os.environ["PGPASSWORD"] = env["PGPASSWORD"]
+        with pg.connect(str(source.uri)) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            reader = cur.fetch_record_batch()
+            batches = list(reader)
+            schema = reader.schema
+    except Exception as exc:  # the driver's errors: OperationalError, ProgrammingError, ...
+        raise _database_error(exc, name, kind, source) from None
+    finally:
+        if saved is None:
+            os.environ.pop("PGPASSWORD", None)
+        else:
+            os.environ["PGPASSWORD"] = saved
+    table = pa.Table.from_batches(batches, schema=schema)
+    if table.num_rows == 0:
+        raise DataError("the database returned no rows", file=name,
+                        expected=f"at least one {kind} row from project.data.{kind}."
+                        + ("table" if source.table is not None else "query"))
+    columns = []
+    for field_, col in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_decimal(field_.type):
+            col = col.cast(pa.float64())
+        elif pa.types.is_timestamp(field_.type) and field_.type.tz is not None:
+            col = col.cast(pa.timestamp(field_.type.unit, tz="UTC")).cast(pa.timestamp(field_.type.unit))
+        columns.append(col)
+    df = pa.Table.from_arrays(columns, names=table.column_names).to_pandas(date_as_object=False)
+    log.info("%s: %s rows read from the database", name, f"{len(df):,}")
+    return df
+
+
+def _database_error(exc: Exception, name: str, kind: str, source: TableSource) -> DataError:
+    from crmlab.config import redact
+
+    full = redact(" ".join(str(exc).split())) or type(exc).__name__
+    # the server's or libpq's own words, without the driver's wrapping and the echoed query
+    said = re.search(r"(?:ERROR|FATAL):\s*(.*?)(?:\s+LINE \d+:|\s+Query was:|\.?\s*SQLSTATE|$)", full)
+    text = said.group(1) if said else re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", full)
+    low = full.lower()
+    if "password authentication failed" in low or "no password supplied" in low or "authentication" in low:
+        return DataError("the database refused the login (password authentication failed)", file=name,
+                         expected="the right user in the uri and its password in PGPASSWORD, ~/.pgpass or "
+                         f"project.data.{kind}.password_env")
+    if "does not exist" in low and ("relation" in low or "table" in low):
+        return DataError(f"the table does not exist ({text[:200]})", file=name,
+                         expected=f"project.data.{kind}.table naming an existing table or view")
+    if "connection" in low or "could not connect" in low or "timeout" in low or "refused" in low:
+        return DataError(f"cannot reach the database ({text[:300]})", file=name,
+                         expected="a running PostgreSQL server at the uri's host and port")
+    return DataError(f"the database refused the {'query' if source.query else 'read'} ({text[:300]})", file=name,
+                     expected=f"project.data.{kind}." + ("query: a valid SELECT" if source.query else "table"))
 
 
 def _datasets_dir():
@@ -318,16 +410,20 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
     empty, or lacks a required column.
     """
     schema = SCHEMAS[kind]
-    if source.path is None:
+    if source.path is None and source.uri is None:
         if kind != "transactions":
             raise DataError(f"no file configured for the {kind} table", expected="project.data.<table>.path")
         df = load_cdnow()
         df.attrs["source"] = CDNOW_NAME
         return df
 
-    path = Path(source.path)
-    name = str(path)
-    df = _read_file(path, source, kind)
+    if source.uri is not None:
+        name = source_name(source)
+        df = _read_database(source, kind)
+    else:
+        path = Path(source.path)
+        name = str(path)
+        df = _read_file(path, source, kind)
     # mapping: canonical -> file column. Refuse a mapping whose file column does not exist.
     mapping = dict(source.columns)
     unknown = [c for c in mapping if c not in schema.required + schema.optional and kind != "customers"]
@@ -387,7 +483,7 @@ def uses_demo_data(data: DataConfig) -> bool:
     next to a table of the user's own: the demo data is never mixed with theirs."""
     own = {name: getattr(data, name) for name in _OWN_TABLES if getattr(data, name) is not None}
     tx = data.transactions
-    if tx is not None and tx.path is not None:
+    if tx is not None and (tx.path is not None or tx.uri is not None):
         return False
     if tx is None:
         # unset: the demo when nothing else is configured; an explicit null: no transactions
@@ -433,8 +529,8 @@ def load_tables(data: DataConfig) -> Tables:
         )
     if data.customers is not None:
         tables.customers = read_table(data.customers, "customers")
-        tables.sources["customers"] = str(data.customers.path)
+        tables.sources["customers"] = source_name(data.customers)
     if data.interactions is not None:
         tables.interactions = read_table(data.interactions, "interactions")
-        tables.sources["interactions"] = str(data.interactions.path)
+        tables.sources["interactions"] = source_name(data.interactions)
     return tables

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.config import CrmlabConfig, ForecastConfig, config_hash
+from crmlab.data.io import source_name
 from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.forecast.backtest import (
@@ -153,7 +154,7 @@ def load_panel(cfg: CrmlabConfig) -> tuple[Panel, dict[str, Any], dict[str, Any]
 
             write_table_atomic(sales.rejects, Path(project.output.dir) / "clean" / "rejects_sales.csv")
         fp = data_fingerprint({"sales": sales.panel.to_frame()}, project.features.pii_columns)
-        fp["sources"] = {"sales": str(project.data.sales.path)}
+        fp["sources"] = {"sales": source_name(project.data.sales)}
         return sales.panel, fp, {"source": "sales", **sales.counts, "rejects": sales.rejects}
     if fc.covariates:
         raise ConfigError("forecast.covariates are columns of a sales table (project.data.sales); "

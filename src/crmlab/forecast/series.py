@@ -286,10 +286,10 @@ def read_sales(source: TableSource, *, freq: str, covariates: list[str] | tuple[
     zero (counted in the notes). The panel's ``target`` is ``target``, else the name of the table's
     value column (its mapped name, e.g. ``units``), never a made-up "revenue".
     """
-    from crmlab.data.io import read_table
+    from crmlab.data.io import read_table, source_name
 
     raw = read_table(source, "sales").reset_index(drop=True)
-    name = str(source.path)
+    name = source_name(source)
     for cov in covariates:
         if cov not in raw.columns:
             raise DataError(f"covariate {cov!r} (forecast.covariates) is not a column of the sales table",

@@ -1,0 +1,212 @@
+"""Tables read from a real PostgreSQL (issue 17 item 1): a cluster made by initdb in a temp folder and
+started by pg_ctl on a free local port for this test session, never a mock.
+
+Skipped when PostgreSQL's server programs are not installed, except under CI=true, where they must be.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crmlab.cli import main
+from crmlab.data.synth import write_synthetic
+
+PASSWORD = "s3cret-not-in-any-log"
+BIN_DIRS = ("/usr/local/bin", *sorted(str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")))
+
+
+@dataclass
+class Postgres:
+    host: str
+    port: int
+    user: str
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/postgres"
+
+    def run(self, sql: str) -> None:
+        import adbc_driver_postgresql.dbapi as pg
+
+        with pg.connect(self.uri) as conn, conn.cursor() as cur:
+            for statement in filter(str.strip, sql.split(";")):  # one statement per call (no ';' in values here)
+                cur.execute(statement)
+            conn.commit()
+
+    def load(self, name: str, df: pd.DataFrame) -> None:
+        """A table ``crm.<name>`` holding ``df`` (text columns stay text, as in a raw export)."""
+        import adbc_driver_postgresql.dbapi as pg
+        import pyarrow as pa
+
+        with pg.connect(self.uri) as conn, conn.cursor() as cur:
+            cur.execute("CREATE SCHEMA IF NOT EXISTS crm")
+            cur.execute(f"DROP TABLE IF EXISTS crm.{name}")
+            cur.adbc_ingest(name, pa.Table.from_pandas(df, preserve_index=False), mode="create", db_schema_name="crm")
+            conn.commit()
+
+
+def _program(name: str) -> str | None:
+    for folder in BIN_DIRS:
+        if os.access(Path(folder) / name, os.X_OK):
+            return str(Path(folder) / name)
+    return shutil.which(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    initdb, pg_ctl = _program("initdb"), _program("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL's initdb and pg_ctl are needed under CI")
+        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
+    import tempfile
+
+    # not under pytest's folders (0700, root's): the server's own user must reach its data
+    root = Path(tempfile.mkdtemp(prefix="crmlab-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as nobody
+        shutil.chown(root, "nobody")
+        as_user = ["runuser", "-u", "nobody", "--"]
+    pwfile = root / "pw"
+    pwfile.write_text(PASSWORD)
+    if as_user:
+        shutil.chown(pwfile, "nobody")
+    data, port = root / "data", _free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "crmlab", "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    old = os.environ.get("PGPASSWORD")
+    os.environ["PGPASSWORD"] = PASSWORD
+    try:
+        yield Postgres("127.0.0.1", port, "crmlab")
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+        if old is None:
+            os.environ.pop("PGPASSWORD", None)
+        else:
+            os.environ["PGPASSWORD"] = old
+
+
+@pytest.fixture(scope="module")
+def crm(postgres, tmp_path_factory):
+    """A synthetic CRM as raw text tables in the database, and the same files on disk."""
+    root = tmp_path_factory.mktemp("pgcrm")
+    paths = write_synthetic(root / "synth", n_customers=300, seed=9)
+    for name in ("transactions", "customers"):
+        postgres.load(name, pd.read_csv(paths[name], dtype=str, keep_default_na=False).replace("", None))
+    (root / "no-configs").mkdir()
+    return root, paths
+
+
+def _flags(root: Path, out: str, **tables: str) -> list[str]:
+    sets = [f"project.tracking.uri=sqlite:///{root / out / 'mlflow.db'}",
+            f"project.tracking.artifact_dir={root / out / 'mlartifacts'}",
+            f"project.output.dir={root / out / 'outputs'}", f"project.output.models_dir={root / out / 'models'}",
+            "project.cleaning.max_date=2024-12-31", "clv.holdout_weeks=26", "clv.challenger=false",
+            *(f"project.data.{k}={v}" for k, v in tables.items())]
+    return ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
+
+
+@pytest.mark.slow
+def test_training_and_scoring_from_the_database_equal_the_files(postgres, crm, capsys):
+    root, paths = crm
+    db = {"transactions": f"{{uri: '{postgres.uri}', table: crm.transactions}}",
+          "customers": f"{{uri: '{postgres.uri}', table: crm.customers}}"}
+    files = {"transactions.path": str(paths["transactions"]), "customers.path": str(paths["customers"])}
+    for name, tables in (("db", db), ("files", files)):
+        flags = _flags(root, name, **tables)
+        for pipeline in ("clv", "churn", "segmentation"):
+            assert main([*flags, "train", pipeline]) == 0, capsys.readouterr().err[-2000:]
+        assert main([*flags, "score", "--source", "models", "--out", str(root / name / "scores.parquet")]) == 0
+    said = capsys.readouterr()
+    assert PASSWORD not in said.out + said.err
+    from_db = pd.read_parquet(root / "db" / "scores.parquet")
+    from_files = pd.read_parquet(root / "files" / "scores.parquet")
+    assert len(from_db) == 300
+    pd.testing.assert_frame_equal(from_db, from_files)  # same data, same models (same bundle hashes too)
+    # the run's data fingerprint names the database table, without the password
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'db' / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("crmlab").experiment_id],
+                             filter_string="attributes.run_name = 'clv'")[0]
+    params = " ".join(f"{k}={v}" for k, v in run.data.params.items())
+    assert "table crm.transactions" in params and PASSWORD not in params
+
+
+def test_a_query_and_typed_columns_are_read(postgres, tmp_path):
+    postgres.run("CREATE SCHEMA IF NOT EXISTS crm; DROP TABLE IF EXISTS crm.typed; "
+                 "CREATE TABLE crm.typed (client bigint, paid_at timestamptz, total numeric(12,2), day date); "
+                 "INSERT INTO crm.typed VALUES (123, '2024-03-01 10:00+02', 12.50, '2024-03-01'), "
+                 "(45, '2024-03-02 23:30+00', 7.25, '2024-03-02'), (123, '2024-03-09 08:00+00', 1.00, '2024-03-09')")
+    from crmlab.config import load_config
+    from crmlab.workflow import prepare_data
+
+    query = "SELECT client, paid_at, total FROM crm.typed WHERE total > 5"
+    cfg = load_config(None, [f"project.data.transactions={{uri: '{postgres.uri}', query: '{query}', columns: "
+                             "{customer_id: client, ts: paid_at, amount: total}}", "project.cleaning.max_date=2025-01-01"])
+    tx = prepare_data(cfg.project).tables.transactions
+    assert tx["customer_id"].tolist() == ["123", "45"]
+    assert tx["amount"].tolist() == [12.5, 7.25]
+    assert tx["ts"].dt.strftime("%Y-%m-%d %H:%M").tolist() == ["2024-03-01 08:00", "2024-03-02 23:30"]  # UTC
+
+
+@pytest.mark.parametrize(("source", "says"), [
+    ("{uri: 'postgresql://crmlab@127.0.0.1:PORT/postgres', table: crm.nope}", ["table crm.nope", "does not exist"]),
+    ("{uri: 'postgresql://crmlab@127.0.0.1:PORT/postgres', query: 'SELECT * FROM crm.one WHERE false'}",
+     ["returned no rows"]),
+    ("{uri: 'postgresql://crmlab@127.0.0.1:1/postgres', table: crm.one}", ["cannot reach the database", ":1/"]),
+    ("{uri: 'postgresql://crmlab@127.0.0.1:PORT/postgres', table: crm.one, password_env: WRONG_PW}",
+     ["refused the login"]),
+    ("{uri: 'postgresql://crmlab@127.0.0.1:PORT/postgres', table: crm.one, columns: {customer_id: nope}}",
+     ["mapped column 'nope'", "table crm.one"]),
+    ("{uri: 'postgresql://crmlab:" + PASSWORD + "@127.0.0.1:PORT/postgres', table: crm.one}",
+     ["uri holds a password", "PGPASSWORD"]),
+])
+def test_database_mistakes_are_one_line_without_the_password(postgres, tmp_path, capsys, monkeypatch, source, says):
+    monkeypatch.setenv("WRONG_PW", "not-the-password")
+    postgres.run("CREATE SCHEMA IF NOT EXISTS crm; DROP TABLE IF EXISTS crm.one; CREATE TABLE crm.one (client bigint, "
+                 "paid_at timestamptz, total numeric(12,2)); INSERT INTO crm.one VALUES (1, '2024-01-01', 2)")
+    (tmp_path / "configs").mkdir()
+    code = main(["-c", str(tmp_path / "configs"), "--set",
+                 f"project.data.transactions={source.replace('PORT', str(postgres.port))}", "data", "clean",
+                 "--out", str(tmp_path / "out")])
+    said = capsys.readouterr()
+    errors = [line for line in said.err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, said.err[-2000:]
+    assert all(s in errors[0] for s in says), errors[0]
+    assert PASSWORD not in said.out + said.err and "not-the-password" not in said.out + said.err
+    assert "Traceback" not in said.err
+
+
+def test_reading_leaves_pgpassword_as_it_was(postgres, monkeypatch):
+    from crmlab.config import TableSource
+    from crmlab.data.io import read_table
+
+    postgres.run("CREATE SCHEMA IF NOT EXISTS crm; DROP TABLE IF EXISTS crm.tiny; "
+                 "CREATE TABLE crm.tiny (customer_id text, ts date, amount numeric); "
+                 "INSERT INTO crm.tiny VALUES ('a', '2024-01-01', 1)")
+    monkeypatch.setenv("CRM_PW", PASSWORD)
+    monkeypatch.setenv("PGPASSWORD", "something-else")
+    source = TableSource(uri=postgres.uri, table="crm.tiny", password_env="CRM_PW")
+    started = time.monotonic()
+    assert len(read_table(source, "transactions")) == 1
+    assert os.environ["PGPASSWORD"] == "something-else"
+    assert time.monotonic() - started < 60
