@@ -210,3 +210,86 @@ def test_reading_leaves_pgpassword_as_it_was(postgres, monkeypatch):
     assert len(read_table(source, "transactions")) == 1
     assert os.environ["PGPASSWORD"] == "something-else"
     assert time.monotonic() - started < 60
+
+
+@pytest.fixture(scope="module")
+def scored_db(postgres, crm):
+    """CLV trained from the database tables; the flags of that project."""
+    root, _ = crm
+    db = {"transactions": f"{{uri: '{postgres.uri}', table: crm.transactions}}",
+          "customers": f"{{uri: '{postgres.uri}', table: crm.customers}}"}
+    flags = _flags(root, "writeback", **db)
+    assert main([*flags, "train", "clv"]) == 0
+    return root, flags
+
+
+def _read(postgres, table: str) -> pd.DataFrame:
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(postgres.uri) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {table} ORDER BY customer_id")
+        return cur.fetch_arrow_table().to_pandas(date_as_object=False)
+
+
+def _tables(postgres, like: str) -> list[str]:
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(postgres.uri) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT schemaname || '.' || tablename FROM pg_tables WHERE tablename LIKE '{like}'")
+        return sorted(r[0] for r in cur.fetchall())
+
+
+@pytest.mark.slow
+def test_scores_written_back_into_a_table_equal_the_parquet_file(postgres, scored_db, capsys):
+    """issue 17 item 2: `crmlab score --out postgresql://...?table=schema.name`."""
+    root, flags = scored_db
+    postgres.run("CREATE SCHEMA IF NOT EXISTS marts")
+    target = f"{postgres.uri}?table=marts.customer_scores"
+    for _ in range(2):  # the second run replaces the table
+        assert main([*flags, "score", "--source", "models", "--out", target]) == 0, capsys.readouterr().err[-2000:]
+    assert main([*flags, "score", "--source", "models", "--out", str(root / "writeback" / "s.parquet")]) == 0
+    said = capsys.readouterr()
+    assert "-> " + postgres.uri + " (table marts.customer_scores)" in " ".join(said.out.split())
+    from_db = _read(postgres, "marts.customer_scores")
+    from_file = pd.read_parquet(root / "writeback" / "s.parquet")
+    assert list(from_db.columns) == list(from_file.columns) and len(from_db) == len(from_file) == 300
+    pd.testing.assert_frame_equal(from_db, from_file, check_dtype=False)
+    assert _tables(postgres, "%crmlab_staging%") == []
+
+
+@pytest.mark.slow
+def test_a_killed_scoring_run_leaves_the_previous_table_intact(postgres, scored_db):
+    import signal
+    import sys
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    root, flags = scored_db
+    postgres.run("CREATE SCHEMA IF NOT EXISTS marts; DROP TABLE IF EXISTS marts.kill_me; "
+                 "CREATE TABLE marts.kill_me (customer_id text, note text); INSERT INTO marts.kill_me VALUES ('x', 'old')")
+    target = f"{postgres.uri}?table=marts.kill_me"
+    proc = subprocess.Popen([sys.executable, "-m", "crmlab", *flags, "score", "--source", "models", "--chunk-size", "1",
+                             "--out", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+    deadline = time.monotonic() + 120
+    with pg.connect(postgres.uri) as conn, conn.cursor() as cur:
+        while True:  # until the run's transaction has written (made its staging table): it has an xid
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
+            seen = cur.fetchone()[0]
+            conn.rollback()  # statistics views are a snapshot per transaction: take a new one each time
+            if seen:
+                break
+            assert proc.poll() is None, "the scoring run ended before it wrote"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # the server notices the dropped connection and rolls its transaction back
+    assert _read(postgres, "marts.kill_me").to_dict("records") == [{"customer_id": "x", "note": "old"}]
+    assert _tables(postgres, "%crmlab_staging%") == []
+
+
+def test_a_password_in_the_output_uri_is_refused_and_masked(scored_db, capsys):
+    _, flags = scored_db
+    code = main([*flags, "score", "--out", f"postgresql://crmlab:{PASSWORD}@127.0.0.1:5432/postgres?table=a.b"])
+    said = capsys.readouterr()
+    assert code == 2 and "uri holds a password" in said.err and PASSWORD not in said.out + said.err

@@ -121,6 +121,14 @@ def _out_file(example: str, *suffixes: str) -> Any:
     return check
 
 
+def _scores_out(value: str | None) -> str | Path | None:
+    """``--out`` of ``crmlab score``: a Parquet or CSV file, or a PostgreSQL table (kept as text: a path
+    would fold its '//')."""
+    if value is None or value.startswith(("postgresql://", "postgres://")):
+        return value
+    return _out_file("scores.parquet", ".parquet", ".csv")(Path(value))
+
+
 def _out_dir(value: Path | None) -> Path | None:
     """An option callback for a folder the command writes into (made if missing)."""
     if value is None:
@@ -429,8 +437,9 @@ def tune(
 def score(
     set_: SetOpt = None,
     as_of: Annotated[str | None, _date_option("--as-of", "Cut-off date YYYY-MM-DD (default: config).")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="scores.parquet or scores.csv.",
-                                                  callback=_out_file("scores.parquet", ".parquet", ".csv"))] = None,
+    out_file: Annotated[str | None, typer.Option("--out", help="scores.parquet, scores.csv, or a PostgreSQL table: "
+                                                 "'postgresql://user@host:port/db?table=schema.scores'.",
+                                                 callback=_scores_out)] = None,
     source: Annotated[Literal["auto", "models", "registry"] | None,
                       typer.Option(help="auto (the registry's champion where there is one, else models/), models "
                                    "(bundles in models/) or registry (champions only); default: config.")] = None,

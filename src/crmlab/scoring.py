@@ -314,7 +314,16 @@ def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None
                  chunk_size: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Score every customer into ``out`` (``.parquet`` or ``.csv``), chunk by chunk, atomically.
 
-    Returns a summary: path, rows, as_of, the models and their versions."""
+    ``out`` may also be a PostgreSQL table, ``postgresql://user@host:port/db?table=schema.scores``: the
+    scores go to a staging table in one transaction that then replaces the table (see
+    :func:`_write_database`). Returns a summary: path, rows, as_of, the models and their versions."""
+    if isinstance(out, str) and out.startswith(("postgresql://", "postgres://")):
+        tables, as_of_d = _tables_and_as_of(cfg, tables, as_of)
+        with open_models(cfg, pipelines=pipelines, source=source) as models:
+            rows, where = _write_database(tables, cfg, models, out, as_of_d=as_of_d, chunk_size=chunk_size,
+                                          progress=progress)
+        return {"path": where, "rows": rows, "as_of": as_of_d,
+                "models": {p: {"version": m.version, "source": m.source} for p, m in models.items()}}
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):
@@ -325,6 +334,72 @@ def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None
                             progress=progress)
     return {"path": out, "rows": rows, "as_of": as_of_d,
             "models": {p: {"version": m.version, "source": m.source} for p, m in models.items()}}
+
+
+def _database_target(out: str) -> tuple[str, str, str]:
+    """(uri, schema, table) of ``postgresql://...?table=[schema.]name``; ConfigError when malformed."""
+    import re
+    from urllib.parse import parse_qs
+
+    from crmlab.config import TableSource, redact
+
+    uri, _, query = out.partition("?")
+    params = parse_qs(query)
+    target = (params.get("table") or [""])[0]
+    schema, _, name = target.rpartition(".")
+    schema = schema or "public"
+    if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", p) for p in (schema, name)):
+        raise ConfigError(f"--out {redact(out)}: name the table as ?table=schema.name (letters, digits, _)")
+    try:
+        TableSource(uri=uri, table=f"{schema}.{name}")  # the same rules as a source: no password in the uri
+    except Exception as exc:
+        reason = str(exc).splitlines()[2].strip() if len(str(exc).splitlines()) > 2 else str(exc)
+        raise ConfigError(f"--out: {redact(reason).split(' [type=')[0]}") from None
+    return uri, schema, name
+
+
+def _write_database(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], out: str, *, as_of_d: date,
+                    chunk_size: int | None, progress: Progress | None) -> tuple[int, str]:
+    """Score chunk by chunk into a staging table and swap it in, all in one transaction: readers see the
+    old table until the commit, a killed run (its connection gone) is rolled back by the server and
+    leaves the old table as it was. Returns the rows and the target's name."""
+    import adbc_driver_postgresql.dbapi as pg
+    import pyarrow as pa
+
+    from crmlab.data.io import database_error
+
+    uri, schema, name = _database_target(out)
+    staging = f"{name}__crmlab_staging"
+    where = f"{uri} (table {schema}.{name})"
+    rows = 0
+    try:
+        with pg.connect(uri) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{staging}"')
+            arrow_schema = None
+            for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,
+                                           progress=progress):
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if arrow_schema is None:
+                    arrow_schema = table.schema
+                else:
+                    table = table.cast(arrow_schema)
+                cur.adbc_ingest(staging, table, mode="create" if rows == 0 else "append", db_schema_name=schema)
+                rows += len(chunk)
+            if rows == 0:
+                cur.execute(f'CREATE TABLE "{schema}"."{staging}" (customer_id text, as_of date)')
+            cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
+            cur.execute(f'ALTER TABLE "{schema}"."{staging}" RENAME TO "{name}"')
+            conn.commit()
+    except (ConfigError, ModelError):
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith("adbc_driver"):
+            from crmlab.config import TableSource
+
+            raise database_error(exc, where, "scores", TableSource(uri=uri, table=f"{schema}.{name}")) from None
+        raise
+    log.info("%s rows written to %s", f"{rows:,}", where)
+    return rows, where
 
 
 def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], out: Path, *, as_of_d: date,

@@ -143,7 +143,7 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
             batches = list(reader)
             schema = reader.schema
     except Exception as exc:  # the driver's errors: OperationalError, ProgrammingError, ...
-        raise _database_error(exc, name, kind, source) from None
+        raise database_error(exc, name, kind, source) from None
     finally:
         if saved is None:
             os.environ.pop("PGPASSWORD", None)
@@ -166,7 +166,7 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
     return df
 
 
-def _database_error(exc: Exception, name: str, kind: str, source: TableSource) -> DataError:
+def database_error(exc: Exception, name: str, kind: str, source: TableSource) -> DataError:
     from crmlab.config import redact
 
     full = redact(" ".join(str(exc).split())) or type(exc).__name__
