@@ -293,3 +293,74 @@ def test_a_password_in_the_output_uri_is_refused_and_masked(scored_db, capsys):
     code = main([*flags, "score", "--out", f"postgresql://crmlab:{PASSWORD}@127.0.0.1:5432/postgres?table=a.b"])
     said = capsys.readouterr()
     assert code == 2 and "uri holds a password" in said.err and PASSWORD not in said.out + said.err
+
+
+# --- issue 17 item 6: the team setup, an MLflow server on PostgreSQL with a shared artifact folder ---------
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, tmp_path_factory):
+    """``mlflow server`` on 127.0.0.1, its runs and registry in a PostgreSQL database, its artifacts in a
+    folder of its own, as a team runs it."""
+    import sys
+    import urllib.request
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(postgres.uri, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS mlflow_team")
+        cur.execute("CREATE DATABASE mlflow_team")
+    artifacts = tmp_path_factory.mktemp("team-artifacts")
+    port = _free_port()
+    store = f"postgresql+psycopg://{postgres.user}@{postgres.host}:{postgres.port}/mlflow_team"
+    log = open(artifacts.parent / "mlflow-server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", store, "--artifacts-destination", str(artifacts),
+                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None, (artifacts.parent / "mlflow-server.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the MLflow server did not start in 120 s"
+        time.sleep(0.5)
+    try:
+        yield url, artifacts
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_the_team_setup_trains_promotes_retrains_and_scores_against_the_server(mlflow_server, crm, capsys):
+    url, artifacts = mlflow_server
+    root, paths = crm
+    (root / "team").mkdir()
+    sets = [f"project.tracking.uri={url}", f"project.output.dir={root / 'team' / 'outputs'}",
+            f"project.output.models_dir={root / 'team' / 'models'}", "project.cleaning.max_date=2024-12-31",
+            "clv.holdout_weeks=26", "clv.challenger=false", f"project.data.transactions.path={paths['transactions']}",
+            f"project.data.customers.path={paths['customers']}"]
+    flags = ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
+    assert main([*flags, "train", "clv"]) == 0  # version 1, the champion
+    assert main([*flags, "--set", "clv.penalizer=0.01", "train", "clv"]) == 0  # version 2, not promoted
+    assert main([*flags, "promote", "clv", "2"]) == 0
+    assert main([*flags, "retrain", "clv"]) == 0  # version 3: promoted only if better than version 2
+    out = root / "team" / "scores.parquet"
+    assert main([*flags, "score", "--out", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "crmlab-clv version 2 is now the champion" in said
+    from crmlab.config import load_config
+    from crmlab.registry import get_champion
+
+    champion = get_champion(load_config(root / "no-configs", sets).project.tracking, "clv").version
+    assert (champion == "3" and "PROMOTED: " in said) or (champion == "2" and "kept the champion: " in said)
+    assert set(pd.read_parquet(out)["clv_model_version"]) == {f"registry:{champion}"}
+    # the artifacts went to the server's folder, not to one of this machine's project folders
+    assert list(artifacts.rglob("checksums.sha256"))
+    assert not (root / "team" / "mlartifacts").exists()

@@ -278,7 +278,9 @@ class FeatureConfig(Frozen):
 class TrackingConfig(Frozen):
     enabled: bool = True
     uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; default a local SQLite file.")
-    artifact_dir: Path = Field(Path("mlartifacts"), description="Where run artifacts are stored.")
+    artifact_dir: Path = Field(Path("mlartifacts"), description="Where run artifacts are stored. With a tracking "
+                               "server (an http(s) uri) left unset: the server's own artifact store "
+                               "(mlflow server --artifacts-destination).")
     experiment: str = "crmlab"
 
 

@@ -226,7 +226,11 @@ class Tracker:
                 open_store(self.cfg.uri)
                 mlflow.set_tracking_uri(self.uri)
                 exp = mlflow.get_experiment_by_name(self.cfg.experiment)
-                if exp is None:
+                if exp is None and _is_server(self.cfg.uri) and "artifact_dir" not in self.cfg.model_fields_set:
+                    # a tracking server keeps the artifacts where it was told to (--artifacts-destination):
+                    # a folder of this machine would be missing on the others of the team
+                    self._experiment_id = mlflow.create_experiment(self.cfg.experiment)
+                elif exp is None:
                     art = Path(self.cfg.artifact_dir).expanduser().resolve()
                     art.mkdir(parents=True, exist_ok=True)
                     self._experiment_id = mlflow.create_experiment(self.cfg.experiment, artifact_location=art.as_uri())
@@ -288,6 +292,10 @@ _LOCKED: set[Path] = set()
 def _sqlite_path(uri: str) -> Path | None:
     uri = _absolute_uri(uri)
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def store_exists(uri: str) -> bool:
