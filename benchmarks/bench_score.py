@@ -12,7 +12,6 @@ does (features, every model, atomic write). Printed: wall time, peak RSS of the 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from bench_features import GB, make_data, peak_bytes, reset_peak, rss_bytes  # n
 
 from crmlab.config import load_config  # noqa: E402
 from crmlab.data.io import Tables  # noqa: E402
-from crmlab.retrain import TRAINERS  # noqa: E402
+from crmlab.pipelines import get as pipeline_record  # noqa: E402
 from crmlab.scoring import CUSTOMER_MODELS, write_scores  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +48,7 @@ def main() -> None:
     cfg = load_config(REPO / "configs", sets)
     trained = []
     for pipeline in args.model or CUSTOMER_MODELS:
-        module, _, name = TRAINERS[pipeline].partition(":")
-        trainer = getattr(importlib.import_module(module), name)
+        trainer = pipeline_record(pipeline).load("trainer")
         t0 = time.perf_counter()
         trainer(cfg)
         trained.append(pipeline)

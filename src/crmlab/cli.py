@@ -126,7 +126,11 @@ def _scores_out(value: str | None) -> str | Path | None:
     would fold its '//')."""
     if value is None or value.startswith(("postgresql://", "postgres://")):
         return value
-    return _out_file("scores.parquet", ".parquet", ".csv")(Path(value))
+    path = Path(value)
+    if not path.suffix and not path.is_file():  # a folder: the Parquet dataset of --engine spark
+        _writable_folder(path.parent)
+        return path
+    return _out_file("scores.parquet", ".parquet", ".csv")(path)
 
 
 def _out_dir(value: Path | None) -> Path | None:
@@ -447,6 +451,11 @@ def score(
                                                     f"{', '.join(pipelines.customer_models())}.",
                                                     callback=_customer_models)] = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Customers per chunk (default: config).")] = None,
+    engine: Annotated[Literal["pandas", "spark"], typer.Option(help="pandas (this process) or spark (the clean "
+                                                                    "tables of --clean-dir, scored on Spark into a "
+                                                                    "Parquet folder).")] = "pandas",
+    clean_dir: Annotated[Path | None, typer.Option("--clean-dir", help="With --engine spark: the folder of "
+                                                   "`crmlab data clean --out` (default: <output.dir>/clean).")] = None,
 ) -> None:
     """Score every customer with every trained customer model: one row per customer, written atomically."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
@@ -455,6 +464,17 @@ def score(
     from crmlab.workflow import prepare_data
 
     cfg = _config(set_)
+    if engine == "spark":
+        from crmlab.spark import score_on_spark
+
+        target = out_file or cfg.project.output.dir / "scores_spark"
+        with _step("Scoring on Spark"):
+            summary = score_on_spark(cfg, target, clean_dir=clean_dir or cfg.project.output.dir / "clean",
+                                     as_of=as_of, pipelines=model or None, source=source)
+        models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
+        out.print(f"{summary['rows']:,} customers scored on Spark at {summary['as_of']} with {models} -> "
+                  f"{summary['path']}", soft_wrap=True)
+        return
     target = out_file or cfg.project.output.dir / "scores.parquet"
     with _step("Loading and cleaning the data"):
         tables = prepare_data(cfg.project).tables

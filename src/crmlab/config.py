@@ -300,6 +300,8 @@ class ScoringConfig(Frozen):
         description="Customer models to score with; one that was never trained is skipped with a warning.",
     )
     chunk_size: int = Field(500_000, gt=0, description="Customers per chunk: bounds memory while scoring.")
+    spark_master: str = Field("local[*]", description="crmlab score --engine spark: the Spark master, e.g. "
+                              "local[*] (this machine) or spark://host:7077.")
 
 
 class RetrainConfig(Frozen):

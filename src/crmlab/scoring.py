@@ -239,10 +239,12 @@ def _category_levels(tables: Tables) -> dict[str, list[str]]:
 
 
 def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
-                      chunk_size: int | None = None, progress: Progress | None = None) -> Iterator[pd.DataFrame]:
-    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk."""
+                      chunk_size: int | None = None, progress: Progress | None = None,
+                      levels: dict[str, list[str]] | None = None) -> Iterator[pd.DataFrame]:
+    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk. ``levels``:
+    the categorical levels of the whole customer table, when ``tables`` holds only part of it (Spark)."""
     chunk_size = chunk_size or cfg.project.scoring.chunk_size
-    levels = _category_levels(tables)
+    levels = _category_levels(tables) if levels is None else levels
     done = 0.0
     for part, share in _chunks(tables, chunk_size):
         feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
