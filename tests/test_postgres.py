@@ -7,8 +7,6 @@ Skipped when PostgreSQL's server programs are not installed, except under CI=tru
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,8 +18,9 @@ import pytest
 from crmlab.cli import main
 from crmlab.data.synth import write_synthetic
 
+from .pg_cluster import available, free_port, running_cluster
+
 PASSWORD = "s3cret-not-in-any-log"
-BIN_DIRS = ("/usr/local/bin", *sorted(str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")))
 
 
 @dataclass
@@ -54,54 +53,14 @@ class Postgres:
             conn.commit()
 
 
-def _program(name: str) -> str | None:
-    for folder in BIN_DIRS:
-        if os.access(Path(folder) / name, os.X_OK):
-            return str(Path(folder) / name)
-    return shutil.which(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres():
-    initdb, pg_ctl = _program("initdb"), _program("pg_ctl")
-    if initdb is None or pg_ctl is None:
+    if not available():
         if os.environ.get("CI") == "true":
             pytest.fail("PostgreSQL's initdb and pg_ctl are needed under CI")
         pytest.skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
-    import tempfile
-
-    # not under pytest's folders (0700, root's): the server's own user must reach its data
-    root = Path(tempfile.mkdtemp(prefix="crmlab-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root: run it as nobody
-        shutil.chown(root, "nobody")
-        as_user = ["runuser", "-u", "nobody", "--"]
-    pwfile = root / "pw"
-    pwfile.write_text(PASSWORD)
-    if as_user:
-        shutil.chown(pwfile, "nobody")
-    data, port = root / "data", _free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "crmlab", "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    old = os.environ.get("PGPASSWORD")
-    os.environ["PGPASSWORD"] = PASSWORD
-    try:
-        yield Postgres("127.0.0.1", port, "crmlab")
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-        if old is None:
-            os.environ.pop("PGPASSWORD", None)
-        else:
-            os.environ["PGPASSWORD"] = old
+    with running_cluster(PASSWORD) as (host, port):
+        yield Postgres(host, port, "crmlab")
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +270,7 @@ def mlflow_server(postgres, tmp_path_factory):
         cur.execute("DROP DATABASE IF EXISTS mlflow_team")
         cur.execute("CREATE DATABASE mlflow_team")
     artifacts = tmp_path_factory.mktemp("team-artifacts")
-    port = _free_port()
+    port = free_port()
     store = f"postgresql+psycopg://{postgres.user}@{postgres.host}:{postgres.port}/mlflow_team"
     log = open(artifacts.parent / "mlflow-server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),

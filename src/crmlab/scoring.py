@@ -376,6 +376,7 @@ def _write_database(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedM
     rows = 0
     try:
         with pg.connect(uri) as conn, conn.cursor() as cur:
+            cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # as a file's folder is made for it
             cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{staging}"')
             arrow_schema = None
             for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,

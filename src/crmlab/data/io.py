@@ -174,6 +174,9 @@ def database_error(exc: Exception, name: str, kind: str, source: TableSource) ->
     said = re.search(r"(?:ERROR|FATAL):\s*(.*?)(?:\s+LINE \d+:|\s+Query was:|\.?\s*SQLSTATE|$)", full)
     text = said.group(1) if said else re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", full)
     low = full.lower()
+    if kind == "scores":  # writing scores: not a configured source
+        return DataError(f"cannot write the scores ({text[:300]})", file=name,
+                         expected="a database the uri's user may create tables in (--out ...?table=schema.name)")
     if "password authentication failed" in low or "no password supplied" in low or "authentication" in low:
         return DataError("the database refused the login (password authentication failed)", file=name,
                          expected="the right user in the uri and its password in PGPASSWORD, ~/.pgpass or "
