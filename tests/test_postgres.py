@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from crmlab import pipelines
 from crmlab.cli import main
 from crmlab.data.synth import write_synthetic
 
@@ -91,7 +92,7 @@ def test_training_and_scoring_from_the_database_equal_the_files(postgres, crm, c
     files = {"transactions.path": str(paths["transactions"]), "customers.path": str(paths["customers"])}
     for name, tables in (("db", db), ("files", files)):
         flags = _flags(root, name, **tables)
-        for pipeline in ("clv", "churn", "segmentation"):
+        for pipeline in pipelines.training_order():  # all four
             assert main([*flags, "train", pipeline]) == 0, capsys.readouterr().err[-2000:]
         assert main([*flags, "score", "--source", "models", "--out", str(root / name / "scores.parquet")]) == 0
     said = capsys.readouterr()
@@ -100,6 +101,11 @@ def test_training_and_scoring_from_the_database_equal_the_files(postgres, crm, c
     from_files = pd.read_parquet(root / "files" / "scores.parquet")
     assert len(from_db) == 300
     pd.testing.assert_frame_equal(from_db, from_files)  # same data, same models (same bundle hashes too)
+    from crmlab.export import load_bundle
+
+    for pipeline in pipelines.names():  # every bundle, forecast's too, is the same model
+        assert load_bundle(root / "db" / "models" / pipeline).version == \
+            load_bundle(root / "files" / "models" / pipeline).version, pipeline
     # the run's data fingerprint names the database table, without the password
     import mlflow
 
