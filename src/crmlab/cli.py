@@ -127,7 +127,7 @@ def _scores_out(value: str | None) -> str | Path | None:
     if value is None or value.startswith(("postgresql://", "postgres://")):
         return value
     path = Path(value)
-    if not path.suffix and not path.is_file():  # a folder: the Parquet dataset of --engine spark
+    if not path.suffix and not path.is_file():  # a folder: the Parquet dataset of --engine spark (checked later)
         _writable_folder(path.parent)
         return path
     return _out_file("scores.parquet", ".parquet", ".csv")(path)
@@ -463,6 +463,11 @@ def score(
     from crmlab.scoring import write_scores
     from crmlab.workflow import prepare_data
 
+    if engine == "pandas" and isinstance(out_file, Path) and not out_file.suffix:  # a folder is Spark's output
+        if out_file.is_dir():
+            raise CrmlabError(f"--out {out_file} is a folder; give a file name, e.g. {out_file / 'scores.parquet'} "
+                              "(a folder of Parquet files is what --engine spark writes)")
+        raise CrmlabError(f"--out {out_file}: write .parquet or .csv (or a folder with --engine spark)")
     cfg = _config(set_)
     if engine == "spark":
         from crmlab.spark import score_on_spark
