@@ -79,7 +79,7 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
     """Score every customer of the clean tables in ``clean_dir`` on Spark into the Parquet folder ``out``.
 
     Returns a summary like :func:`crmlab.scoring.write_scores`' (path, rows, as_of, models)."""
-    from crmlab.scoring import _category_levels, iter_score_chunks, open_models
+    from crmlab.scoring import iter_score_chunks, open_models
 
     clean = Path(clean_dir)
     tx_path, cust_path = clean / "transactions.parquet", clean / "customers.parquet"
@@ -101,8 +101,10 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
         as_of_d = cfg.project.as_of
     elif tx is not None:
         as_of_d = pd.Timestamp(tx.agg(F.max("ts")).first()[0]).date()
+    elif "signup_date" in cust.columns and cust.agg(F.max("signup_date")).first()[0] is not None:
+        as_of_d = pd.Timestamp(cust.agg(F.max("signup_date")).first()[0]).date()  # as the pandas path does
     else:
-        raise ConfigError("no cut-off date: set --as-of (or project.as_of); there are no transactions to take it from")
+        as_of_d = date.today()
     levels: dict[str, list[str]] = {}
     if cust is not None:
         text_cols = [f.name for f in cust.schema.fields if f.dataType.simpleString() == "string" and f.name != "customer_id"]
@@ -112,12 +114,12 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
 
     with open_models(cfg, pipelines=pipelines, source=source) as models:
         # the output schema, from a few customers scored here
-        some = [r[0] for r in (tx or cust).select("customer_id").distinct().limit(20).collect()]
+        some = [r[0] for r in (tx if tx is not None else cust).select("customer_id").distinct().limit(20).collect()]
         sample_tables = Tables(
             transactions=tx.where(F.col("customer_id").isin(some)).toPandas() if tx is not None else None,
             customers=cust.where(F.col("customer_id").isin(some)).toPandas() if cust is not None else None)
-        sample = pd.concat(list(iter_score_chunks(sample_tables, cfg, models, as_of=as_of_d, levels=levels
-                                                  or _category_levels(sample_tables))), ignore_index=True)
+        sample = pd.concat(list(iter_score_chunks(sample_tables, cfg, models, as_of=as_of_d, levels=levels)),
+                           ignore_index=True)
         columns = list(sample.columns)
         schema = _schema(sample)
         project, scoring_models = cfg, models
