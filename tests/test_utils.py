@@ -54,3 +54,4 @@ def test_data_are_cleaned_once_per_process_until_a_file_changes(tmp_path, monkey
     other = load_config(None, [f"project.data.transactions.path={data}", "project.cleaning.max_date=2024-01-01"])
     assert workflow.prepare_data(other.project).tables.transactions["amount"].tolist() == [6.0]
     assert len(calls) == 3
+

@@ -162,9 +162,12 @@ def write_bundle(
     config_hash, ...); format version, crmlab version, creation time and file checksums are added.
     """
     path = Path(path)
+    from crmlab.utils import temp_name_beside
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = temp_name_beside(path, "")  # the name is held before the folder exists (see temp_name_beside)
     try:
+        tmp.mkdir()
         (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True, default=_json_default))
         if arrays:
             for name, arr in arrays.items():

@@ -29,6 +29,7 @@ segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_vers
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -51,7 +52,7 @@ from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.pipelines import customer_models
 from crmlab.pyfunc import get_scorer
-from crmlab.utils import disk_full, is_disk_full
+from crmlab.utils import create_new, disk_full, is_disk_full, temp_name_beside
 
 __all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
            "score_customers", "write_scores"]
@@ -412,9 +413,8 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a killed run
         stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_name_beside(out, ".partial")  # the name is held before the file exists (see temp_name_beside)
+    writer = None
     rows = 0
     done = [0.0]  # share of the rows scored: what the disk-full message extrapolates from
 
@@ -424,7 +424,7 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
             progress(share, total)
 
     try:
-        writer = None
+        os.close(create_new(tmp))
         schema = None
         for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size, progress=track):
             rows += len(chunk)
@@ -448,8 +448,13 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException as exc:
+        if writer is not None:  # closed now: a writer closed later (at exit) would write the file again
+            with contextlib.suppress(Exception):
+                writer.close()
         written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)
+        # an interrupted writer can still create its file while the process winds down: look again at exit
+        atexit.register(tmp.unlink, missing_ok=True)
         if is_disk_full(exc):
             if done[0] > 0 and written:  # the file so far (cut where the device filled), scaled to all the rows
                 raise disk_full(exc, out, needed=written / done[0], at_least=True) from None

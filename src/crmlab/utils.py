@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Step", "disk_full", "ids_unique", "is_disk_full", "no_step", "write_json_atomic", "write_table_atomic"]
+__all__ = ["Step", "disk_full", "ids_unique", "is_disk_full", "no_step", "write_json_atomic",
+           "write_table_atomic"]
 
 log = logging.getLogger("crmlab")
 
@@ -38,13 +38,20 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_target(path: Path) -> tuple[Path, int]:
-    """A temp file beside ``path`` (same file system, so os.replace is atomic) with the permissions a
-    plain ``open(path, "w")`` would give, not mkstemp's owner-only 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return Path(tmp), fd
+def temp_name_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A new, unused name for a temporary file beside ``path`` (same file system, so os.replace is
+    atomic). The caller holds the name *before* creating the file (:func:`create_new`) inside the ``try``
+    that removes it: a Ctrl-C between creating a file and learning its name (as with mkstemp) would
+    leave the file behind, and blocking signals cannot close that gap (any thread may take them)."""
+    import secrets
+
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+
+
+def create_new(tmp: Path) -> int:
+    """Create ``tmp`` (which must not exist) with the permissions a plain ``open(path, "w")`` would give
+    and return its descriptor."""
+    return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
 
 
 #: errno values of a full device, an exhausted quota and a file over the size limit.
@@ -85,9 +92,10 @@ def write_table_atomic(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as Parquet (``.parquet``) or CSV (anything else) so that readers see either the old
     file or the complete new one, never a half-written file."""
     path = Path(path)
-    tmp, fd = _atomic_target(path)
-    os.close(fd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name_beside(path)
     try:
+        os.close(create_new(tmp))
         if path.suffix.lower() in (".parquet", ".pq"):
             df.to_parquet(tmp, index=False)
         else:
@@ -103,9 +111,10 @@ def write_table_atomic(df: pd.DataFrame, path: str | Path) -> Path:
 
 def write_json_atomic(data: Any, path: str | Path) -> Path:
     path = Path(path)
-    tmp, fd = _atomic_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(create_new(tmp), "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
         os.replace(tmp, path)
