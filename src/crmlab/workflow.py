@@ -99,14 +99,17 @@ def prepare_data(project: ProjectConfig, *, out_dir: Path | None = None) -> Prep
         log.info("data loaded and cleaned earlier in this run: reused (%s)",
                  ", ".join(f"{n}: {len(df):,} rows" for n, df in done.tables.items()))
         written = write_clean_result(done.cleaning, Path(out_dir)) if out_dir is not None else {}
-        tables = Tables(**{n: df.copy(deep=False) for n, df in done.tables.items()}, sources=dict(done.tables.sources))
-        return PreparedData(tables=tables, cleaning=done.cleaning, as_of=done.as_of,
-                            fingerprint=copy.deepcopy(done.fingerprint), written=written)
+        return _handed_out(done, written)
     done = _prepare(project, out_dir)
     _last = (key, done)
+    return _handed_out(done, done.written)
+
+
+def _handed_out(done: PreparedData, written: dict[str, Path]) -> PreparedData:
+    """``done`` as a caller gets it: shallow copies of its tables, its own fingerprint."""
     tables = Tables(**{n: df.copy(deep=False) for n, df in done.tables.items()}, sources=dict(done.tables.sources))
     return PreparedData(tables=tables, cleaning=done.cleaning, as_of=done.as_of,
-                        fingerprint=copy.deepcopy(done.fingerprint), written=done.written)
+                        fingerprint=copy.deepcopy(done.fingerprint), written=written)
 
 
 def _prepare(project: ProjectConfig, out_dir: Path | None) -> PreparedData:
