@@ -55,3 +55,43 @@ def test_data_are_cleaned_once_per_process_until_a_file_changes(tmp_path, monkey
     assert workflow.prepare_data(other.project).tables.transactions["amount"].tolist() == [6.0]
     assert len(calls) == 3
 
+
+
+def test_a_signal_swallowed_by_a_finaliser_still_stops_the_next_output(tmp_path):
+    """CI saw `crmlab score` exit 0 after SIGTERM: the handler's KeyboardInterrupt landed in a weakref
+    callback, where Python prints "Exception ignored" and goes on, and the run replaced the file. The
+    recorded signal stops the next atomic write, which keeps the previous file and leaves no temp file."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from pathlib import Path
+        from crmlab import cli, utils
+
+        stopped = utils.STOP_SIGNALS
+        cli._on_stop_signals(stopped)
+
+        class Finalised:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(10_000):  # the handler runs here, inside the finaliser, and is swallowed
+                    time.sleep(0)
+
+        Finalised()
+        assert stopped == [signal.SIGTERM], stopped
+        out = Path(sys.argv[1])
+        try:
+            utils.write_json_atomic({"new": 1}, out)
+        except KeyboardInterrupt:
+            print("stopped before replacing")
+    """)
+    out = tmp_path / "r.json"
+    out.write_text("previous")
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Exception ignored" in done.stderr  # the interrupt was indeed swallowed ...
+    assert done.stdout.strip() == "stopped before replacing"  # ... and the write still stopped
+    assert out.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

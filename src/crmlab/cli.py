@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from crmlab import __version__, pipelines
+from crmlab import utils as _utils
 from crmlab.config import PIPELINES, CrmlabConfig, load_config
 from crmlab.errors import CrmlabError
 
@@ -774,11 +775,14 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point. A user's mistake (a bad option, a misspelt command, a bad config or
     file) is one line on stderr and exit code 2; ``crmlab`` alone prints the help, exit code 0."""
     click_errors, exits, aborts, no_args = _click_exception_types()
-    stopped: list[int] = []
-    previous = _on_sigterm(stopped)
+    stopped = _utils.STOP_SIGNALS
+    stopped.clear()
+    previous = _on_stop_signals(stopped)
     try:
         code = app(args=argv, prog_name="crmlab", standalone_mode=False)
-        if code == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and returns its code
+        # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and returns its code; a signal whose
+        # KeyboardInterrupt was swallowed (raised inside a finaliser) still ends the run as interrupted
+        if code == 130 or stopped:
             return _interrupted(stopped)
     except CrmlabError as exc:
         _error(" ".join(str(exc).split()))
@@ -815,30 +819,46 @@ def main(argv: list[str] | None = None) -> int:
         _error(_usage_line(exc))
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
-def _on_sigterm(stopped: list[int]) -> Any:
-    """Make SIGTERM (a scheduler stopping the job, ``kill``) interrupt like Ctrl-C, so that files being
-    written are removed and the previous ones kept; returns the handler to restore (None when this is
-    not the main thread, where handlers cannot be set)."""
+def _on_stop_signals(stopped: list[int]) -> dict[int, Any]:
+    """Make Ctrl-C and SIGTERM (a scheduler stopping the job, ``kill``) stop the command so that files
+    being written are removed and the previous ones kept. Each signal is recorded in ``stopped`` as well
+    as raised: a KeyboardInterrupt raised inside a finaliser is swallowed by Python, and the record
+    stops the run at its next output instead (:func:`crmlab.utils.raise_if_stopped`). A second signal
+    within a second of the first is ignored, so that the first one's cleanup (removing a half-written
+    file) is not itself interrupted. Returns the handlers to restore (none off the main thread, where
+    handlers cannot be set; SIGINT is left alone when the process was started ignoring it, as a shell
+    does for a background job)."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
+    first: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
         stopped.append(signum)
+        now = time.monotonic()
+        if first and now - first[0] < 1.0:
+            return
+        first[:] = [now]
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        previous[signum] = signal.signal(signum, handler)
+    return previous
 
 
 def _interrupted(stopped: list[int]) -> int:
     """One line for an interrupted command; 130 for Ctrl-C, 143 for SIGTERM (the shells' convention)."""
-    how = "terminated (SIGTERM)" if stopped else "interrupted (Ctrl-C)"
+    term = signal.SIGTERM in stopped
+    how = "terminated (SIGTERM)" if term else "interrupted (Ctrl-C)"
     _error(f"{how}: the command stopped; outputs are written whole or not at all, so the previous files are kept")
-    return 143 if stopped else 130
+    return 143 if term else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

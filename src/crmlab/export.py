@@ -30,6 +30,7 @@ import numpy as np
 
 from crmlab import __version__
 from crmlab.errors import ModelError
+from crmlab.utils import raise_if_stopped
 
 __all__ = ["FORMAT_VERSION", "Bundle", "as_bundle", "check_lightgbm_text", "load_bundle", "manifest_sha256",
            "write_bundle"]
@@ -189,6 +190,7 @@ def write_bundle(
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True, default=_json_default))
         sums = {**files, MANIFEST: _sha256(tmp / MANIFEST)}
         (tmp / CHECKSUMS).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())), encoding="utf-8")
+        raise_if_stopped()
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))

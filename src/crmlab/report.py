@@ -55,7 +55,7 @@ from crmlab import __version__
 from crmlab.config import PIPELINES, CrmlabConfig
 from crmlab.pipelines import get as pipeline_record
 from crmlab.kpis import KpiResult, pseudonym
-from crmlab.utils import Step, no_step
+from crmlab.utils import Step, no_step, raise_if_stopped
 
 __all__ = [
     "PipelineOutputs",
@@ -653,6 +653,7 @@ def _write_text_atomic(text: str, path: Path) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
+        raise_if_stopped()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

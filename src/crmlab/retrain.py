@@ -43,7 +43,7 @@ from crmlab import pipelines
 from crmlab.registry import champion_bundle, get_champion, promote
 from crmlab.tracking import Tracker
 from crmlab.workflow import PreparedData, prepare_data
-from crmlab.utils import Step, no_step
+from crmlab.utils import Step, no_step, raise_if_stopped
 
 __all__ = ["RetrainResult", "check_data", "retrain", "with_overrides"]
 
@@ -160,6 +160,7 @@ def _install_bundle(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     shutil.copytree(src, tmp / "b")
+    raise_if_stopped()
     old = None
     if dst.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))

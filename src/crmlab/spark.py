@@ -29,6 +29,7 @@ import pandas as pd
 from crmlab.config import CrmlabConfig
 from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError
+from crmlab.utils import raise_if_stopped
 
 __all__ = ["score_on_spark"]
 
@@ -154,6 +155,7 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
         try:
             scores.write.mode("overwrite").parquet(str(tmp / "scores"))
             rows = spark.read.parquet(str(tmp / "scores")).count()
+            raise_if_stopped()
             old = None
             if out.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))

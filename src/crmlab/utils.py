@@ -38,6 +38,18 @@ def _umask() -> int:
     return mask
 
 
+#: the signals received by this process (see :func:`crmlab.cli.main`), in order.
+STOP_SIGNALS: list[int] = []
+
+
+def raise_if_stopped() -> None:
+    """Raise KeyboardInterrupt when Ctrl-C or SIGTERM has arrived: called just before an output is
+    put in place. A signal handler's KeyboardInterrupt is lost when it lands in a finaliser or a weakref
+    callback (Python prints "Exception ignored" and goes on); the recorded signal is not."""
+    if STOP_SIGNALS:
+        raise KeyboardInterrupt
+
+
 def temp_name_beside(path: Path, suffix: str = ".tmp") -> Path:
     """A new, unused name for a temporary file beside ``path`` (same file system, so os.replace is
     atomic). The caller holds the name *before* creating the file (:func:`create_new`) inside the ``try``
@@ -100,6 +112,7 @@ def write_table_atomic(df: pd.DataFrame, path: str | Path) -> Path:
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
+        raise_if_stopped()
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -117,6 +130,7 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
         with os.fdopen(create_new(tmp), "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+        raise_if_stopped()
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
