@@ -908,7 +908,7 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part in _UNION_TAGS or part.startswith("constrained-"))
 
 
-def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
+def explain_validation_error(exc: ValidationError, sources: dict[str, str]) -> str:
     """One clause per offending key: the file it came from, the key, what was expected and the value.
     The members of a union (a date or 'auto') are said in one clause, not one per member."""
     lines: dict[str, str] = {}
@@ -1018,7 +1018,7 @@ def load_config(
     try:
         return CrmlabConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, sources)) from None
+        raise ConfigError(explain_validation_error(exc, sources)) from None
 
 
 def config_hash(cfg: BaseModel | dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ import pandas as pd
 from crmlab import pipelines
 from crmlab.config import PIPELINES, TrackingConfig
 from crmlab.errors import ConfigError, ModelError
-from crmlab.tracking import _absolute_uri, open_store
+from crmlab.tracking import absolute_uri, open_store
 
 __all__ = [
     "CHAMPION",
@@ -83,7 +83,7 @@ def model_name(pipeline: str) -> str:
 def _client(tracking: TrackingConfig) -> Any:
     import mlflow
 
-    uri = _absolute_uri(tracking.uri)
+    uri = absolute_uri(tracking.uri)
     open_store(tracking.uri)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -213,7 +213,7 @@ class Tracker:
 
     @property
     def uri(self) -> str:
-        return _absolute_uri(self.cfg.uri)
+        return absolute_uri(self.cfg.uri)
 
     def _setup(self) -> str:
         import mlflow
@@ -290,7 +290,7 @@ _LOCKED: set[Path] = set()
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    uri = _absolute_uri(uri)
+    uri = absolute_uri(uri)
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
@@ -337,7 +337,7 @@ def open_store(uri: str) -> None:
     """Create the MLflow store at ``uri`` if it is new (its tracking and registry tables), or check
     its schema, once per process and under :func:`store_lock`. Call it before anything else talks
     to the store; later calls return at once."""
-    given, uri = uri, _absolute_uri(uri)
+    given, uri = uri, absolute_uri(uri)
     if uri in _OPENED:
         return
     import mlflow
@@ -354,7 +354,7 @@ def open_store(uri: str) -> None:
     _OPENED.add(uri)
 
 
-def _absolute_uri(uri: str) -> str:
+def absolute_uri(uri: str) -> str:
     """Make a relative ``sqlite:///file.db`` absolute, so runs from other folders find the same store."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):

@@ -126,13 +126,13 @@ def load_overrides(path: str | Path, cfg: CrmlabConfig | None = None) -> dict[st
     if cfg is not None:
         from pydantic import ValidationError
 
-        from crmlab.config import _explain
+        from crmlab.config import explain_validation_error
         from crmlab.retrain import with_overrides
 
         try:
             with_overrides(cfg, data)
         except ValidationError as exc:
-            raise ConfigError(_explain(exc, {str(k): str(p) for k in data})) from None
+            raise ConfigError(explain_validation_error(exc, {str(k): str(p) for k in data})) from None
     return data
 
 

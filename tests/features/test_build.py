@@ -12,11 +12,16 @@ import pandas.testing as pdt
 import polars as pl
 import pytest
 
-import crmlab.features.build as build_mod
+import crmlab.features.order as order_mod
 from crmlab.config import FeatureConfig, ProjectConfig
 from crmlab.data.io import Tables, load_cdnow
 from crmlab.errors import DataError
-from crmlab.features import build_features, build_features_from_tables, rfm_summary, snake_case
+from crmlab.features import (
+    build_features,
+    build_features_from_tables,
+    rfm_summary,
+    snake_case,
+)
 
 AS_OF = "2024-01-31"
 WINDOWS = (10, 30)  # (Jan 21, Jan 31] and (Jan 1, Jan 31]
@@ -442,8 +447,8 @@ def test_fast_paths_match_the_reference(style, presorted, monkeypatch):
     if presorted:
         log = log.sort_values(["customer_id", "ts"], ignore_index=True)
     hashed = []
-    real = build_mod._hash_order
-    monkeypatch.setattr(build_mod, "_hash_order", lambda *a: hashed.append(1) or real(*a))
+    real = order_mod._hash_order
+    monkeypatch.setattr(order_mod, "_hash_order", lambda *a: hashed.append(1) or real(*a))
     as_of, windows = "2023-04-15", (7, 30, 90)
     got = build_features(log, as_of=as_of, windows=windows, time_unit="W")
     assert bool(hashed) == (not presorted and style in ("uuid", "unicode"))
@@ -459,7 +464,7 @@ def test_key_collisions_fall_back_to_exact_codes(monkeypatch):
     ids = [ID_STYLES["uuid"](i) for i in range(200)]
     log = random_log(rng, ids, 2000)
     base = build_features(log, as_of="2023-04-15")
-    monkeypatch.setattr(build_mod, "_HASH_KEEP_BITS", 12)  # a few prefix bits: every seed collides
+    monkeypatch.setattr(order_mod, "_HASH_KEEP_BITS", 12)  # a few prefix bits: every seed collides
     pdt.assert_frame_equal(build_features(log, as_of="2023-04-15"), base)
 
 
@@ -557,9 +562,9 @@ def test_text_sort_on_packed_words_matches_python(seed):
     values = {rng.choice(prefixes) + "".join(rng.choices(alphabet, k=rng.randint(1, 30))) for _ in range(3000)}
     values |= {"customer-", "customer-0", "customer-00", "a", "ab", "abc"}  # prefixes of each other
     s = pl.Series(sorted(values, key=lambda _: rng.random()))
-    order = build_mod._string_order(s)
+    order = order_mod.string_order(s)
     assert s.gather(order).to_list() == sorted(values)
-    keys = build_mod._id_keys(pl.Series(["b7", "a10", "a9", "a10", "b"]), 64)
+    keys = order_mod._id_keys(pl.Series(["b7", "a10", "a9", "a10", "b"]), 64)
     assert keys is not None and list(np.argsort(keys, kind="stable")) == [1, 3, 2, 4, 0] and keys[1] == keys[3]
 
 

@@ -1,6 +1,6 @@
 """A LightGBM challenger to BG/NBD x Gamma-Gamma: a regressor of a customer's spend in the holdout
 from the shared customer features at the end of calibration, judged on the same holdout by the same
-code (:func:`crmlab.clv.pipeline.spend_metrics`).
+code (:func:`crmlab.clv.evaluate.spend_metrics`).
 
 Trained honestly: the regressor never sees the holdout. It learns from an earlier window that ends
 at ``calibration_end``: features at ``t0 = calibration_end - L``, target = net spend in
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlab.clv.evaluate import spend_metrics
 from crmlab.config import ProjectConfig
 from crmlab.features import build_features_from_tables, calibration_holdout_split
 
@@ -147,8 +148,6 @@ def compare_spend_models(actual: np.ndarray, predictions: Mapping[str, np.ndarra
                          ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Side-by-side spend metrics of each model and, per metric, which model wins (lower MAE, RMSE
     and absolute total % error; higher Spearman, top-decile share and Gini)."""
-    from crmlab.clv.pipeline import spend_metrics
-
     scores = {name: spend_metrics(actual, pred) for name, pred in predictions.items()}
     rows = []
     for metric, higher in _DIRECTION.items():

@@ -14,6 +14,7 @@ __all__ = [
     "conditional_expectation_table",
     "normalised_gini",
     "point_metrics",
+    "spend_metrics",
     "top_decile_capture",
 ]
 
@@ -81,3 +82,13 @@ def normalised_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
     if a.sum() <= 0:
         return float("nan")
     return _gini(a, p) / _gini(a, a)
+
+
+def spend_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """How well predicted holdout spend matches the actual, by the same code for every model:
+    MAE, RMSE, Spearman, total % error, share of the holdout revenue captured by the top decile
+    of predictions and normalised Gini."""
+    out = point_metrics(actual, predicted)
+    out["top_decile_share"] = top_decile_capture(actual, predicted)
+    out["gini"] = normalised_gini(actual, predicted)
+    return out

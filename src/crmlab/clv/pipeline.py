@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmlab.clv.evaluate import conditional_expectation_table, normalised_gini, point_metrics, top_decile_capture
+from crmlab.clv.evaluate import conditional_expectation_table, point_metrics, spend_metrics
 from crmlab.clv.fallback import fit_purchase_model, fit_spend_model
 from crmlab.clv.models import UNITS_PER_MONTH, SpendModel, TransactionModel, customer_lifetime_value
 from crmlab.config import ClvConfig, CrmlabConfig, ProjectConfig, config_hash
@@ -405,16 +405,6 @@ def predict_holdout(models: ClvModels, split: pd.DataFrame) -> pd.DataFrame:
         "actual_spend": split["amount_sum_holdout"].to_numpy(dtype=np.float64),
         "predicted_spend": purchases * spend,
     })
-
-
-def spend_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """How well predicted holdout spend matches the actual, by the same code for every model:
-    MAE, RMSE, Spearman, total % error, share of the holdout revenue captured by the top decile
-    of predictions and normalised Gini."""
-    out = point_metrics(actual, predicted)
-    out["top_decile_share"] = top_decile_capture(actual, predicted)
-    out["gini"] = normalised_gini(actual, predicted)
-    return out
 
 
 def evaluate_holdout(holdout: pd.DataFrame, spend_model: SpendModel) -> tuple[dict[str, float], pd.DataFrame]:

@@ -15,19 +15,16 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from crmlab.features.build import (
-    _check_no_nulls,
-    _day_expr,
-    _day_number,
-    _days,
-    _finish,
-    _past_transactions,
-    _require,
-    _rfm,
-    _to_polars,
-    _unit_days,
+from crmlab.features.frames import (
     as_of_date,
+    check_no_nulls,
+    day_expr,
+    day_number,
+    require_columns,
+    to_polars,
+    unit_days,
 )
+from crmlab.features.past import days_of, finish, past_transactions, rfm_arrays
 
 __all__ = ["calibration_holdout_split", "churn_label", "snapshot_dates"]
 
@@ -50,12 +47,12 @@ def churn_label(
     """
     if isinstance(horizon_days, bool) or int(horizon_days) != horizon_days or horizon_days <= 0:
         raise ValueError(f"horizon_days={horizon_days!r} should be a positive whole number of days")
-    start = _day_number(as_of_date(as_of))
+    start = day_number(as_of_date(as_of))
     end = start + int(horizon_days)
-    _require(transactions, ("customer_id", "ts", "amount"), "transactions")
-    plf = _to_polars(transactions, ["customer_id", "ts", "amount"], "transactions")
-    _check_no_nulls(transactions, plf, ("customer_id", "ts", "amount"), "transactions")
-    day = _day_expr(plf, "ts", transactions, "transactions")
+    require_columns(transactions, ("customer_id", "ts", "amount"), "transactions")
+    plf = to_polars(transactions, ["customer_id", "ts", "amount"], "transactions")
+    check_no_nulls(transactions, plf, ("customer_id", "ts", "amount"), "transactions")
+    day = day_expr(plf, "ts", transactions, "transactions")
     last_day = plf.select(day.max()).item()
     if last_day is not None and last_day < end:
         epoch = date(1970, 1, 1)
@@ -103,22 +100,22 @@ def calibration_holdout_split(
 
     Like lifetimes' ``calibration_and_holdout_data(..., freq="D")`` with times divided by the unit.
     """
-    unit = _unit_days(time_unit)
-    cal_end = _day_number(as_of_date(calibration_end))
-    hold_end = _day_number(as_of_date(holdout_end))
+    unit = unit_days(time_unit)
+    cal_end = day_number(as_of_date(calibration_end))
+    hold_end = day_number(as_of_date(holdout_end))
     if hold_end <= cal_end:
         raise ValueError(f"holdout_end={holdout_end!s} should be after calibration_end={calibration_end!s}")
-    cal_start = None if calibration_start is None else _day_number(as_of_date(calibration_start))
+    cal_start = None if calibration_start is None else day_number(as_of_date(calibration_start))
     if cal_start is not None and cal_start > cal_end:
         raise ValueError(f"calibration_start={calibration_start!s} should not be after calibration_end={calibration_end!s}")
 
-    ids, cols, first = _rfm(transactions, cal_end, unit)
+    ids, cols, first = rfm_arrays(transactions, cal_end, unit)
     cohort = np.ones(len(ids), dtype=bool) if cal_start is None else first >= cal_start
     ids = ids.filter(pl.Series(cohort))
     out = {f"{k}_cal": v[cohort] for k, v in cols.items()}
 
-    hold = _past_transactions(transactions, hold_end, after_day=cal_end)
-    days = _days(hold)
+    hold = past_transactions(transactions, hold_end, after_day=cal_end)
+    days = days_of(hold)
     is_pday = days.n_purchase > 0
     n_pdays = np.bincount(days.cust, weights=is_pday, minlength=hold.n)
     pday_total = np.bincount(days.cust, weights=np.where(is_pday, days.net, 0.0), minlength=hold.n)
@@ -136,7 +133,7 @@ def calibration_holdout_split(
         arr[rows] = values[h]
         out[name] = arr
     out["duration_holdout"] = np.full(len(ids), (hold_end - cal_end) / unit)
-    return _finish(ids, out)
+    return finish(ids, out)
 
 
 def snapshot_dates(last_as_of: date | datetime | str, n: int, step_days: int) -> list[date]:
