@@ -20,7 +20,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from crmlab.clv import SpendModel, TransactionModel, customer_lifetime_value
-from crmlab.clv.models import UNITS_PER_MONTH, _unique_rows
+from crmlab.clv.models import UNITS_PER_MONTH
+from crmlab.clv.shared import unique_rows as _unique_rows
 from crmlab.data.io import load_cdnow_sample_summary
 from crmlab.errors import ModelError
 
@@ -174,10 +175,10 @@ def test_weighted_unique_rows_give_the_parameters_of_one_row_per_customer(rfm):
 
 def test_warm_start_on_a_subsample_reaches_the_same_optimum(rfm, fitted, spend, monkeypatch):
     """Fits with many distinct rows start from the optimum on a subsample; force that path here."""
-    import crmlab.clv.models as models
+    import crmlab.clv.optimise as optimise
 
-    monkeypatch.setattr(models, "_WARM_START_ROWS", 300)
-    monkeypatch.setattr(models, "_WARM_SAMPLE_ROWS", 250)
+    monkeypatch.setattr(optimise, "WARM_START_ROWS", 300)
+    monkeypatch.setattr(optimise, "WARM_SAMPLE_ROWS", 250)
     f, r, T, m = rfm
     for kind in ("bgnbd", "pareto_nbd"):
         warm = TransactionModel(kind).fit(f, r, T)
@@ -476,7 +477,7 @@ def test_a_named_penalty_fits_the_same_data():
 
 
 def test_optimiser_failure_raises_model_error_with_a_suggestion(rfm, monkeypatch):
-    import crmlab.clv.models as models
+    import crmlab.clv.optimise as optimise
     from scipy.optimize import OptimizeResult
 
     def gives_up(fun, x0, **kwargs):
@@ -484,7 +485,7 @@ def test_optimiser_failure_raises_model_error_with_a_suggestion(rfm, monkeypatch
         return OptimizeResult(x=x0, fun=value, jac=grad, success=False, nit=2000,
                               message="Maximum number of iterations has been exceeded.")
 
-    monkeypatch.setattr(models, "minimize", gives_up)
+    monkeypatch.setattr(optimise, "minimize", gives_up)
     f, r, T, _ = rfm
     with pytest.raises(ModelError, match=r"bgnbd fit on 2357 customers did not converge \(Maximum number of "
                                          r"iterations has been exceeded; largest gradient .* after 2000 iterations\); "
@@ -508,7 +509,7 @@ def test_expectations_finite_when_a_plus_b_below_one():
     x = 0 (its c = a + b - 1 < 0) and has no logarithm; the expectation is still finite and equals lifetimes'."""
     from lifetimes import BetaGeoFitter
 
-    from crmlab.clv.models import _DICT_VERSION
+    from crmlab.clv.shared import DICT_VERSION as _DICT_VERSION
 
     params = {"r": 0.2117, "alpha": 3.0006, "a": 0.1259, "b": 0.18457}
     model = TransactionModel.from_dict({"model": "TransactionModel", "version": _DICT_VERSION, "kind": "bgnbd",

@@ -11,7 +11,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from crmlab.clv import SpendModel, TransactionModel, customer_lifetime_value
-from crmlab.clv.models import _bgnbd_loglik, _nbd_loglik, _Rows
+from crmlab.clv.purchase import _bgnbd_loglik, _nbd_loglik
+from crmlab.clv.shared import Rows as _Rows
 from crmlab.data.io import load_cdnow_sample_summary
 
 with warnings.catch_warnings():
