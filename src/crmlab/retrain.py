@@ -206,7 +206,7 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
         cfg_c = with_overrides(cfg, {"project": {"output": {"models_dir": str(candidates)}}})
         result = record.load("trainer")(cfg_c, tracker=tracker, step=step)
         bundle_path = Path(result.bundle_path)
-        challenger_version = result.extras.get("registered_model_version") if hasattr(result, "extras") else None
+        challenger_version = result.registered_model_version
         challenger_version = None if challenger_version is None else str(challenger_version)
         challenger_metrics = {k: float(v) for k, v in result.metrics.items()}
         out = RetrainResult(pipeline, False, "", metric, challenger_metrics.get(metric), None, challenger_version)

@@ -89,7 +89,7 @@ def test_transaction_mode_end_to_end(trained):
     plots = {f.path for f in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/feature_importance.png", "plots/calibration.png"}
     assert client.get_model_version(REGISTERED_MODEL_NAME, "1").run_id == result.run_id
-    assert result.extras["registered_model_version"] is not None
+    assert result.registered_model_version is not None
 
     # the bundle: LightGBM text, JSON spec, report tables; no pickle; scores round-trip from disk
     files = {p.name for p in result.bundle_path.iterdir()}
@@ -100,14 +100,14 @@ def test_transaction_mode_end_to_end(trained):
     scores = score_churn(features, bundle)
     assert list(scores.columns) == OUTPUT_COLUMNS
     assert scores["customer_id"].tolist() == ds.ids_valid.tolist()
-    np.testing.assert_allclose(scores["churn_probability"], result.extras["predictions"]["lightgbm"], rtol=1e-9)
+    np.testing.assert_allclose(scores["churn_probability"], result.predictions["lightgbm"], rtol=1e-9)
     assert set(scores["churn_risk_tier"]) <= {"low", "medium", "high"}
     assert scores["churn_reason_1"].str.contains(r"\(\+").mean() > 0.9  # reasons push towards churn
     flagged = scores["churn_probability"] >= result.decision["threshold"]
     assert (scores["churn_flagged"] == flagged).all()
 
     # the pyfunc (whose signature takes text, not pandas categories) gives the same numbers
-    model = mlflow.pyfunc.load_model(result.extras["model_uri"])
+    model = mlflow.pyfunc.load_model(result.model_uri)
     example = features[bundle.manifest["input_columns"]].head(30)
     example = example.astype({c: object for c in example.columns if isinstance(example[c].dtype, pd.CategoricalDtype)})
     np.testing.assert_allclose(model.predict(example)["churn_probability"],
@@ -249,7 +249,7 @@ def test_contract_calibration_and_profit_rule(tmp_path):
     assert params["calibration"]["method"] == "sigmoid" and params["decision"]["rule"] == "profit"
     ds = result.dataset
     scores = score_churn(ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy()), result.bundle_path)
-    np.testing.assert_allclose(scores["churn_probability"], result.extras["predictions"]["lightgbm"], rtol=1e-9)
+    np.testing.assert_allclose(scores["churn_probability"], result.predictions["lightgbm"], rtol=1e-9)
     expected = scores["churn_probability"] * 0.3 * ds.X_valid["monthly_charges"].to_numpy() > 5
     assert (scores["churn_flagged"] == expected).all()
 

@@ -118,14 +118,14 @@ def test_train_clv_end_to_end(tracking, tmp_path):
     bundle = load_bundle(result.bundle_path, pipeline="clv")
     assert bundle.manifest["features"] == INPUT_COLUMNS[1:]
     assert bundle.manifest["metrics"]["purchases_mae"] == pytest.approx(result.metrics["purchases_mae"])
-    rfm = result.extras["final_rfm"]
+    rfm = result.final_rfm
     scores = score_clv(rfm, bundle)
     pd.testing.assert_frame_equal(scores, result.scores)
     assert list(scores.columns) == OUTPUT_COLUMNS and scores["customer_id"].is_unique
     assert scores["p_alive"].between(0, 1).all() and (scores["clv"] >= 0).all()
 
     # the pyfunc gives the same numbers and refuses an input without the model's columns
-    model = mlflow.pyfunc.load_model(result.extras["model_uri"])
+    model = mlflow.pyfunc.load_model(result.model_uri)
     example = rfm[INPUT_COLUMNS].head(50).reset_index(drop=True)
     pd.testing.assert_frame_equal(model.predict(example).reset_index(drop=True),
                                   scores.head(50).reset_index(drop=True), check_dtype=False)

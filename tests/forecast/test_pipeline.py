@@ -48,8 +48,8 @@ def test_the_run_logs_mase_and_registers_the_model(trained):
     run = mlflow.MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id)
     assert run.data.metrics["mase"] == pytest.approx(result.metrics["mase"])
     assert {"coverage_80", "coverage_95", "seasonal_naive_mase", "lightgbm_mase"} <= set(run.data.metrics)
-    assert result.extras["registered_model_version"] is not None
-    model = mlflow.pyfunc.load_model(f"models:/{model_name('forecast')}/{result.extras['registered_model_version']}")
+    assert result.registered_model_version is not None
+    model = mlflow.pyfunc.load_model(f"models:/{model_name('forecast')}/{result.registered_model_version}")
     out = model.predict(pd.DataFrame({"series_id": ["web", "app"], "horizon": [2, 1]}))
     assert out["series_id"].tolist() == ["app", "web", "web"]
 

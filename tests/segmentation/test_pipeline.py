@@ -57,7 +57,7 @@ def test_train_segmentation_end_to_end(trained):
     plots = {f.path for f in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/sweep.png", "plots/profiles.png"}
     assert client.get_model_version("crmlab-segmentation", "1").run_id == result.run_id
-    assert result.extras["registered_model_version"] is not None
+    assert result.registered_model_version is not None
 
     # profiles: one row per segment, shares add up, readable names (no "cluster 3")
     prof = result.profiles
@@ -84,7 +84,7 @@ def test_bundle_has_no_pickle_and_scores_like_sklearn(trained):
     report = pd.read_csv(result.bundle_path / "report_profiles.csv")
     assert {"segment", "name", "customers", "share"} <= set(report.columns)
 
-    base = result.extras["features"]
+    base = result.features
     scores = score_segmentation(base, result.bundle_path)
     pd.testing.assert_frame_equal(scores, result.scores[result.scores["segment_id"] >= 0].reset_index(drop=True))
     # the same centres as scikit-learn's KMeans with the same seed, and its predict, from disk
@@ -94,7 +94,7 @@ def test_bundle_has_no_pickle_and_scores_like_sklearn(trained):
     np.testing.assert_allclose(bundle.arrays["centres"][scores["segment_id"]], km.cluster_centers_[km.predict(z)])
 
     # the pyfunc gives the same answer and refuses an input without the model's columns
-    model = mlflow.pyfunc.load_model(result.extras["model_uri"])
+    model = mlflow.pyfunc.load_model(result.model_uri)
     example = base[result.model.input_columns].head(30).reset_index(drop=True)
     pd.testing.assert_frame_equal(model.predict(example).reset_index(drop=True), scores.head(30), check_dtype=False)
     with pytest.raises(mlflow.exceptions.MlflowException, match="monetary_value"):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from crmlab.errors import ConfigError, DataError, ModelError
 from crmlab.export import Bundle, as_bundle, load_bundle, write_bundle
 from crmlab.registry import check_evaluation
 from crmlab.tracking import Run, Tracker
+from crmlab.training import TrainingResult, register_pyfunc, training_run
 from crmlab.utils import Step, ids_unique, no_step
 from crmlab.workflow import PreparedData, prepare_data
 
@@ -104,29 +105,26 @@ _SHAP_ROWS = 10_000  # validation rows the global mean |SHAP| is computed on (se
 # --------------------------------------------------------------------------- result
 
 
-@dataclass
-class ChurnResult:
+@dataclass(kw_only=True)
+class ChurnResult(TrainingResult):
     """Everything one training produced (what the CLI prints and the tests check).
 
     ``metrics`` are the parent run's: the exported LightGBM's under plain names (``roc_auc``, the
     registry's primary metric), every model's as ``<model>_<metric>``, the decision rule's and,
-    in contract mode, the cross-validation's.
+    in contract mode, the cross-validation's. ``predictions``: each model's on the validation rows;
+    ``fit_seconds``: each model's fitting time.
     """
 
     mode: str
     dataset: ChurnDataset
     models: dict[str, Any]
     leaderboard: pd.DataFrame
-    metrics: dict[str, float]
     decision: dict[str, Any]
     importance: pd.DataFrame
     calibration: pd.DataFrame
-    bundle_path: Path
-    fingerprint: dict[str, Any]
+    predictions: dict[str, np.ndarray]
+    fit_seconds: dict[str, float]
     top_k_percent: float = 10.0
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> list[str]:
         """A few lines for the CLI: the data, the leaderboard, the decision rule, the bundle."""
@@ -646,9 +644,8 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
     and plots, and the model as a pyfunc over the bundle (with a signature, registered)."""
     if not run.active:
         return
-    from crmlab.pyfunc import log_pyfunc
 
-    seconds = result.extras.get("fit_seconds", {})
+    seconds = result.fit_seconds
     for row in result.leaderboard.to_dict("records"):
         name = row.pop("model")
         note = getattr(inner_lightgbm(result.models[name]), "note_", "")
@@ -677,10 +674,8 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
             example[col] = example[col].astype(object).where(example[col].notna(), None)
         elif col != "customer_id":
             example[col] = example[col].astype(np.float64)
-    info = log_pyfunc(result.bundle_path, input_example=example, output_example=score_churn(example, bundle),
-                      registered_model_name=registered_model_name)
-    result.extras["model_uri"] = getattr(info, "model_uri", None)
-    result.extras["registered_model_version"] = getattr(info, "registered_model_version", None)
+    register_pyfunc(result, input_example=example, output_example=score_churn(example, bundle),
+                    registered_model_name=registered_model_name)
 
 
 # --------------------------------------------------------------------------- tuning
@@ -785,14 +780,12 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
     prepared, mode, ds = load_dataset(cfg, step)
     if churn.threshold == "profit":
         _customer_value(ds.X_valid, churn.value_column)  # a wrong column fails before any fitting
-    tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
 
-    with tracker.start_run("churn", pipeline="churn", config=cfg.section("churn"), fingerprint=prepared.fingerprint,
-                           tags={"crmlab.mode": mode}) as run:
-        run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
+    with training_run(cfg, "churn", tracker=tracker, fingerprint=prepared.fingerprint, cleaning=prepared.cleaning,
+                      tags={"crmlab.mode": mode}) as tr:
         if mode == "transactions":
             info = ds.info
-            run.set_tags({"crmlab.churn.horizon_days": info["horizon_days"],
+            tr.run.set_tags({"crmlab.churn.horizon_days": info["horizon_days"],
                           "crmlab.churn.n_snapshots": info.get("n_snapshots"),
                           "crmlab.churn.step_days": info.get("step_days"),
                           **({"crmlab.churn.window_note": info["window_note"]} if info.get("window_note") else {})})
@@ -819,15 +812,14 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
         result = ChurnResult(
             mode=mode, dataset=ds, models=models, leaderboard=board, metrics=metrics, decision=decision,
             importance=importance, calibration=calibration, bundle_path=Path(project.output.models_dir) / "churn",
-            fingerprint=prepared.fingerprint, top_k_percent=churn.top_k_percent, run_id=run.run_id,
-            tracking_uri=tracker.uri if run.active else None,
-            extras={"fit_seconds": seconds, "predictions": predictions},
+            fingerprint=prepared.fingerprint, top_k_percent=churn.top_k_percent, fit_seconds=seconds,
+            predictions=predictions, **tr.ids(),
         )
         with step("Exporting the model bundle"):
             result.bundle_path = export_bundle(result.bundle_path, result, churn,
                                                config_digest=config_hash(cfg.section("churn")),
                                                time_unit=project.time_unit)
-        if run.active:
+        if tr.active:
             with step("Logging the run, child runs, plots and model to MLflow"):
-                log_training(run, tracker, result)
+                log_training(tr.run, tr.tracker, result)
     return result

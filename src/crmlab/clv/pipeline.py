@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from crmlab.features import RFM_COLUMNS, calibration_holdout_split, rfm_summary
 from crmlab.registry import check_evaluation
 from crmlab.utils import Step, ids_unique, no_step
 from crmlab.tracking import Run, Tracker
+from crmlab.training import TrainingResult, register_pyfunc, training_run
 from crmlab.workflow import prepare_data
 
 __all__ = [
@@ -178,25 +179,25 @@ class ClvModels:
                                       "spend_model": self.spend.kind, "gg_penalizer": float(self.spend.penalizer)})
 
 
-@dataclass
-class ClvResult:
-    """Everything one training produced (what the CLI prints and the tests check)."""
+@dataclass(kw_only=True)
+class ClvResult(TrainingResult):
+    """Everything one training produced (what the CLI prints and the tests check): ``split`` is the
+    calibration/holdout split, ``final_rfm`` the RFM of all customers the shipped models were refitted
+    on, ``challenger_report`` and ``challenger_importance`` the LightGBM spend challenger's (when run)."""
 
     window: ClvWindow
     settings: ClvSettings
     calibration_models: ClvModels
     models: ClvModels
     holdout: pd.DataFrame
-    metrics: dict[str, float]
     conditional_expectations: pd.DataFrame
     scores: pd.DataFrame
-    bundle_path: Path
-    fingerprint: dict[str, Any]
+    split: Any
+    final_rfm: pd.DataFrame
     comparison: pd.DataFrame | None = None
     challenger: Any = None
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    challenger_report: dict[str, Any] | None = None
+    challenger_importance: pd.DataFrame | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -567,7 +568,7 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str,
     spec = ClvConfig(model=models.transaction.kind, penalizer=models.transaction.penalizer,
                      spend_model=models.spend.kind, gg_penalizer=models.spend.penalizer,
                      spend_rule=models.spend.spend_rule)
-    split = result.extras["split"]
+    split = result.split
     calibrated = fit_models(calibration_rfm(split), spec)
     metrics, _ = evaluate_holdout(predict_holdout(calibrated, split), calibrated.spend)
     return metrics
@@ -588,7 +589,6 @@ def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, spl
     if not run.active:
         return
     from crmlab.clv import plots
-    from crmlab.pyfunc import log_pyfunc
 
     cal, final = result.calibration_models, result.models
     run.log_params({
@@ -611,7 +611,7 @@ def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, spl
         "final": final.to_dict(),
         "metrics": result.metrics,
         "notes": result.notes,
-        "challenger": result.extras.get("challenger_report"),
+        "challenger": result.challenger_report,
         "bundle": str(result.bundle_path),
     }
     run.log_dict(report, "clv_report.json")
@@ -624,13 +624,13 @@ def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, spl
     run.log_table(tracking, "holdout/cumulative_repeat_purchases.csv")
     if result.comparison is not None:
         run.log_table(result.comparison, "challenger/comparison.csv")
-        run.log_dict(result.extras.get("challenger_report") or {}, "challenger/report.json")
-        importance = result.extras.get("challenger_importance")
+        run.log_dict(result.challenger_report or {}, "challenger/report.json")
+        importance = result.challenger_importance
         if importance is not None:
             run.log_table(importance, "challenger/feature_importance.csv")
 
     unit = result.window.time_unit
-    rfm = result.extras["final_rfm"]
+    rfm = result.final_rfm
     figures = {
         "plots/repeat_purchase_histogram.png": plots.plot_repeat_purchase_histogram(histogram, unit),
         "plots/conditional_expectations.png": plots.plot_conditional_expectations(
@@ -645,14 +645,9 @@ def log_training(run: Run, result: ClvResult, *, transactions: pd.DataFrame, spl
         run.log_figure(fig, name)
 
     example = rfm[INPUT_COLUMNS].head(20).reset_index(drop=True)
-    info = log_pyfunc(
-        result.bundle_path,
-        input_example=example,
-        output_example=score_clv(example, load_bundle(result.bundle_path, pipeline="clv")),
-        registered_model_name=registered_model_name,
-    )
-    result.extras["model_uri"] = getattr(info, "model_uri", None)
-    result.extras["registered_model_version"] = getattr(info, "registered_model_version", None)
+    register_pyfunc(result, input_example=example,
+                    output_example=score_clv(example, load_bundle(result.bundle_path, pipeline="clv")),
+                    registered_model_name=registered_model_name)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -674,11 +669,9 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
     if tx is None:
         raise ConfigError("the CLV pipeline needs transactions: project.data.transactions is null")
     window = resolve_window(clv, tx, prepared.as_of, project.time_unit)
-    tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
 
-    with tracker.start_run("clv", pipeline="clv", config=cfg.section("clv"), fingerprint=prepared.fingerprint,
-                           tags={"crmlab.model": clv.model}) as run:
-        run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
+    with training_run(cfg, "clv", tracker=tracker, fingerprint=prepared.fingerprint, cleaning=prepared.cleaning,
+                      tags={"crmlab.model": clv.model}) as tr:
         with step(f"Fitting {clv.model} + {clv.spend_model} on the calibration period to {window.calibration_end}"):
             split = split_calibration_holdout(tx, window)
             cal_models = fit_models(calibration_rfm(split), clv)
@@ -690,8 +683,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
                                 f"{len(holdout):,} calibration customers bought in it, so the model cannot be "
                                 "evaluated; set an earlier project.as_of or a longer clv.holdout_weeks", column="ts")
             check_evaluation("clv", metrics, what=f"holdout {window.calibration_end} -> {window.holdout_end}")
-        extras: dict[str, Any] = {}
-        comparison = challenger = None
+        comparison = challenger = challenger_report = challenger_importance = None
         if clv.challenger:
             with step("Training the LightGBM challenger on an earlier window"):
                 challenger = fit_challenger(prepared.tables, project, window, seed=project.seed)
@@ -705,15 +697,13 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
                     holdout["challenger_spend"] = predicted
                     metrics.update({f"challenger_spend_{k}": v for k, v in challenger_metrics["lightgbm"].items()})
                     metrics["challenger_wins"] = float((comparison["winner"] == "lightgbm").sum())
-                    extras["challenger_report"] = {**challenger.report(), "comparison": comparison.to_dict("records")}
-                    extras["challenger_importance"] = challenger.importance()
+                    challenger_report = {**challenger.report(), "comparison": comparison.to_dict("records")}
+                    challenger_importance = challenger.importance()
         with step(f"Refitting on all data up to {window.as_of}"):
             rfm = rfm_summary(tx, as_of=window.as_of, time_unit=project.time_unit)
             # the specification that was evaluated on the holdout (after any fallback) is the one refitted
             models = fit_models(rfm, cal_models.spec(clv))
             scores = score_rfm(models, rfm, settings)
-        extras["final_rfm"] = rfm
-        extras["split"] = split
         with step("Exporting the model bundle"):
             bundle_path = export_bundle(
                 Path(project.output.models_dir) / "clv", models, settings, window,
@@ -723,10 +713,11 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
         result = ClvResult(
             window=window, settings=settings, calibration_models=cal_models, models=models, holdout=holdout,
             metrics=metrics, conditional_expectations=ce_table, scores=scores, bundle_path=bundle_path,
-            fingerprint=prepared.fingerprint, comparison=comparison, challenger=challenger,
-            run_id=run.run_id, tracking_uri=tracker.uri if run.active else None, extras=extras,
+            fingerprint=prepared.fingerprint, comparison=comparison, challenger=challenger, split=split,
+            final_rfm=rfm, challenger_report=challenger_report, challenger_importance=challenger_importance,
+            **tr.ids(),
         )
-        if run.active:
+        if tr.active:
             with step("Logging the run, plots and model to MLflow"):
-                log_training(run, result, transactions=tx, split=split)
+                log_training(tr.run, result, transactions=tx, split=split)
     return result

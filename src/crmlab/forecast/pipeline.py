@@ -63,6 +63,7 @@ from crmlab.forecast.series import (
 )
 from crmlab.registry import check_evaluation
 from crmlab.tracking import Run, Tracker, data_fingerprint
+from crmlab.training import TrainingResult, register_pyfunc, training_run
 from crmlab.utils import Step, no_step
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ MODEL_FILE = "lightgbm_model.txt"
 REPORT_HISTORY = 26  # history periods per series in report_forecast.csv
 
 
-@dataclass
-class ForecastResult:
+@dataclass(kw_only=True)
+class ForecastResult(TrainingResult):
     """Everything one training produced (what the CLI prints and the tests check)."""
 
     panel: Panel
@@ -102,14 +103,8 @@ class ForecastResult:
     leaderboard_by_series: pd.DataFrame
     selected: str
     notes: list[str]
-    metrics: dict[str, float]
     quantiles: dict[int, np.ndarray]
     forecast: pd.DataFrame
-    bundle_path: Path
-    fingerprint: dict[str, Any]
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> list[str]:
@@ -433,7 +428,6 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
     metric), each model's, the leaderboards, the backtest forecasts, the plot and the pyfunc model."""
     if not run.active:
         return
-    from crmlab.pyfunc import log_pyfunc
     from crmlab.registry import model_name
 
     run.set_tags({"crmlab.model": result.selected, "crmlab.forecast_target": result.panel.target})
@@ -459,11 +453,8 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
     run.log_table(result.forecast, "forecast.csv")
     run.log_figure(plot_forecasts(result.panel, result.forecast), "plots/forecast.png")
     example = pd.DataFrame({"series_id": list(result.panel.series_ids[:3]), "horizon": 2})
-    info = log_pyfunc(result.bundle_path, input_example=example,
-                      output_example=score_forecast(example, result.bundle_path),
-                      registered_model_name=model_name("forecast"))
-    result.extras["model_uri"] = getattr(info, "model_uri", None)
-    result.extras["registered_model_version"] = getattr(info, "registered_model_version", None)
+    register_pyfunc(result, input_example=example, output_example=score_forecast(example, result.bundle_path),
+                    registered_model_name=model_name("forecast"))
 
 
 # --------------------------------------------------------------------------- wiring
@@ -480,10 +471,9 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
     windows = fit_windows(panel, horizon=fc.horizon, origins=fc.origins, origin_step=fc.origin_step,
                           season_length=season)
     horizon, origins = windows.horizon, windows.origins
-    tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
     factories = model_factories(fc, season, project.seed)
-    with tracker.start_run("forecast", pipeline="forecast", config=cfg.section("forecast"), fingerprint=fingerprint,
-                           tags={"crmlab.forecast_source": input_report["source"]}) as run:
+    with training_run(cfg, "forecast", tracker=tracker, fingerprint=fingerprint,
+                      tags={"crmlab.forecast_source": input_report["source"]}) as tr:
         with step(f"Backtesting {', '.join(factories)} at {len(origins)} origins"):
             bt = backtest(panel, factories, horizon=horizon, origins=origins, season_length=season,
                           min_train=windows.min_train)
@@ -518,9 +508,9 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
             panel=panel, config=fc, season_length=season, backtest=bt, leaderboard=board,
             leaderboard_by_series=by_series, selected=selected, notes=notes, metrics=metrics,
             quantiles=quantiles, forecast=future, bundle_path=bundle_path, fingerprint=fingerprint,
-            run_id=run.run_id, tracking_uri=tracker.uri if run.active else None, excluded=excluded,
+            excluded=excluded, **tr.ids(),
         )
-        if run.active:
+        if tr.active:
             with step("Logging the run, leaderboard, plot and model to MLflow"):
-                log_training(run, result, input_report)
+                log_training(tr.run, result, input_report)
     return result

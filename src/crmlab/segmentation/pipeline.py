@@ -29,7 +29,7 @@ row to its nearest centre with numpy, so millions of customers take seconds.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from crmlab.segmentation.rfm import NO_PURCHASE, RfmScorer, monetary_column, rfm
 RFM_NAMES: list[str] = list(dict.fromkeys(str(n) for n in rfm_segment_names()))
 SINGLE_NAME = "all_customers"
 from crmlab.tracking import Run, Tracker
+from crmlab.training import TrainingResult, register_pyfunc, training_run
 from crmlab.utils import Step, ids_unique, no_step
 from crmlab.workflow import prepare_data
 
@@ -161,25 +162,25 @@ class SegmentationModel:
                    kind)
 
 
-@dataclass
-class SegmentationResult:
-    """Everything one training produced (what the CLI prints and the tests check)."""
+@dataclass(kw_only=True)
+class SegmentationResult(TrainingResult):
+    """Everything one training produced (what the CLI prints and the tests check): ``features`` are the
+    purchasers' features the model was fitted on, ``labels`` their segments, ``silhouette_rows`` the
+    rows the silhouette is measured on, ``rfm_vs_kmeans`` the crosstab of RFM and shipped segments."""
 
     as_of: date
     k: int
     chosen_by: str
     algorithm: str
-    metrics: dict[str, float]
     sweep: pd.DataFrame | None
     profiles: pd.DataFrame
     ranks: pd.DataFrame
     model: SegmentationModel
     scores: pd.DataFrame
-    bundle_path: Path
-    fingerprint: dict[str, Any]
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    features: pd.DataFrame
+    labels: np.ndarray
+    silhouette_rows: np.ndarray
+    rfm_vs_kmeans: pd.DataFrame
     fallback: str | None = None
 
     def summary(self) -> list[str]:
@@ -318,14 +319,14 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: SegmentationResult) -> 
     ``result.metrics`` and Calinski-Harabasz and Davies-Bouldin on all of them, each measured in
     that model's own scaled space (a partition is judged in the geometry it was made for)."""
     model = SegmentationModel.from_bundle(as_bundle(bundle, "segmentation"))
-    base = result.extras["features"]
+    base = result.features
     missing = [c for c in model.features if c not in base.columns]
     if missing:
         raise ModelError(f"{Path(getattr(bundle, 'path', bundle))}: clusters on {missing}, which the new run's "
                          "features lack; compare models on the same features")
     z = model.scaler.transform_rows(base[model.features].to_numpy(dtype=np.float64, na_value=np.nan))
     labels = model.assign(base)
-    return {**evaluate_segments(z, labels, result.extras["silhouette_rows"]), "k": float(len(np.unique(labels)))}
+    return {**evaluate_segments(z, labels, result.silhouette_rows), "k": float(len(np.unique(labels)))}
 
 
 # --------------------------------------------------------------------------- migration
@@ -373,7 +374,6 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
     plots), the RFM cross-table and the model (a pyfunc over the bundle, with a signature, registered)."""
     if not run.active:
         return
-    from crmlab.pyfunc import log_pyfunc
     from crmlab.registry import model_name
     from crmlab.segmentation import plots
 
@@ -382,7 +382,7 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
     run.set_tags({"crmlab.model": result.model.kind, **({"crmlab.fallback": result.fallback} if result.fallback else {})})
     run.log_metrics(result.metrics)
     run.log_table(result.profiles, "segments/profiles.csv")
-    run.log_table(result.extras["rfm_vs_kmeans"].reset_index(), "segments/rfm_vs_kmeans.csv")
+    run.log_table(result.rfm_vs_kmeans.reset_index(), "segments/rfm_vs_kmeans.csv")
     run.log_figure(plots.plot_profiles(result.profiles, result.ranks), "plots/profiles.png")
     if result.sweep is not None:
         for row in result.sweep.drop(columns="unstable").itertuples(index=False):  # MLflow charts them against k
@@ -394,15 +394,9 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
                   "metrics": result.metrics, "names": result.profiles["name"].tolist(),
                   "bundle": str(result.bundle_path)},
                  "segmentation_report.json")
-    example = result.extras["features"][result.model.input_columns].head(20).reset_index(drop=True)
-    info = log_pyfunc(
-        result.bundle_path,
-        input_example=example,
-        output_example=score_segmentation(example, result.bundle_path),
-        registered_model_name=registered_model_name or model_name("segmentation"),
-    )
-    result.extras["model_uri"] = getattr(info, "model_uri", None)
-    result.extras["registered_model_version"] = getattr(info, "registered_model_version", None)
+    example = result.features[result.model.input_columns].head(20).reset_index(drop=True)
+    register_pyfunc(result, input_example=example, output_example=score_segmentation(example, result.bundle_path),
+                    registered_model_name=registered_model_name or model_name("segmentation"))
 
 
 # --------------------------------------------------------------------------- wiring
@@ -434,16 +428,14 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
     sample = sample_rows(n, seg.sample_size, seed)
     sil_rows = sample_rows(n, seg.silhouette_sample, seed)
     rfm = RfmScorer(monetary_column(base.columns)).fit(base)
-    tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
     fallback: str | None = None
     least = max(seg.k or 0, seg.k_range[0]) + 1
     if n < max(seg.min_customers, least):
         fallback = (f"{n} customers with a purchase on or before {as_of}, fewer than "
                     + (f"segmentation.min_customers={seg.min_customers}" if n >= least else f"the {least} K-means needs"))
 
-    with tracker.start_run("segmentation", pipeline="segmentation", config=cfg.section("segmentation"),
-                           fingerprint=prepared.fingerprint, tags={"crmlab.model": "kmeans"}) as run:
-        run.log_dict(prepared.cleaning.report.to_dict(), "cleaning_report.json")
+    with training_run(cfg, "segmentation", tracker=tracker, fingerprint=prepared.fingerprint,
+                      cleaning=prepared.cleaning, tags={"crmlab.model": "kmeans"}) as tr:
         sweep = None
         metrics: dict[str, float] = {}
         k, chosen_by, algorithm = 0, "fallback", "KMeans"
@@ -515,11 +507,10 @@ def train_segmentation(cfg: CrmlabConfig, *, tracker: Tracker | None = None,
         result = SegmentationResult(
             as_of=as_of, k=k, chosen_by=chosen_by, algorithm=algorithm, metrics=metrics, sweep=sweep,
             profiles=profiles, ranks=ranks, model=model, scores=scores, bundle_path=bundle_path, fingerprint=prepared.fingerprint,
-            run_id=run.run_id, tracking_uri=tracker.uri if run.active else None,
-            extras={"features": base, "labels": labels, "silhouette_rows": sil_rows, "rfm_vs_kmeans": rfm_vs_kmeans},
-            fallback=fallback,
+            features=base, labels=labels, silhouette_rows=sil_rows, rfm_vs_kmeans=rfm_vs_kmeans, fallback=fallback,
+            **tr.ids(),
         )
-        if run.active:
+        if tr.active:
             with step("Logging the run, plots and model to MLflow"):
-                log_training(run, result)
+                log_training(tr.run, result)
     return result
