@@ -7,7 +7,7 @@ Training: :func:`crmlab.churn.pipeline.train_churn` on the embedded CDNOW log wi
 one usable training snapshot is 1997-04-01), MLflow off unless ``--tracking`` (then a throw-away
 SQLite store in a temporary folder). Prints each step's wall time and the leaderboard.
 
-Scoring: :func:`crmlab.churn.pipeline.score_churn` from the exported bundle (read from disk) on the
+Scoring: :func:`crmlab.churn.bundle.score_churn` from the exported bundle (read from disk) on the
 features of every CDNOW customer at 1998-06-30, replicated ``--replicas`` times with distinct ids
 (10: 235,700 customers): probability, risk tier, decision and the top three reasons (``churn.reasons``); and, for
 comparison, LightGBM's probability alone. Prints customers per second and the peak RSS.
@@ -29,7 +29,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from crmlab.churn.pipeline import _load, _model_input, score_churn, train_churn  # noqa: E402
+from crmlab.churn.bundle import _load, _model_input, score_churn  # noqa: E402
+from crmlab.churn.pipeline import train_churn  # noqa: E402
 from crmlab.config import load_config  # noqa: E402
 from crmlab.data.io import load_cdnow  # noqa: E402
 from crmlab.export import load_bundle  # noqa: E402

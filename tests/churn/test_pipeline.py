@@ -14,19 +14,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from crmlab.churn.pipeline import (
-    MODEL_FILE,
-    OUTPUT_COLUMNS,
-    REGISTERED_MODEL_NAME,
-    SPEC_FILE,
-    churn_windows,
-    evaluate_bundle,
-    resolve_mode,
-    score_churn,
-    train_churn,
-    tune_churn,
-    validation_cut_off,
-)
+from crmlab.churn.bundle import MODEL_FILE, OUTPUT_COLUMNS, SPEC_FILE, evaluate_bundle, score_churn
+from crmlab.churn.pipeline import REGISTERED_MODEL_NAME, churn_windows, resolve_mode, train_churn, validation_cut_off
+from crmlab.churn.tune import tune_churn
 from crmlab.cli import app
 from crmlab.config import ChurnConfig, load_config
 from crmlab.data.io import Tables
@@ -130,7 +120,7 @@ def test_synthetic_auc_is_close_to_the_true_mechanism(trained):
 
 def test_evaluate_bundle_scores_the_champion_on_the_validation_rows(trained):
     _, _, result = trained
-    assert pipeline_record("churn").evaluator == "crmlab.churn.pipeline:evaluate_bundle"
+    assert pipeline_record("churn").evaluator == "crmlab.churn.bundle:evaluate_bundle"
     metrics = evaluate_bundle(result.bundle_path, result)
     assert metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
 
@@ -301,7 +291,7 @@ def test_tune_churn_resumes_and_its_best_file_trains(tmp_path):
 
 
 def test_tuning_never_sees_the_validation_snapshot(trained):
-    from crmlab.churn.pipeline import _tuning_split
+    from crmlab.churn.tune import _tuning_split
 
     _, _, result = trained
     ds = result.dataset

@@ -19,7 +19,6 @@ rows on one side of it.
 from __future__ import annotations
 
 import logging
-
 from typing import Any
 
 import lightgbm as lgb
@@ -474,3 +473,8 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
+def inner_lightgbm(model: Any) -> LightGBMChurn:
+    """The LightGBM inside a possibly calibrated model (its contributions explain the scores)."""
+    return model.estimator_ if isinstance(model, CalibratedChurn) else model
