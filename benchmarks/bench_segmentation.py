@@ -33,7 +33,8 @@ from crmlab.data.io import load_cdnow
 from crmlab.export import load_bundle
 from crmlab.features import build_features
 from crmlab.segmentation.models import fit_kmeans
-from crmlab.segmentation.pipeline import score_segmentation, train_segmentation
+from crmlab.segmentation.bundle import score_segmentation
+from crmlab.segmentation.pipeline import train_segmentation
 
 log = logging.getLogger("bench_segmentation")
 

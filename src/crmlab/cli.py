@@ -398,7 +398,7 @@ def forecast(
 ) -> None:
     """Forecast the next periods with the exported model (models/forecast): point forecasts and
     80%/95% intervals per series and period, written atomically."""
-    from crmlab.forecast.pipeline import forecast_bundle
+    from crmlab.forecast.bundle import forecast_bundle
 
     cfg = _config(set_)
     bundle = cfg.project.output.models_dir / "forecast"

@@ -10,7 +10,8 @@ import pytest
 from crmlab.cli import main
 from crmlab.config import load_config
 from crmlab.export import load_bundle
-from crmlab.forecast.pipeline import OUTPUT_COLUMNS, evaluate_bundle, forecast_bundle, score_forecast, train_forecast
+from crmlab.forecast.bundle import OUTPUT_COLUMNS, evaluate_bundle, forecast_bundle, score_forecast
+from crmlab.forecast.pipeline import train_forecast
 from crmlab.registry import model_name
 
 from ..conftest import synthetic_project

@@ -12,7 +12,8 @@ import pytest
 
 from crmlab.config import load_config
 from crmlab.errors import DataError
-from crmlab.forecast.pipeline import forecast_bundle, train_forecast
+from crmlab.forecast.bundle import forecast_bundle
+from crmlab.forecast.pipeline import train_forecast
 
 # series id -> (first month, last month, known level)
 SPANS = {"a": ("1990-01", "1999-12", 100.0), "b": ("1996-01", "2005-06", 500.0), "c": ("2008-01", "2018-12", 2000.0)}

@@ -15,13 +15,8 @@ from crmlab.config import TrackingConfig, load_config
 from crmlab.errors import ConfigError
 from crmlab.export import load_bundle
 from crmlab.features import build_features_from_tables
-from crmlab.segmentation.pipeline import (
-    OUTPUT_COLUMNS,
-    evaluate_bundle,
-    migrate_segments,
-    score_segmentation,
-    train_segmentation,
-)
+from crmlab.segmentation.bundle import OUTPUT_COLUMNS, evaluate_bundle, score_segmentation
+from crmlab.segmentation.pipeline import migrate_segments, train_segmentation
 from crmlab.workflow import prepare_data
 
 from ..conftest import synthetic_project

@@ -21,7 +21,7 @@ segment of all purchasers, and says so in the log, the MLflow tags (``crmlab.fal
 manifest and the printed summary; the metrics of the shipped partition are logged, with
 ``kmeans_shipped`` = 0 and the best K-means stability ARI seen.
 
-:func:`score_segmentation` is what batch scoring and the MLflow pyfunc call: it reads the scaler
+:func:`crmlab.segmentation.bundle.score_segmentation` is what batch scoring and the MLflow pyfunc call: it reads the scaler
 and the centres from the bundle's arrays (no pickles, no scikit-learn object) and assigns each
 row to its nearest centre with numpy, so millions of customers take seconds.
 """
@@ -39,7 +39,7 @@ import pandas as pd
 
 from crmlab.config import CrmlabConfig, SegmentationConfig, config_hash
 from crmlab.errors import ConfigError, DataError, ModelError
-from crmlab.export import Bundle, as_bundle, write_bundle
+from crmlab.export import Bundle, as_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.registry import check_evaluation
 from crmlab.segmentation.models import (
@@ -52,23 +52,25 @@ from crmlab.segmentation.models import (
     sweep_k,
 )
 from crmlab.segmentation.profiles import migration_matrix, name_segments, percentile_profile, profile_segments
-from crmlab.segmentation.rfm import NO_PURCHASE, RfmScorer, monetary_column, rfm_segment_names, segment_codes
+from crmlab.segmentation.rfm import RfmScorer, monetary_column, rfm_segment_names
 
 #: the segments a fallback ships: every RFM grid name (ids are positions here), or one segment
 RFM_NAMES: list[str] = list(dict.fromkeys(str(n) for n in rfm_segment_names()))
 SINGLE_NAME = "all_customers"
 from crmlab.tracking import Run, Tracker
-from crmlab.training import TrainingResult, register_pyfunc, training_run
-from crmlab.utils import Step, ids_unique, no_step
+from crmlab.training import register_pyfunc, training_run
+from crmlab.utils import Step, no_step
 from crmlab.workflow import prepare_data
+from crmlab.segmentation.models import SegmentationModel
+from crmlab.segmentation.evaluate import evaluate_segments
+from crmlab.segmentation.result import SegmentationResult
+from crmlab.segmentation.bundle import export_bundle, score_segmentation
 
 __all__ = [
-    "OUTPUT_COLUMNS",
     "MigrationResult",
     "SegmentationModel",
     "SegmentationResult",
     "check_features",
-    "evaluate_bundle",
     "evaluate_segments",
     "export_bundle",
     "fit_segments",
@@ -81,131 +83,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS: list[str] = ["customer_id", "segment_id", "segment_name", "segment_rfm", "segment_rfm_score"]
-
 
 # --------------------------------------------------------------------------- the model
-
-
-def _text(codes: np.ndarray, names: list[str]) -> pd.Series:
-    """``names[codes]`` as a text column, built in Arrow: three times faster than from Python
-    strings, which matters for millions of customers."""
-    import pyarrow as pa
-
-    return pd.Series(pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(names, pa.string()))
-                     .dictionary_decode(), dtype="str")
-
-
-@dataclass
-class SegmentationModel:
-    """A fitted segmentation: scaler, centres (in the scaled space), names and the RFM baseline.
-
-    ``kind`` is what assigns the segments: ``kmeans`` (the nearest centre), ``rfm`` (the RFM
-    segment, a fallback: ids are positions in :data:`RFM_NAMES`) or ``single`` (one segment)."""
-
-    features: list[str]
-    scaler: FeatureScaler
-    centres: np.ndarray
-    names: list[str]
-    rfm: RfmScorer
-    kind: str = "kmeans"
-
-    @property
-    def input_columns(self) -> list[str]:
-        """``customer_id`` then every features column scoring reads, each once."""
-        return list(dict.fromkeys(["customer_id", *self.features, "recency_days", "frequency", self.rfm.monetary]))
-
-    def assign(self, features: pd.DataFrame) -> np.ndarray:
-        """Segment id of each row (-1 for a customer without a purchase)."""
-        if self.kind == "kmeans":
-            x = features[self.features].to_numpy(dtype=np.float64, na_value=np.nan)
-            seg = nearest_centre(self.scaler.transform_rows(x), self.centres)
-        elif self.kind == "rfm":
-            by_code = np.array([*(self.names.index(str(n)) for n in rfm_segment_names()), -1], dtype=np.int32)
-            seg = by_code[segment_codes(self.rfm.score_arrays(features))]
-        else:
-            seg = np.zeros(len(features), dtype=np.int32)
-        seg[~np.isfinite(features["recency_days"].to_numpy(dtype=np.float64, na_value=np.nan))] = -1
-        return seg
-
-    def score(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The scoring table of a checked features frame (:func:`score_segmentation`)."""
-        seg = self.assign(features)
-        rfm = self.rfm.score_arrays(features)
-        rfm_score = (rfm["r_score"].astype(np.int16) * 100 + rfm["f_score"].astype(np.int16) * 10
-                     + rfm["m_score"].astype(np.int16))
-        return pd.DataFrame({
-            "customer_id": features["customer_id"].reset_index(drop=True),
-            "segment_id": seg,
-            "segment_name": _text(np.where(seg >= 0, seg, len(self.names)), [*self.names, NO_PURCHASE]),
-            "segment_rfm": _text(segment_codes(rfm), [*rfm_segment_names(), NO_PURCHASE]),
-            "segment_rfm_score": rfm_score,
-        })
-
-    def to_bundle(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        params = {"features": self.features, "transform": self.scaler.transform, "names": self.names,
-                  "rfm_monetary": self.rfm.monetary, "kind": self.kind}
-        return params, {"centres": self.centres, **self.scaler.to_arrays(), **self.rfm.to_arrays()}
-
-    @classmethod
-    def from_bundle(cls, bundle: Bundle) -> SegmentationModel:
-        p = bundle.params
-        missing = [k for k in ("features", "transform", "names", "rfm_monetary") if k not in p]
-        if missing or "centres" not in bundle.arrays:
-            raise ModelError(f"{bundle.path}: lacks {missing or ['centres']}; not a segmentation bundle of this "
-                             "crmlab, retrain")
-        kind = str(p.get("kind", "kmeans"))
-        if kind not in ("kmeans", "rfm", "single"):
-            raise ModelError(f"{bundle.path}: unknown segmentation kind {kind!r}; retrain")
-        return cls(list(p["features"]), FeatureScaler.from_arrays(p["transform"], bundle.arrays),
-                   bundle.arrays["centres"], list(p["names"]), RfmScorer.from_arrays(p["rfm_monetary"], bundle.arrays),
-                   kind)
-
-
-@dataclass(kw_only=True)
-class SegmentationResult(TrainingResult):
-    """Everything one training produced (what the CLI prints and the tests check): ``features`` are the
-    purchasers' features the model was fitted on, ``labels`` their segments, ``silhouette_rows`` the
-    rows the silhouette is measured on, ``rfm_vs_kmeans`` the crosstab of RFM and shipped segments."""
-
-    as_of: date
-    k: int
-    chosen_by: str
-    algorithm: str
-    sweep: pd.DataFrame | None
-    profiles: pd.DataFrame
-    ranks: pd.DataFrame
-    model: SegmentationModel
-    scores: pd.DataFrame
-    features: pd.DataFrame
-    labels: np.ndarray
-    silhouette_rows: np.ndarray
-    rfm_vs_kmeans: pd.DataFrame
-    fallback: str | None = None
-
-    def summary(self) -> list[str]:
-        """A few lines for the CLI: k and why, the quality and stability figures, the segments."""
-        m = self.metrics
-        if self.fallback is not None:
-            sil = (f"silhouette {m['silhouette']:.3f}" if np.isfinite(m.get("silhouette", np.nan))
-                   else "no silhouette (one segment)")
-            lines = [f"note: no K-means shipped: {self.fallback}",
-                     f"shipped: {self.algorithm} ({self.k} segment(s) in use) on {int(m['n_customers']):,} customers "
-                     f"at {self.as_of}: {sil}"]
-        else:
-            lines = [
-                f"k={self.k} ({self.chosen_by}), {self.algorithm} on {int(m['n_customers']):,} customers at "
-                f"{self.as_of}: silhouette {m['silhouette']:.3f}, Calinski-Harabasz {m['calinski_harabasz']:,.0f}, "
-                f"Davies-Bouldin {m['davies_bouldin']:.3f}",
-                f"stability: ARI {m['stability_ari_seeds']:.3f} across seeds, {m['stability_ari_bootstrap']:.3f} "
-                "across bootstrap samples: stable",
-            ]
-        revenue = "revenue_share" in self.profiles.columns
-        for row in self.profiles.itertuples():
-            lines.append(f"  {row.segment}: {row.name:<28} {row.customers:>9,} customers ({row.share:.1%})"
-                         + (f", {row.revenue_share:.1%} of revenue" if revenue else ""))
-        lines.append(f"bundle: {self.bundle_path}")
-        return lines
 
 
 # --------------------------------------------------------------------------- steps
@@ -242,91 +121,6 @@ def fit_segments(z: np.ndarray, k: int, *, seed: int, n_init: int, minibatch: bo
     centres = fit_kmeans(z, k, seed=seed, n_init=n_init, minibatch=minibatch)
     sizes = np.bincount(nearest_centre(z, centres), minlength=k)
     return centres[np.argsort(-sizes, kind="stable")]
-
-
-def evaluate_segments(z: np.ndarray, labels: np.ndarray, silhouette_rows: np.ndarray) -> dict[str, float]:
-    """Silhouette (on the rows ``silhouette_rows``: it is quadratic), Calinski-Harabasz and
-    Davies-Bouldin (on all rows) of a partition of the scaled rows ``z``; NaN for a single segment."""
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-
-    if len(np.unique(labels)) < 2:
-        nan = float("nan")
-        return {"silhouette": nan, "calinski_harabasz": nan, "davies_bouldin": nan}
-    sil_labels = labels[silhouette_rows]
-    return {
-        "silhouette": float(silhouette_score(z[silhouette_rows], sil_labels)) if len(np.unique(sil_labels)) > 1
-        else float("nan"),
-        "calinski_harabasz": float(calinski_harabasz_score(z, labels)),
-        "davies_bouldin": float(davies_bouldin_score(z, labels)),
-    }
-
-
-def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataFrame, *, as_of: date, k: int,
-                  chosen_by: str, algorithm: str, metrics: dict[str, float], config_digest: str,
-                  sweep: pd.DataFrame | None, fallback: str | None = None) -> Path:
-    """Write the model to a bundle folder: JSON parameters, the scaler, centres and RFM cut points as
-    arrays, the profiles (``report_profiles.csv``, read by the HTML report), the sweep, a manifest."""
-    params, arrays = model.to_bundle()
-    manifest = {
-        "features": model.features,
-        "input_columns": model.input_columns,
-        "output_columns": OUTPUT_COLUMNS,
-        "transform": model.scaler.transform,
-        "k": int(k),
-        "chosen_by": chosen_by,
-        "algorithm": algorithm,
-        "kind": model.kind,
-        "fallback": fallback,
-        "segment_names": model.names if model.kind != "rfm" else profiles["name"].tolist(),
-        "training_window": {"as_of": as_of.isoformat()},
-        "n_customers": int(profiles["customers"].sum()),
-        "metrics": {key: (float(v) if np.isfinite(v) else None) for key, v in metrics.items()},
-        "config_hash": config_digest,
-    }
-    report = profiles[[c for c in profiles.columns if not c.startswith("lift_")]]
-    texts = {"report_profiles.csv": report.to_csv(index=False)}
-    if sweep is not None:
-        texts["sweep.csv"] = sweep.to_csv(index=False)
-    return write_bundle(path, pipeline="segmentation", params=params, manifest=manifest, arrays=arrays, texts=texts)
-
-
-def score_segmentation(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataFrame:
-    """Assign customers to segments with an exported bundle: one row per input row, in order, with
-    ``customer_id``, ``segment_id`` (-1: no purchase), ``segment_name``, ``segment_rfm`` (the RFM
-    segment) and ``segment_rfm_score`` (100 r + 10 f + m, 0 without a purchase).
-
-    The input is a features frame of :func:`crmlab.features.build_features` (other columns are
-    ignored). Each row is scored against the training base alone, so a row's segment never
-    depends on the other rows.
-    """
-    model = SegmentationModel.from_bundle(as_bundle(bundle, "segmentation"))
-    if not isinstance(features, pd.DataFrame):
-        raise ModelError(f"score_segmentation needs a pandas DataFrame, got {type(features).__name__}")
-    missing = [c for c in model.input_columns if c not in features.columns]
-    if missing:
-        raise ModelError(f"segmentation scoring input: missing column(s) {missing} of a features frame "
-                         f"({', '.join(model.input_columns)}); got columns {sorted(map(str, features.columns))[:12]}")
-    if not ids_unique(features["customer_id"]):
-        dup = features["customer_id"].duplicated()
-        raise ModelError(f"segmentation scoring input: customer_id must be unique; {int(dup.sum())} repeated, e.g. "
-                         f"{features['customer_id'][dup].iloc[0]!r}")
-    return model.score(features)
-
-
-def evaluate_bundle(bundle: Bundle | str | Path, result: SegmentationResult) -> dict[str, float]:
-    """The metrics of another exported model (the registry's champion, say) on the customers of
-    ``result``: its assignment of the training customers, with silhouette on the same sample as
-    ``result.metrics`` and Calinski-Harabasz and Davies-Bouldin on all of them, each measured in
-    that model's own scaled space (a partition is judged in the geometry it was made for)."""
-    model = SegmentationModel.from_bundle(as_bundle(bundle, "segmentation"))
-    base = result.features
-    missing = [c for c in model.features if c not in base.columns]
-    if missing:
-        raise ModelError(f"{Path(getattr(bundle, 'path', bundle))}: clusters on {missing}, which the new run's "
-                         "features lack; compare models on the same features")
-    z = model.scaler.transform_rows(base[model.features].to_numpy(dtype=np.float64, na_value=np.nan))
-    labels = model.assign(base)
-    return {**evaluate_segments(z, labels, result.silhouette_rows), "k": float(len(np.unique(labels)))}
 
 
 # --------------------------------------------------------------------------- migration
