@@ -495,7 +495,7 @@ class Plan:
 def _clv_window(s: Span) -> tuple[date, int] | None:
     """(calibration end, holdout weeks) that ``crmlab train clv`` will use on this span with the
     shipped auto settings; ``None`` when the span is too short for any."""
-    from crmlab.clv.pipeline import resolve_window
+    from crmlab.clv.window import resolve_window
     from crmlab.config import ClvConfig
 
     try:

@@ -716,7 +716,9 @@ _NEW = {"customer_id": ["(new customer)"], "frequency": [0.0], "recency": [0.0],
 def bgnbd_clv(cfg: CrmlabConfig, transactions: pd.DataFrame, *, as_of: date) -> ClvFigures | None:
     """BG/NBD CLV per customer at ``as_of`` by ``kpis.clv_source`` (None for 'none'): scored with the
     exported bundle ``<models_dir>/clv`` or fitted with the ``clv`` section (crmlab.clv.pipeline)."""
-    from crmlab.clv.pipeline import ClvSettings, fit_models, score_clv, score_rfm
+    from crmlab.clv.bundle import score_clv
+    from crmlab.clv.models import fit_models, score_rfm
+    from crmlab.clv.result import ClvSettings
     from crmlab.export import load_bundle
     from crmlab.features import rfm_summary
 

@@ -6,9 +6,15 @@ both are judged by the same code on the same holdout.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+from crmlab.clv.models import SpendModel, TransactionModel
+from crmlab.clv.result import MAX_FREQUENCY, ClvModels, ClvWindow
+from crmlab.clv.window import local_days
 
 __all__ = [
     "conditional_expectation_table",
@@ -92,3 +98,80 @@ def spend_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]
     out["top_decile_share"] = top_decile_capture(actual, predicted)
     out["gini"] = normalised_gini(actual, predicted)
     return out
+
+
+def predict_holdout(models: ClvModels, split: pd.DataFrame) -> pd.DataFrame:
+    """Per cohort customer: actual and predicted holdout purchases and spend.
+
+    Predicted spend = expected holdout purchases x expected spend per purchase (Gamma-Gamma);
+    actual spend is the customer's net holdout amount (returns subtracted).
+    """
+    duration = float(split["duration_holdout"].iloc[0])
+    x, tx, age = split["frequency_cal"], split["recency_cal"], split["T_cal"]
+    purchases = models.transaction.predict_purchases(duration, x, tx, age)
+    spend = models.spend.conditional_expected_spend(x, split["monetary_value_cal"])
+    return pd.DataFrame({
+        "customer_id": split["customer_id"].to_numpy(),
+        "frequency_cal": split["frequency_cal"].to_numpy(),
+        "actual_purchases": split["frequency_holdout"].to_numpy(dtype=np.float64),
+        "predicted_purchases": purchases,
+        "expected_spend": spend,
+        "actual_spend": split["amount_sum_holdout"].to_numpy(dtype=np.float64),
+        "predicted_spend": purchases * spend,
+    })
+
+
+def evaluate_holdout(holdout: pd.DataFrame, spend_model: SpendModel) -> tuple[dict[str, float], pd.DataFrame]:
+    """Holdout metrics (``purchases_*``, ``spend_*``, Gamma-Gamma diagnostics ``gg_*``) and the
+    conditional-expectation table by calibration frequency 0..7+."""
+    metrics: dict[str, float] = {"holdout_customers": float(len(holdout))}
+    metrics.update(point_metrics(holdout["actual_purchases"], holdout["predicted_purchases"], prefix="purchases_"))
+    metrics.update({f"spend_{k}": v for k, v in spend_metrics(holdout["actual_spend"].to_numpy(),
+                                                               holdout["predicted_spend"].to_numpy()).items()})
+    report = spend_model.report_
+    corr = report.get("freq_spend_corr")
+    metrics.update({
+        "gg_freq_spend_corr": float("nan") if corr is None else float(corr),
+        "gg_n_nonpositive_spend": float(report.get("n_nonpositive_spend", 0)),
+        "gg_n_excluded": float(report.get("n_excluded", 0)),
+        "gg_n_floored": float(report.get("n_floored", 0)),
+    })
+    table = conditional_expectation_table(
+        holdout["frequency_cal"].to_numpy(), holdout["actual_purchases"].to_numpy(),
+        holdout["predicted_purchases"].to_numpy(), max_frequency=MAX_FREQUENCY,
+    )
+    return metrics, table
+
+
+def cumulative_repeat_purchases(
+    transactions: pd.DataFrame, split: pd.DataFrame, window: ClvWindow, model: TransactionModel, *, max_points: int = 400
+) -> pd.DataFrame:
+    """Cumulative repeat purchases of the cohort, actual and expected by ``model``, on a grid of
+    dates from the cohort's first purchase to the end of the holdout (FHL 2005a, figure 2).
+
+    A repeat purchase is a purchase day after the customer's first; the expectation is
+    :meth:`TransactionModel.expected_repeat_purchases_cumulative` from each customer's first day.
+    """
+    from crmlab.features import TIME_UNITS
+
+    unit = TIME_UNITS[window.time_unit]
+    tx = transactions.loc[transactions["amount"] >= 0, ["customer_id", "ts"]]
+    tx = pd.DataFrame({"customer_id": tx["customer_id"].astype("str"), "day": local_days(tx["ts"])})
+    tx = tx[tx["customer_id"].isin(set(split["customer_id"].astype("str")))]
+    tx = tx.drop_duplicates().sort_values(["customer_id", "day"], kind="stable")
+    first = tx.groupby("customer_id", sort=False)["day"].transform("min")
+    repeat = tx.loc[tx["day"] > first, "day"]
+    repeat = repeat[repeat <= pd.Timestamp(window.holdout_end)]
+
+    cal_end = pd.Timestamp(window.calibration_end)
+    origin = cal_end - pd.to_timedelta(split["T_cal"].max() * unit, unit="D")
+    origin = origin.normalize()
+    span_units = (pd.Timestamp(window.holdout_end) - origin).days / unit
+    step = max(1.0, math.ceil(span_units / max_points))
+    times = np.arange(step, span_units + step / 2, step)
+    dates = origin + pd.to_timedelta(times * unit, unit="D")
+    births = ((cal_end - origin).days / unit) - split["T_cal"].to_numpy(dtype=np.float64)
+    counts = np.searchsorted(np.sort(repeat.to_numpy()), dates.floor("D").to_numpy(), side="right")
+    expected = model.expected_repeat_purchases_cumulative(times, births)
+    return pd.DataFrame({"date": dates.floor("D"), "time": times, "actual": counts.astype(np.float64),
+                         "expected": expected, "holdout": dates.floor("D") > cal_end})

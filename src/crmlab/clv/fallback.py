@@ -21,7 +21,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from crmlab.clv.models import SPEND_PENALTIES, TRANSACTION_PENALTIES, SpendModel, TransactionModel
+from crmlab.clv.purchase import TransactionModel
+from crmlab.clv.shared import SPEND_PENALTIES, TRANSACTION_PENALTIES
+from crmlab.clv.spend import SpendModel
 from crmlab.config import ClvConfig
 from crmlab.errors import ModelError
 

@@ -49,6 +49,10 @@ from crmlab.clv.shared import (  # the constants users and the other modules imp
 )
 from crmlab.clv.spend import SpendModel
 from crmlab.errors import ModelError
+import pandas as pd
+from crmlab.clv.fallback import fit_purchase_model, fit_spend_model
+from crmlab.config import ClvConfig
+from crmlab.clv.result import ClvModels, ClvSettings, OUTPUT_COLUMNS
 
 
 # --------------------------------------------------------------------------- CLV
@@ -126,3 +130,43 @@ __all__ = [
     "customer_lifetime_value",
 ]
 
+
+def fit_models(rfm: pd.DataFrame, clv: ClvConfig) -> ClvModels:
+    """Fit the configured purchase model (``clv.model``, ``clv.penalizer``) and spend model
+    (``clv.spend_model``, ``clv.gg_penalizer``, ``clv.spend_rule``) on one RFM row per customer; with
+    ``clv.fallback``, a model that does not fit is replaced as :mod:`crmlab.clv.fallback` says, and
+    the returned models carry notes saying so."""
+    transaction, notes = fit_purchase_model(rfm["frequency"], rfm["recency"], rfm["T"], clv)
+    spend, spend_notes = fit_spend_model(rfm["frequency"], rfm["monetary_value"], clv)
+    return ClvModels(transaction, spend, tuple(notes + spend_notes))
+
+
+def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings) -> pd.DataFrame:
+    """One row per customer: P(alive) at the cut-off, expected purchases over the horizon, expected
+    spend per purchase (Gamma-Gamma) and discounted CLV over the horizon (with the margin).
+
+    Rows whose frequency, recency or T is missing (customers without a purchase in a features
+    frame) get missing scores; ``monetary_value`` may be missing where ``frequency`` is 0.
+    """
+    ids = rfm["customer_id"].reset_index(drop=True)  # kept as is: converting text ids to objects is slow
+    x = rfm["frequency"].to_numpy(dtype=np.float64, na_value=np.nan)
+    tx = rfm["recency"].to_numpy(dtype=np.float64, na_value=np.nan)
+    age = rfm["T"].to_numpy(dtype=np.float64, na_value=np.nan)
+    m = rfm["monetary_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    ok = np.isfinite(x) & np.isfinite(tx) & np.isfinite(age)
+    m = np.where(ok & (x == 0) & ~np.isfinite(m), 0.0, m)
+    out = {name: np.full(len(ids), np.nan) for name in OUTPUT_COLUMNS[1:]}
+    if ok.any():
+        xo, txo, ageo, mo = x[ok], tx[ok], age[ok], m[ok]
+        tm, sm = models.transaction, models.spend
+        out["p_alive"][ok] = tm.probability_alive(xo, txo, ageo)
+        out["expected_purchases"][ok] = tm.predict_purchases(settings.horizon_units, xo, txo, ageo)
+        out["expected_spend"][ok] = sm.conditional_expected_spend(xo, mo)
+        out["clv"][ok] = customer_lifetime_value(
+            tm, sm, xo, txo, ageo, mo,
+            horizon_months=settings.horizon_months,
+            discount_rate_monthly=settings.discount_rate_monthly,
+            margin=settings.margin,
+            time_unit=settings.time_unit,
+        )
+    return pd.DataFrame({"customer_id": ids, **out})
