@@ -53,3 +53,40 @@ def test_the_command_line_has_a_train_command_per_record():
     assert set(commands) == {"all", *pipelines.names()}
     tuned = {name for name, cmd in commands.items() if any(p.name == "tuned" for p in cmd.params)}
     assert tuned == set(pipelines.tunable())
+
+
+def test_a_new_package_with_a_record_is_a_pipeline(tmp_path, monkeypatch):
+    """Adding a pipeline is a package with its record: no list anywhere names it."""
+    import sys
+
+    import crmlab
+
+    pkg = tmp_path / "toy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "record.py").write_text(
+        "from crmlab.pipelines import Pipeline\n"
+        "RECORD = Pipeline(name='toy', title='Toy', summary='a toy', trainer='m:f', evaluator='m:f', scorer='m:f',\n"
+        "                  primary_metric='x', higher_is_better=True, key_metrics=(), scores_customers=False,\n"
+        "                  position=2)\n")
+    monkeypatch.setattr(crmlab, "__path__", [*crmlab.__path__, str(tmp_path)])
+    pipelines._by_name.cache_clear()
+    try:
+        assert pipelines.names() == ("churn", "clv", "segmentation", "toy", "forecast")  # position, then name
+        assert pipelines.get("toy").summary == "a toy" and "toy" not in pipelines.customer_models()
+    finally:
+        monkeypatch.undo()
+        pipelines._by_name.cache_clear()
+        sys.modules.pop("crmlab.toy.record", None)
+        sys.modules.pop("crmlab.toy", None)
+    assert "toy" not in pipelines.names()
+
+
+def test_finding_the_records_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys; from crmlab import pipelines; pipelines.records(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'lightgbm', 'sklearn', 'mlflow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -2,22 +2,30 @@
 
 Every part of crmlab that needs to know the pipelines (the command line, the demo, batch scoring,
 retraining, the registry, the MLflow pyfuncs, the report, the config's sections) reads these
-records; none keeps a list of its own. Adding a pipeline is a package with its trainer, evaluator and
-scorer, its config section in :mod:`crmlab.config`, and one record here.
+records; none keeps a list of its own, and neither does this module: each pipeline package declares
+its record in ``crmlab/<package>/record.py`` (``RECORD = Pipeline(...)``), found here by looking at the
+packages. Adding a pipeline is a package with its trainer, evaluator, scorer and record, and its config
+section in :mod:`crmlab.config`.
 
 The records hold ``"module:function"`` references, not functions, so that reading them imports
 nothing heavy (``crmlab --help`` and config loading stay fast); :meth:`Pipeline.load` imports one
-when it is needed. This module imports nothing of crmlab's, so every other module may import it.
+when it is needed. This module imports nothing of crmlab's at import time, so every other module may
+import it; the packages' ``__init__`` modules are light (their names load on first use) so that finding
+the records stays fast.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Pipeline", "customer_models", "get", "names", "records", "training_order", "tunable"]
+__all__ = ["Pipeline", "customer_models", "get", "lazy_exports", "names", "records", "training_order", "tunable"]
 
 Role = Literal["trainer", "evaluator", "scorer", "tuner"]
 
@@ -35,7 +43,8 @@ class Pipeline:
     model did not see) and whether higher is better; ``key_metrics``: what ``crmlab compare`` shows next;
     ``scores_customers``: one row per customer in ``crmlab score``; ``report_tables``: optional
     ``report_<name>.csv`` files of the bundle and the columns each must have; ``train_first``: trained
-    before the others by ``crmlab demo`` and ``crmlab train all`` (the KPIs and the report use its bundle).
+    before the others by ``crmlab demo`` and ``crmlab train all`` (the KPIs and the report use its bundle);
+    ``position``: the order of the score columns and of the config sections.
     """
 
     name: str
@@ -51,6 +60,7 @@ class Pipeline:
     tuner: str | None = None
     report_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     train_first: bool = False
+    position: int = 100
 
     def load(self, role: Role) -> Callable[..., Any]:
         """The function behind one of the record's references, imported now."""
@@ -61,92 +71,69 @@ class Pipeline:
         return getattr(importlib.import_module(module), name)
 
 
-# The order of the score columns and of the config sections (training order: see training_order()).
-_RECORDS: tuple[Pipeline, ...] = (
-    Pipeline(
-        name="churn",
-        title="Churn",
-        summary="LightGBM against logistic-regression and BG/NBD baselines: validation on the latest snapshot "
-        "(or a stratified test split of a contract table), reasons per customer, export.",
-        trainer="crmlab.churn.pipeline:train_churn",
-        evaluator="crmlab.churn.bundle:evaluate_bundle",
-        scorer="crmlab.churn.bundle:score_churn",
-        tuner="crmlab.churn.tune:tune_churn",
-        primary_metric="roc_auc", higher_is_better=True,
-        key_metrics=("pr_auc", "log_loss", "brier", "lift_at_k", "recall_at_k"),
-        scores_customers=True,
-        report_tables={"leaderboard": ("model",), "calibration": ("predicted", "observed")},
-    ),
-    Pipeline(
-        name="clv",
-        title="CLV: BG/NBD + Gamma-Gamma",
-        summary="BG/NBD (or Pareto/NBD, MBG/NBD) + Gamma-Gamma: holdout evaluation, LightGBM challenger, export.",
-        trainer="crmlab.clv.pipeline:train_clv",
-        evaluator="crmlab.clv.bundle:evaluate_bundle",
-        scorer="crmlab.clv.bundle:score_clv",
-        primary_metric="purchases_mae", higher_is_better=False,
-        key_metrics=("purchases_total_pct_error", "purchases_spearman", "spend_mae", "spend_gini",
-                     "spend_top_decile_share"),
-        scores_customers=True,
-        train_first=True,
-    ),
-    Pipeline(
-        name="segmentation",
-        title="Segmentation",
-        summary="K-means segments on scaled behavioural features: k sweep, profiles, names, stability, export.",
-        trainer="crmlab.segmentation.pipeline:train_segmentation",
-        evaluator="crmlab.segmentation.bundle:evaluate_bundle",
-        scorer="crmlab.segmentation.bundle:score_segmentation",
-        primary_metric="silhouette", higher_is_better=True,
-        key_metrics=("k", "calinski_harabasz", "davies_bouldin", "stability_ari"),
-        scores_customers=True,
-        report_tables={"profiles": ("segment", "customers")},
-    ),
-    Pipeline(
-        name="forecast",
-        title="Sales forecast",
-        summary="Seasonal naive, ETS, ARIMA and LightGBM: rolling-origin backtest, the best ships with intervals.",
-        trainer="crmlab.forecast.pipeline:train_forecast",
-        evaluator="crmlab.forecast.bundle:evaluate_bundle",
-        scorer="crmlab.forecast.bundle:score_forecast",
-        tuner="crmlab.forecast.tune:tune_forecast",
-        primary_metric="mase", higher_is_better=False,
-        key_metrics=("rmsse", "wape", "smape", "bias", "coverage_80", "coverage_95"),
-        scores_customers=False,
-        report_tables={"forecast": ("period", "forecast", "lower", "upper")},
-    ),
-)
-_BY_NAME: dict[str, Pipeline] = {p.name: p for p in _RECORDS}
+def _discover() -> tuple[Pipeline, ...]:
+    """Every ``crmlab.<package>.record.RECORD``, in the order of their ``position``."""
+    found = []
+    package = sys.modules[__name__.rpartition(".")[0]]  # crmlab, whose __init__ imports this module
+    for info in pkgutil.iter_modules(package.__path__):
+        # look for the file, not the module: finding a module imports its package, and only the
+        # pipeline packages are light
+        if info.ispkg and (Path(info.module_finder.path) / info.name / "record.py").is_file():
+            record = importlib.import_module(f"crmlab.{info.name}.record").RECORD
+            if record.name != info.name:
+                raise RuntimeError(f"crmlab/{info.name}/record.py names the pipeline {record.name!r}")
+            found.append(record)
+    return tuple(sorted(found, key=lambda p: (p.position, p.name)))
+
+
+@functools.cache
+def _by_name() -> dict[str, Pipeline]:
+    return {p.name: p for p in _discover()}
 
 
 def records() -> tuple[Pipeline, ...]:
     """Every pipeline's record."""
-    return _RECORDS
+    return tuple(_by_name().values())
 
 
 def names() -> tuple[str, ...]:
     """The pipelines' names (the order of the config sections and of the score columns)."""
-    return tuple(_BY_NAME)
+    return tuple(_by_name())
 
 
 def training_order() -> tuple[str, ...]:
     """The names in the order ``crmlab demo`` and ``crmlab train all`` train them."""
-    return tuple(p.name for p in sorted(_RECORDS, key=lambda p: not p.train_first))
+    return tuple(p.name for p in sorted(records(), key=lambda p: not p.train_first))
 
 
 def customer_models() -> tuple[str, ...]:
     """The pipelines with one score per customer (``crmlab score``)."""
-    return tuple(p.name for p in _RECORDS if p.scores_customers)
+    return tuple(p.name for p in records() if p.scores_customers)
 
 
 def tunable() -> tuple[str, ...]:
     """The pipelines with a tuner (``crmlab tune``, ``crmlab retrain --trials``)."""
-    return tuple(p.name for p in _RECORDS if p.tuner is not None)
+    return tuple(p.name for p in records() if p.tuner is not None)
 
 
 def get(name: str) -> Pipeline:
     """One pipeline's record; a KeyError names the known pipelines."""
     try:
-        return _BY_NAME[name]
+        return _by_name()[name]
     except KeyError:
-        raise KeyError(f"unknown pipeline {name!r}; choose one of {', '.join(_BY_NAME)}") from None
+        raise KeyError(f"unknown pipeline {name!r}; choose one of {', '.join(_by_name())}") from None
+
+
+def lazy_exports(module: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose names (``name -> module``) load on first use,
+    so that importing the package (as finding its record does) imports nothing heavy."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(exports)
+
+    return __getattr__, __dir__

@@ -3,16 +3,17 @@
 The pipeline wiring (config, MLflow, export, CLI) lives elsewhere; these modules are its core.
 """
 
-from crmlab.churn.data import ChurnDataset, make_contract_dataset, make_snapshot_dataset, parse_churn_labels
-from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
+from crmlab.pipelines import lazy_exports
 
-__all__ = [
-    "CalibratedChurn",
-    "ChurnDataset",
-    "LightGBMChurn",
-    "LogisticChurn",
-    "PAliveChurn",
-    "make_contract_dataset",
-    "make_snapshot_dataset",
-    "parse_churn_labels",
-]
+_EXPORTS = {
+    "ChurnDataset": "crmlab.churn.data",
+    "make_contract_dataset": "crmlab.churn.data",
+    "make_snapshot_dataset": "crmlab.churn.data",
+    "parse_churn_labels": "crmlab.churn.data",
+    "CalibratedChurn": "crmlab.churn.models",
+    "LightGBMChurn": "crmlab.churn.models",
+    "LogisticChurn": "crmlab.churn.models",
+    "PAliveChurn": "crmlab.churn.models",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
