@@ -757,10 +757,23 @@ def _min_date(ts: pd.Series, rows: np.ndarray, configured: date | None) -> tuple
 
 def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: str | None, max_date: date,
                  pii: frozenset[str], duplicates: DuplicatePolicy) -> _Stage:
+    """One table through the per-table steps: personal columns found, exact duplicates dropped, every
+    column parsed, and the rows that break a rule rejected with their reason."""
     raw = raw.reset_index(drop=True)
     report = TableReport(table=name, source=source, input_rows=len(raw))
+    pii, match = _find_personal(name, raw, pii, report)
+    kept = _drop_exact_duplicates(name, raw, duplicates, report)
+    work, unparseable = _parse_columns(name, raw, kept, cfg, source=source, pii=pii, report=report)
+    rules = _Rejects(len(work))
+    _reject_rows(rules, name, raw, kept, work, unparseable, cfg, source=source, pii=pii, max_date=max_date)
+    work, rejects = rules.split(raw, work, report)
+    return _Stage(name=name, raw=raw, work=work, rejects=rejects, report=report, pii=pii, match=match)
 
-    # 0. personal data under the file's own headers: never parsed, never a feature, matched on if it can be
+
+def _find_personal(name: str, raw: pd.DataFrame, pii: frozenset[str], report: TableReport
+                   ) -> tuple[frozenset[str], dict[str, list[str]]]:
+    """Personal data under the file's own headers: never parsed, never a feature, matched on if it can be.
+    Returns the table's personal column names (lower case) and the columns to match persons on."""
     found = _personal_columns(name, raw, pii)
     for p in found:
         report.personal_columns[p.column] = p.reason
@@ -773,8 +786,12 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     for p in found:
         if p.kind in match:
             match[p.kind].append(p.column)
+    return pii, match
 
-    # 1. exact duplicates
+
+def _drop_exact_duplicates(name: str, raw: pd.DataFrame, duplicates: DuplicatePolicy, report: TableReport
+                           ) -> pd.DataFrame:
+    """``raw`` without its exact duplicate rows (unless identical rows are kept: ``duplicates``)."""
     dup = _exact_duplicates(raw)
     keep_identical = duplicates == "keep" or (
         duplicates == "auto" and name == "transactions" and "order_id" not in raw.columns
@@ -783,9 +800,13 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         report.identical_rows_kept = int(dup.sum())
         dup = np.zeros(len(raw), dtype=bool)
     report.exact_duplicates = int(dup.sum())
-    kept = raw if not dup.any() else raw.loc[~dup]
+    return raw if not dup.any() else raw.loc[~dup]
 
-    # 2. formats
+
+def _parse_columns(name: str, raw: pd.DataFrame, kept: pd.DataFrame, cfg: CleaningConfig, *, source: str | None,
+                   pii: frozenset[str], report: TableReport) -> tuple[pd.DataFrame, dict[str, tuple[str, np.ndarray]]]:
+    """Every column of ``kept`` parsed by its kind (ids, dates, amounts, numbers, labels; personal columns
+    untouched), and per column whose bad values reject their rows: (what, mask of those values)."""
     aliases = _aliases(cfg)
     cols: dict[str, pd.Series] = {}
     unparseable: dict[str, tuple[str, np.ndarray]] = {}  # col -> (what, mask)
@@ -796,24 +817,8 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         elif col in ID_COLUMNS:
             cols[col] = _clean_ids(s, col, report)
         elif col in DATE_COLUMNS[name]:
-            try:
-                values, bad, counts, notes = _parse_dates(s, cfg.date_formats, cfg.day_first)
-            except DateOrderError as exc:
-                row = int(np.flatnonzero(_bool(_nfkc(_as_text(s)) == exc.value))[0])
-                raise DataError(exc.problem, file=source or f"the {name} table", column=col, expected=exc.expected,
-                                example=_example(raw, int(kept.index[row]), pii)) from None
-            for note in notes:
-                report.notes.append(f"{col}: {note}")
-                log.info("%s.%s: %s", name, col, note)
-            _check_column(name, col, raw, values, bad, source=source, what="dates in any expected format",
-                          expected=f"dates in one of the formats {list(cfg.date_formats)} "
-                          "(project.cleaning.date_formats)", pii=pii)
-            cols[col] = values
+            cols[col], bad = _parse_date_column(name, col, raw, kept, cfg, source=source, pii=pii, report=report)
             unparseable[col] = ("date", bad)
-            if counts:
-                report.date_formats[col] = counts
-                report._add(report.standardised, f"{col}: dates reformatted",
-                            sum(n for f, n in counts.items() if f not in ISO_FORMATS))
         elif col in AMOUNT_COLUMNS.get(name, ()):
             values, bad = _parse_numbers(s, col, report)
             _check_column(name, col, raw, values, bad, source=source, what="amounts",
@@ -835,25 +840,78 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
             cols[col] = _normalise_labels(s, col, aliases, report)
         else:
             cols[col] = _maybe_numeric(s, col, report)
-    work = pd.DataFrame(cols, index=kept.index)
+    return pd.DataFrame(cols, index=kept.index), unparseable
 
-    # 3. rejects: first failing rule wins
+
+def _parse_date_column(name: str, col: str, raw: pd.DataFrame, kept: pd.DataFrame, cfg: CleaningConfig, *,
+                       source: str | None, pii: frozenset[str], report: TableReport) -> tuple[pd.Series, np.ndarray]:
+    """One date column parsed with one day/month order (see :func:`_parse_dates`), its notes reported."""
+    s = kept[col]
+    try:
+        values, bad, counts, notes = _parse_dates(s, cfg.date_formats, cfg.day_first)
+    except DateOrderError as exc:
+        row = int(np.flatnonzero(_bool(_nfkc(_as_text(s)) == exc.value))[0])
+        raise DataError(exc.problem, file=source or f"the {name} table", column=col, expected=exc.expected,
+                        example=_example(raw, int(kept.index[row]), pii)) from None
+    for note in notes:
+        report.notes.append(f"{col}: {note}")
+        log.info("%s.%s: %s", name, col, note)
+    _check_column(name, col, raw, values, bad, source=source, what="dates in any expected format",
+                  expected=f"dates in one of the formats {list(cfg.date_formats)} "
+                  "(project.cleaning.date_formats)", pii=pii)
+    if counts:
+        report.date_formats[col] = counts
+        report._add(report.standardised, f"{col}: dates reformatted",
+                    sum(n for f, n in counts.items() if f not in ISO_FORMATS))
+    return values, bad
+
+
+class _Rejects:
+    """The rows of one table rejected so far, each with its reason: the first failing rule wins."""
+
+    def __init__(self, n: int) -> None:
+        self.taken = np.zeros(n, dtype=bool)
+        self.parts: list[tuple[np.ndarray, str, list[str]]] = []  # (positions, kind, reasons)
+
+    def flag(self, mask: np.ndarray, what: str, reasons: Any) -> None:
+        """Reject the rows of ``mask`` not rejected yet; ``reasons(pos)`` gives their reasons (or one string)."""
+        pos = np.flatnonzero(mask & ~self.taken)
+        if pos.size:
+            self.taken[pos] = True
+            why = [reasons] * pos.size if isinstance(reasons, str) else reasons(pos)
+            self.parts.append((pos, what, why))
+
+    def split(self, raw: pd.DataFrame, work: pd.DataFrame, report: TableReport) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(the rows kept, the rejects: the raw rows with ``_row`` and ``_reason``), counted in ``report``."""
+        if self.parts:
+            pos = np.concatenate([p for p, _, _ in self.parts])
+            why = [r for _, _, rs in self.parts for r in rs]
+            for _, what, rs in self.parts:
+                report._add(report.rejected, what, len(rs))
+            by_row = np.argsort(pos, kind="stable")
+            pos, why = pos[by_row], [why[i] for i in by_row]
+        else:
+            pos, why = np.empty(0, dtype=np.int64), []
+        rows = work.index.to_numpy()[pos]
+        rejects = raw.iloc[rows].copy()
+        rejects["_row"] = rows.astype(np.int64)
+        rejects["_reason"] = pd.Series(why, index=rejects.index, dtype="str")
+        rejects = rejects.reset_index(drop=True)
+        if self.taken.any():
+            work = work.loc[~self.taken]
+        return work, rejects
+
+
+def _reject_rows(rules: _Rejects, name: str, raw: pd.DataFrame, kept: pd.DataFrame, work: pd.DataFrame,
+                 unparseable: Mapping[str, tuple[str, np.ndarray]], cfg: CleaningConfig, *, source: str | None,
+                 pii: frozenset[str], max_date: date) -> None:
+    """Apply the rules in order: missing required values, unparseable values, amounts out of range,
+    dates after the data's last day or implausibly early."""
     for col in REQUIRED[name]:
         if col in work.columns and len(work) and not _bool(work[col].notna()).any():
             raise DataError(f"the required column {col!r} is empty in every row", file=source or f"the {name} table",
                             column=col, expected=f"a {col} in each {name} row",
                             example=_example(raw, int(work.index[0]), pii))
-    taken = np.zeros(len(work), dtype=bool)
-    parts: list[tuple[np.ndarray, str, list[str]]] = []  # (positions, kind, reasons)
-
-    def flag(mask: np.ndarray, what: str, reasons: Any) -> None:
-        """Reject the rows of ``mask`` not rejected yet; ``reasons(pos)`` gives their reasons (or one string)."""
-        pos = np.flatnonzero(mask & ~taken)
-        if pos.size:
-            taken[pos] = True
-            why = [reasons] * pos.size if isinstance(reasons, str) else reasons(pos)
-            parts.append((pos, what, why))
-
     order = [c for c in (*REQUIRED[name], *DATE_COLUMNS[name], *AMOUNT_COLUMNS.get(name, ())) if c in work.columns]
     order += [c for c in work.columns if c not in order]
     for col in order:
@@ -862,19 +920,20 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
             missing = ~_bool(work[col].notna())
             if col in unparseable:
                 missing &= ~unparseable[col][1]
-            flag(missing, f"missing {col}", f"missing {col}")
+            rules.flag(missing, f"missing {col}", f"missing {col}")
     for what in ("date", "amount", "number"):
         for col, (w, bad) in unparseable.items():
             if w != what:
                 continue
             label = "unparseable amount" if col == "amount" else f"unparseable {what} in {col}"
-            flag(bad, label, lambda pos, col=col, label=label: [f"{label}: {v!r}" for v in kept[col].iloc[pos].tolist()])
+            rules.flag(bad, label, lambda pos, col=col, label=label: [
+                f"{label}: {v!r}" for v in kept[col].iloc[pos].tolist()])
     for col in AMOUNT_COLUMNS.get(name, ()):
         if col not in work.columns:
             continue
         v = work[col].to_numpy(dtype=np.float64, na_value=np.nan)
         label = "amount out of range" if col == "amount" else f"{col} out of range"
-        flag(np.isinf(v) | (np.abs(np.nan_to_num(v)) > cfg.max_amount), label, lambda pos, v=v, label=label: [
+        rules.flag(np.isinf(v) | (np.abs(np.nan_to_num(v)) > cfg.max_amount), label, lambda pos, v=v, label=label: [
             f"{label}: {x:g} (beyond project.cleaning.max_amount {cfg.max_amount:g})" for x in v[pos]])
     cutoff = pd.Timestamp(max_date) + pd.Timedelta(days=1)
     for col in DATE_COLUMNS[name]:
@@ -884,34 +943,15 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
         tz = getattr(ts.dt, "tz", None)
         limit = cutoff.tz_localize(tz) if tz is not None else cutoff
         label = "date in the future of the data" + ("" if col == "ts" else f" in {col}")
-        flag(_bool(ts >= limit), label, lambda pos, ts=ts, label=label: [
+        rules.flag(_bool(ts >= limit), label, lambda pos, ts=ts, label=label: [
             f"{label}: {d} > {max_date.isoformat()}" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
-        lower, how = _min_date(ts, ~taken, cfg.min_date)
+        lower, how = _min_date(ts, ~rules.taken, cfg.min_date)
         if lower is None:
             continue
         limit = pd.Timestamp(lower).tz_localize(tz) if tz is not None else pd.Timestamp(lower)
         label = "date implausibly early" + ("" if col == "ts" else f" in {col}")
-        flag(_bool(ts < limit), label, lambda pos, ts=ts, label=label, lower=lower, how=how: [
+        rules.flag(_bool(ts < limit), label, lambda pos, ts=ts, label=label, lower=lower, how=how: [
             f"{label}: {d} < {lower.isoformat()} ({how})" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
-
-    if parts:
-        pos = np.concatenate([p for p, _, _ in parts])
-        why = [r for _, _, rs in parts for r in rs]
-        for _, what, rs in parts:
-            report._add(report.rejected, what, len(rs))
-        by_row = np.argsort(pos, kind="stable")
-        pos, why = pos[by_row], [why[i] for i in by_row]
-    else:
-        pos, why = np.empty(0, dtype=np.int64), []
-    rejected = taken
-    rows = work.index.to_numpy()[pos]
-    rejects = raw.iloc[rows].copy()
-    rejects["_row"] = rows.astype(np.int64)
-    rejects["_reason"] = pd.Series(why, index=rejects.index, dtype="str")
-    rejects = rejects.reset_index(drop=True)
-    if rejected.any():
-        work = work.loc[~rejected]
-    return _Stage(name=name, raw=raw, work=work, rejects=rejects, report=report, pii=pii, match=match)
 
 
 # --------------------------------------------------------------------------- persons
