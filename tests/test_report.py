@@ -84,7 +84,7 @@ def test_sections_are_filled_from_pipeline_outputs_and_bad_tables_are_named(tmp_
     assert "not trained yet" in text and "crmlab train clv" in text  # only CLV (clv_source=none)
     assert "crmlab train churn" not in text and "crmlab train forecast" not in text
     assert "logistic" in text and "loyal big spenders" in text and "silhouette" in text
-    assert {"churn_calibration.png", "segment_profiles.png", "forecast.png"} <= set(charts)
+    assert {"churn_calibration.png", "segmentation_profiles.png", "forecast.png"} <= set(charts)
 
 
 def test_report_is_self_contained():

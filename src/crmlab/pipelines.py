@@ -44,7 +44,8 @@ class Pipeline:
     ``scores_customers``: one row per customer in ``crmlab score``; ``report_tables``: optional
     ``report_<name>.csv`` files of the bundle and the columns each must have; ``train_first``: trained
     before the others by ``crmlab demo`` and ``crmlab train all`` (the KPIs and the report use its bundle);
-    ``position``: the order of the score columns and of the config sections.
+    ``position``: the order of the score columns, of the config sections and of the report's sections;
+    ``report_heading``: the heading of its report section (default: ``title``).
     """
 
     name: str
@@ -61,6 +62,7 @@ class Pipeline:
     report_tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     train_first: bool = False
     position: int = 100
+    report_heading: str | None = None
 
     def load(self, role: Role) -> Callable[..., Any]:
         """The function behind one of the record's references, imported now."""

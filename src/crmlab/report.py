@@ -54,6 +54,7 @@ from matplotlib.figure import Figure
 from crmlab import __version__
 from crmlab.config import PIPELINES, CrmlabConfig
 from crmlab.pipelines import get as pipeline_record
+from crmlab.pipelines import records as pipeline_records
 from crmlab.kpis import KpiResult, pseudonym
 from crmlab.utils import Step, no_step, raise_if_stopped
 
@@ -357,16 +358,36 @@ def build_figures(k: KpiResult, pipelines: dict[str, PipelineOutputs]) -> dict[s
         figs["funnel.png"] = plot_funnel(k.funnel)
     if k.clv is not None and k.clv.customers:
         figs["clv_distribution.png"] = plot_clv_distribution(k)
-    churn = pipelines.get("churn")
-    if churn is not None and "calibration" in churn.tables:
-        figs["churn_calibration.png"] = plot_calibration(churn.tables["calibration"])
-    seg = pipelines.get("segmentation")
-    if seg is not None and "profiles" in seg.tables:
-        figs["segment_profiles.png"] = plot_segment_profiles(seg.tables["profiles"])
-    fc = pipelines.get("forecast")
-    if fc is not None and "forecast" in fc.tables:
-        figs["forecast.png"] = plot_forecast(fc.tables["forecast"])
+    for po in pipelines.values():  # a chart for each report table that has one (_TABLE_CHARTS)
+        for table, df in po.tables.items():
+            if table in _TABLE_CHARTS:
+                figs[_chart_name(po.pipeline, table)] = _TABLE_CHARTS[table].plot(df)
     return figs
+
+
+@dataclass(frozen=True)
+class _TableChart:
+    """How the report shows a pipeline's report table (``report_<table>.csv``): a chart drawn from it and
+    whether the table is shown too."""
+
+    plot: Any
+    alt: str
+    show_table: bool = True
+
+
+#: Charts by report-table name (see each pipeline record's ``report_tables``); a table without one is
+#: shown as a table only.
+_TABLE_CHARTS: dict[str, _TableChart] = {
+    "calibration": _TableChart(plot_calibration, "churn calibration", show_table=False),
+    "profiles": _TableChart(plot_segment_profiles, "segment sizes"),
+    "forecast": _TableChart(plot_forecast, "forecast"),
+}
+
+
+def _chart_name(pipeline: str, table: str) -> str:
+    """The chart's artifact name: ``<pipeline>_<table>.png``, or ``<pipeline>.png`` for a table named
+    like its pipeline."""
+    return f"{pipeline}.png" if table == pipeline else f"{pipeline}_{table}.png"
 
 
 def _png_base64(fig: Figure) -> str:
@@ -478,13 +499,42 @@ def render_html(
     top_customers: int = 10,
     generated: str | None = None,
 ) -> str:
-    """The report as one HTML string (``figures``: artifact name -> base64 PNG)."""
-    v = k.value
+    """The report as one HTML string (``figures``: artifact name -> base64 PNG): the KPI sections, the
+    CLV section, then one section per pipeline record (its report tables and their charts)."""
     unit = _UNITS[k.period]
     bp = k.by_period
     generated = generated or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    sections: list[tuple[str, str, str]] = []
+    sections = _kpi_sections(k, figures)
+    sections.append(("clv", "Customer lifetime value",
+                     _clv_section(k, pipelines.get("clv"), figures, show_customer_ids=show_customer_ids,
+                                  top_customers=top_customers)))
+    for record in pipeline_records():
+        if record.name == "clv":  # its section is above, with the KPIs' CLV figures
+            continue
+        sections.append((record.name, record.report_heading or record.title,
+                         _pipeline_section(record, pipelines.get(record.name), figures)))
+    sections.append(("definitions", "Definitions", _definitions(unit)))
+    nav = "".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h, _ in sections)
+    main = "".join(f'<section id="{a}"><h2>{_esc(h)}</h2>{b}</section>' for a, h, b in sections)
+    first = pd.Timestamp(bp["start"].iloc[0]).date()
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{_esc(title)}</h1><p>{_esc(bp['period'].iloc[0])} ({first}) to {k.as_of} &middot; "
+        f"{_fmt(k.value('active_customers'))} "
+        f"customers &middot; KPIs by {unit} &middot; generated {_esc(generated)} by crmlab {_esc(__version__)}"
+        f"</p></header><nav>{nav}</nav><main>{main}</main></body></html>\n"
+    )
 
+
+def _kpi_sections(k: KpiResult, figures: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(anchor, heading, body) of the KPI sections: key figures, cohorts, acquisition cost, revenue by
+    segment and the funnel."""
+    v = k.value
+    unit = _UNITS[k.period]
+    bp = k.by_period
+    sections: list[tuple[str, str, str]] = []
     tiles = [
         ("customers (with a purchase)", _fmt(v("active_customers"))),
         (f"active in the last {unit} ({bp['period'].iloc[-1]}"
@@ -535,59 +585,48 @@ def render_html(
     if k.funnel is not None:
         sections.append(("funnel", "Funnel", _img(figures, "funnel.png", "funnel")
                          + _table(k.funnel, pct=("conversion_from_previous", "conversion_from_first"))))
+    return sections
 
-    # CLV
-    clv_po = pipelines.get("clv")
-    if k.clv is not None:
-        s = k.clv.scores.dropna(subset=["clv"]).sort_values("clv", ascending=False, kind="stable").head(top_customers)
-        ids = s["customer_id"].astype(str) if show_customer_ids else s["customer_id"].map(pseudonym)
-        top = pd.DataFrame({"rank": np.arange(1, len(s) + 1), "customer": ids.to_numpy()})
-        for col in ("frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases", "clv"):
-            top[col] = s[col].to_numpy()
-        body = (_img(figures, "clv_distribution.png", "CLV distribution")
-                + f'<p class="note">{_esc(k.clv.source)}; frequency, recency and T in '
-                  f"{_esc({'D': 'days', 'W': 'weeks', 'M': 'months'}[k.clv.time_unit])}. Customer ids are "
-                  + ("shown as they are" if show_customer_ids else "short SHA-256 pseudonyms")
-                  + "; no personal data.</p>"
-                  + f"<h3>Top {len(top)} customers by CLV</h3>" + _table(top, pct=("p_alive",)))
-        if clv_po is not None and clv_po.trained:
-            body += "<h3>CLV model (holdout evaluation)</h3>" + _manifest_block(clv_po)
-    else:
-        body = _todo("clv", [*(clv_po.problems if clv_po else []), *k.notes,
+
+def _clv_section(k: KpiResult, clv_po: PipelineOutputs | None, figures: dict[str, str], *,
+                 show_customer_ids: bool, top_customers: int) -> str:
+    """The CLV section: the KPIs' CLV figures and top customers, and the CLV model's holdout evaluation."""
+    if k.clv is None:
+        return _todo("clv", [*(clv_po.problems if clv_po else []), *k.notes,
                              "or set kpis.clv_source=fit to fit BG/NBD + Gamma-Gamma for the report"])
-    sections.append(("clv", "Customer lifetime value", body))
+    s = k.clv.scores.dropna(subset=["clv"]).sort_values("clv", ascending=False, kind="stable").head(top_customers)
+    ids = s["customer_id"].astype(str) if show_customer_ids else s["customer_id"].map(pseudonym)
+    top = pd.DataFrame({"rank": np.arange(1, len(s) + 1), "customer": ids.to_numpy()})
+    for col in ("frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases", "clv"):
+        top[col] = s[col].to_numpy()
+    body = (_img(figures, "clv_distribution.png", "CLV distribution")
+            + f'<p class="note">{_esc(k.clv.source)}; frequency, recency and T in '
+              f"{_esc({'D': 'days', 'W': 'weeks', 'M': 'months'}[k.clv.time_unit])}. Customer ids are "
+            + ("shown as they are" if show_customer_ids else "short SHA-256 pseudonyms")
+            + "; no personal data.</p>"
+            + f"<h3>Top {len(top)} customers by CLV</h3>" + _table(top, pct=("p_alive",)))
+    if clv_po is not None and clv_po.trained:
+        body += "<h3>CLV model (holdout evaluation)</h3>" + _manifest_block(clv_po)
+    return body
 
-    for pipeline, anchor, heading in (("segmentation", "segmentation", "Segment profiles"),
-                                      ("churn", "churn", "Churn models"),
-                                      ("forecast", "forecast", "Sales forecast")):
-        po = pipelines.get(pipeline)
-        if po is None or not po.trained:
-            sections.append((anchor, heading, _todo(pipeline, po.problems if po else [])))
+
+def _pipeline_section(record: Any, po: PipelineOutputs | None, figures: dict[str, str]) -> str:
+    """A pipeline's section: each of its report tables (in the record's order) with its chart, then its
+    manifest; what to run when it was never trained."""
+    if po is None or not po.trained:
+        return _todo(record.name, po.problems if po else [])
+    body = ""
+    several = len(record.report_tables) > 1
+    for table in record.report_tables:
+        if table not in po.tables:
             continue
-        body = ""
-        if pipeline == "segmentation" and "profiles" in po.tables:
-            body += _img(figures, "segment_profiles.png", "segment sizes") + _table(po.tables["profiles"])
-        if pipeline == "churn":
-            if "leaderboard" in po.tables:
-                body += "<h3>Leaderboard</h3>" + _table(po.tables["leaderboard"])
-            body += _img(figures, "churn_calibration.png", "churn calibration")
-        if pipeline == "forecast" and "forecast" in po.tables:
-            body += _img(figures, "forecast.png", "forecast") + _table(po.tables["forecast"], max_rows=30)
-        sections.append((anchor, heading, body + _manifest_block(po)))
-
-    sections.append(("definitions", "Definitions", _definitions(unit)))
-    nav = "".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h, _ in sections)
-    main = "".join(f'<section id="{a}"><h2>{_esc(h)}</h2>{b}</section>' for a, h, b in sections)
-    first = pd.Timestamp(bp["start"].iloc[0]).date()
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_esc(title)}</h1><p>{_esc(bp['period'].iloc[0])} ({first}) to {k.as_of} &middot; "
-        f"{_fmt(v('active_customers'))} "
-        f"customers &middot; KPIs by {unit} &middot; generated {_esc(generated)} by crmlab {_esc(__version__)}"
-        f"</p></header><nav>{nav}</nav><main>{main}</main></body></html>\n"
-    )
+        chart = _TABLE_CHARTS.get(table)
+        if chart is not None:
+            body += _img(figures, _chart_name(record.name, table), chart.alt)
+        if chart is None or chart.show_table:
+            body += (f"<h3>{_esc(table.replace('_', ' ').capitalize())}</h3>" if several else "") + _table(
+                po.tables[table], max_rows=30)
+    return body + _manifest_block(po)
 
 
 _RATES = {"retention_rate", "churn_rate", "repeat_purchase_rate"}

@@ -15,5 +15,6 @@ RECORD = Pipeline(
     key_metrics=("pr_auc", "log_loss", "brier", "lift_at_k", "recall_at_k"),
     scores_customers=True,
     report_tables={"leaderboard": ("model",), "calibration": ("predicted", "observed")},
+    report_heading="Churn models",
     position=0,
 )

@@ -13,5 +13,6 @@ RECORD = Pipeline(
     key_metrics=("k", "calinski_harabasz", "davies_bouldin", "stability_ari"),
     scores_customers=True,
     report_tables={"profiles": ("segment", "customers")},
+    report_heading="Segment profiles",
     position=2,
 )
