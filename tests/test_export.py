@@ -189,3 +189,58 @@ def test_lightgbm_text_is_checked_whole_before_lightgbm_parses_it():
     forged = "split_feature=" + " ".join(["9", *features[1:]])
     with pytest.raises(ModelError, match="splits on a feature the model does not have"):
         check_lightgbm_text(text.replace(split, forged, 1), "m.txt")
+
+
+# --- the three gaps the bundle review found after issue 15 ---------------------------------------------------
+
+
+def test_an_array_header_claiming_more_data_than_the_file_holds_is_refused(tmp_path):
+    """A crafted .npy header (10^12 rows) used to reach NumPy, which failed with an out-of-memory error."""
+    import io
+    import zipfile
+
+    path = _write(tmp_path / "clv")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path / "arrays.npz") as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }"
+            assert header in data
+            crafted = header.replace(b"(2, 3)", b"(1000000000000, 3)")
+            dst.writestr(info, data.replace(header, crafted[: len(header)] if len(crafted) <= len(header) else crafted))
+    (path / "arrays.npz").write_bytes(buf.getvalue())
+    reseal_bundle(path)
+    with pytest.raises(ModelError, match=r"arrays\.npz: member 'centres\.npy' claims shape \(1000000000000, 3\)"):
+        load_bundle(path)
+
+
+def test_only_the_files_the_manifest_lists_are_read(tmp_path):
+    path = _write(tmp_path / "clv")
+    (path / "notes.txt").write_text("not part of the bundle")
+    b = load_bundle(path)
+    assert b.read_text("model.txt") == "tree\n"
+    with pytest.raises(ModelError, match=r"notes\.txt: not a file of this bundle"):
+        b.read_text("notes.txt")
+
+
+def test_the_report_reads_a_manifest_only_when_its_checksum_matches(tmp_path):
+    """A forged metric in manifest.json reached the HTML report (scoring refused it already)."""
+    from crmlab.report import read_pipeline_outputs
+
+    path = write_bundle(tmp_path / "segmentation", pipeline="segmentation", params={"k": 2},
+                        manifest={"metrics": {"silhouette": 0.41}},
+                        texts={"report_profiles.csv": "segment,customers\n0,10\n1,5\n"})
+    good = read_pipeline_outputs(tmp_path, "segmentation")
+    assert good.problems == [] and good.metrics()["silhouette"] == 0.41 and len(good.tables["profiles"]) == 2
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["metrics"]["silhouette"] = 0.99
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    forged = read_pipeline_outputs(tmp_path, "segmentation")
+    assert forged.manifest is None and not forged.trained
+    assert "manifest.json: modified since export" in forged.problems[0]
+    (path / "manifest.json").write_text(json.dumps({**manifest, "metrics": {"silhouette": 0.41}}, indent=2,
+                                                   sort_keys=True))
+    reseal_bundle(path)
+    (path / "report_profiles.csv").write_text("segment,customers\n0,999\n")
+    table = read_pipeline_outputs(tmp_path, "segmentation")
+    assert "profiles" not in table.tables and "report_profiles.csv: missing or modified" in table.problems[0]

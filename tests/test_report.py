@@ -17,6 +17,8 @@ from crmlab.export import write_bundle
 from crmlab.kpis import compute_kpis, pseudonym
 from crmlab.report import build_figures, read_pipeline_outputs, render_html, write_report
 
+from .conftest import reseal_bundle
+
 from . import kpi_data as hand
 
 CHROMIUM = os.environ.get("CRMLAB_CHROMIUM", "/usr/bin/chromium")
@@ -74,7 +76,8 @@ def test_sections_without_models_say_what_to_run(tmp_path):
 def test_sections_are_filled_from_pipeline_outputs_and_bad_tables_are_named(tmp_path):
     models = tmp_path / "models"
     _fake_pipeline_outputs(models)
-    (models / "churn" / "report_calibration.csv").write_text("p,q\n0.1,0.2\n")  # not covered by checksums
+    (models / "churn" / "report_calibration.csv").write_text("p,q\n0.1,0.2\n")
+    reseal_bundle(models / "churn")  # checksums that cover the edit: the columns are what is wrong
     outputs = read_pipeline_outputs(models, "churn")
     assert outputs.trained and "leaderboard" in outputs.tables and "calibration" not in outputs.tables
     assert "report_calibration.csv: lacks column(s) ['predicted', 'observed']" in outputs.problems[0]

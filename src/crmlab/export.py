@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -63,6 +64,10 @@ class Bundle:
         return str(self.manifest.get("bundle_hash", ""))
 
     def read_text(self, name: str) -> str:
+        """A text file of the bundle; only a file its manifest lists (and the checksums covered when
+        the bundle was loaded) is read."""
+        if name not in self.manifest.get("files", {}):
+            raise ModelError(f"{self.path / name}: not a file of this bundle (its {MANIFEST} does not list it)")
         return (self.path / name).read_text(encoding="utf-8")
 
     def lightgbm_text(self, name: str) -> str:
@@ -268,6 +273,59 @@ def _read_checksums(path: Path) -> dict[str, str]:
     return sums
 
 
+def verified_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the bundle in ``path`` once its checksum matches ``checksums.sha256`` (what the
+    report reads: a manifest edited by hand is refused with a ModelError, as scoring refuses it)."""
+    path = Path(path)
+    _read_checksums(path)
+    manifest = _read_json(path / MANIFEST, "the bundle manifest")
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{path / MANIFEST}: expected a JSON object, got {type(manifest).__name__}; retrain or restore it")
+    _check_manifest(path, manifest)
+    return manifest
+
+
+def verified_file(path: str | Path, manifest: dict[str, Any], name: str) -> Path:
+    """``path/name`` after checking that the (verified) manifest lists it and its checksum matches."""
+    f = Path(path) / name
+    digest = manifest.get("files", {}).get(name)
+    if digest is None:
+        raise ModelError(f"{f}: not a file of this bundle (its {MANIFEST} does not list it)")
+    if not f.is_file() or _sha256(f) != digest:
+        raise ModelError(f"{f}: missing or modified since export (checksum mismatch); retrain or restore it")
+    return f
+
+
+def _check_array_sizes(npz_path: Path) -> None:
+    """Refuse an array file whose ``.npy`` headers claim more data than the file holds (a crafted header
+    would otherwise make NumPy try to allocate it: an out-of-memory error instead of a ModelError).
+    ``np.savez`` stores each array uncompressed, so each member is its header plus exactly its data."""
+    with zipfile.ZipFile(npz_path) as zf:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ModelError(f"{npz_path}: member {info.filename!r} is compressed, which crmlab never writes; "
+                                 "retrain or restore the bundle")
+            with zf.open(info) as fh:
+                try:
+                    version = np.lib.format.read_magic(fh)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read is None:
+                        raise ValueError(f"format version {version}, which np.savez does not write for crmlab's arrays")
+                    shape, _, dtype = read(fh)
+                except ValueError as exc:
+                    raise ModelError(f"{npz_path}: member {info.filename!r} is not a NumPy array ({exc}); retrain or "
+                                     "restore the bundle") from None
+                header = fh.tell()
+            if dtype.hasobject:
+                raise ModelError(f"{npz_path}: refused, it holds pickled objects (member {info.filename!r} of "
+                                 f"{dtype}); retrain or restore the bundle")
+            n = math.prod(shape) * dtype.itemsize
+            if header + n != info.file_size:
+                raise ModelError(f"{npz_path}: member {info.filename!r} claims shape {tuple(shape)} of {dtype} "
+                                 f"({n:,} bytes) but holds {info.file_size - header:,}; retrain or restore the bundle")
+
+
 def manifest_sha256(path: str | Path) -> str:
     """The checksum of a bundle's manifest: recorded in the registry at registration, checked when the
     champion is downloaded (an artifact store edited with fresh checksums still differs from it)."""
@@ -319,6 +377,10 @@ def load_bundle(path: str | Path, *, pipeline: str | None = None) -> Bundle:
         raise ModelError(f"{path / 'params.json'}: expected a JSON object, got {type(params).__name__}; retrain or restore it")
     arrays: dict[str, np.ndarray] = {}
     if (path / "arrays.npz").is_file():
+        try:
+            _check_array_sizes(path / "arrays.npz")
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"{path / 'arrays.npz'}: not a readable array file ({exc}); retrain or restore it") from None
         try:
             with np.load(path / "arrays.npz", allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}

@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -55,6 +54,8 @@ from crmlab import __version__
 from crmlab.config import PIPELINES, CrmlabConfig
 from crmlab.pipelines import get as pipeline_record
 from crmlab.pipelines import records as pipeline_records
+from crmlab.errors import ModelError
+from crmlab.export import verified_file, verified_manifest
 from crmlab.kpis import KpiResult, pseudonym
 from crmlab.utils import Step, no_step, raise_if_stopped
 
@@ -107,14 +108,19 @@ def read_pipeline_outputs(models_dir: str | Path, pipeline: str) -> PipelineOutp
     mpath = path / "manifest.json"
     if not mpath.is_file():
         return out
-    try:
-        out.manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        out.problems.append(f"{mpath}: unreadable ({exc})")
+    try:  # the manifest and the tables only when the checksums cover them, as scoring reads them
+        manifest = verified_manifest(path)
+    except ModelError as exc:
+        out.problems.append(str(exc))
         return out
+    out.manifest = manifest
     for name, required in pipeline_record(pipeline).report_tables.items():
-        f = path / f"report_{name}.csv"
-        if not f.is_file():
+        if f"report_{name}.csv" not in manifest["files"]:
+            continue
+        try:
+            f = verified_file(path, manifest, f"report_{name}.csv")
+        except ModelError as exc:
+            out.problems.append(str(exc))
             continue
         try:
             df = pd.read_csv(f)
