@@ -1,5 +1,6 @@
 """Structure facts of the crmlab package (issue 16): largest files and functions, import circles between
-modules (every import, also inside functions) and private names used across modules.
+modules (every import, also inside functions), pipeline packages importing the application layer (KPIs,
+report, CLI, jobs) and private names used across modules.
 
     python benchmarks/structure.py [--json]
 
@@ -119,6 +120,18 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+#: The application layer: commands and jobs that use the pipelines, never used by them.
+APPLICATION = ("crmlab.cli", "crmlab.demo", "crmlab.init", "crmlab.kpis", "crmlab.report", "crmlab.retrain",
+               "crmlab.scoring", "crmlab.spark")
+
+
+def layer_violations(mods: dict[str, Path], graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a pipeline package (a package with a ``record.py``) into the application layer."""
+    packages = {m for m, p in mods.items() if p.name == "__init__.py" and (p.parent / "record.py").is_file()}
+    return sorted(f"{a} imports {b}" for a, bs in graph.items() if any(a == q or a.startswith(q + ".") for q in packages)
+                  for b in bs if b in APPLICATION)
+
+
 def functions(mods: dict[str, Path]) -> list[tuple[int, str]]:
     out = []
     for mod, path in mods.items():
@@ -139,6 +152,7 @@ def facts() -> dict:
         "largest_files": [{"module": m, "lines": n} for n, m in files[:8]],
         "largest_functions": [{"function": f, "lines": n} for n, f in functions(mods)[:8]],
         "circles": circles(graph),
+        "layer_violations": layer_violations(mods, graph),
         "private_names_across_modules": sorted(set(private)),
     }
 
@@ -154,10 +168,13 @@ def main() -> int:
         print(f"circles: {len(f['circles'])}")
         for c in f["circles"]:
             print("  ", " <-> ".join(c))
+        print(f"pipeline packages importing the application layer: {len(f['layer_violations'])}")
+        for v in f["layer_violations"]:
+            print("  ", v)
         print(f"private names across modules: {len(f['private_names_across_modules'])}")
         for p in f["private_names_across_modules"]:
             print("  ", p)
-    return 1 if f["circles"] or f["private_names_across_modules"] else 0
+    return 1 if f["circles"] or f["private_names_across_modules"] or f["layer_violations"] else 0
 
 
 if __name__ == "__main__":

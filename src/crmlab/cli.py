@@ -326,7 +326,7 @@ TunedOpt = Annotated[
 
 
 def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> Any:
-    from crmlab.retrain import with_overrides
+    from crmlab.config import with_overrides
 
     trainer = pipelines.get(pipeline).load("trainer")
     cfg = _config(sets)

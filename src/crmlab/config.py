@@ -1026,3 +1026,15 @@ def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
     data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def with_overrides(cfg: CrmlabConfig, overrides: dict[str, Any]) -> CrmlabConfig:
+    """A copy of ``cfg`` with a nested dict of values merged in (validated again)."""
+
+    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for k, v in extra.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    return CrmlabConfig.model_validate(merge(cfg.model_dump(), overrides))

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -85,6 +84,7 @@ import pandas as pd
 
 from crmlab.config import CrmlabConfig, KpiConfig, TableSource
 from crmlab.errors import ConfigError, DataError, ModelError
+from crmlab.rfm import RFM_SEGMENT_MAP, quintile_scores, rfm_segment_names
 from crmlab.utils import Step, no_step
 
 __all__ = [
@@ -113,20 +113,6 @@ __all__ = [
 MONTHS_PER_PERIOD = {"M": 1.0, "Q": 3.0, "W": 7.0 / 30.4375}
 _PANDAS_FREQ = {"M": "M", "Q": "Q", "W": "W-SUN"}
 
-#: The usual RFM segment map on (recency score, frequency score), scores 1..5 (5 = most recent / most
-#: orders): the first pattern that matches names the segment.
-RFM_SEGMENT_MAP: list[tuple[str, str]] = [
-    ("champions", "5[4-5]"),
-    ("loyal", "[3-4][4-5]"),
-    ("potential_loyalists", "[4-5][2-3]"),
-    ("new", "51"),
-    ("promising", "41"),
-    ("needs_attention", "33"),
-    ("about_to_sleep", "3[1-2]"),
-    ("cannot_lose", "[1-2]5"),
-    ("at_risk", "[1-2][3-4]"),
-    ("hibernating", "[1-2][1-2]"),
-]
 
 
 # --------------------------------------------------------------------------- purchases
@@ -560,15 +546,10 @@ def rfm_segments(transactions: pd.DataFrame | PurchaseLog, *, as_of: date) -> pd
     bought = frame["recency"].notna().to_numpy()
     frame = frame[bought].sort_index()
 
-    def score(values: pd.Series, ascending: bool = True) -> np.ndarray:
-        pct = values.rank(pct=True, method="average", ascending=ascending).to_numpy()
-        return np.clip(np.ceil(pct * 5), 1, 5).astype(int)
-
-    r = score(frame["recency"], ascending=False)
-    f = score(frame["n"])
-    m = score(frame["m"])
-    names = np.array([next((name for name, pattern in RFM_SEGMENT_MAP if re.fullmatch(pattern, f"{a}{b}")), "other")
-                      for a in range(6) for b in range(6)], dtype=object)
+    r = quintile_scores(frame["recency"], ascending=False).astype(int)
+    f = quintile_scores(frame["n"]).astype(int)
+    m = quintile_scores(frame["m"]).astype(int)
+    names = rfm_segment_names()
     return pd.DataFrame({"customer_id": frame.index.to_numpy(), "r_score": r, "f_score": f, "m_score": m,
                          "segment": names[r * 6 + f]})
 

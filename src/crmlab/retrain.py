@@ -33,7 +33,6 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -44,20 +43,9 @@ from crmlab.registry import champion_bundle, get_champion, promote
 from crmlab.tracking import Tracker
 from crmlab.workflow import PreparedData, prepare_data
 from crmlab.utils import Step, no_step, raise_if_stopped
+from crmlab.config import with_overrides
 
 __all__ = ["RetrainResult", "check_data", "retrain", "with_overrides"]
-
-
-def with_overrides(cfg: CrmlabConfig, overrides: dict[str, Any]) -> CrmlabConfig:
-    """A copy of ``cfg`` with a nested dict of values merged in (validated again)."""
-
-    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for k, v in extra.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    return CrmlabConfig.model_validate(merge(cfg.model_dump(), overrides))
 
 
 def _sales_source(cfg: CrmlabConfig, pipeline: str | None) -> bool:

@@ -127,7 +127,7 @@ def load_overrides(path: str | Path, cfg: CrmlabConfig | None = None) -> dict[st
         from pydantic import ValidationError
 
         from crmlab.config import explain_validation_error
-        from crmlab.retrain import with_overrides
+        from crmlab.config import with_overrides
 
         try:
             with_overrides(cfg, data)

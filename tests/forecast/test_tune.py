@@ -10,7 +10,7 @@ from crmlab.cli import main
 from crmlab.config import load_config
 from crmlab.forecast.tune import trial_overrides, tune_forecast
 from crmlab.pipelines import get as pipeline_record
-from crmlab.retrain import with_overrides
+from crmlab.config import with_overrides
 
 
 def _sales(tmp_path) -> list[str]:

@@ -70,7 +70,7 @@ def tune_churn(cfg: CrmlabConfig, *, trials: int | None = None, timeout: float |
     """
     from sklearn.metrics import roc_auc_score
 
-    from crmlab.retrain import with_overrides
+    from crmlab.config import with_overrides
     from crmlab.tuning import nested_overrides, run_study
 
     step = step or no_step

@@ -38,7 +38,7 @@ def trial_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 def tune_forecast(cfg: CrmlabConfig, *, trials: int | None = None, timeout: float | None = None,
                   tracker: Tracker | None = None, step: Step | None = None) -> TuningResult:
     """Run (or resume) the forecast study; the best parameters come back as config overrides."""
-    from crmlab.retrain import with_overrides
+    from crmlab.config import with_overrides
 
     step = step or (lambda text: contextlib.nullcontext())
     fc = cfg.forecast

@@ -13,14 +13,13 @@ it: scoring one customer alone or among millions gives the same answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from crmlab.errors import ModelError
-from crmlab.kpis import RFM_SEGMENT_MAP
+from crmlab.rfm import quintile_scores, rfm_segment_names
 
 __all__ = ["MONETARY_COLUMNS", "NO_PURCHASE", "RfmScorer", "monetary_column", "rfm_segment_names", "segment_codes"]
 
@@ -36,17 +35,6 @@ def monetary_column(columns: pd.Index | list[str]) -> str:
         if name in columns:
             return name
     raise ModelError(f"features lack a monetary column ({' or '.join(MONETARY_COLUMNS)})")
-
-
-def _quintiles(values: np.ndarray) -> np.ndarray:
-    pct = pd.Series(values).rank(pct=True, method="average").to_numpy()
-    return np.clip(np.ceil(pct * 5), 1, 5).astype(np.int8)
-
-
-def rfm_segment_names() -> np.ndarray:
-    """Segment name of each "<r><f>" as a 6 x 6 lookup table flattened (index r * 6 + f)."""
-    return np.array([next((name for name, pattern in RFM_SEGMENT_MAP if re.fullmatch(pattern, f"{r}{f}")), "other")
-                     for r in range(6) for f in range(6)], dtype=object)
 
 
 def segment_codes(scores: dict[str, np.ndarray]) -> np.ndarray:
@@ -71,7 +59,7 @@ class RfmScorer:
             values = values[np.isfinite(values)]
             if len(values) == 0:
                 raise ModelError(f"RFM: no customer with a finite {key} value to score against")
-            scores = _quintiles(values)
+            scores = quintile_scores(values)
             order = np.argsort(values, kind="stable")
             v, s = values[order], scores[order]
             last = np.r_[s[1:] != s[:-1], True]  # the largest value of each score
