@@ -273,12 +273,28 @@ def data_clean(
     set_: SetOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: <output.dir>/clean).",
                                                  callback=_out_dir)] = None,
+    engine: Annotated[Literal["pandas", "spark"], typer.Option(
+        help="pandas (this process) or spark (the transactions and customers, read and cleaned by customer "
+             "bucket on Spark into Parquet folders).")] = "pandas",
 ) -> None:
     """Clean the configured tables: clean Parquet files, a rejects file per table and a report."""
     from crmlab.workflow import prepare_data
 
     cfg = _config(set_)
     target = out_dir or cfg.project.output.dir / "clean"
+    if engine == "spark":
+        from crmlab.spark_clean import clean_on_spark
+
+        with _step("Reading and cleaning on Spark"):
+            summary = clean_on_spark(cfg, target)
+        for name, t in summary["tables"].items():
+            out.print(f"{name}: {t['input_rows']:,} rows in, {t['clean_rows']:,} clean, {t['rejected_rows']:,} rejected"
+                      + (f" ({', '.join(f'{k} {v:,}' for k, v in t['rejected'].items())})" if t["rejected"] else ""),
+                      soft_wrap=True)
+        for note in summary["decisions"]:
+            out.print(f"decided on a sample: {note}", soft_wrap=True)
+        out.print(f"clean tables, rejects and report written to {target}")
+        return
     with _step("Loading and cleaning"):
         prepared = prepare_data(cfg.project, out_dir=target)
     _print_report(prepared.cleaning.report)
@@ -452,11 +468,12 @@ def score(
                                                     f"{', '.join(pipelines.customer_models())}.",
                                                     callback=_customer_models)] = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Customers per chunk (default: config).")] = None,
-    engine: Annotated[Literal["pandas", "spark"], typer.Option(help="pandas (this process) or spark (the clean "
-                                                                    "tables of --clean-dir, scored on Spark into a "
-                                                                    "Parquet folder).")] = "pandas",
-    clean_dir: Annotated[Path | None, typer.Option("--clean-dir", help="With --engine spark: the folder of "
-                                                   "`crmlab data clean --out` (default: <output.dir>/clean).")] = None,
+    engine: Annotated[Literal["pandas", "spark"], typer.Option(help="pandas (this process) or spark (scored on "
+                                                                    "Spark into a Parquet folder).")] = "pandas",
+    clean_dir: Annotated[Path | None, typer.Option("--clean-dir", help="With --engine spark: score the clean tables "
+                                                   "of this folder (`crmlab data clean --out`); without it, Spark "
+                                                   "reads and cleans the configured sources first (into "
+                                                   "<output.dir>/clean_spark).")] = None,
 ) -> None:
     """Score every customer with every trained customer model: one row per customer, written atomically."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
@@ -474,9 +491,19 @@ def score(
         from crmlab.spark import score_on_spark
 
         target = out_file or cfg.project.output.dir / "scores_spark"
+        if clean_dir is None:
+            from crmlab.spark_clean import clean_on_spark
+
+            clean_dir = cfg.project.output.dir / "clean_spark"
+            with _step("Reading and cleaning on Spark"):
+                cleaned = clean_on_spark(cfg, clean_dir)
+            for name, t in cleaned["tables"].items():
+                if t["rejected_rows"]:
+                    out.print(f"{name}: {t['rejected_rows']:,} rows rejected, see {clean_dir / ('rejects_' + name)}",
+                              soft_wrap=True)
         with _step("Scoring on Spark"):
-            summary = score_on_spark(cfg, target, clean_dir=clean_dir or cfg.project.output.dir / "clean",
-                                     as_of=as_of, pipelines=model or None, source=source)
+            summary = score_on_spark(cfg, target, clean_dir=clean_dir, as_of=as_of, pipelines=model or None,
+                                     source=source)
         models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
         out.print(f"{summary['rows']:,} customers scored on Spark at {summary['as_of']} with {models} -> "
                   f"{summary['path']}", soft_wrap=True)

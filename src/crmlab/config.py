@@ -302,6 +302,9 @@ class ScoringConfig(Frozen):
     chunk_size: int = Field(500_000, gt=0, description="Customers per chunk: bounds memory while scoring.")
     spark_master: str = Field("local[*]", description="crmlab score --engine spark: the Spark master, e.g. "
                               "local[*] (this machine) or spark://host:7077.")
+    spark_sample_rows: int = Field(200_000, gt=0, description="Cleaning on Spark: rows per table on which the "
+                                   "driver fixes what the cleaner decides from a whole table (day/month order, "
+                                   "earliest plausible date).")
 
 
 class RetrainConfig(Frozen):

@@ -1,7 +1,7 @@
 """Batch scoring on Spark, for a customer base beyond one machine (``crmlab score --engine spark``).
 
-Spark reads the clean tables (the Parquet files ``crmlab data clean`` writes, or any Parquet in
-crmlab's canonical columns and types), splits the customers into buckets by a hash of their id, and
+Spark reads the clean tables (the Parquet files ``crmlab data clean`` writes, with or without
+``--engine spark`` (:mod:`crmlab.spark_clean`), or any Parquet in crmlab's canonical columns and types), splits the customers into buckets by a hash of their id, and
 scores each bucket with ``groupBy(bucket).cogroup(...).applyInPandas``: every bucket's transactions and
 customer rows go to one Python worker, which calls :func:`crmlab.scoring.iter_score_chunks`, the very
 function of the pandas path, so a customer gets the same scores on both engines (tested on CDNOW to
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 _SPARK_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double", "M": "timestamp"}
 
 
-def _session(master: str) -> Any:
+def session(master: str) -> Any:
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -83,14 +83,16 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
     from crmlab.scoring import iter_score_chunks, open_models
 
     clean = Path(clean_dir)
-    tx_path, cust_path = clean / "transactions.parquet", clean / "customers.parquet"
+    # `crmlab data clean` writes <table>.parquet files, `crmlab data clean --engine spark` <table>/ folders
+    tx_path, cust_path = (next((p for p in (clean / f"{t}.parquet", clean / t) if p.exists()), clean / f"{t}.parquet")
+                          for t in ("transactions", "customers"))
     if not tx_path.exists() and not cust_path.exists():
         raise DataError("no clean tables here (transactions.parquet, customers.parquet)", file=str(clean),
                         expected="the folder `crmlab data clean --out DIR` writes (--clean-dir)")
     out = Path(out)
     if out.suffix.lower() in (".csv",):
         raise ConfigError(f"--out {out}: the Spark engine writes a Parquet folder, e.g. --out scores_spark")
-    spark = _session(master or cfg.project.scoring.spark_master)
+    spark = session(master or cfg.project.scoring.spark_master)
     from pyspark.sql import functions as F
 
     tx = spark.read.parquet(str(tx_path)) if tx_path.exists() else None

@@ -244,7 +244,7 @@ _MIN_DATE_SPANS = 10
 _MIN_DATE_MARGIN = pd.Timedelta(days=5 * 365)
 
 
-def _min_date(ts: pd.Series, rows: np.ndarray, configured: date | None) -> tuple[date | None, str]:
+def derived_min_date(ts: pd.Series, rows: np.ndarray, configured: date | None) -> tuple[date | None, str]:
     """(earliest plausible date, how it was set) for the dates of ``rows``: ``configured`` when given,
     else derived from the bulk of the column's dates (see :class:`~crmlab.config.CleaningConfig`)."""
     if configured is not None:
@@ -450,7 +450,7 @@ def _reject_rows(rules: _Rejects, name: str, raw: pd.DataFrame, kept: pd.DataFra
         label = "date in the future of the data" + ("" if col == "ts" else f" in {col}")
         rules.flag(bool_mask(ts >= limit), label, lambda pos, ts=ts, label=label: [
             f"{label}: {d} > {max_date.isoformat()}" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
-        lower, how = _min_date(ts, ~rules.taken, cfg.min_date)
+        lower, how = derived_min_date(ts, ~rules.taken, cfg.min_date)
         if lower is None:
             continue
         limit = pd.Timestamp(lower).tz_localize(tz) if tz is not None else pd.Timestamp(lower)

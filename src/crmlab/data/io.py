@@ -104,12 +104,28 @@ def source_name(source: TableSource | None) -> str:
 
 
 def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
-    """The table or query of a PostgreSQL source, read through ADBC into Arrow and then pandas.
+    """The table or query of a PostgreSQL source (see :func:`read_database_sql`)."""
+    name = source_name(source)
+    if source.table is not None:
+        parts = source.table.split(".")
+        if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", p) for p in parts) or len(parts) > 2:
+            raise DataError(f"table {source.table!r} is not a plain [schema.]table name", file=name,
+                            expected=f"project.data.{kind}.table such as crm.orders, or a query")
+        sql = "SELECT * FROM " + ".".join(f'"{p}"' for p in parts)
+    else:
+        sql = str(source.query)
+    return read_database_sql(source, kind, sql)
+
+
+def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: bool = False) -> pd.DataFrame:
+    """The rows of ``sql`` on a PostgreSQL source, read through ADBC into Arrow and then pandas.
 
     Numbers stay numbers (``numeric`` as float64), dates and timestamps become datetime64 (with a time
     zone: converted to UTC and made naive), everything else text; the cleaner treats these typed
     columns as it treats a Parquet file's. A password comes from PGPASSWORD, ``~/.pgpass`` or the
-    variable named by ``password_env``; errors name the database and table, never the password."""
+    variable named by ``password_env``; errors name the database and table, never the password. The
+    Arrow batches become one table without a copy, and pandas frees each Arrow column as it converts it
+    (``self_destruct``): the peak is about one copy of the table, not two."""
     import os
 
     import pyarrow as pa
@@ -119,14 +135,6 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
         import adbc_driver_postgresql.dbapi as pg
     except ImportError:  # pragma: no cover - a dependency of crmlab
         raise DataError("reading from PostgreSQL needs the adbc-driver-postgresql package", file=name) from None
-    if source.table is not None:
-        parts = source.table.split(".")
-        if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", p) for p in parts) or len(parts) > 2:
-            raise DataError(f"table {source.table!r} is not a plain [schema.]table name", file=name,
-                            expected=f"project.data.{kind}.table such as crm.orders, or a query")
-        sql = "SELECT * FROM " + ".".join(f'"{p}"' for p in parts)
-    else:
-        sql = str(source.query)
     env = dict(os.environ)
     if source.password_env is not None:
         if source.password_env not in os.environ:
@@ -140,8 +148,8 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
         with pg.connect(str(source.uri)) as conn, conn.cursor() as cur:
             cur.execute(sql)
             reader = cur.fetch_record_batch()
-            batches = list(reader)
-            schema = reader.schema
+            table = pa.Table.from_batches(list(reader), schema=reader.schema)
+            del reader
     except Exception as exc:  # the driver's errors: OperationalError, ProgrammingError, ...
         raise database_error(exc, name, kind, source) from None
     finally:
@@ -149,8 +157,7 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
             os.environ.pop("PGPASSWORD", None)
         else:
             os.environ["PGPASSWORD"] = saved
-    table = pa.Table.from_batches(batches, schema=schema)
-    if table.num_rows == 0:
+    if table.num_rows == 0 and not allow_empty:
         raise DataError("the database returned no rows", file=name,
                         expected=f"at least one {kind} row from project.data.{kind}."
                         + ("table" if source.table is not None else "query"))
@@ -161,7 +168,12 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
         elif pa.types.is_timestamp(field_.type) and field_.type.tz is not None:
             col = col.cast(pa.timestamp(field_.type.unit, tz="UTC")).cast(pa.timestamp(field_.type.unit))
         columns.append(col)
-    df = pa.Table.from_arrays(columns, names=table.column_names).to_pandas(date_as_object=False)
+    names = table.column_names
+    del table
+    typed = pa.Table.from_arrays(columns, names=names)
+    del columns
+    df = typed.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
+    del typed
     log.info("%s: %s rows read from the database", name, f"{len(df):,}")
     return df
 
@@ -379,7 +391,7 @@ def _read_file(path: Path, source: TableSource, kind: str = "table") -> pd.DataF
         raise DataError(f"cannot read the file ({msg})", file=str(path), expected=expected) from None
 
 
-def _check_mapping(mapping: dict[str, str], df: pd.DataFrame, *, kind: str, file: str) -> None:
+def check_mapping(mapping: dict[str, str], df: pd.DataFrame, *, kind: str, file: str) -> None:
     """Refuse a mapping that would leave two columns with one name (a table cannot tell them apart)."""
     key = f"project.data.{kind}.columns"
     by_file: dict[str, list[str]] = {}
@@ -447,7 +459,7 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
                 expected=f"one of the file's columns {list(df.columns)}",
                 example=first,
             )
-    _check_mapping(mapping, df, kind=kind, file=name)
+    check_mapping(mapping, df, kind=kind, file=name)
     rename = {col: canonical for canonical, col in mapping.items()}
     df = df.rename(columns=rename)
     dup = [str(c) for c in df.columns[df.columns.duplicated()]]

@@ -93,7 +93,7 @@ def _swapped(fmt: str) -> str:
     return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
 
 
-def _day_first(fmt: str) -> bool | None:
+def day_first_of(fmt: str) -> bool | None:
     """True for a format with the day before the month and the year after both (``%d/%m/%Y``), False for
     its month-first twin, None when the year comes first (``%Y-%m-%d``): day_first does not apply."""
     d, m = fmt.find("%d"), fmt.find("%m")
@@ -128,7 +128,7 @@ def _choose_formats(text: pd.Series, formats: Sequence[str], day_first: bool | s
         g = _swapped(f)
         if g == f or g not in formats or f in drop or g in drop or formats.index(g) < formats.index(f):
             continue
-        order = _day_first(f)
+        order = day_first_of(f)
         if day_first != "auto" and order is not None:
             drop.add(g if order == day_first else f)
             continue

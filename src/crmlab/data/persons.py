@@ -112,7 +112,7 @@ def remap_ids(stage: Stage, id_map: pd.DataFrame) -> None:
 _SCI = r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d+"
 
 
-def _id_key(ids: pd.Series) -> pd.Series:
+def id_key(ids: pd.Series) -> pd.Series:
     """What a customer id may have been before a spreadsheet or a float touched it: lower case, a number in
     scientific notation written out (``1.23E+02`` -> ``123``), no ``.0`` suffix, no leading zeros."""
     key = ids.str.lower()
@@ -135,7 +135,7 @@ def similar_ids(stages: Mapping[str, Stage], cfg: CleaningConfig, report: CleanR
         return empty
     counts = pd.concat(ids, ignore_index=True).astype("str").value_counts()
     distinct = pd.Series(counts.index.astype("str"), dtype="str")
-    key = _id_key(distinct)
+    key = id_key(distinct)
     dup = bool_mask(key.duplicated(keep=False))
     if not dup.any():
         return empty
