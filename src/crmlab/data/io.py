@@ -120,7 +120,8 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
 def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: bool = False) -> pd.DataFrame:
     """The rows of ``sql`` on a PostgreSQL source, read through ADBC into Arrow and then pandas.
 
-    Numbers stay numbers (``numeric`` as float64), dates and timestamps become datetime64 (with a time
+    Integers and floats stay numbers, ``numeric`` arrives as its text (the ADBC driver gives it an opaque
+    text type) and is parsed by the cleaner as a CSV amount is, dates and timestamps become datetime64 (with a time
     zone: converted to UTC and made naive), everything else text; the cleaner treats these typed
     columns as it treats a Parquet file's. A password comes from PGPASSWORD, ``~/.pgpass`` or the
     variable named by ``password_env``; errors name the database and table, never the password. The
@@ -163,7 +164,9 @@ def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: 
                         + ("table" if source.table is not None else "query"))
     columns = []
     for field_, col in zip(table.schema, table.columns, strict=True):
-        if pa.types.is_decimal(field_.type):
+        if isinstance(field_.type, pa.BaseExtensionType):  # numeric comes as an opaque text type: its text
+            col = pa.chunked_array([chunk.storage for chunk in col.chunks], type=field_.type.storage_type)
+        elif pa.types.is_decimal(field_.type):
             col = col.cast(pa.float64())
         elif pa.types.is_timestamp(field_.type) and field_.type.tz is not None:
             col = col.cast(pa.timestamp(field_.type.unit, tz="UTC")).cast(pa.timestamp(field_.type.unit))
