@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -501,9 +502,23 @@ def score(
                 if t["rejected_rows"]:
                     out.print(f"{name}: {t['rejected_rows']:,} rows rejected, see {clean_dir / ('rejects_' + name)}",
                               soft_wrap=True)
+        database = isinstance(target, str)  # postgresql://...?table=...: Spark writes Parquet, then one COPY
+        if database:
+            from crmlab.scoring import database_target
+
+            database_target(target)  # a malformed target fails now, not after the Spark job
+        folder = cfg.project.output.dir / ".scores_spark_for_database" if database else target
         with _step("Scoring on Spark"):
-            summary = score_on_spark(cfg, target, clean_dir=clean_dir, as_of=as_of, pipelines=model or None,
+            summary = score_on_spark(cfg, folder, clean_dir=clean_dir, as_of=as_of, pipelines=model or None,
                                      source=source)
+        if database:
+            from crmlab.scoring import parquet_frames, write_frames_to_database
+
+            try:
+                with _step("Writing the scores into the database"):
+                    _, summary["path"] = write_frames_to_database(parquet_frames(folder), target)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
         models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
         out.print(f"{summary['rows']:,} customers scored on Spark at {summary['as_of']} with {models} -> "
                   f"{summary['path']}", soft_wrap=True)

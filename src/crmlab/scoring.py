@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -339,7 +339,7 @@ def write_scores(cfg: CrmlabConfig, out: str | Path, *, as_of: date | str | None
             "models": {p: {"version": m.version, "source": m.source} for p, m in models.items()}}
 
 
-def _database_target(out: str) -> tuple[str, str, str]:
+def database_target(out: str) -> tuple[str, str, str]:
     """(uri, schema, table) of ``postgresql://...?table=[schema.]name``; ConfigError when malformed."""
     import re
     from urllib.parse import parse_qs
@@ -363,7 +363,25 @@ def _database_target(out: str) -> tuple[str, str, str]:
 
 def _write_database(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], out: str, *, as_of_d: date,
                     chunk_size: int | None, progress: Progress | None) -> tuple[int, str]:
-    """Score chunk by chunk into a staging table and swap it in, all in one transaction: readers see the
+    """Score chunk by chunk into the database table ``out`` (see :func:`write_frames_to_database`)."""
+    return write_frames_to_database(iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,
+                                                      progress=progress), out)
+
+
+def parquet_frames(folder: str | Path, rows: int = 500_000) -> Iterator[pd.DataFrame]:
+    """The score frames of a Parquet folder (what ``--engine spark`` writes), ``rows`` at a time, typed as
+    the pandas path's (``as_of`` a timestamp)."""
+    import pyarrow.dataset as ds
+
+    for batch in ds.dataset(str(folder), format="parquet").to_batches(batch_size=rows):
+        frame = batch.to_pandas()
+        if "as_of" in frame.columns:
+            frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[ms]")
+        yield frame
+
+
+def write_frames_to_database(frames: Iterable[pd.DataFrame], out: str) -> tuple[int, str]:
+    """Write score frames into a staging table and swap it in, all in one transaction: readers see the
     old table until the commit, a killed run (its connection gone) is rolled back by the server and
     leaves the old table as it was. Returns the rows and the target's name."""
     import adbc_driver_postgresql.dbapi as pg
@@ -371,7 +389,7 @@ def _write_database(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedM
 
     from crmlab.data.io import database_error
 
-    uri, schema, name = _database_target(out)
+    uri, schema, name = database_target(out)
     staging = f"{name}__crmlab_staging"
     where = f"{uri} (table {schema}.{name})"
     rows = 0
@@ -380,8 +398,7 @@ def _write_database(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedM
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # as a file's folder is made for it
             cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{staging}"')
             arrow_schema = None
-            for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,
-                                           progress=progress):
+            for chunk in frames:
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
                 if arrow_schema is None:
                     arrow_schema = table.schema
