@@ -95,3 +95,19 @@ def test_a_signal_swallowed_by_a_finaliser_still_stops_the_next_output(tmp_path)
     assert done.stdout.strip() == "stopped before replacing"  # ... and the write still stopped
     assert out.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_temporary_files_not_put_in_place_are_removed_when_the_command_ends(tmp_path):
+    """CI saw an interrupted `crmlab score` leave an empty .partial after its writer's own cleanup; the
+    command line now removes, when a command ends, every temporary file it created and did not place."""
+    from crmlab import utils
+
+    left, kept = tmp_path / ".a.partial", tmp_path / ".b.partial"
+    for tmp in (left, kept):
+        os.close(utils.create_new(tmp))
+    os.replace(kept, tmp_path / "b")
+    utils.placed(kept)
+    left.unlink()
+    left.write_text("")  # re-created by someone after the writer's cleanup
+    utils.remove_leftover_temps()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -861,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(_usage_line(exc))
         return 2
     finally:
+        _utils.remove_leftover_temps()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0

@@ -52,7 +52,7 @@ from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.pipelines import customer_models
 from crmlab.pyfunc import get_scorer
-from crmlab.utils import create_new, disk_full, is_disk_full, raise_if_stopped, temp_name_beside
+from crmlab.utils import create_new, disk_full, is_disk_full, placed, raise_if_stopped, temp_name_beside
 
 __all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
            "score_customers", "write_scores"]
@@ -466,6 +466,7 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
         os.chmod(tmp, 0o644)
         raise_if_stopped()
         os.replace(tmp, out)
+        placed(tmp)
     except BaseException as exc:
         if writer is not None:  # closed now: a writer closed later (at exit) would write the file again
             with contextlib.suppress(Exception):

@@ -60,10 +60,30 @@ def temp_name_beside(path: Path, suffix: str = ".tmp") -> Path:
     return path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
 
 
+#: Temporary files this process created and has not put in place yet (see :func:`remove_leftover_temps`).
+_OPEN_TEMPS: set[Path] = set()
+
+
 def create_new(tmp: Path) -> int:
     """Create ``tmp`` (which must not exist) with the permissions a plain ``open(path, "w")`` would give
-    and return its descriptor."""
+    and return its descriptor. The name is remembered until :func:`placed` says it was moved into place."""
+    _OPEN_TEMPS.add(Path(tmp))
     return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+
+
+def placed(tmp: Path) -> None:
+    """``tmp`` was moved into place (os.replace): no longer a leftover."""
+    _OPEN_TEMPS.discard(Path(tmp))
+
+
+def remove_leftover_temps() -> None:
+    """Remove the temporary files this process created and did not put in place. The command line calls it
+    when a command ends, however it ends: an interrupted writer may leave (or re-create) its file after the
+    writer's own cleanup ran, which once left an empty ``.partial`` beside the scores."""
+    for tmp in list(_OPEN_TEMPS):
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _OPEN_TEMPS.discard(tmp)
 
 
 #: errno values of a full device, an exhausted quota and a file over the size limit.
@@ -114,6 +134,7 @@ def write_table_atomic(df: pd.DataFrame, path: str | Path) -> Path:
             df.to_csv(tmp, index=False)
         raise_if_stopped()
         os.replace(tmp, path)
+        placed(tmp)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
@@ -132,6 +153,7 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
             fh.write("\n")
         raise_if_stopped()
         os.replace(tmp, path)
+        placed(tmp)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
