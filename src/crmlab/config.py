@@ -504,6 +504,10 @@ class ChurnConfig(Frozen):
     class_weight: Literal["balanced"] | None = Field(
         None, description="'balanced' weighs both classes alike (imbalance); calibrate the probabilities then."
     )
+    ship: Literal["auto", "lightgbm", "logistic"] = Field(
+        "auto", description="Which model is exported and scores: 'auto' ships LightGBM unless the logistic "
+        "regression ranks significantly better on the validation rows (DeLong's 95% interval of the ROC AUC "
+        "difference below 0), then the logistic regression; or name one.")
     calibration: Literal["none", "isotonic", "sigmoid"] = Field(
         "none", description="Map LightGBM's scores to probabilities on a separate fold of the training rows."
     )

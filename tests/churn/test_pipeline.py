@@ -233,7 +233,8 @@ def test_contract_table_without_transactions_trains_and_scores(tmp_path):
 
 def test_contract_calibration_and_profit_rule(tmp_path):
     sets = [*_contract_sets(tmp_path, _contract_table(600, seed=1)), "churn.calibration=sigmoid",
-            "churn.threshold=profit", "churn.value_column=monthly_charges", "churn.offer_cost=5"]
+            "churn.threshold=profit", "churn.value_column=monthly_charges", "churn.offer_cost=5",
+            "churn.ship=lightgbm"]  # LightGBM's calibration is tested (the logistic regression ranks better here)
     result = train_churn(load_config(tmp_path / "no-configs", sets))
     params = load_bundle(result.bundle_path).params
     assert params["calibration"]["method"] == "sigmoid" and params["decision"]["rule"] == "profit"
@@ -337,3 +338,50 @@ def test_reasons_method_is_kept_in_the_bundle(tmp_path, method):
         assert scores["churn_reason_1"].isna().all()
     else:
         assert scores["churn_reason_1"].str.match(r"^\w[\w=. -]* \([+-]\d+\.\d\d\)$").any()
+
+
+def _linear_table(n: int, seed: int = 0) -> pd.DataFrame:
+    """Subscribers whose churn log-odds are a sum of many small linear effects: the world where a
+    logistic regression is the right model and trees must approximate every slope with steps."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 15))
+    plan = rng.choice(["monthly", "yearly"], n)
+    logit = 0.4 * x.sum(axis=1) + 0.5 * (plan == "monthly")
+    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
+    table = pd.DataFrame({"customer_id": [f"L{i:05d}" for i in range(n)], "plan": plan})
+    for j in range(x.shape[1]):
+        table[f"usage_{j}"] = x[:, j].round(4)
+    table["churn"] = np.where(churn, "Yes", "No")
+    return table
+
+
+def test_the_logistic_regression_ships_when_it_ranks_significantly_better(tmp_path):
+    """issue 18: the leaderboard decides, with DeLong, not a fixed model family. On a linear world the
+    logistic regression beats LightGBM significantly; it is exported, scores the customers exactly as
+    it did on the validation rows, and gives its own log-odds contributions as reasons."""
+    cfg = load_config(tmp_path / "no-configs", _contract_sets(tmp_path, _linear_table(4000)))
+    result = train_churn(cfg)
+    board = result.leaderboard.set_index("model")
+    assert board.loc["logistic", "lightgbm_gain_high"] < 0  # DeLong: LightGBM significantly worse here
+    assert result.shipped == "logistic" and "significantly better" in result.shipped_because
+    assert result.metrics["roc_auc"] == pytest.approx(board.loc["logistic", "roc_auc"])
+    bundle = load_bundle(result.bundle_path)
+    assert bundle.params["model_kind"] == "logistic" and not (result.bundle_path / MODEL_FILE).exists()
+    assert bundle.manifest["model"] == "logistic" and "significantly" in bundle.manifest["shipped_because"]
+    ds = result.dataset
+    scores = score_churn(ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy()), result.bundle_path)
+    np.testing.assert_allclose(scores["churn_probability"], result.predictions["logistic"], rtol=1e-12)
+    first = scores["churn_reason_1"].dropna()
+    assert len(first) > 0.9 * len(scores) and first.str.match(r"^(usage_\d+ (high|low)|plan=\w+) \(\+\d\.\d\d\)$").all()
+    assert any(line.startswith("shipped: logistic") for line in result.summary())
+    # the same table, LightGBM named: LightGBM ships, as the config says
+    forced = train_churn(load_config(tmp_path / "no-configs", [*_contract_sets(tmp_path, _linear_table(4000)),
+                                                                "churn.ship=lightgbm"]))
+    assert forced.shipped == "lightgbm" and (forced.bundle_path / MODEL_FILE).is_file()
+
+
+def test_a_tie_keeps_lightgbm(tmp_path):
+    result = train_churn(load_config(tmp_path / "no-configs", _contract_sets(tmp_path, _contract_table(600))))
+    row = result.leaderboard.set_index("model").loc["logistic"]
+    assert row["lightgbm_gain_low"] <= 0 <= row["lightgbm_gain_high"]  # no significant difference here
+    assert result.shipped == "lightgbm" and "no significant difference" in result.shipped_because

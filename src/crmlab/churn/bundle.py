@@ -14,12 +14,12 @@ import pandas as pd
 
 from crmlab.churn.data import ChurnDataset
 from crmlab.churn.evaluate import churn_metrics
-from crmlab.churn.explain import reasons_and_probability
+from crmlab.churn.explain import linear_reasons, reasons_and_probability
 from crmlab.churn.metrics import (
     profit_targets,
     risk_tiers,
 )
-from crmlab.churn.models import CalibratedChurn, LightGBMChurn, inner_lightgbm
+from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LinearChurn, inner_lightgbm
 from crmlab.churn.result import ChurnResult
 from crmlab.config import ChurnConfig
 from crmlab.errors import ModelError
@@ -71,13 +71,21 @@ def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, 
     """Write ``models/churn/``: the LightGBM text model, the preprocessing spec (JSON), the
     calibration map, decision rule and risk tiers (params.json), the report tables and a manifest
     with features, training window and metrics. No pickles."""
-    model = result.models["lightgbm"]
-    lgbm = inner_lightgbm(model)
+    shipped = result.shipped
+    model = result.models[shipped]
     ds = result.dataset
-    spec = preprocessing_spec(lgbm, ds.X_train)
+    if shipped == "logistic":
+        linear = LinearChurn.from_model(model)
+        spec = {"features": linear.features, "categorical": {}, "text": sorted(linear.categorical),
+                "medians": dict(linear.medians), "zero_when_absent": list(_ZERO_WHEN_ABSENT)}
+    else:
+        lgbm = inner_lightgbm(model)
+        spec = preprocessing_spec(lgbm, ds.X_train)
     params = {
         "mode": result.mode,
-        "lightgbm": {"params": lgbm.lgb_params(), "best_iteration": lgbm.best_iteration_},
+        "model_kind": shipped,
+        **({"logistic": linear.spec} if shipped == "logistic" else
+           {"lightgbm": {"params": lgbm.lgb_params(), "best_iteration": lgbm.best_iteration_}}),
         "calibration": _calibration_params(model),
         "decision": {k: result.decision.get(k) for k in ("rule", "threshold", "offer_cost", "save_rate",
                                                           "value_column")},
@@ -92,13 +100,15 @@ def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, 
         "output_columns": OUTPUT_COLUMNS,
         "time_unit": time_unit,
         "mode": result.mode,
-        "model": "lightgbm" + (f"+{churn.calibration}" if churn.calibration != "none" else ""),
+        "model": shipped + (f"+{churn.calibration}" if shipped == "lightgbm" and churn.calibration != "none" else ""),
+        "shipped_because": result.shipped_because,
         "training_window": window,
         "metrics": {k: (float(v) if np.isfinite(v) else None) for k, v in result.metrics.items()},
         "config_hash": config_digest,
     }
     texts = {
-        MODEL_FILE: lgbm.booster_.model_to_string(num_iteration=lgbm.best_iteration_),
+        **({MODEL_FILE: lgbm.booster_.model_to_string(num_iteration=lgbm.best_iteration_)} if shipped == "lightgbm"
+           else {}),
         SPEC_FILE: json.dumps(spec, indent=2, sort_keys=True),
         "report_leaderboard.csv": result.leaderboard.to_csv(index=False),
         "report_calibration.csv": result.calibration.to_csv(index=False),
@@ -108,17 +118,25 @@ def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, 
 
 @dataclass(frozen=True)
 class _LoadedChurn:
-    model: LightGBMChurn
+    model: Any  # LightGBMChurn, or LinearChurn for a shipped logistic regression
     spec: dict[str, Any]
     params: dict[str, Any]
 
 
 def _load(bundle: Bundle) -> _LoadedChurn:
-    missing = [name for name in (MODEL_FILE, SPEC_FILE) if not (bundle.path / name).is_file()]
-    if missing or "decision" not in bundle.params:
+    kind = bundle.params.get("model_kind", "lightgbm")
+    needed = (SPEC_FILE,) if kind == "logistic" else (MODEL_FILE, SPEC_FILE)
+    missing = [name for name in needed if not (bundle.path / name).is_file()]
+    if missing or "decision" not in bundle.params or kind not in ("lightgbm", "logistic"):
         raise ModelError(f"{bundle.path}: lacks {missing or ['params.json decision']}; not a churn bundle of this "
                          "crmlab, retrain")
     spec = json.loads(bundle.read_text(SPEC_FILE))
+    if kind == "logistic":
+        try:
+            return _LoadedChurn(LinearChurn(bundle.params["logistic"]), spec, bundle.params)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{bundle.path / 'params.json'}: the logistic model is incomplete ({exc}); retrain or "
+                             "restore the bundle") from None
     booster = lgb.Booster(model_str=bundle.lightgbm_text(MODEL_FILE))
     model = LightGBMChurn.from_booster(booster, features=spec["features"],
                                        categorical_features=list(spec["categorical"]),
@@ -138,6 +156,9 @@ def _model_input(features: pd.DataFrame, spec: Mapping[str, Any], where: Path) -
     for col in spec["features"]:
         if col in absent:
             out[col] = np.zeros(len(features))
+        elif col in spec.get("text", ()):  # a logistic model's category: as it is (an unseen value is not missing)
+            values = features[col]
+            out[col] = values.astype(object).where(values.notna(), None)
         elif col in spec["categorical"]:
             values = features[col]
             values = values.astype(object).where(values.notna(), None)
@@ -185,7 +206,12 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     params = loaded.params
     method = params.get("reasons", "shap")
     reasons, raw = None, None
-    if len(X) and method != "none":
+    if isinstance(loaded.model, LinearChurn):  # the log-odds contributions are the reasons, exactly
+        if len(X):
+            reasons, raw = linear_reasons(loaded.model, X, N_REASONS)
+            if method == "none":
+                reasons = None
+    elif len(X) and method != "none":
         # path reasons walk the trees once for the probability too (bit for bit predict_proba's)
         reasons, _, raw = reasons_and_probability(loaded.model, X, N_REASONS, risk_only=True, method=method)
     if raw is None:

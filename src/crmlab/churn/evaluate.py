@@ -59,6 +59,30 @@ def evaluate_models(models: Mapping[str, Any], ds: ChurnDataset, k_percent: floa
     return board, predictions
 
 
+#: The models a churn bundle can ship (BG/NBD's P(alive) is a baseline only).
+SHIPPABLE = ("lightgbm", "logistic")
+
+
+def choose_shipped(board: pd.DataFrame, ship: str) -> tuple[str, str]:
+    """(the model to export, why): ``ship`` when it names one; with ``"auto"`` LightGBM, unless the
+    logistic regression ranks significantly better on the validation rows (DeLong's 95% interval of
+    LightGBM's ROC AUC gain entirely below 0). A tie keeps LightGBM: its reasons follow the customer's
+    own feature interactions, and a coin flip between equals would change the shipped family run to run."""
+    if ship != "auto":
+        return ship, f"churn.ship={ship}"
+    rows = board.set_index("model")
+    if "logistic" in rows.index and "lightgbm" in rows.index:
+        r = rows.loc["logistic"]
+        ci = (f"LightGBM's ROC AUC gain {r['lightgbm_gain']:+.4f}, 95% CI {r['lightgbm_gain_low']:+.4f} to "
+              f"{r['lightgbm_gain_high']:+.4f}, DeLong p = {r['lightgbm_gain_p']:.3g}")
+        if r["lightgbm_gain_high"] < 0:
+            return "logistic", f"the logistic regression ranks significantly better than LightGBM ({ci})"
+        if r["lightgbm_gain_low"] > 0:
+            return "lightgbm", f"LightGBM ranks significantly better than the logistic regression ({ci})"
+        return "lightgbm", f"no significant difference between LightGBM and the logistic regression ({ci}): LightGBM"
+    return "lightgbm", "LightGBM (no logistic baseline to compare with)"
+
+
 def gain_verdict(row: Mapping[str, Any]) -> str:
     """One line on LightGBM against a baseline's leaderboard row: the ROC AUC gain, its 95%
     interval, DeLong's p-value and what they mean (better, worse or no significant difference)."""

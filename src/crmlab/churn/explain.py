@@ -91,10 +91,26 @@ def reasons_and_probability(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *
         top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=risk_only)
         top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0
         columns, index = list(contrib.columns), contrib.index
-    Xf = feature_frame(X)[columns]
+    return reason_columns(top, top_values, columns, feature_frame(X)[columns], model.feature_medians_), index, prob
+
+
+def linear_reasons(model: Any, X: pd.DataFrame, n: int = 3) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The reasons of a :class:`~crmlab.churn.models.LinearChurn` (the features whose log-odds
+    contributions push churn up the most, the same texts as LightGBM's) and its churn probability."""
+    contrib = model.contributions(X)
+    prob = 1.0 / (1.0 + np.exp(-model.log_odds(contrib)))
+    top = _paths.top_columns(contrib, min(n, contrib.shape[1]), risk_only=True)
+    top_values = np.take_along_axis(contrib, np.maximum(top, 0), axis=1) if contrib.shape[1] else top * 0.0
+    return reason_columns(top, top_values, model.features, X[model.features], model.medians), prob
+
+
+def reason_columns(top: np.ndarray, top_values: np.ndarray, columns: list[str], Xf: pd.DataFrame,
+                   feature_medians: dict[str, float]) -> dict[str, np.ndarray]:
+    """``reason_<j>``, ``feature_<j>``, ``contribution_<j>`` from each row's top feature indexes and
+    contributions: a number "high"/"low" against its training median, a category by its value."""
     names = np.asarray(columns, dtype=object)
-    medians = np.array([model.feature_medians_.get(c, np.nan) for c in names], dtype=np.float64)
-    is_cat = np.array([c not in model.feature_medians_ for c in names])
+    medians = np.array([feature_medians.get(c, np.nan) for c in names], dtype=np.float64)
+    is_cat = np.array([c not in feature_medians for c in names])
     # every distinct "<feature><what>" once: numbers " high" / " low" / " missing", categories
     # "=<value>" / " missing"; a reason's text is prefix_text[prefix_base[feature] + its code]
     prefixes: list[str] = []
@@ -125,7 +141,7 @@ def reasons_and_probability(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *
         out[f"reason_{j + 1}"] = _texts(prefix_base[cols] + code, v, ok, prefix_text)
         out[f"feature_{j + 1}"] = np.where(ok, names[cols], None)
         out[f"contribution_{j + 1}"] = np.where(ok, v, np.nan)
-    return out, index, prob
+    return out
 
 
 def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.ndarray) -> np.ndarray:

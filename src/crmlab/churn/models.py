@@ -19,6 +19,7 @@ rows on one side of it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import lightgbm as lgb
@@ -330,6 +331,77 @@ class LogisticChurn(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
+class LinearChurn:
+    """A fitted :class:`LogisticChurn` as plain numbers (JSON in a bundle, no pickle) and its exact scorer:
+    the numbers median-imputed and standardised, each category its one-hot coefficient (an unseen one
+    none), the churn log-odds the intercept plus one contribution per feature. The contributions are
+    the customer's reasons: a number's is measured from the training mean, a category's from no level."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = dict(spec)
+        self.features: list[str] = list(spec["features"])
+        self.numeric: list[str] = list(spec["numeric"])
+        self.categorical: dict[str, list[str]] = {k: list(v) for k, v in spec["categorical"].items()}
+        self.medians = dict(zip(self.numeric, spec["medians"], strict=True))
+        self._num = (np.asarray(spec["medians"], dtype=np.float64), np.asarray(spec["means"], dtype=np.float64),
+                     np.asarray(spec["scales"], dtype=np.float64), np.asarray(spec["coef_numeric"], dtype=np.float64))
+        self._cat = {k: np.asarray(v, dtype=np.float64) for k, v in spec["coef_categorical"].items()}
+        self.intercept = float(spec["intercept"])
+
+    @classmethod
+    def from_model(cls, model: LogisticChurn) -> LinearChurn:
+        check_is_fitted(model, "pipeline_")
+        pre, lr = model.pipeline_.named_steps["prepare"], model.pipeline_.named_steps["model"]
+        names = [str(c) for c in model.feature_names_in_]
+        categorical = [str(c) for c in model.categorical_features_]
+        numeric = [c for c in names if c not in categorical]
+        num_pipe = pre.named_transformers_["num"] if numeric else None
+        coef = lr.coef_[0].astype(np.float64)
+        spec: dict[str, Any] = {"features": names, "numeric": numeric, "categorical": {}, "coef_categorical": {},
+                                "intercept": float(lr.intercept_[0])}
+        if numeric:
+            imputer, scaler = num_pipe.named_steps["simpleimputer"], num_pipe.named_steps["standardscaler"]
+            spec.update(medians=imputer.statistics_.astype(np.float64).tolist(), means=scaler.mean_.tolist(),
+                        scales=scaler.scale_.tolist(), coef_numeric=coef[:len(numeric)].tolist())
+        else:
+            spec.update(medians=[], means=[], scales=[], coef_numeric=[])
+        at = len(numeric)
+        if categorical:
+            encoder = pre.named_transformers_["cat"]
+            for col, cats in zip(categorical, encoder.categories_, strict=True):
+                spec["categorical"][col] = [str(c) for c in cats]
+                spec["coef_categorical"][col] = coef[at:at + len(cats)].tolist()
+                at += len(cats)
+        if at != coef.size:  # pragma: no cover - a change in sklearn's column order would show here
+            raise ModelError(f"logistic export: {coef.size} coefficients for {at} encoded columns")
+        return cls(spec)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """One log-odds contribution per row and feature (columns in ``features`` order)."""
+        out = np.zeros((len(X), len(self.features)), dtype=np.float64)
+        medians, means, scales, coef = self._num
+        for j, col in enumerate(self.features):
+            if col in self.medians:
+                i = self.numeric.index(col)
+                x = X[col].to_numpy(dtype=np.float64, na_value=np.nan)
+                x = np.where(np.isfinite(x), x, medians[i])
+                out[:, j] = coef[i] * (x - means[i]) / scales[i]
+            else:
+                values = X[col].astype(object).where(X[col].notna(), "__missing__").astype(str)
+                codes = pd.Categorical(values, categories=self.categorical[col]).codes
+                weights = self._cat[col]
+                out[:, j] = np.where(codes >= 0, weights[np.maximum(codes, 0)], 0.0) if weights.size else 0.0
+        return out
+
+    def log_odds(self, contributions: np.ndarray) -> np.ndarray:
+        """The churn log-odds: the intercept plus the row's :meth:`contributions` (sklearn's decision function)."""
+        return self.intercept + contributions.sum(axis=1)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-self.log_odds(self.contributions(X))))
+        return np.column_stack([1.0 - p, p])
 
 
 # --------------------------------------------------------------------------- BG/NBD P(alive)

@@ -51,7 +51,14 @@ from crmlab.training import register_pyfunc, training_run
 from crmlab.utils import Step, no_step
 from crmlab.workflow import PreparedData, prepare_data
 from crmlab.churn.models import inner_lightgbm
-from crmlab.churn.evaluate import choose_decision, customer_value, evaluate_models, importance_table, reliability_table
+from crmlab.churn.evaluate import (
+    choose_decision,
+    choose_shipped,
+    customer_value,
+    evaluate_models,
+    importance_table,
+    reliability_table,
+)
 from crmlab.churn.plots import plot_calibration, plot_importance
 from crmlab.churn.result import ChurnResult
 from crmlab.churn.bundle import export_bundle, score_churn, valid_features
@@ -259,7 +266,9 @@ def log_training(run: Run, tracker: Tracker, result: ChurnResult,
             child.log_metrics({**row, "fit_seconds": seconds.get(name, float("nan"))})
     lgbm = inner_lightgbm(result.models["lightgbm"])
     run.log_params({"mode": result.mode, "dataset": result.dataset.info, "best_iteration": lgbm.best_iteration_,
-                    "decision": result.decision, "n_features": len(lgbm.feature_names_in_)})
+                    "decision": result.decision, "n_features": len(lgbm.feature_names_in_),
+                    "shipped": result.shipped})
+    run.set_tags({"crmlab.shipped": result.shipped, "crmlab.shipped_because": result.shipped_because[:4000]})
     run.log_metrics(result.metrics)
     run.log_table(result.leaderboard, "leaderboard.csv")
     run.log_table(result.calibration, "calibration.csv")
@@ -325,13 +334,14 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
                 metrics.update(cross_validate(ds, churn, seed=project.seed))
         with step("Evaluating on the validation rows"):
             board, predictions = evaluate_models(models, ds, churn.top_k_percent)
-            champion = board.set_index("model").loc["lightgbm"].to_dict()
+            shipped, because = choose_shipped(board, churn.ship)
+            champion = board.set_index("model").loc[shipped].to_dict()
             metrics.update({k: float(v) for k, v in champion.items() if np.isfinite(v)})
-            check_evaluation("churn", {**champion, **metrics}, what="(LightGBM on the validation rows)")
+            check_evaluation("churn", {**champion, **metrics}, what=f"({shipped} on the validation rows)")
             for row in board.to_dict("records"):
                 metrics.update({f"{row['model']}_{k}": float(v) for k, v in row.items()
                                 if k != "model" and np.isfinite(v)})
-            decision = choose_decision(churn, ds.y_valid, predictions["lightgbm"], ds.X_valid)
+            decision = choose_decision(churn, ds.y_valid, predictions[shipped], ds.X_valid)
             metrics.update({f"decision_{k}": float(v) for k, v in decision.items()
                             if k in ("threshold", "flagged_share", "precision", "recall", "f1", "realised_profit")
                             and v is not None})
@@ -342,6 +352,7 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
             mode=mode, dataset=ds, models=models, leaderboard=board, metrics=metrics, decision=decision,
             importance=importance, calibration=calibration, bundle_path=Path(project.output.models_dir) / "churn",
             fingerprint=prepared.fingerprint, top_k_percent=churn.top_k_percent, fit_seconds=seconds,
+            shipped=shipped, shipped_because=because,
             predictions=predictions, **tr.ids(),
         )
         with step("Exporting the model bundle"):

@@ -18,10 +18,11 @@ from crmlab.training import TrainingResult
 class ChurnResult(TrainingResult):
     """Everything one training produced (what the CLI prints and the tests check).
 
-    ``metrics`` are the parent run's: the exported LightGBM's under plain names (``roc_auc``, the
+    ``metrics`` are the parent run's: the exported (``shipped``) model's under plain names (``roc_auc``, the
     registry's primary metric), every model's as ``<model>_<metric>``, the decision rule's and,
     in contract mode, the cross-validation's. ``predictions``: each model's on the validation rows;
-    ``fit_seconds``: each model's fitting time.
+    ``fit_seconds``: each model's fitting time; ``shipped``: the model exported (see
+    :func:`~crmlab.churn.evaluate.choose_shipped`) and ``shipped_because`` why.
     """
 
     mode: str
@@ -34,6 +35,8 @@ class ChurnResult(TrainingResult):
     predictions: dict[str, np.ndarray]
     fit_seconds: dict[str, float]
     top_k_percent: float = 10.0
+    shipped: str = "lightgbm"
+    shipped_because: str = ""
 
     def summary(self) -> list[str]:
         """A few lines for the CLI: the data, the leaderboard, the decision rule, the bundle."""
@@ -69,5 +72,6 @@ class ChurnResult(TrainingResult):
                      f"precision {d['precision']:.1%}, recall {d['recall']:.1%}"
                      + (f", realised profit {d['realised_profit']:,.0f}" if "realised_profit" in d else ""))
         lines.append("top features (mean |SHAP|): " + ", ".join(self.importance["feature"].head(5)))
+        lines.append(f"shipped: {self.shipped} ({self.shipped_because})")
         lines.append(f"bundle: {self.bundle_path}")
         return lines
