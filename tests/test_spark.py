@@ -104,12 +104,17 @@ def test_cleaning_on_spark_gives_the_rows_rejects_and_fills_of_pandas(cdnow, tmp
     from crmlab.workflow import prepare_data
 
     paths = write_synthetic(tmp_path / "synth", n_customers=600, seed=5)
-    cfg = load_config(None, ["project.tracking.enabled=false", f"project.output.dir={tmp_path / 'out'}",
-                             f"project.data.transactions.path={paths['transactions']}",
-                             f"project.data.customers.path={paths['customers']}",
-                             "project.cleaning.max_date=2024-12-31",
-                             "project.cleaning.dedupe_customers=false"])  # persons by e-mail: one machine only
+    cfg_sets = ["project.tracking.enabled=false", f"project.output.dir={tmp_path / 'out'}",
+                f"project.data.customers.path={paths['customers']}", "project.cleaning.max_date=2024-12-31",
+                "project.cleaning.dedupe_customers=false"]  # persons by e-mail: one machine only
+    cfg = load_config(None, [*cfg_sets, f"project.data.transactions.path={paths['transactions']}"])
     expected = prepare_data(cfg.project)
+    # Spark reads the same log split into two files, through a glob
+    raw = pd.read_csv(paths["transactions"], dtype=str, keep_default_na=False)
+    (tmp_path / "parts").mkdir()
+    raw.iloc[: len(raw) // 2].to_csv(tmp_path / "parts" / "tx-1.csv", index=False)
+    raw.iloc[len(raw) // 2:].to_csv(tmp_path / "parts" / "tx-2.csv", index=False)
+    cfg = load_config(None, [*cfg_sets, f"project.data.transactions.path={tmp_path / 'parts' / 'tx-*.csv'}"])
     summary = clean_on_spark(cfg, tmp_path / "clean_spark", buckets=5)
     report = expected.cleaning.report.to_dict()["tables"]
     for name in ("transactions", "customers"):

@@ -25,6 +25,7 @@ counts.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -135,7 +136,7 @@ def _raw_frame(spark: Any, source: TableSource | None, kind: str, slices: int) -
         if fmt == "parquet":
             df = spark.read.parquet(path)
         else:
-            first = next((p for p in sorted(Path().glob(path)) if p.is_file()), None) if any(
+            first = next((Path(p) for p in sorted(glob.glob(path)) if Path(p).is_file()), None) if any(
                 c in path for c in "*?[") else Path(path)
             if first is None or not first.is_file():
                 raise DataError("file not found", file=path, expected="an existing CSV file (or a glob of them)")
