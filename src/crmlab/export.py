@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +29,7 @@ import numpy as np
 
 from crmlab import __version__
 from crmlab.errors import ModelError
-from crmlab.utils import raise_if_stopped
+from crmlab.utils import replace_folder
 
 __all__ = ["FORMAT_VERSION", "Bundle", "as_bundle", "check_lightgbm_text", "load_bundle", "manifest_sha256",
            "write_bundle"]
@@ -195,14 +193,7 @@ def write_bundle(
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True, default=_json_default))
         sums = {**files, MANIFEST: _sha256(tmp / MANIFEST)}
         (tmp / CHECKSUMS).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())), encoding="utf-8")
-        raise_if_stopped()
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "bundle")
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         from crmlab.utils import disk_full, is_disk_full

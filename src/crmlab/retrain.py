@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from crmlab import pipelines
 from crmlab.registry import champion_bundle, get_champion, promote
 from crmlab.tracking import Tracker
 from crmlab.workflow import PreparedData, prepare_data
-from crmlab.utils import Step, no_step, raise_if_stopped
+from crmlab.utils import Step, no_step, replace_folder
 from crmlab.config import with_overrides
 
 __all__ = ["RetrainResult", "check_data", "retrain", "with_overrides"]
@@ -148,15 +147,8 @@ def _install_bundle(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     shutil.copytree(src, tmp / "b")
-    raise_if_stopped()
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-        os.replace(dst, old / "b")
-    os.replace(tmp / "b", dst)
+    replace_folder(tmp / "b", dst)
     shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, timeout: float | None = None,

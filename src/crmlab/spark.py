@@ -29,7 +29,7 @@ import pandas as pd
 from crmlab.config import CrmlabConfig
 from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError
-from crmlab.utils import raise_if_stopped
+from crmlab.utils import replace_folder
 
 __all__ = ["score_on_spark"]
 
@@ -157,14 +157,7 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
         try:
             scores.write.mode("overwrite").parquet(str(tmp / "scores"))
             rows = spark.read.parquet(str(tmp / "scores")).count()
-            raise_if_stopped()
-            old = None
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-                os.replace(out, old / "scores")
-            os.replace(tmp / "scores", out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_folder(tmp / "scores", out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         summary = {"path": out, "rows": int(rows), "as_of": as_of_d, "buckets": n,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import os
 import shutil
 import tempfile
 import zlib
@@ -42,7 +41,7 @@ import pandas as pd
 from crmlab.config import CleaningConfig, CrmlabConfig, TableSource
 from crmlab.data.io import SCHEMAS, Tables, detect_encoding, detect_sep, source_name
 from crmlab.errors import ConfigError, DataError
-from crmlab.utils import raise_if_stopped
+from crmlab.utils import replace_folder
 
 __all__ = ["clean_on_spark", "fixed_cleaning"]
 
@@ -146,9 +145,8 @@ def _raw_frame(spark: Any, source: TableSource | None, kind: str, slices: int) -
             sep = detect_sep(first, encoding)[0] if source.sep == "auto" else source.sep
             df = spark.read.csv(path, header=True, sep=sep, encoding=encoding, inferSchema=False, nullValue=None,
                                 emptyValue=None, multiLine=True, escape='"')
-    head = df.limit(1).toPandas()
-    check_mapping(mapping, head, kind=kind, file=name)
-    missing = [col for col, _ in mapping.items() if _ not in df.columns]
+    check_mapping(mapping, pd.DataFrame(columns=df.columns), kind=kind, file=name)  # names only: no Spark job
+    missing = [canonical for canonical, col in mapping.items() if col not in df.columns]
     if missing:
         raise DataError(f"mapped column {mapping[missing[0]]!r} (for {missing[0]!r}) is not in the table", file=name,
                         column=mapping[missing[0]], expected=f"one of its columns {list(df.columns)}")
@@ -165,14 +163,16 @@ def _raw_frame(spark: Any, source: TableSource | None, kind: str, slices: int) -
 # --------------------------------------------------------------------------- decisions
 
 
-def fixed_cleaning(cfg: CleaningConfig, sample: Tables, *, pii_columns: Any) -> tuple[CleaningConfig, list[str]]:
+def fixed_cleaning(cfg: CleaningConfig, sample: Tables, *, pii_columns: Any, today: date | None = None
+                   ) -> tuple[CleaningConfig, list[str], Any]:
     """The cleaning settings for one bucket: what :func:`clean_tables` decides from a whole table fixed from
     ``sample`` (the day/month order, the earliest plausible date), with a note per decision, and the
-    fills by a median or mode (statistics of the whole table) left to :func:`fill_on_spark`."""
+    fills by a median or mode (statistics of the whole table) left to :func:`fill_on_spark`; and the
+    sample's :class:`~crmlab.data.cleaning_report.CleanResult` (its clean tables give the output types)."""
     from crmlab.data.clean import clean_tables, derived_min_date
     from crmlab.data.parse import day_first_of
 
-    result = clean_tables(sample, cfg, pii_columns=pii_columns)
+    result = clean_tables(sample, cfg, pii_columns=pii_columns, today=today)
     notes: list[str] = []
     updates: dict[str, Any] = {"missing": {k: (p.model_copy(update={"strategy": "keep"})
                                                if p.strategy in ("median", "mode") else p)
@@ -200,7 +200,7 @@ def fixed_cleaning(cfg: CleaningConfig, sample: Tables, *, pii_columns: Any) -> 
             updates["min_date"] = lower
             notes.append(f"earliest plausible date {lower.isoformat()}, derived from the sample's transaction "
                          "dates; set project.cleaning.min_date to choose")
-    return cfg.model_copy(update=updates), notes
+    return cfg.model_copy(update=updates), notes, result
 
 
 def fill_on_spark(spark: Any, folder: Path, table: str, cfg: CleaningConfig) -> dict[str, dict[str, Any]]:
@@ -240,8 +240,7 @@ def fill_on_spark(spark: Any, folder: Path, table: str, cfg: CleaningConfig) -> 
         filled = df.select(*[F.coalesce(F.col(c), F.lit(fills[c])).alias(c) if c in fills else F.col(c)
                              for c in df.columns])
         filled.write.parquet(str(folder / f"{table}.filled"))
-        shutil.rmtree(folder / table)
-        os.replace(folder / f"{table}.filled", folder / table)
+        replace_folder(folder / f"{table}.filled", folder / table)
     return done
 
 
@@ -276,7 +275,7 @@ def clean_on_spark(cfg: CrmlabConfig, out_dir: str | Path, *, spark: Any | None 
     size = project.scoring.spark_sample_rows
     sample = Tables(**{k: _pandas_na(v.limit(size).toPandas()) for k, v in frames.items()})
     pii = tuple(project.features.pii_columns)
-    fixed, notes = fixed_cleaning(project.cleaning, sample, pii_columns=pii)
+    fixed, notes, sample_clean = fixed_cleaning(project.cleaning, sample, pii_columns=pii, today=today)
     for note in notes:
         log.info("spark cleaning: %s", note)
     cust = frames.get("customers")
@@ -285,7 +284,6 @@ def clean_on_spark(cfg: CrmlabConfig, out_dir: str | Path, *, spark: Any | None 
                     "clean on one machine (crmlab data clean) to merge them across the whole base",
                     " or ".join(fixed.match_on))
     schemas = {k: list(v.columns) for k, v in frames.items()}
-    sample_clean = clean_tables(sample, fixed, pii_columns=pii, today=today)
     import pyarrow as pa
 
     arrow = {k: pa.Schema.from_pandas(getattr(sample_clean.tables, k), preserve_index=False) for k in frames}
@@ -346,14 +344,7 @@ def clean_on_spark(cfg: CrmlabConfig, out_dir: str | Path, *, spark: Any | None 
         summary["decisions"] = notes
         summary["buckets"] = n
         (tmp / "cleaning_report.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-        raise_if_stopped()
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "clean")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("cleaned on Spark (%d buckets): %s", n, "; ".join(

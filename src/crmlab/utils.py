@@ -50,6 +50,22 @@ def raise_if_stopped() -> None:
         raise KeyboardInterrupt
 
 
+def replace_folder(new: Path, dst: Path) -> None:
+    """Put the complete folder ``new`` in the place of ``dst`` (on the same file system): an existing
+    ``dst`` is moved aside first and removed after, so a reader finds the old folder or the new one,
+    never a mix; a stop already recorded (:func:`raise_if_stopped`) keeps the old one."""
+    import tempfile
+
+    raise_if_stopped()
+    old = None
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+    os.replace(new, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def temp_name_beside(path: Path, suffix: str = ".tmp") -> Path:
     """A new, unused name for a temporary file beside ``path`` (same file system, so os.replace is
     atomic). The caller holds the name *before* creating the file (:func:`create_new`) inside the ``try``
