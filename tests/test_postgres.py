@@ -340,6 +340,12 @@ def test_spark_reads_the_database_in_slices_and_cleans_as_pandas_does(postgres, 
     from crmlab.spark_clean import clean_on_spark
     from crmlab.workflow import prepare_data
 
+    from crmlab.spark import session
+
+    # Spark's Python workers started before the password was set (as on a cluster, where they never see
+    # the driver's environment): the tasks must get it from the driver
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    session("local[2]").range(4).rdd.map(lambda x: x).count()
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     sets = [f"project.output.dir={tmp_path / 'out'}", "project.tracking.enabled=false",
             "project.cleaning.max_date=2024-12-31", "project.cleaning.dedupe_customers=false",

@@ -88,11 +88,11 @@ def _slice_sql(source: TableSource, id_column: str, slices: int, i: int) -> str:
             f"{slices}), 0) = {i}")
 
 
-def _read_database_slice(source: TableSource, kind: str, sql: str) -> pd.DataFrame:
+def _read_database_slice(source: TableSource, kind: str, sql: str, password: str | None) -> pd.DataFrame:
     """One slice of a database source through the pandas path's reader (same types, same errors)."""
     from crmlab.data.io import read_database_sql
 
-    return read_database_sql(source, kind, sql, allow_empty=True)
+    return read_database_sql(source, kind, sql, allow_empty=True, password=password)
 
 
 def _raw_frame(spark: Any, source: TableSource | None, kind: str, slices: int) -> Any:
@@ -107,8 +107,13 @@ def _raw_frame(spark: Any, source: TableSource | None, kind: str, slices: int) -
     name = source_name(source)
     mapping = dict(source.columns)
     if source.uri is not None:
+        from crmlab.data.io import database_password
+
         id_column = mapping.get("customer_id", "customer_id")
-        head = _read_database_slice(source, kind, f"SELECT * FROM ({_slice_sql(source, id_column, 1, 0)}) AS h LIMIT 1000")
+        # the tasks' environment is not the driver's: they get the password here, as a JDBC read would
+        password = database_password(source, kind)
+        head = _read_database_slice(source, kind, f"SELECT * FROM ({_slice_sql(source, id_column, 1, 0)}) AS h LIMIT 1000",
+                                    password)
         if head.empty:
             raise DataError("the database returned no rows", file=name,
                             expected=f"at least one {kind} row from project.data.{kind}."
@@ -122,7 +127,7 @@ def _raw_frame(spark: Any, source: TableSource | None, kind: str, slices: int) -
         def read(batches: Any) -> Any:
             for part in batches:
                 for i in part["i"].tolist():
-                    frame = _read_database_slice(source, kind, _slice_sql(source, id_column, slices, int(i)))
+                    frame = _read_database_slice(source, kind, _slice_sql(source, id_column, slices, int(i)), password)
                     yield frame.reindex(columns=columns)
 
         df = spark.createDataFrame(pd.DataFrame({"i": np.arange(slices)})).repartition(slices, "i")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import os
 import io
 import importlib.resources
 import logging
@@ -117,7 +118,20 @@ def _read_database(source: TableSource, kind: str) -> pd.DataFrame:
     return read_database_sql(source, kind, sql)
 
 
-def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: bool = False) -> pd.DataFrame:
+def database_password(source: TableSource, kind: str) -> str | None:
+    """The password a source's reads use: the variable named by ``password_env``, else PGPASSWORD, else
+    None (libpq then looks in ``~/.pgpass``). Never logged; a Spark task gets it from the driver, as a
+    JDBC read gets its password option, because a worker's environment is not the driver's."""
+    if source.password_env is not None:
+        if source.password_env not in os.environ:
+            raise DataError(f"the environment variable {source.password_env} (project.data.{kind}.password_env) "
+                            "is not set", file=source_name(source), expected="the database password in it")
+        return os.environ[source.password_env]
+    return os.environ.get("PGPASSWORD")
+
+
+def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: bool = False,
+                      password: str | None = None) -> pd.DataFrame:
     """The rows of ``sql`` on a PostgreSQL source, read through ADBC into Arrow and then pandas.
 
     Integers and floats stay numbers, ``numeric`` arrives as its text (the ADBC driver gives it an opaque
@@ -127,7 +141,6 @@ def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: 
     variable named by ``password_env``; errors name the database and table, never the password. The
     Arrow batches become one table without a copy, and pandas frees each Arrow column as it converts it
     (``self_destruct``): the peak is about one copy of the table, not two."""
-    import os
 
     import pyarrow as pa
 
@@ -137,11 +150,9 @@ def read_database_sql(source: TableSource, kind: str, sql: str, *, allow_empty: 
     except ImportError:  # pragma: no cover - a dependency of crmlab
         raise DataError("reading from PostgreSQL needs the adbc-driver-postgresql package", file=name) from None
     env = dict(os.environ)
-    if source.password_env is not None:
-        if source.password_env not in os.environ:
-            raise DataError(f"the environment variable {source.password_env} (project.data.{kind}.password_env) "
-                            "is not set", file=name, expected="the database password in it")
-        env["PGPASSWORD"] = os.environ[source.password_env]
+    secret = password if password is not None else database_password(source, kind)
+    if secret is not None:
+        env["PGPASSWORD"] = secret
     saved = os.environ.get("PGPASSWORD")
     try:
         if "PGPASSWORD" in env:
