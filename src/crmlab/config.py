@@ -77,7 +77,13 @@ class Frozen(BaseModel):
 
 
 class TableSource(Frozen):
-    """One input table: where it is and how its columns map to crmlab's canonical names."""
+    """One input table: where it is and how its columns map to crmlab's canonical names. A bare path
+    (``--set project.data.customers=customers.csv``) is the table at that path with default settings."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_path(cls, v: Any) -> Any:
+        return {"path": v} if isinstance(v, (str, Path)) else v
 
     path: Path | None = Field(
         None, description="CSV or Parquet file. A transactions source without a path is the embedded CDNOW demo "
