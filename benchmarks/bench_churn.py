@@ -80,7 +80,7 @@ def main() -> None:
               f"({len(feats) / seconds:,.0f} customers/s)")
         loaded = _load(bundle)
         X = _model_input(feats, loaded.spec, bundle.path)
-        _, seconds = timed("proba", lambda: loaded.model.predict_proba(X))
+        _, seconds = timed("proba", lambda: loaded.lightgbm.predict_proba(X))
         print(f"  LightGBM probability only                              {seconds:7.2f} s "
               f"({len(feats) / seconds:,.0f} customers/s)")
         tiers = scores["churn_risk_tier"].value_counts(normalize=True).reindex(["low", "medium", "high"])

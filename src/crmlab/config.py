@@ -502,18 +502,31 @@ class ChurnConfig(Frozen):
     )
     test_size: float = Field(0.25, gt=0, lt=1, description="Contract: share of customers held out for testing.")
     cv_folds: int = Field(
-        5, ge=2, description="Contract: stratified folds of the cross-validation on the training part."
+        5, ge=2, description="Contract: stratified folds of the cross-validation on the training part, which "
+        "chooses the shipped model (churn.ship auto) and the blend's weight."
     )
+    cv_repeats: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="Contract: times the cross-validation is repeated with another shuffle, so that the "
+        "choice between models is above the noise of one split; auto: 3 up to 20,000 training rows, else 1.")
+    blend: bool = Field(
+        True, description="Put the blend of LightGBM and the logistic regression on the leaderboard: its churn "
+        "log-odds are w x LightGBM's + (1 - w) x the logistic regression's. Contract: w is chosen on out-of-fold "
+        "predictions (each fold judged with a w chosen on the other folds); transactions: w = 0.5.")
+    refit: bool = Field(
+        True, description="Contract: after the choice, fit the shipped model again on every labelled row "
+        "(training and test part) before export; its metrics are those of the same model fitted on the training "
+        "part, measured on the test part. false: export the model that was measured.")
     top_k_percent: float = Field(
         10.0, gt=0, le=100, description="k of recall at the top k%, and the share contacted by threshold 'capacity'."
     )
     class_weight: Literal["balanced"] | None = Field(
         None, description="'balanced' weighs both classes alike (imbalance); calibrate the probabilities then."
     )
-    ship: Literal["auto", "lightgbm", "logistic"] = Field(
-        "auto", description="Which model is exported and scores: 'auto' ships LightGBM unless the logistic "
-        "regression ranks significantly better on the validation rows (DeLong's 95% interval of the ROC AUC "
-        "difference below 0), then the logistic regression; or name one.")
+    ship: Literal["auto", "lightgbm", "logistic", "blend"] = Field(
+        "auto", description="Which model is exported and scores. 'auto', contract: the best mean ROC AUC of the "
+        "repeated cross-validation; transactions: LightGBM unless the logistic regression or the blend ranks "
+        "significantly better on the validation snapshot (DeLong's 95% interval of the ROC AUC difference above 0), "
+        "then the best of those. Or name one.")
     calibration: Literal["none", "isotonic", "sigmoid"] = Field(
         "none", description="Map LightGBM's scores to probabilities on a separate fold of the training rows."
     )

@@ -34,6 +34,11 @@ class DiskFullError(CrmlabError):
     exit_code = 1
 
 
+class NoFairComparison(CrmlabError):
+    """The registry's champion cannot be judged fairly on a challenger's rows (it was fitted on them);
+    a retraining then keeps the champion and says why."""
+
+
 class DataCheckError(CrmlabError):
     """The data a scheduled job was given failed its checks (exit code 3, so schedulers can tell)."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from crmlab.config import CrmlabConfig
-from crmlab.errors import ConfigError, DataCheckError
+from crmlab.errors import ConfigError, DataCheckError, NoFairComparison
 from crmlab import pipelines
 from crmlab.registry import champion_bundle, get_champion, promote
 from crmlab.tracking import Tracker
@@ -197,20 +197,35 @@ def retrain(cfg: CrmlabConfig, pipeline: str, *, trials: int | None = None, time
             out.promoted, out.reason = True, "there was no champion: the new model is the first"
         else:
             out.champion_version = champion.version
+            unfair = None
             with step(f"Evaluating the champion (version {champion.version}) on the same holdout"):
                 with tempfile.TemporaryDirectory(prefix="crmlab-champion-") as tmp:
                     champ_path, _ = champion_bundle(project.tracking, pipeline, tmp)
                     evaluate = record.load("evaluator")
-                    out.champion_metrics = {k: float(v) for k, v in evaluate(champ_path, result).items()}
-            out.champion_value = out.champion_metrics.get(metric)
-            if out.challenger_value is None or out.champion_value is None:
-                raise ConfigError(f"retrain {pipeline}: metric {metric!r} missing from the evaluation")
-            better = _better(out.challenger_value, out.champion_value, higher, rules.margin)
-            direction = "higher" if higher else "lower"
-            out.promoted = better
-            out.reason = (f"{metric} {out.challenger_value:.4g} vs {out.champion_value:.4g} ({direction} is better, "
-                          f"margin {rules.margin:g}): " + ("the challenger is better" if better else
-                                                           "the challenger is not better by the margin"))
+                    try:
+                        evaluated = {k: float(v) for k, v in evaluate(champ_path, result).items()}
+                    except NoFairComparison as exc:
+                        unfair = str(exc)
+            if unfair is not None:
+                out.promoted, out.reason = False, f"no fair comparison: {unfair}"
+            else:
+                # an evaluator that had to leave rows out (the champion was fitted on them) gives the
+                # challenger's figures on the rows it kept: the two are compared on the same rows
+                same_rows = {k.removeprefix("challenger_"): v for k, v in evaluated.items() if k.startswith("challenger_")}
+                out.champion_metrics = {k: v for k, v in evaluated.items() if not k.startswith("challenger_")}
+                where = ""
+                if metric in same_rows:
+                    out.challenger_value = same_rows[metric]
+                    where = f" on the {int(out.champion_metrics.get('unseen_rows', 0)):,} test rows the champion was not fitted on"
+                out.champion_value = out.champion_metrics.get(metric)
+                if out.challenger_value is None or out.champion_value is None:
+                    raise ConfigError(f"retrain {pipeline}: metric {metric!r} missing from the evaluation")
+                better = _better(out.challenger_value, out.champion_value, higher, rules.margin)
+                direction = "higher" if higher else "lower"
+                out.promoted = better
+                out.reason = (f"{metric} {out.challenger_value:.4g} vs {out.champion_value:.4g}{where} ({direction} is "
+                              f"better, margin {rules.margin:g}): " + ("the challenger is better" if better else
+                                                                      "the challenger is not better by the margin"))
         if out.promoted and challenger_version is not None:
             promote(project.tracking, pipeline, challenger_version, reason=out.reason)
             _install_bundle(bundle_path, Path(project.output.models_dir) / pipeline)

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from crmlab.churn.bundle import MODEL_FILE, OUTPUT_COLUMNS, SPEC_FILE, evaluate_bundle, score_churn
+from crmlab.churn.evaluate import choose_shipped
 from crmlab.churn.pipeline import REGISTERED_MODEL_NAME, churn_windows, resolve_mode, train_churn, validation_cut_off
 from crmlab.churn.tune import tune_churn
 from crmlab.cli import app
@@ -47,7 +48,7 @@ def test_transaction_mode_end_to_end(trained):
     ds = result.dataset
     # validation is the latest snapshot, its labels inside the data; training snapshots end before it
     assert result.mode == "transactions" and ds.info["valid_snapshot"] > max(ds.info["train_snapshots"])
-    assert set(result.leaderboard["model"]) == {"lightgbm", "logistic", "bgnbd"}
+    assert set(result.leaderboard["model"]) == {"lightgbm", "logistic", "blend", "bgnbd"}
 
     # MLflow: one parent run, a child per model, the primary metric, plots, a registered pyfunc
     client = mlflow.MlflowClient(cfg.project.tracking.uri)
@@ -75,7 +76,7 @@ def test_transaction_mode_end_to_end(trained):
                for line in result.summary())
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
-    assert sorted(c.data.tags["crmlab.model"] for c in children) == ["bgnbd", "lightgbm", "logistic"]
+    assert sorted(c.data.tags["crmlab.model"] for c in children) == ["bgnbd", "blend", "lightgbm", "logistic"]
     plots = {f.path for f in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/feature_importance.png", "plots/calibration.png"}
     assert client.get_model_version(REGISTERED_MODEL_NAME, "1").run_id == result.run_id
@@ -90,7 +91,8 @@ def test_transaction_mode_end_to_end(trained):
     scores = score_churn(features, bundle)
     assert list(scores.columns) == OUTPUT_COLUMNS
     assert scores["customer_id"].tolist() == ds.ids_valid.tolist()
-    np.testing.assert_allclose(scores["churn_probability"], result.predictions["lightgbm"], rtol=1e-9)
+    assert result.exported_model is result.models[result.shipped]  # transactions: the model evaluated is exported
+    np.testing.assert_allclose(scores["churn_probability"], result.predictions[result.shipped], rtol=1e-9)
     assert set(scores["churn_risk_tier"]) <= {"low", "medium", "high"}
     assert scores["churn_reason_1"].str.contains(r"\(\+").mean() > 0.9  # reasons push towards churn
     flagged = scores["churn_probability"] >= result.decision["threshold"]
@@ -221,7 +223,7 @@ def _contract_sets(root: Path, table: pd.DataFrame) -> list[str]:
 def test_contract_table_without_transactions_trains_and_scores(tmp_path):
     cfg = load_config(tmp_path / "no-configs", _contract_sets(tmp_path, _contract_table(600)))
     result = train_churn(cfg)
-    assert result.mode == "contract" and set(result.leaderboard["model"]) == {"lightgbm", "logistic"}
+    assert result.mode == "contract" and set(result.leaderboard["model"]) == {"lightgbm", "logistic", "blend"}
     assert len(result.dataset.y_valid) == 150  # 25% held out, stratified
     assert result.metrics["roc_auc"] > 0.7 and 0.6 < result.metrics["cv_roc_auc_mean"] <= 1
     assert "churn" not in result.dataset.X_train.columns  # the label never becomes a feature
@@ -240,7 +242,9 @@ def test_contract_calibration_and_profit_rule(tmp_path):
     assert params["calibration"]["method"] == "sigmoid" and params["decision"]["rule"] == "profit"
     ds = result.dataset
     scores = score_churn(ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy()), result.bundle_path)
-    np.testing.assert_allclose(scores["churn_probability"], result.predictions["lightgbm"], rtol=1e-9)
+    # the bundle holds the model refitted on every labelled row (churn.refit): it scores as that model does
+    np.testing.assert_allclose(scores["churn_probability"], result.exported_model.predict_proba(ds.X_valid)[:, 1],
+                               rtol=1e-9)
     expected = scores["churn_probability"] * 0.3 * ds.X_valid["monthly_charges"].to_numpy() > 5
     assert (scores["churn_flagged"] == expected).all()
 
@@ -264,7 +268,9 @@ def test_cli_train_churn(tmp_path):
     res = runner.invoke(app, ["-c", str(tmp_path / "no-configs"), *sets, "train", "churn"])
     assert res.exit_code == 0, res.output
     assert "lightgbm" in res.output and "bundle:" in res.output
-    assert (tmp_path / "models" / "churn" / MODEL_FILE).is_file()
+    shipped = load_bundle(tmp_path / "models" / "churn").manifest["model"]
+    assert f"shipped: {shipped} (" in res.output  # the summary names the model in the bundle
+    assert (tmp_path / "models" / "churn" / MODEL_FILE).is_file() == (shipped != "logistic")
 
 
 # --------------------------------------------------------------------------- tuning
@@ -355,33 +361,68 @@ def _linear_table(n: int, seed: int = 0) -> pd.DataFrame:
     return table
 
 
-def test_the_logistic_regression_ships_when_it_ranks_significantly_better(tmp_path):
-    """issue 18: the leaderboard decides, with DeLong, not a fixed model family. On a linear world the
-    logistic regression beats LightGBM significantly; it is exported, scores the customers exactly as
-    it did on the validation rows, and gives its own log-odds contributions as reasons."""
+def test_the_logistic_regression_ships_when_it_ranks_better(tmp_path):
+    """issue 18: the leaderboard decides, not a fixed model family. On a linear world the logistic
+    regression beats LightGBM in the repeated cross-validation of the training part (and DeLong agrees on
+    the test part); it is exported, refitted on every row, scores the customers as that refit does, and
+    gives its own log-odds contributions as reasons."""
     cfg = load_config(tmp_path / "no-configs", _contract_sets(tmp_path, _linear_table(4000)))
     result = train_churn(cfg)
     board = result.leaderboard.set_index("model")
     assert board.loc["logistic", "lightgbm_gain_high"] < 0  # DeLong: LightGBM significantly worse here
-    assert result.shipped == "logistic" and "significantly better" in result.shipped_because
+    cv = result.cross_validation
+    assert cv.compare("logistic", "lightgbm")["low"] > 0  # the corrected CV interval says so too
+    assert result.shipped == "logistic" and "it beat LightGBM" in result.shipped_because
+    assert board["shipped"].sum() == 1 and board.loc["logistic", "shipped"]
     assert result.metrics["roc_auc"] == pytest.approx(board.loc["logistic", "roc_auc"])
+    assert result.metrics["cv_roc_auc_mean"] == pytest.approx(cv.mean("logistic"))
     bundle = load_bundle(result.bundle_path)
     assert bundle.params["model_kind"] == "logistic" and not (result.bundle_path / MODEL_FILE).exists()
-    assert bundle.manifest["model"] == "logistic" and "significantly" in bundle.manifest["shipped_because"]
+    assert bundle.manifest["model"] == "logistic" and "it beat LightGBM" in bundle.manifest["shipped_because"]
+    assert bundle.manifest["refit_on_all_rows"] and bundle.arrays["trained_rows"].size == 4000
     ds = result.dataset
     scores = score_churn(ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy()), result.bundle_path)
-    np.testing.assert_allclose(scores["churn_probability"], result.predictions["logistic"], rtol=1e-12)
+    np.testing.assert_allclose(scores["churn_probability"], result.exported_model.predict_proba(ds.X_valid)[:, 1],
+                               rtol=1e-12)
     first = scores["churn_reason_1"].dropna()
     assert len(first) > 0.9 * len(scores) and first.str.match(r"^(usage_\d+ (high|low)|plan=\w+) \(\+\d\.\d\d\)$").all()
     assert any(line.startswith("shipped: logistic") for line in result.summary())
+    assert any(line.startswith("* logistic") for line in result.summary())  # the leaderboard marks it
     # the same table, LightGBM named: LightGBM ships, as the config says
     forced = train_churn(load_config(tmp_path / "no-configs", [*_contract_sets(tmp_path, _linear_table(4000)),
                                                                 "churn.ship=lightgbm"]))
     assert forced.shipped == "lightgbm" and (forced.bundle_path / MODEL_FILE).is_file()
 
 
-def test_a_tie_keeps_lightgbm(tmp_path):
+def _board(rows: dict[str, tuple[float, float, float]]) -> pd.DataFrame:
+    """A leaderboard by hand: model -> (ROC AUC, LightGBM's gain CI low, high)."""
+    return pd.DataFrame([{"model": m, "roc_auc": auc, "lightgbm_gain": (low + high) / 2, "lightgbm_gain_low": low,
+                          "lightgbm_gain_high": high, "lightgbm_gain_p": 0.01} for m, (auc, low, high) in rows.items()])
+
+
+def test_transactions_ship_lightgbm_unless_another_model_ranks_significantly_better():
+    tie = _board({"lightgbm": (0.80, np.nan, np.nan), "logistic": (0.81, -0.03, 0.01), "blend": (0.812, -0.02, 0.001),
+                  "bgnbd": (0.70, 0.05, 0.15)})
+    shipped, because = choose_shipped(tie, "auto")
+    assert shipped == "lightgbm" and because.startswith("no model ranks significantly better than LightGBM")
+    blend = _board({"lightgbm": (0.80, np.nan, np.nan), "logistic": (0.81, -0.03, 0.01), "blend": (0.82, -0.03, -0.01)})
+    assert choose_shipped(blend, "auto")[0] == "blend"
+    both = _board({"lightgbm": (0.80, np.nan, np.nan), "logistic": (0.83, -0.05, -0.01), "blend": (0.82, -0.03, -0.01)})
+    assert choose_shipped(both, "auto")[0] == "logistic"  # both significantly better: the higher ROC AUC
+    # BG/NBD is never shipped, however well it ranks; a named model is shipped as named
+    assert choose_shipped(_board({"lightgbm": (0.7, np.nan, np.nan), "bgnbd": (0.9, -0.3, -0.1)}), "auto")[0] == "lightgbm"
+    assert choose_shipped(tie, "blend") == ("blend", "churn.ship=blend")
+    with pytest.raises(ConfigError, match="no blend on the leaderboard"):
+        choose_shipped(_board({"lightgbm": (0.8, np.nan, np.nan), "logistic": (0.8, -0.1, 0.1)}), "blend")
+
+
+def test_contract_ships_the_best_cross_validated_model(tmp_path):
     result = train_churn(load_config(tmp_path / "no-configs", _contract_sets(tmp_path, _contract_table(600))))
-    row = result.leaderboard.set_index("model").loc["logistic"]
-    assert row["lightgbm_gain_low"] <= 0 <= row["lightgbm_gain_high"]  # no significant difference here
-    assert result.shipped == "lightgbm" and "no significant difference" in result.shipped_because
+    cv = result.cross_validation
+    assert len(cv.aucs) == 3 * 3  # churn.cv_folds=3, repeated 3x (auto below 20,000 rows)
+    assert result.shipped == max(("lightgbm", "logistic", "blend"), key=cv.mean)
+    board = result.leaderboard.set_index("model")
+    assert board.loc[result.shipped, "cv_roc_auc"] == pytest.approx(cv.mean(result.shipped))
+    assert f"{cv.mean(result.shipped):.4f}" in result.shipped_because
+
+

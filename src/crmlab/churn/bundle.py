@@ -14,7 +14,8 @@ import pandas as pd
 
 from crmlab.churn.data import ChurnDataset
 from crmlab.churn.evaluate import churn_metrics
-from crmlab.churn.explain import linear_reasons, reasons_and_probability
+from crmlab.churn.data import MIN_ROWS
+from crmlab.churn.explain import blend_reasons, linear_reasons, reasons_and_probability
 from crmlab.churn.metrics import (
     profit_targets,
     risk_tiers,
@@ -22,7 +23,7 @@ from crmlab.churn.metrics import (
 from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LinearChurn, inner_lightgbm
 from crmlab.churn.result import ChurnResult
 from crmlab.config import ChurnConfig
-from crmlab.errors import ModelError
+from crmlab.errors import ModelError, NoFairComparison
 from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.utils import ids_unique
 
@@ -66,26 +67,46 @@ def _calibration_params(model: Any) -> dict[str, Any] | None:
     return {"method": "sigmoid", **model.sigmoid_}
 
 
+def row_hashes(ids: Any, labels: Any) -> np.ndarray:
+    """One 64-bit hash per (customer id, label) row, sorted and unique: what a refitted contract
+    bundle keeps of the rows it was fitted on (no id in clear), so that a retraining can judge it
+    on rows it has not seen (:func:`evaluate_bundle`)."""
+    keys = np.asarray([f"{i}\x1f{int(v)}" for i, v in zip(pd.Series(ids).astype(str), labels, strict=True)],
+                      dtype=object)
+    return np.unique(pd.util.hash_array(keys))
+
+
+def linear_input_spec(linear: LinearChurn) -> dict[str, Any]:
+    """The input spec of a logistic model: its categories go in as they are (an unseen one is not missing)."""
+    return {"features": linear.features, "categorical": {}, "text": sorted(linear.categorical),
+            "medians": dict(linear.medians), "zero_when_absent": list(_ZERO_WHEN_ABSENT)}
+
+
 def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, config_digest: str,
                   time_unit: str) -> Path:
-    """Write ``models/churn/``: the LightGBM text model, the preprocessing spec (JSON), the
-    calibration map, decision rule and risk tiers (params.json), the report tables and a manifest
-    with features, training window and metrics. No pickles."""
+    """Write ``models/churn/``: the LightGBM text model and its preprocessing spec (JSON), or the
+    logistic regression's coefficients, or both and the weight (the blend); the calibration map,
+    decision rule and risk tiers (params.json), the report tables and a manifest with features,
+    training window and metrics. A contract model refitted on every labelled row also keeps the
+    hashes of those rows (``arrays.npz``). No pickles."""
     shipped = result.shipped
-    model = result.models[shipped]
+    model = result.exported_model
     ds = result.dataset
-    if shipped == "logistic":
-        linear = LinearChurn.from_model(model)
-        spec = {"features": linear.features, "categorical": {}, "text": sorted(linear.categorical),
-                "medians": dict(linear.medians), "zero_when_absent": list(_ZERO_WHEN_ABSENT)}
-    else:
-        lgbm = inner_lightgbm(model)
-        spec = preprocessing_spec(lgbm, ds.X_train)
+    refit = result.shipped_model is not None
+    X_fit = pd.concat([ds.X_train, ds.X_valid], ignore_index=True) if refit else ds.X_train
+    linear = lgbm = None
+    if shipped in ("logistic", "blend"):
+        linear = LinearChurn.from_model(model if shipped == "logistic" else model.logistic)
+    if shipped in ("lightgbm", "blend"):
+        lgbm = inner_lightgbm(model if shipped == "lightgbm" else model.lightgbm)
+    spec = preprocessing_spec(lgbm, X_fit) if lgbm is not None else linear_input_spec(linear)
     params = {
         "mode": result.mode,
         "model_kind": shipped,
-        **({"logistic": linear.spec} if shipped == "logistic" else
-           {"lightgbm": {"params": lgbm.lgb_params(), "best_iteration": lgbm.best_iteration_}}),
+        **({"logistic": linear.spec} if linear is not None else {}),
+        **({"lightgbm": {"params": lgbm.lgb_params(), "best_iteration": lgbm.best_iteration_}} if lgbm is not None
+           else {}),
+        **({"blend": {"weight": model.weight}} if shipped == "blend" else {}),
         "calibration": _calibration_params(model),
         "decision": {k: result.decision.get(k) for k in ("rule", "threshold", "offer_cost", "save_rate",
                                                           "value_column")},
@@ -94,6 +115,8 @@ def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, 
         "reasons": churn.reasons,
     }
     window = {"mode": result.mode, **{k: v for k, v in ds.info.items() if k != "seed"}}
+    if refit:
+        window.update(refit_rows=len(X_fit), evaluated_rows=len(ds.y_train))
     manifest = {
         "features": spec["features"],
         "input_columns": ["customer_id", *spec["features"]],
@@ -102,46 +125,58 @@ def export_bundle(path: str | Path, result: ChurnResult, churn: ChurnConfig, *, 
         "mode": result.mode,
         "model": shipped + (f"+{churn.calibration}" if shipped == "lightgbm" and churn.calibration != "none" else ""),
         "shipped_because": result.shipped_because,
+        "refit_on_all_rows": refit,
         "training_window": window,
         "metrics": {k: (float(v) if np.isfinite(v) else None) for k, v in result.metrics.items()},
         "config_hash": config_digest,
     }
     texts = {
-        **({MODEL_FILE: lgbm.booster_.model_to_string(num_iteration=lgbm.best_iteration_)} if shipped == "lightgbm"
+        **({MODEL_FILE: lgbm.booster_.model_to_string(num_iteration=lgbm.best_iteration_)} if lgbm is not None
            else {}),
         SPEC_FILE: json.dumps(spec, indent=2, sort_keys=True),
         "report_leaderboard.csv": result.leaderboard.to_csv(index=False),
         "report_calibration.csv": result.calibration.to_csv(index=False),
     }
-    return write_bundle(path, pipeline="churn", params=params, manifest=manifest, texts=texts)
+    arrays = None
+    if refit:
+        y_all = np.concatenate([ds.y_train.to_numpy(), ds.y_valid.to_numpy()])
+        arrays = {"trained_rows": row_hashes(pd.concat([ds.ids_train, ds.ids_valid], ignore_index=True), y_all)}
+    return write_bundle(path, pipeline="churn", params=params, manifest=manifest, texts=texts, arrays=arrays)
 
 
 @dataclass(frozen=True)
 class _LoadedChurn:
-    model: Any  # LightGBMChurn, or LinearChurn for a shipped logistic regression
-    spec: dict[str, Any]
+    kind: str  # lightgbm, logistic or blend
+    spec: dict[str, Any]  # the input spec of LightGBM (of the logistic regression when it ships alone)
     params: dict[str, Any]
+    lightgbm: LightGBMChurn | None = None
+    linear: LinearChurn | None = None
+    weight: float = 1.0
 
 
 def _load(bundle: Bundle) -> _LoadedChurn:
     kind = bundle.params.get("model_kind", "lightgbm")
     needed = (SPEC_FILE,) if kind == "logistic" else (MODEL_FILE, SPEC_FILE)
     missing = [name for name in needed if not (bundle.path / name).is_file()]
-    if missing or "decision" not in bundle.params or kind not in ("lightgbm", "logistic"):
+    if missing or "decision" not in bundle.params or kind not in ("lightgbm", "logistic", "blend"):
         raise ModelError(f"{bundle.path}: lacks {missing or ['params.json decision']}; not a churn bundle of this "
                          "crmlab, retrain")
     spec = json.loads(bundle.read_text(SPEC_FILE))
-    if kind == "logistic":
+    linear, weight = None, 1.0
+    if kind in ("logistic", "blend"):
         try:
-            return _LoadedChurn(LinearChurn(bundle.params["logistic"]), spec, bundle.params)
+            linear = LinearChurn(bundle.params["logistic"])
+            weight = float(bundle.params["blend"]["weight"]) if kind == "blend" else 0.0
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{bundle.path / 'params.json'}: the logistic model is incomplete ({exc}); retrain or "
+            raise ModelError(f"{bundle.path / 'params.json'}: the {kind} model is incomplete ({exc}); retrain or "
                              "restore the bundle") from None
+        if kind == "logistic":
+            return _LoadedChurn(kind, spec, bundle.params, linear=linear, weight=0.0)
     booster = lgb.Booster(model_str=bundle.lightgbm_text(MODEL_FILE))
     model = LightGBMChurn.from_booster(booster, features=spec["features"],
                                        categorical_features=list(spec["categorical"]),
                                        feature_medians=spec["medians"])
-    return _LoadedChurn(model, spec, bundle.params)
+    return _LoadedChurn(kind, spec, bundle.params, lightgbm=model, linear=linear, weight=weight)
 
 
 def _model_input(features: pd.DataFrame, spec: Mapping[str, Any], where: Path) -> pd.DataFrame:
@@ -206,16 +241,21 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     params = loaded.params
     method = params.get("reasons", "shap")
     reasons, raw = None, None
-    if isinstance(loaded.model, LinearChurn):  # the log-odds contributions are the reasons, exactly
+    if loaded.kind == "logistic":  # the log-odds contributions are the reasons, exactly
         if len(X):
-            reasons, raw = linear_reasons(loaded.model, X, N_REASONS)
+            reasons, raw = linear_reasons(loaded.linear, X, N_REASONS)
             if method == "none":
                 reasons = None
+    elif loaded.kind == "blend":  # w x LightGBM's contributions + (1 - w) x the regression's: the blend's log-odds
+        if len(X):
+            X_linear = _model_input(features.reset_index(drop=True), linear_input_spec(loaded.linear), bundle.path)
+            reasons, raw = blend_reasons(loaded.lightgbm, loaded.linear, loaded.weight, X, X_linear, N_REASONS,
+                                         method=method)
     elif len(X) and method != "none":
         # path reasons walk the trees once for the probability too (bit for bit predict_proba's)
-        reasons, _, raw = reasons_and_probability(loaded.model, X, N_REASONS, risk_only=True, method=method)
+        reasons, _, raw = reasons_and_probability(loaded.lightgbm, X, N_REASONS, risk_only=True, method=method)
     if raw is None:
-        raw = loaded.model.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
+        raw = loaded.lightgbm.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
     prob = _calibrate(raw, params.get("calibration"))
     tiers = risk_tiers(prob, tuple(params["risk_tiers"]["edges"]), tuple(params["risk_tiers"]["labels"]))
     decision = params["decision"]
@@ -242,10 +282,32 @@ def valid_features(ds: ChurnDataset) -> pd.DataFrame:
 
 def evaluate_bundle(bundle: Bundle | str | Path, result: ChurnResult) -> dict[str, float]:
     """Another exported churn model (the registry's champion, say) scored on the validation rows of
-    ``result`` and measured like ``result.metrics``, so a retraining compares like with like. The
-    champion was trained on snapshots whose labels end on or before its own validation cut-off,
-    which is not later than the challenger's, so it has not seen these labels (transaction mode;
-    in contract mode both split the same table with the same seed)."""
+    ``result`` and measured like ``result.metrics``, so a retraining compares like with like.
+
+    Transactions: the champion was trained on snapshots whose labels end on or before its own
+    validation cut-off, which is not later than the challenger's, so it has not seen these labels.
+    Contract: a champion refitted on every labelled row keeps the hashes of those rows; it is judged
+    only on the test rows it has not seen (a new customer, or a customer whose label changed), and
+    the challenger's figures on the same rows come back as ``challenger_<metric>``. Raises
+    :class:`~crmlab.errors.NoFairComparison` when fewer than 20 such rows (or one class only) remain.
+    """
     bundle = as_bundle(bundle, "churn")
-    scores = score_churn(valid_features(result.dataset), bundle)
-    return churn_metrics(result.dataset.y_valid, scores["churn_probability"].to_numpy(), result.top_k_percent)
+    ds = result.dataset
+    y = ds.y_valid.to_numpy()
+    seen = bundle.arrays.get("trained_rows")
+    keep = np.ones(len(y), dtype=bool)
+    if seen is not None:
+        keep = ~np.isin(row_hashes(ds.ids_valid, y), seen)
+        if keep.sum() < MIN_ROWS or np.unique(y[keep]).size < 2:
+            raise NoFairComparison(
+                f"the champion was fitted on {int((~keep).sum()):,} of the {len(y):,} test rows (same customer, same "
+                f"label); the {int(keep.sum())} it has not seen are too few to judge it (at least {MIN_ROWS} with both "
+                "labels): it is kept. Retrain when labels have moved on, or promote by hand (crmlab models promote).")
+    features = valid_features(ds)
+    scores = score_churn(features[keep].reset_index(drop=True), bundle)
+    out = churn_metrics(y[keep], scores["churn_probability"].to_numpy(), result.top_k_percent)
+    if not keep.all():
+        mine = churn_metrics(y[keep], result.predictions[result.shipped][keep], result.top_k_percent)
+        out.update({f"challenger_{k}": v for k, v in mine.items()})
+        out["unseen_rows"] = float(keep.sum())
+    return out

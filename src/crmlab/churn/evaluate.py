@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlab.churn.blend import CrossValidation
 from crmlab.churn.data import ChurnDataset
 from crmlab.churn.explain import global_importance
 from crmlab.churn.metrics import (
@@ -59,28 +60,65 @@ def evaluate_models(models: Mapping[str, Any], ds: ChurnDataset, k_percent: floa
     return board, predictions
 
 
-#: The models a churn bundle can ship (BG/NBD's P(alive) is a baseline only).
-SHIPPABLE = ("lightgbm", "logistic")
+#: The models a churn bundle can ship, in the order a tie prefers them (BG/NBD's P(alive) is a baseline only).
+SHIPPABLE = ("lightgbm", "logistic", "blend")
+NAMES = {"lightgbm": "LightGBM", "logistic": "the logistic regression", "blend": "the blend", "bgnbd": "BG/NBD"}
 
 
-def choose_shipped(board: pd.DataFrame, ship: str) -> tuple[str, str]:
-    """(the model to export, why): ``ship`` when it names one; with ``"auto"`` LightGBM, unless the
-    logistic regression ranks significantly better on the validation rows (DeLong's 95% interval of
-    LightGBM's ROC AUC gain entirely below 0). A tie keeps LightGBM: its reasons follow the customer's
-    own feature interactions, and a coin flip between equals would change the shipped family run to run."""
-    if ship != "auto":
-        return ship, f"churn.ship={ship}"
+def choose_shipped(board: pd.DataFrame, ship: str, cv: CrossValidation | None = None) -> tuple[str, str]:
+    """(the model to export, why, naming what it beat): ``ship`` when it names one. With ``"auto"``:
+
+    * contract (``cv`` given): the shippable model with the best mean ROC AUC of the repeated
+      cross-validation of the training part; the test rows only report. Each loser's gap comes with
+      its corrected 95% interval (:func:`~crmlab.churn.blend.corrected_interval`).
+    * transactions: LightGBM, unless the logistic regression or the blend ranks significantly better
+      on the validation snapshot (DeLong's 95% interval of LightGBM's ROC AUC gain entirely below 0);
+      then the best of those. A tie keeps LightGBM: its reasons follow the customer's own feature
+      interactions, and a coin flip between equals would change the shipped family run to run.
+    """
     rows = board.set_index("model")
-    if "logistic" in rows.index and "lightgbm" in rows.index:
-        r = rows.loc["logistic"]
-        ci = (f"LightGBM's ROC AUC gain {r['lightgbm_gain']:+.4f}, 95% CI {r['lightgbm_gain_low']:+.4f} to "
-              f"{r['lightgbm_gain_high']:+.4f}, DeLong p = {r['lightgbm_gain_p']:.3g}")
-        if r["lightgbm_gain_high"] < 0:
-            return "logistic", f"the logistic regression ranks significantly better than LightGBM ({ci})"
-        if r["lightgbm_gain_low"] > 0:
-            return "lightgbm", f"LightGBM ranks significantly better than the logistic regression ({ci})"
-        return "lightgbm", f"no significant difference between LightGBM and the logistic regression ({ci}): LightGBM"
-    return "lightgbm", "LightGBM (no logistic baseline to compare with)"
+    candidates = [m for m in SHIPPABLE if m in rows.index]
+    if ship != "auto":
+        if ship not in rows.index:
+            raise ConfigError(f"churn.ship={ship}: there is no {ship} on the leaderboard "
+                              f"({', '.join(rows.index)}); set churn.blend=true or choose another")
+        return ship, f"churn.ship={ship}"
+    if cv is not None:
+        scored = [m for m in candidates if m in cv.aucs.columns]
+        best = max(scored, key=lambda m: (round(cv.mean(m), 12), -scored.index(m)))
+        beaten = []
+        for other in scored:
+            if other != best:
+                c = cv.compare(best, other)
+                beaten.append(f"{NAMES[other]} {cv.mean(other):.4f} ({c['diff']:+.4f}, 95% CI {c['low']:+.4f} to "
+                              f"{c['high']:+.4f})")
+        return best, (f"the best mean ROC AUC of the {cv.folds}-fold cross-validation of the training part, repeated "
+                      f"{cv.repeats}x: {cv.mean(best):.4f}" + (f"; it beat {', '.join(beaten)}" if beaten else ""))
+    if "lightgbm" not in rows.index:
+        return candidates[0], f"{NAMES[candidates[0]]} (no LightGBM to compare with)"
+    better = [m for m in candidates if m != "lightgbm" and rows.loc[m, "lightgbm_gain_high"] < 0]
+    lines = [f"{NAMES[m]}: LightGBM's ROC AUC gain {rows.loc[m, 'lightgbm_gain']:+.4f}, 95% CI "
+             f"{rows.loc[m, 'lightgbm_gain_low']:+.4f} to {rows.loc[m, 'lightgbm_gain_high']:+.4f}, DeLong p = "
+             f"{rows.loc[m, 'lightgbm_gain_p']:.3g}" for m in candidates if m != "lightgbm"]
+    ci = "; ".join(lines)
+    if better:
+        best = max(better, key=lambda m: rows.loc[m, "roc_auc"])
+        return best, f"{NAMES[best]} ranks significantly better than LightGBM on the validation rows ({ci})"
+    if not lines:
+        return "lightgbm", "LightGBM (no logistic baseline to compare with)"
+    if all(rows.loc[m, "lightgbm_gain_low"] > 0 for m in candidates if m != "lightgbm"):
+        return "lightgbm", f"LightGBM ranks significantly better than {' and '.join(NAMES[m] for m in candidates if m != 'lightgbm')} ({ci})"
+    return "lightgbm", f"no model ranks significantly better than LightGBM ({ci}): LightGBM"
+
+
+def mark_shipped(board: pd.DataFrame, shipped: str, cv: CrossValidation | None) -> pd.DataFrame:
+    """The leaderboard with the cross-validation's mean and sd per model (contract) and a ``shipped`` column."""
+    out = board.copy()
+    if cv is not None:
+        out["cv_roc_auc"] = [cv.mean(m) if m in cv.aucs.columns else np.nan for m in out["model"]]
+        out["cv_roc_auc_sd"] = [cv.sd(m) if m in cv.aucs.columns else np.nan for m in out["model"]]
+    out["shipped"] = out["model"] == shipped
+    return out
 
 
 def gain_verdict(row: Mapping[str, Any]) -> str:

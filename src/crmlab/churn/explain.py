@@ -16,7 +16,7 @@ import pandas as pd
 from crmlab.churn import _paths
 from crmlab.churn.models import LightGBMChurn, feature_frame
 
-__all__ = ["global_importance", "reason_arrays", "reason_text", "reasons_and_probability", "shap_values",
+__all__ = ["blend_reasons", "global_importance", "reason_arrays", "reason_text", "reasons_and_probability", "shap_values",
            "top_reasons"]
 
 
@@ -102,6 +102,31 @@ def linear_reasons(model: Any, X: pd.DataFrame, n: int = 3) -> tuple[dict[str, n
     top = _paths.top_columns(contrib, min(n, contrib.shape[1]), risk_only=True)
     top_values = np.take_along_axis(contrib, np.maximum(top, 0), axis=1) if contrib.shape[1] else top * 0.0
     return reason_columns(top, top_values, model.features, X[model.features], model.medians), prob
+
+
+def blend_reasons(lightgbm: LightGBMChurn, linear: Any, weight: float, X: pd.DataFrame, X_linear: pd.DataFrame,
+                  n: int = 3, *, method: str = "path") -> tuple[dict[str, np.ndarray] | None, np.ndarray]:
+    """The reasons and churn probability of a blend: its log-odds are ``weight`` x LightGBM's plus
+    ``1 - weight`` x the logistic regression's, so each feature's contribution is the same mix of
+    its two contributions (LightGBM's by ``method``, ``"path"`` or ``"shap"``; ``"none"``: no
+    reasons) and they add up to the blend's log-odds exactly. ``X`` is LightGBM's input,
+    ``X_linear`` the regression's (its categories as text)."""
+    lin = linear.contributions(X_linear)
+    lin_log_odds = linear.log_odds(lin)
+    if method == "none":
+        raw = weight * lightgbm.decision_function(X) + (1 - weight) * lin_log_odds
+        return None, 1.0 / (1.0 + np.exp(-raw))
+    trees = lightgbm.path_contributions(X) if method == "path" else lightgbm.contributions(X)
+    columns = [c for c in trees.columns if c != "bias"]
+    at = {f: i for i, f in enumerate(linear.features)}
+    lin_cols = np.column_stack([lin[:, at[c]] if c in at else np.zeros(len(X)) for c in columns]) if columns \
+        else np.zeros((len(X), 0))
+    values = weight * trees[columns].to_numpy() + (1 - weight) * lin_cols
+    raw = weight * trees.to_numpy().sum(axis=1) + (1 - weight) * lin_log_odds
+    top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=True)
+    top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0
+    reasons = reason_columns(top, top_values, columns, feature_frame(X)[columns], lightgbm.feature_medians_)
+    return reasons, 1.0 / (1.0 + np.exp(-raw))
 
 
 def reason_columns(top: np.ndarray, top_values: np.ndarray, columns: list[str], Xf: pd.DataFrame,

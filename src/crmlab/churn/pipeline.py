@@ -4,9 +4,10 @@ Steps are pure functions named with verbs in the package's rooms (``data``, ``mo
 ``plots``, ``bundle``, ``tune``); :func:`train_churn` only wires them::
 
     prepare_data -> resolve_mode -> build_dataset (snapshots | contract split)
-      -> fit_models (LightGBM [+ calibration], logistic, BG/NBD) [-> cross_validate (contract)]
-      -> evaluate_models (leaderboard on the validation rows) -> choose_decision
-      -> export_bundle -> log_training (parent run ``churn``, a child run per model)
+      [-> cross_validate (contract: LightGBM, logistic, blend; repeated stratified folds)]
+      -> fit_models (LightGBM [+ calibration], logistic, blend, BG/NBD)
+      -> evaluate_models (leaderboard on the validation rows) -> choose_shipped -> choose_decision
+      [-> refit_shipped (contract)] -> export_bundle -> log_training (parent run ``churn``, a child run per model)
 
 Two kinds of business (:mod:`crmlab.churn.data`):
 
@@ -15,14 +16,16 @@ Two kinds of business (:mod:`crmlab.churn.data`):
   after it (CDNOW at 1997-09-30: labels to 1998-03-31), else at ``as_of - horizon_days`` (the
   default ``as_of``, the last transaction date, has no future to label). Training snapshots end
   ``horizon_days`` before the validation one and step back from there, so no training label comes
-  from the period the models are judged on. Never a random split of one period.
-* **contract**: the customer table has its own churn column; stratified train/test split, plus a
-  stratified cross-validation of LightGBM on the training part.
-
-The exported model is the one evaluated (trained on the training rows only, not refitted with
-the validation rows): the metrics in its manifest are the metrics of exactly that model, and a
-retraining can score the champion's bundle on a challenger's validation snapshot without the
-champion having seen those labels.
+  from the period the models are judged on. Never a random split of one period. The validation
+  snapshot judges and chooses (DeLong); the exported model is the one evaluated (trained on the
+  training snapshots only), so a retraining can score the champion's bundle on a challenger's
+  validation snapshot without the champion having seen those labels.
+* **contract**: the customer table has its own churn column; a stratified train/test split. A
+  repeated stratified cross-validation of the training part chooses the shipped model (and the
+  blend's weight), the test part reports on it, and the chosen model is then fitted again on every
+  labelled row (``churn.refit``): a small table gives its model all it has. The bundle keeps a
+  hash of each (customer, label) row it was fitted on, so a retraining judges the champion only on
+  rows it has not seen (:func:`crmlab.churn.bundle.evaluate_bundle`).
 
 :func:`crmlab.churn.bundle.score_churn` is what batch scoring and the MLflow pyfunc call: it reads the LightGBM text
 model and the JSON preprocessing spec of a bundle (no pickles) and returns, per customer, the churn
@@ -32,6 +35,7 @@ probability, a risk tier, whether the decision rule flags them and their top thr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlab.churn.blend import BlendChurn, CrossValidation, repeats_for
+from crmlab.churn.blend import cross_validate as blend_cv
 from crmlab.churn.data import ChurnDataset, ChurnWindows, make_contract_dataset, make_snapshot_dataset, resolve_windows
 from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
 from crmlab.config import ChurnConfig, CrmlabConfig, config_hash
@@ -57,6 +63,7 @@ from crmlab.churn.evaluate import (
     customer_value,
     evaluate_models,
     importance_table,
+    mark_shipped,
     reliability_table,
 )
 from crmlab.churn.plots import plot_calibration, plot_importance
@@ -182,51 +189,75 @@ def lightgbm_model(churn: ChurnConfig, seed: int, **overrides: Any) -> LightGBMC
     return LightGBMChurn(**kwargs, class_weight=churn.class_weight, seed=seed, params=raw or None)
 
 
-def fit_models(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: str,
-               step: Step | None = None) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit LightGBM (calibrated when ``churn.calibration`` says so), the logistic baseline and, on
-    transaction data, the BG/NBD baseline on the training rows. Returns the models by name (the
-    leaderboard's) and each one's fit time in seconds."""
-    step = step or no_step
-    specs: dict[str, Any] = {}
-    lgbm: Any = lightgbm_model(churn, seed)
-    if churn.calibration != "none":
-        lgbm = CalibratedChurn(lgbm, method=churn.calibration, calibration_fraction=churn.calibration_fraction,
-                               seed=seed)
-    specs["lightgbm"] = lgbm
-    specs["logistic"] = LogisticChurn(class_weight=churn.class_weight, seed=seed)
+def model_specs(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: str) -> dict[str, Callable[[], Any]]:
+    """Each model of the leaderboard as a function making it unfitted: LightGBM (calibrated when
+    ``churn.calibration`` says so), the logistic baseline and, on transaction data, the BG/NBD
+    baseline. (The blend is made from the fitted LightGBM and logistic regression.)"""
+    def make_lightgbm() -> Any:
+        lgbm: Any = lightgbm_model(churn, seed)
+        if churn.calibration != "none":
+            lgbm = CalibratedChurn(lgbm, method=churn.calibration, calibration_fraction=churn.calibration_fraction,
+                                   seed=seed)
+        return lgbm
+
+    specs: dict[str, Callable[[], Any]] = {
+        "lightgbm": make_lightgbm,
+        "logistic": lambda: LogisticChurn(class_weight=churn.class_weight, seed=seed),
+    }
     if ds.mode == "transactions":
-        specs["bgnbd"] = PAliveChurn(score=churn.p_alive_score, horizon_days=ds.info["horizon_days"],
-                                     time_unit=time_unit)
+        horizon = ds.info["horizon_days"]
+        specs["bgnbd"] = lambda: PAliveChurn(score=churn.p_alive_score, horizon_days=horizon, time_unit=time_unit)
+    return specs
+
+
+def fit_models(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: str, step: Step | None = None,
+               blend_weight: float | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit the leaderboard's models (:func:`model_specs`) on the training rows and, with
+    ``churn.blend``, the blend of LightGBM and the logistic regression with LightGBM's weight
+    ``blend_weight`` (0.5 when None). Returns the models by name (the leaderboard's) and each one's
+    fit time in seconds."""
+    step = step or no_step
     models, seconds = {}, {}
-    for name, model in specs.items():
+    for name, make in model_specs(ds, churn, seed=seed, time_unit=time_unit).items():
         with step(f"Fitting {name} on {len(ds.y_train):,} rows"):
             start = time.perf_counter()
             # a customer's rows from several snapshots stay on one side of any inner fold
-            models[name] = model.fit(ds.X_train, ds.y_train, groups=ds.ids_train.to_numpy())
+            models[name] = make().fit(ds.X_train, ds.y_train, groups=ds.ids_train.to_numpy())
             seconds[name] = time.perf_counter() - start
+    if churn.blend:
+        models["blend"] = BlendChurn(models["lightgbm"], models["logistic"], 0.5 if blend_weight is None else blend_weight)
+        seconds["blend"] = seconds["lightgbm"] + seconds["logistic"]
     return models, seconds
 
 
-def cross_validate(ds: ChurnDataset, churn: ChurnConfig, *, seed: int) -> dict[str, float]:
-    """Stratified k-fold ROC AUC of the configured LightGBM on the training part (contract mode):
-    how much the test-set figure could move with another split. Fewer folds than configured when
-    the rarer class has fewer rows than ``churn.cv_folds``."""
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
+def cross_validate(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: str = "W") -> CrossValidation | None:
+    """Repeated stratified k-fold ROC AUC of LightGBM, the logistic regression and their blend on
+    the training part (contract mode; :func:`crmlab.churn.blend.cross_validate`): it chooses the
+    shipped model and the blend's weight, so the test part only reports."""
+    specs = {k: v for k, v in model_specs(ds, churn, seed=seed, time_unit=time_unit).items() if k != "bgnbd"}
+    return blend_cv(ds.X_train, ds.y_train.to_numpy(), specs, folds=churn.cv_folds,
+                    repeats=repeats_for(churn.cv_repeats, len(ds.y_train)), seed=seed, blend=churn.blend)
 
-    y = ds.y_train.to_numpy()
-    folds = min(churn.cv_folds, int(np.bincount(y, minlength=2).min()))
-    if folds < 2:
+
+def cv_metrics(cv: CrossValidation | None, shipped: str) -> dict[str, float]:
+    """The cross-validation's figures of the shipped model under the parent run's names."""
+    if cv is None or shipped not in cv.aucs.columns:
         return {}
-    aucs = []
-    for tr, va in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ds.X_train, y):
-        if np.unique(y[va]).size < 2:
-            continue
-        m = lightgbm_model(churn, seed).fit(ds.X_train.iloc[tr], y[tr])
-        aucs.append(roc_auc_score(y[va], m.predict_proba(ds.X_train.iloc[va])[:, 1]))
-    return {"cv_roc_auc_mean": float(np.mean(aucs)), "cv_roc_auc_std": float(np.std(aucs)),
-            "cv_folds": float(len(aucs))} if aucs else {}
+    return {"cv_roc_auc_mean": cv.mean(shipped), "cv_roc_auc_std": cv.sd(shipped), "cv_folds": float(cv.folds),
+            "cv_repeats": float(cv.repeats)}
+
+
+def refit_shipped(models: Mapping[str, Any], shipped: str, ds: ChurnDataset, churn: ChurnConfig, *, seed: int,
+                  time_unit: str) -> Any:
+    """The shipped model fitted again, with the same settings, on every labelled row (training and
+    test part): contract mode with ``churn.refit``. The blend keeps its weight."""
+    X = pd.concat([ds.X_train, ds.X_valid], ignore_index=True)
+    y = pd.concat([ds.y_train, ds.y_valid], ignore_index=True)
+    specs = model_specs(ds, churn, seed=seed, time_unit=time_unit)
+    if shipped == "blend":
+        blend = models["blend"]
+        return BlendChurn(specs["lightgbm"]().fit(X, y), specs["logistic"]().fit(X, y), blend.weight)
+    return specs[shipped]().fit(X, y)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -327,18 +358,26 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
                           "crmlab.churn.n_snapshots": info.get("n_snapshots"),
                           "crmlab.churn.step_days": info.get("step_days"),
                           **({"crmlab.churn.window_note": info["window_note"]} if info.get("window_note") else {})})
-        models, seconds = fit_models(ds, churn, seed=project.seed, time_unit=project.time_unit, step=step)
-        metrics: dict[str, float] = {}
+        cv = None
         if mode == "contract":
-            with step(f"Cross-validating LightGBM ({churn.cv_folds} stratified folds)"):
-                metrics.update(cross_validate(ds, churn, seed=project.seed))
+            repeats = repeats_for(churn.cv_repeats, len(ds.y_train))
+            with step(f"Cross-validating LightGBM, the logistic regression{' and their blend' if churn.blend else ''} "
+                      f"({churn.cv_folds} stratified folds x {repeats})"):
+                cv = cross_validate(ds, churn, seed=project.seed, time_unit=project.time_unit)
+        models, seconds = fit_models(ds, churn, seed=project.seed, time_unit=project.time_unit, step=step,
+                                     blend_weight=cv.weight if cv is not None else None)
+        metrics: dict[str, float] = {}
         with step("Evaluating on the validation rows"):
             board, predictions = evaluate_models(models, ds, churn.top_k_percent)
-            shipped, because = choose_shipped(board, churn.ship)
-            champion = board.set_index("model").loc[shipped].to_dict()
-            metrics.update({k: float(v) for k, v in champion.items() if np.isfinite(v)})
+            shipped, because = choose_shipped(board, churn.ship, cv)
+            board = mark_shipped(board, shipped, cv)
+            metrics.update(cv_metrics(cv, shipped))
+            if cv is not None and cv.weight is not None:
+                metrics["blend_weight"] = cv.weight
+            champion = board.set_index("model").loc[shipped].drop(["shipped"]).to_dict()
+            metrics.update({k: float(v) for k, v in champion.items() if np.isfinite(v) and not k.startswith("cv_")})
             check_evaluation("churn", {**champion, **metrics}, what=f"({shipped} on the validation rows)")
-            for row in board.to_dict("records"):
+            for row in board.drop(columns="shipped").to_dict("records"):
                 metrics.update({f"{row['model']}_{k}": float(v) for k, v in row.items()
                                 if k != "model" and np.isfinite(v)})
             decision = choose_decision(churn, ds.y_valid, predictions[shipped], ds.X_valid)
@@ -348,8 +387,14 @@ def train_churn(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step
             calibration = reliability_table(ds.y_valid, predictions)
         with step("Explaining LightGBM (gain and SHAP)"):
             importance = importance_table(inner_lightgbm(models["lightgbm"]), ds.X_valid, seed=project.seed)
+        shipped_model = None
+        if mode == "contract" and churn.refit:
+            n_all = len(ds.y_train) + len(ds.y_valid)
+            with step(f"Refitting {shipped} on all {n_all:,} labelled rows"):
+                shipped_model = refit_shipped(models, shipped, ds, churn, seed=project.seed, time_unit=project.time_unit)
         result = ChurnResult(
             mode=mode, dataset=ds, models=models, leaderboard=board, metrics=metrics, decision=decision,
+            shipped_model=shipped_model, cross_validation=cv,
             importance=importance, calibration=calibration, bundle_path=Path(project.output.models_dir) / "churn",
             fingerprint=prepared.fingerprint, top_k_percent=churn.top_k_percent, fit_seconds=seconds,
             shipped=shipped, shipped_because=because,

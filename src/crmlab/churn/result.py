@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlab.churn.blend import CrossValidation
 from crmlab.churn.data import ChurnDataset
 from crmlab.churn.evaluate import gain_verdict
 from crmlab.churn.models import inner_lightgbm
@@ -37,6 +38,13 @@ class ChurnResult(TrainingResult):
     top_k_percent: float = 10.0
     shipped: str = "lightgbm"
     shipped_because: str = ""
+    shipped_model: Any = None
+    cross_validation: CrossValidation | None = None
+
+    @property
+    def exported_model(self) -> Any:
+        """The model in the bundle: the shipped one, refitted on every labelled row when it was (contract)."""
+        return self.shipped_model if self.shipped_model is not None else self.models[self.shipped]
 
     def summary(self) -> list[str]:
         """A few lines for the CLI: the data, the leaderboard, the decision rule, the bundle."""
@@ -49,15 +57,22 @@ class ChurnResult(TrainingResult):
             if info.get("window_note"):
                 lines.append(f"note: {info['window_note']}")
         else:
-            cv = (f"; LightGBM {int(self.metrics['cv_folds'])}-fold CV ROC AUC {self.metrics['cv_roc_auc_mean']:.3f}"
-                  f" ± {self.metrics['cv_roc_auc_std']:.3f}") if "cv_roc_auc_mean" in self.metrics else ""
+            cv = self.cross_validation
             lines = [f"contract: trained on {len(ds.y_train):,} customers, tested on {len(ds.y_valid):,} "
-                     f"(stratified; churn rate {ds.y_valid.mean():.1%}){cv}"]
+                     f"(stratified; churn rate {ds.y_valid.mean():.1%})"]
+            if cv is not None:
+                lines.append(f"{cv.folds}-fold cross-validation x {cv.repeats} on the training part, mean ROC AUC: "
+                             + ", ".join(f"{m} {cv.mean(m):.4f} ± {cv.sd(m):.4f}" for m in cv.aucs.columns)
+                             + (f" (blend weight of LightGBM {cv.weight:g})" if cv.weight is not None else ""))
+            if self.shipped_model is not None:
+                lines.append(f"refit: {self.shipped} fitted again on all {len(ds.y_train) + len(ds.y_valid):,} "
+                             "labelled rows for export (the test figures are those of the training-part fit)")
         k = self.top_k_percent
-        lines.append(f"{'model':<10} {'ROC AUC':>7} {'PR AUC':>7} {'logloss':>7} {'Brier':>6} "
+        lines.append(f"  {'model':<10} {'ROC AUC':>7} {'PR AUC':>7} {'logloss':>7} {'Brier':>6} "
                      f"{'lift@10%':>8} {f'recall@{k:g}%':>10}")
         for row in self.leaderboard.itertuples(index=False):
-            lines.append(f"{row.model:<10} {row.roc_auc:7.3f} {row.pr_auc:7.3f} {row.log_loss:7.3f} {row.brier:6.3f} "
+            mark = "*" if row.model == self.shipped else " "
+            lines.append(f"{mark} {row.model:<10} {row.roc_auc:7.3f} {row.pr_auc:7.3f} {row.log_loss:7.3f} {row.brier:6.3f} "
                          f"{row.lift_top_decile:8.2f} {row.recall_at_k:10.1%}")
         lines.extend(gain_verdict(row) for row in self.leaderboard.to_dict("records") if row["model"] != "lightgbm")
         for name, model in self.models.items():
