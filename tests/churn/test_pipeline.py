@@ -331,6 +331,14 @@ def test_tune_churn_on_a_contract_table(tmp_path):
     result = tune_churn(load_config(tmp_path / "no-configs", sets), trials=2)
     assert result.n_trials == 2 and 0.5 < result.best_value <= 1
     assert (tmp_path / "outputs" / "tuning" / "churn_best.yaml").is_file()
+    # a trial's value is LightGBM's mean ROC AUC over the training's own repeated cross-validation
+    # (3 folds x 3 repeats here): the same figure the training computes for those parameters
+    from crmlab.config import with_overrides
+
+    tuned = with_overrides(load_config(tmp_path / "no-configs", sets), result.overrides)
+    again = train_churn(tuned)
+    assert len(again.cross_validation.aucs) == 9
+    assert again.cross_validation.mean("lightgbm") == pytest.approx(result.best_value, rel=1e-12)
 
 
 @pytest.mark.parametrize("method", ["shap", "none"])

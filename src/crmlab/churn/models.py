@@ -199,6 +199,12 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
                          "to fit on (at most a twentieth of them per leaf)")
             params["min_child_samples"] = cap
         self.min_child_samples_ = int(params["min_child_samples"])
+        # the same for a category's rows (LightGBM's min_data_per_group, 100 by default): on a few hundred
+        # rows a level of a plan or region column could never be split off on its own
+        if self.categorical_features_ and int(params.get("min_data_per_group", 100)) > cap:
+            notes.append(f"min_data_per_group {int(params.get('min_data_per_group', 100))} -> {cap}: categories "
+                         f"on {len(y_fit):,} rows")
+            params["min_data_per_group"] = cap
         train = lgb.Dataset(X_fit, label=y_fit, weight=self._weights(y_fit), categorical_feature="auto",
                             free_raw_data=False)
         valid_sets, stopping = [], []

@@ -55,13 +55,44 @@ def _pruning_callback(trial: Any) -> Callable[[Any], None]:
     return callback
 
 
+def _cross_validated_objective(cfg: CrmlabConfig, ds: ChurnDataset) -> Callable[[Any, dict[str, Any]], float]:
+    """Contract tables: a trial's value is LightGBM's mean ROC AUC over the repeated stratified
+    cross-validation of the training part (``churn.cv_folds`` x ``churn.cv_repeats``, the folds the
+    training compares models on), so that a better trial is better by more than one split's noise;
+    the running mean is reported after each fold for pruning."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    from crmlab.churn.blend import repeats_for
+    from crmlab.config import with_overrides
+    from crmlab.tuning import nested_overrides, report
+
+    churn, seed = cfg.churn, cfg.project.seed
+    y = ds.y_train.to_numpy()
+    folds = max(2, min(churn.cv_folds, int(np.bincount(y, minlength=2).min())))
+    splits = list(RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats_for(churn.cv_repeats, len(y)),
+                                          random_state=seed).split(np.zeros(len(y)), y))
+
+    def objective(trial: Any, params: dict[str, Any]) -> float:
+        trial_churn = with_overrides(cfg, nested_overrides("churn", params)).churn
+        aucs = []
+        for k, (tr, va) in enumerate(splits):
+            model = lightgbm_model(trial_churn, seed).fit(ds.X_train.iloc[tr], y[tr])
+            aucs.append(roc_auc_score(y[va], model.decision_function(ds.X_train.iloc[va])))
+            report(trial, float(np.mean(aucs)), k)
+        return float(np.mean(aucs))
+
+    return objective
+
+
 def tune_churn(cfg: CrmlabConfig, *, trials: int | None = None, timeout: float | None = None,
                tracker: Tracker | None = None, step: Step | None = None) -> Any:
     """Tune LightGBM with Optuna over ``churn.tuning.search_space`` (:func:`crmlab.tuning.run_study`:
     seeded TPE, median pruning, resumable SQLite study, a child run per trial, the best parameters
     written to ``outputs/tuning/churn_best.yaml``). Returns the :class:`~crmlab.tuning.TuningResult`.
 
-    Each trial fits on four fifths of the training customers (their rows of the earlier training
+    Contract tables: each trial is LightGBM's mean ROC AUC over the repeated stratified
+    cross-validation of the training part (:func:`_cross_validated_objective`). Transactions: each trial fits on four fifths of the training customers (their rows of the earlier training
     snapshots when there are several), with early stopping on, and is judged by ROC AUC on, the
     other fifth's rows of the latest training snapshot (:func:`_tuning_split`); that AUC is
     reported every 10 rounds for pruning. The validation snapshot (contract: the test
@@ -77,6 +108,11 @@ def tune_churn(cfg: CrmlabConfig, *, trials: int | None = None, timeout: float |
     project, churn = cfg.project, cfg.churn
     prepared, mode, ds = load_dataset(cfg, step)
     X_fit, y_fit, X_val, y_val = _tuning_split(ds, project.seed)
+    if mode == "contract":
+        objective = _cross_validated_objective(cfg, ds)
+        return run_study("churn", objective, churn.tuning, project=project, direction="maximize", metric="roc_auc",
+                         trials=trials, timeout=timeout, tracker=tracker, step=step, config=cfg.section("churn"),
+                         fingerprint=prepared.fingerprint)
 
     def objective(trial: Any, params: dict[str, Any]) -> float:
         trial_cfg = with_overrides(cfg, nested_overrides("churn", params))
