@@ -15,6 +15,7 @@ model could reach on the same rows (the true churn probabilities of the generato
 fitted on the same training rows, scikit-learn's logistic regression on one-hot columns and
 LightGBM with its defaults.
 
+``--set churn.refit=false`` (repeatable) passes a config override to the training: ablations.
 ``--src`` runs the crmlab of another checkout (``git worktree add /tmp/before <commit>``, then
 ``--src /tmp/before/src``) for a before/after table; the data and the peers stay the same.
 """
@@ -75,6 +76,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--src", type=Path, default=REPO / "src", help="The crmlab checkout's src folder to run.")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="A config override for crmlab's training, e.g. churn.refit=false (repeatable): ablations.")
     args = ap.parse_args()
 
     table = contract_customers(args.rows, seed=args.seed, with_truth=True)
@@ -92,7 +95,8 @@ def main() -> None:
             common = ["--set", "project.tracking.enabled=false", "--set", f"project.output.dir={work / 'out'}",
                       "--set", f"project.output.models_dir={work / 'models'}"]
             start = time.perf_counter()
-            crmlab(args.src, work, "train", "churn", *common, "--set", f"project.data.customers={work / 'train.csv'}")
+            crmlab(args.src, work, "train", "churn", *common, "--set", f"project.data.customers={work / 'train.csv'}",
+                   *[a for s in args.sets for a in ("--set", s)])
             seconds = time.perf_counter() - start
             crmlab(args.src, work, "score", "--model", "churn", "--source", "models", "--out",
                    str(work / "scores.csv"), *common, "--set", f"project.data.customers={work / 'withheld.csv'}")

@@ -152,3 +152,33 @@ def test_refit_false_exports_the_model_that_was_measured(tmp_path):
     ds = result.dataset
     scores = score_churn(ds.X_valid.assign(customer_id=ds.ids_valid.to_numpy()), result.bundle_path)
     np.testing.assert_allclose(scores["churn_probability"], result.predictions[result.shipped], rtol=1e-9)
+
+
+def test_blend_path_reasons_are_the_mix_of_both_models_contributions(tmp_path):
+    """The compiled walk adds the regression's contributions to the trees' feature by feature: the
+    same reasons and probability as mixing the two contribution matrices by hand."""
+    from crmlab.churn import _paths
+    from crmlab.churn.explain import blend_reasons, reason_columns
+    from crmlab.churn.models import LinearChurn
+
+    table, _ = _two_worlds(800, seed=5)
+    result = train_churn(load_config(tmp_path / "no-configs", _sets(tmp_path, table, "churn.cv_folds=3",
+                                                                    "churn.ship=blend", "churn.refit=false")))
+    blend = result.models["blend"]
+    linear = LinearChurn.from_model(blend.logistic)
+    X = result.dataset.X_valid
+    reasons, prob = blend_reasons(blend.lightgbm, linear, blend.weight, X, X, 3, method="path")
+    np.testing.assert_allclose(prob, blend.predict_proba(X)[:, 1], rtol=1e-12)
+    trees = blend.lightgbm.path_contributions(X)
+    columns = [c for c in trees.columns if c != "bias"]
+    mixed = blend.weight * trees[columns].to_numpy() + (1 - blend.weight) * linear.contributions(X)
+    top = _paths.top_columns(mixed, 3, risk_only=True)
+    expected = reason_columns(top, np.take_along_axis(mixed, np.maximum(top, 0), axis=1), columns, X[columns],
+                              blend.lightgbm.feature_medians_)
+    for j in (1, 2, 3):
+        assert list(reasons[f"reason_{j}"]) == list(expected[f"reason_{j}"])
+        np.testing.assert_allclose(reasons[f"contribution_{j}"], expected[f"contribution_{j}"], rtol=1e-9)
+    # SHAP reasons of a blend: the same mix with TreeSHAP, the same probability
+    shap_reasons, shap_prob = blend_reasons(blend.lightgbm, linear, blend.weight, X, X, 3, method="shap")
+    np.testing.assert_allclose(shap_prob, prob, rtol=1e-9)
+    assert shap_reasons["reason_1"][0] is not None

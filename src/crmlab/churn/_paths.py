@@ -248,8 +248,9 @@ def top_columns(values: np.ndarray, n: int, *, risk_only: bool) -> np.ndarray:
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, children, delta, value,
-                   cat_start, cat_end, cats, risk_only, sigmoid, prob, cols, contrib, block):
+                   cat_start, cat_end, cats, risk_only, sigmoid, prob, cols, contrib, block, scale, extra, extra_raw):
     n, n_top = X.shape[0], cols.shape[1]
+    mixed = extra.shape[0] > 0
     for b in numba.prange((n + block - 1) // block):
         attribution = np.zeros(X.shape[1])
         keys = np.zeros(n_top)
@@ -265,7 +266,12 @@ def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, ch
                     attribution[f] += delta[node]
                     f = feature[node]
                 raw += value[node]  # tree by tree from 0, as LightGBM adds up its prediction
-            prob[i] = 1.0 / (1.0 + math.exp(-sigmoid * raw))
+            if mixed:  # a blend: scale x the trees' log-odds + another model's, feature by feature
+                for c in range(X.shape[1] - 1):
+                    attribution[c] = scale * attribution[c] + extra[i, c]
+                prob[i] = 1.0 / (1.0 + math.exp(-(scale * raw + extra_raw[i])))
+            else:
+                prob[i] = 1.0 / (1.0 + math.exp(-sigmoid * raw))
             filled = 0
             for j in range(n_top):
                 cols[i, j] = -1
@@ -290,12 +296,22 @@ def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, ch
                     filled += 1
 
 
-def top_path_reasons(forest: Forest, X: np.ndarray, n: int, *, risk_only: bool,
-                     sigmoid: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_path_reasons(forest: Forest, X: np.ndarray, n: int, *, risk_only: bool, sigmoid: float,
+                     scale: float = 1.0, extra: np.ndarray | None = None, extra_raw: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One walk for both the probability and the reasons, no (rows x features) attributions kept:
     LightGBM's binary probability (``1 / (1 + exp(-sigmoid * raw score))``, the raw score added up
     tree by tree as LightGBM does), and per row the columns of the ``n`` largest path attributions
-    (as :func:`top_columns`; -1 for none) and their values (NaN for none). ``X`` from :func:`lgb_matrix`."""
+    (as :func:`top_columns`; -1 for none) and their values (NaN for none). ``X`` from :func:`lgb_matrix`.
+
+    A blend passes ``extra`` (rows x features: another model's log-odds contributions, in ``X``'s
+    column order) and ``extra_raw`` (its log-odds per row): each attribution becomes ``scale`` x the
+    trees' + ``extra``, and the probability ``1 / (1 + exp(-(scale x raw score + extra_raw)))``."""
+    if extra is None:
+        extra, extra_raw = np.zeros((0, 0)), np.zeros(0)
+    else:
+        extra = np.ascontiguousarray(extra, dtype=np.float64)
+        extra_raw = np.ascontiguousarray(extra_raw, dtype=np.float64)
     prob = np.zeros(X.shape[0])
     cols = np.full((X.shape[0], n), -1, dtype=np.int64)
     contrib = np.full((X.shape[0], n), np.nan)
@@ -303,5 +319,5 @@ def top_path_reasons(forest: Forest, X: np.ndarray, n: int, *, risk_only: bool,
         f = forest
         _reason_kernel(X, f.roots, f.feature, f.threshold, f.kind, f.nan_right, f.zero_right, f.children, f.delta,
                        f.value, f.cat_start, f.cat_end, f.cats, bool(risk_only), float(sigmoid), prob, cols,
-                       contrib, 1024)
+                       contrib, 1024, float(scale), extra, extra_raw)
     return prob, cols, contrib

@@ -248,7 +248,8 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
                 reasons = None
     elif loaded.kind == "blend":  # w x LightGBM's contributions + (1 - w) x the regression's: the blend's log-odds
         if len(X):
-            X_linear = _model_input(features.reset_index(drop=True), linear_input_spec(loaded.linear), bundle.path)
+            X_linear = (_model_input(features.reset_index(drop=True), linear_input_spec(loaded.linear), bundle.path)
+                        if loaded.linear.categorical else X)  # its categories go in as text; numbers are alike
             reasons, raw = blend_reasons(loaded.lightgbm, loaded.linear, loaded.weight, X, X_linear, N_REASONS,
                                          method=method)
     elif len(X) and method != "none":

@@ -97,17 +97,20 @@ def choose_shipped(board: pd.DataFrame, ship: str, cv: CrossValidation | None = 
     if "lightgbm" not in rows.index:
         return candidates[0], f"{NAMES[candidates[0]]} (no LightGBM to compare with)"
     better = [m for m in candidates if m != "lightgbm" and rows.loc[m, "lightgbm_gain_high"] < 0]
-    lines = [f"{NAMES[m]}: LightGBM's ROC AUC gain {rows.loc[m, 'lightgbm_gain']:+.4f}, 95% CI "
-             f"{rows.loc[m, 'lightgbm_gain_low']:+.4f} to {rows.loc[m, 'lightgbm_gain_high']:+.4f}, DeLong p = "
-             f"{rows.loc[m, 'lightgbm_gain_p']:.3g}" for m in candidates if m != "lightgbm"]
-    ci = "; ".join(lines)
+    lines = {m: (f"{NAMES[m]} {rows.loc[m, 'roc_auc']:.4f} vs LightGBM {rows.loc['lightgbm', 'roc_auc']:.4f}: "
+                 f"{-rows.loc[m, 'lightgbm_gain']:+.4f}, 95% CI {-rows.loc[m, 'lightgbm_gain_high']:+.4f} to "
+                 f"{-rows.loc[m, 'lightgbm_gain_low']:+.4f}, DeLong p = {rows.loc[m, 'lightgbm_gain_p']:.3g}")
+             for m in candidates if m != "lightgbm"}
     if better:
         best = max(better, key=lambda m: rows.loc[m, "roc_auc"])
-        return best, f"{NAMES[best]} ranks significantly better than LightGBM on the validation rows ({ci})"
+        others = "; ".join(v for m, v in lines.items() if m != best)
+        return best, (f"{NAMES[best]} ranks significantly better than LightGBM on the validation rows ({lines[best]})"
+                      + (f"; {others}" if others else ""))
     if not lines:
         return "lightgbm", "LightGBM (no logistic baseline to compare with)"
-    if all(rows.loc[m, "lightgbm_gain_low"] > 0 for m in candidates if m != "lightgbm"):
-        return "lightgbm", f"LightGBM ranks significantly better than {' and '.join(NAMES[m] for m in candidates if m != 'lightgbm')} ({ci})"
+    ci = "; ".join(lines.values())
+    if all(rows.loc[m, "lightgbm_gain_low"] > 0 for m in lines):
+        return "lightgbm", f"LightGBM ranks significantly better than {' and '.join(NAMES[m] for m in lines)} ({ci})"
     return "lightgbm", f"no model ranks significantly better than LightGBM ({ci}): LightGBM"
 
 
@@ -125,7 +128,8 @@ def gain_verdict(row: Mapping[str, Any]) -> str:
     """One line on LightGBM against a baseline's leaderboard row: the ROC AUC gain, its 95%
     interval, DeLong's p-value and what they mean (better, worse or no significant difference)."""
     low, high = row["lightgbm_gain_low"], row["lightgbm_gain_high"]
-    verdict = ("LightGBM ranks better" if low > 0 else "the baseline ranks better" if high < 0
+    other = "the blend" if row["model"] == "blend" else "the baseline"
+    verdict = ("LightGBM ranks better" if low > 0 else f"{other} ranks better" if high < 0
                else "no significant difference")
     return (f"LightGBM vs {row['model']}: ROC AUC {row['lightgbm_gain']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, "
             f"DeLong p = {row['lightgbm_gain_p']:.3g}): {verdict}")

@@ -116,12 +116,22 @@ def blend_reasons(lightgbm: LightGBMChurn, linear: Any, weight: float, X: pd.Dat
     if method == "none":
         raw = weight * lightgbm.decision_function(X) + (1 - weight) * lin_log_odds
         return None, 1.0 / (1.0 + np.exp(-raw))
-    trees = lightgbm.path_contributions(X) if method == "path" else lightgbm.contributions(X)
-    columns = [c for c in trees.columns if c != "bias"]
-    at = {f: i for i, f in enumerate(linear.features)}
-    lin_cols = np.column_stack([lin[:, at[c]] if c in at else np.zeros(len(X)) for c in columns]) if columns \
-        else np.zeros((len(X), 0))
-    values = weight * trees[columns].to_numpy() + (1 - weight) * lin_cols
+    columns = [str(c) for c in lightgbm.feature_names_in_]
+    if linear.features == columns:  # both fitted on the same frame: the same columns in the same order
+        lin_cols = lin
+    else:
+        at = {f: i for i, f in enumerate(linear.features)}
+        lin_cols = np.zeros((len(X), len(columns)))
+        for j, c in enumerate(columns):
+            if c in at:
+                lin_cols[:, j] = lin[:, at[c]]
+    lin_cols *= 1 - weight  # in place: a chunk of a large base is scored here
+    if method == "path":  # one compiled walk of the trees, the regression's part added feature by feature
+        prob, top, top_values = lightgbm.top_path_reasons(X, min(n, len(columns)), risk_only=True, scale=weight,
+                                                          extra=lin_cols, extra_raw=(1 - weight) * lin_log_odds)
+        return reason_columns(top, top_values, columns, feature_frame(X)[columns], lightgbm.feature_medians_), prob
+    trees = lightgbm.contributions(X)
+    values = weight * trees[columns].to_numpy() + lin_cols
     raw = weight * trees.to_numpy().sum(axis=1) + (1 - weight) * lin_log_odds
     top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=True)
     top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0

@@ -269,18 +269,23 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
             cached = self._forest_cache = (_paths.flatten(dump["tree_info"]), sigmoid)
         return cached
 
-    def top_path_reasons(self, X: pd.DataFrame, n: int, *, risk_only: bool = False
+    def top_path_reasons(self, X: pd.DataFrame, n: int, *, risk_only: bool = False, scale: float = 1.0,
+                         extra: np.ndarray | None = None, extra_raw: np.ndarray | None = None
                          ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """What scoring needs from :meth:`path_contributions`, in one walk of the trees per customer:
         the churn probability (bit for bit :meth:`predict_proba`'s, the raw score being added up tree
         by tree as LightGBM does; None unless the objective is LightGBM's ``binary``), and per row
         the columns of the ``n`` largest attributions (by size; only positive ones with
-        ``risk_only``; -1 for none) and their values (NaN for none)."""
+        ``risk_only``; -1 for none) and their values (NaN for none). A blend gives ``scale`` (its weight of
+        the trees) and another model's log-odds contributions ``extra`` (rows x features, in
+        ``feature_names_in_`` order) and log-odds ``extra_raw``: the attributions and the probability
+        are then the blend's (:func:`crmlab.churn._paths.top_path_reasons`)."""
         X = self._prepare(X)
         forest, sigmoid = self._forest()
         prob, cols, values = _paths.top_path_reasons(forest, _paths.lgb_matrix(self.booster_, X), n,
-                                                     risk_only=risk_only, sigmoid=sigmoid or 1.0)
-        return (prob if sigmoid is not None else None), cols, values
+                                                     risk_only=risk_only, sigmoid=sigmoid or 1.0, scale=scale,
+                                                     extra=extra, extra_raw=extra_raw)
+        return (prob if sigmoid is not None or extra is not None else None), cols, values
 
 
 # --------------------------------------------------------------------------- logistic regression
@@ -388,13 +393,18 @@ class LinearChurn:
         """One log-odds contribution per row and feature (columns in ``features`` order)."""
         out = np.zeros((len(X), len(self.features)), dtype=np.float64)
         medians, means, scales, coef = self._num
-        for j, col in enumerate(self.features):
-            if col in self.medians:
-                i = self.numeric.index(col)
-                x = X[col].to_numpy(dtype=np.float64, na_value=np.nan)
-                x = np.where(np.isfinite(x), x, medians[i])
-                out[:, j] = coef[i] * (x - means[i]) / scales[i]
+        if self.numeric:  # the numbers as one block: a chunk of a large base is scored here
+            x = np.asarray(X[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+            x = np.where(np.isfinite(x), x, medians)
+            x -= means
+            x *= coef / scales
+            at = [self.features.index(c) for c in self.numeric]
+            if at == list(range(len(at))):
+                out[:, :len(at)] = x
             else:
+                out[:, at] = x
+        for j, col in enumerate(self.features):
+            if col in self._cat:
                 values = X[col].astype(object).where(X[col].notna(), "__missing__").astype(str)
                 codes = pd.Categorical(values, categories=self.categorical[col]).codes
                 weights = self._cat[col]
