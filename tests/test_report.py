@@ -37,7 +37,9 @@ def _fake_pipeline_outputs(models: Path) -> None:
                        "brier": [0.15, 0.17, 0.2]})
     cal = pd.DataFrame({"model": ["lightgbm"] * 5, "predicted": [0.1, 0.3, 0.5, 0.7, 0.9],
                         "observed": [0.12, 0.28, 0.52, 0.66, 0.93], "count": [40, 30, 20, 30, 40]})
-    write_bundle(models / "churn", pipeline="churn", params={}, manifest={"metrics": {"auc": 0.81, "note": "x"}},
+    write_bundle(models / "churn", pipeline="churn", params={},
+                 manifest={"metrics": {"auc": 0.81, "note": "x"}, "model": "blend",
+                           "shipped_because": "the best mean ROC AUC of the cross-validation; it beat LightGBM 0.80"},
                  texts={"report_leaderboard.csv": lb.to_csv(index=False),
                         "report_calibration.csv": cal.to_csv(index=False)})
     prof = pd.DataFrame({"segment": [0, 1, 2], "name": ["loyal big spenders", "one-off", "lapsing"],
@@ -87,6 +89,10 @@ def test_sections_are_filled_from_pipeline_outputs_and_bad_tables_are_named(tmp_
     assert "not trained yet" in text and "crmlab train clv" in text  # only CLV (clv_source=none)
     assert "crmlab train churn" not in text and "crmlab train forecast" not in text
     assert "logistic" in text and "loyal big spenders" in text and "silhouette" in text
+    # the churn section says first which model shipped, why and what it beat
+    assert ('<p class="shipped"><strong>Shipped: blend</strong> &mdash; the best mean ROC AUC of the '
+            "cross-validation; it beat LightGBM 0.80</p>") in text
+    assert text.index("Shipped: blend") < text.index("churn_calibration.png")
     assert {"churn_calibration.png", "segmentation_profiles.png", "forecast.png"} <= set(charts)
 
 

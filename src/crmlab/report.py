@@ -419,6 +419,7 @@ h2{margin:4px 0 12px;font-size:19px;color:#1d3557}h3{font-size:16px;margin:14px 
 td.text{text-align:left;white-space:normal}th,td{padding:4px 9px;border-bottom:1px solid #e3e7ec;
 text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
 .note{color:#6b7480;font-size:13px}.todo{background:#fff7e6;border-left:4px solid #e0a028;padding:10px 14px}
+.shipped{background:#eef6ee;border-left:4px solid #3a8a3a;padding:8px 14px}
 code{background:#eef1f5;padding:1px 4px;border-radius:3px}dl{display:grid;grid-template-columns:max-content 1fr;
 gap:3px 14px;font-size:13px}dt{font-weight:600}dd{margin:0}
 """
@@ -478,6 +479,17 @@ def _todo(pipeline: str, problems: Sequence[str] = ()) -> str:
     extra = "".join(f"<br><span class='note'>{_esc(p)}</span>" for p in problems)
     return (f'<div class="todo">not trained yet: run <code>{_esc(_TRAIN_HINT.get(pipeline, pipeline))}</code>'
             f"{extra}</div>")
+
+
+def _shipped_note(po: PipelineOutputs) -> str:
+    """Which model the bundle holds, why, and what it beat, as the training wrote it in the manifest."""
+    m = po.manifest or {}
+    because = m.get("shipped_because")
+    model = m.get("model") or m.get("shipped")
+    if not model and not because:
+        return ""
+    return (f'<p class="shipped"><strong>Shipped: {_esc(model or "?")}</strong>'
+            + (f" &mdash; {_esc(because)}" if because else "") + "</p>")
 
 
 def _manifest_block(po: PipelineOutputs) -> str:
@@ -612,7 +624,7 @@ def _clv_section(k: KpiResult, clv_po: PipelineOutputs | None, figures: dict[str
             + "; no personal data.</p>"
             + f"<h3>Top {len(top)} customers by CLV</h3>" + _table(top, pct=("p_alive",)))
     if clv_po is not None and clv_po.trained:
-        body += "<h3>CLV model (holdout evaluation)</h3>" + _manifest_block(clv_po)
+        body += "<h3>CLV model (holdout evaluation)</h3>" + _shipped_note(clv_po) + _manifest_block(clv_po)
     return body
 
 
@@ -621,7 +633,7 @@ def _pipeline_section(record: Any, po: PipelineOutputs | None, figures: dict[str
     manifest; what to run when it was never trained."""
     if po is None or not po.trained:
         return _todo(record.name, po.problems if po else [])
-    body = ""
+    body = _shipped_note(po)
     several = len(record.report_tables) > 1
     for table in record.report_tables:
         if table not in po.tables:
