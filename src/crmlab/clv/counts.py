@@ -34,7 +34,7 @@ from crmlab.config import ClvConfig, ProjectConfig
 from crmlab.errors import ModelError
 from crmlab.features import build_features_from_tables
 
-__all__ = ["BLEND_GRID", "COUNT_PARAMS", "N_FOLDS", "PurchaseChallenger", "aligned_features", "challenger_predictions",
+__all__ = ["BLEND_GRID", "COUNT_PARAMS", "N_FOLDS", "PurchaseChallenger", "aligned_features", "best_blend_weight", "challenger_predictions",
            "choose_blend_weight", "fit_count_booster", "fit_purchase_challenger", "out_of_fold",
            "purchase_model_metrics", "ship_purchases"]
 
@@ -180,14 +180,20 @@ def choose_blend_weight(target: pd.DataFrame, X: pd.DataFrame, spec: ClvConfig, 
         log.warning("blend weight: the purchase model does not fit the earlier window (%s); weight 0.5", exc)
         return 0.5, []
     parametric = model.predict_purchases(duration, target["frequency_cal"], target["recency_cal"], target["T_cal"])
-    challenger = out_of_fold(X, y, seed)
-    search = [{"weight": float(w), "mse": float(np.mean((w * parametric + (1 - w) * challenger - y) ** 2))}
-              for w in grid]
-    best = min(search, key=lambda r: (round(r["mse"], 12), -r["weight"]))
-    log.info("blend weight %.2f on %s (earlier window, mean squared error %.4g)", best["weight"], spec.model,
-             best["mse"])
-    return float(best["weight"]), search
+    weight, search = best_blend_weight(y, parametric, out_of_fold(X, y, seed), grid)
+    log.info("blend weight %.2f on %s (earlier window, mean squared error %.4g)", weight, spec.model,
+             min(r["mse"] for r in search))
+    return weight, search
 
+
+def best_blend_weight(actual: np.ndarray, parametric: np.ndarray, challenger: np.ndarray,
+                      grid: Sequence[float] = BLEND_GRID) -> tuple[float, list[dict[str, float]]]:
+    """The weight ``w`` of ``grid`` whose blend ``w * parametric + (1 - w) * challenger`` has the smallest
+    mean squared error against ``actual`` (ties: the larger ``w``), and the error of each weight."""
+    y, p, c = (np.asarray(v, dtype=np.float64) for v in (actual, parametric, challenger))
+    search = [{"weight": float(w), "mse": float(np.mean((w * p + (1 - w) * c - y) ** 2))} for w in grid]
+    best = min(search, key=lambda r: (round(r["mse"], 12), -r["weight"]))
+    return best["weight"], search
 
 # --------------------------------------------------------------------------- the pipeline's steps
 
