@@ -87,8 +87,18 @@ def test_bgnbd_keeps_shipping_on_data_simulated_from_bgnbd(tmp_path):
     assert result.shipped == "bgnbd" and result.models.purchases.weight == 1.0
     assert board.loc["lightgbm", "mse"] > board.loc["bgnbd", "mse"]
     assert result.shipped_because.startswith("no challenger predicts holdout purchases significantly better than bgnbd")
-    assert {p.name for p in result.bundle_path.iterdir()} >= {"report_purchase_leaderboard.csv"}
     assert not (result.bundle_path / "purchases_lightgbm.txt").exists()
+    # the report's CLV section says what shipped and why, with the leaderboard and the conditional
+    # expectations of every purchase model, read from the bundle
+    from crmlab.report import _purchase_models_block, read_pipeline_outputs
+
+    outputs = read_pipeline_outputs(cfg.project.output.models_dir, "clv")
+    assert not outputs.problems and set(outputs.tables) == {"purchase_leaderboard", "conditional_expectations"}
+    assert list(outputs.tables["conditional_expectations"].columns) == [
+        "label", "frequency_cal", "customers", "actual", "bgnbd", "lightgbm", "blend"]
+    html = _purchase_models_block(outputs)
+    assert "<b>Expected purchases shipped: bgnbd</b>. no challenger predicts holdout purchases" in html
+    assert "Purchase models on the holdout" in html and "mean holdout purchases by calibration frequency" in html
 
 
 def test_lightgbm_wins_when_purchases_follow_an_attribute_bgnbd_cannot_see(tmp_path, tracking):

@@ -121,6 +121,7 @@ def score_clv(
     bundle: Bundle | str | Path,
     *,
     as_of: date | str | None = None,
+    parametric_only: bool = False,
 ) -> pd.DataFrame:
     """Score customers with an exported CLV bundle: one row per customer with ``customer_id``,
     ``p_alive``, ``expected_purchases`` (over the bundle's horizon), ``expected_spend`` (expected
@@ -130,9 +131,18 @@ def score_clv(
     ``monetary_value`` in the bundle's time unit; other columns are ignored; rows keep their order)
     or a clean transaction log (``customer_id``, ``ts``, ``amount``), from which the RFM summary is
     built at ``as_of`` (default: its last date); then rows are sorted by customer id.
+
+    Expected purchases come from the purchase model the bundle shipped (``manifest["shipped_purchases"]``):
+    when that is LightGBM or a blend, the input must be the shared customer features frame
+    (:func:`crmlab.features.build_features_from_tables`, what ``crmlab score`` passes), or a transaction
+    log when the model needs no customer attribute. ``parametric_only`` scores with the bundle's
+    BG/NBD-family model alone (the KPIs' BG/NBD CLV). ``clv_low`` and ``clv_high`` bound each CLV at
+    the bundle's interval level (:mod:`crmlab.clv.interval`).
     """
     bundle = as_bundle(bundle, "clv")
     models, settings = _models_from_bundle(bundle)
+    if parametric_only:
+        models = replace(models, purchases=None)
     df = features_or_transactions
     if not isinstance(df, pd.DataFrame):
         raise ModelError(f"score_clv needs a pandas DataFrame, got {type(df).__name__}")
@@ -180,7 +190,9 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str,
     on the holdout of ``result``, computed like ``result.metrics``, so a retraining compares like
     with like: the champion's model kind, penalizers and spend rule are fitted on the same
     calibration period as the challenger and judged on the same holdout. (Its exported parameters
-    were refitted on data that may include this holdout, which would flatter it.)"""
+    were refitted on data that may include this holdout, which would flatter it.) A champion that
+    shipped LightGBM or a blend for expected purchases is judged with this run's LightGBM challenger
+    (trained before the holdout) in its place, at the champion's blend weight."""
     bundle = as_bundle(bundle, "clv")
     models, settings = _models_from_bundle(bundle)
     if settings.time_unit != result.window.time_unit:
@@ -191,5 +203,13 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ClvResult) -> dict[str,
                      spend_rule=models.spend.spend_rule)
     split = result.split
     calibrated = fit_models(calibration_rfm(split), spec)
-    metrics, _ = evaluate_holdout(predict_holdout(calibrated, split), calibrated.spend)
+    holdout = predict_holdout(calibrated, split)
+    shipped = models.purchases
+    if shipped is not None and shipped.uses_lightgbm and "lightgbm_purchases" in result.holdout.columns:
+        # the champion's LightGBM was refitted on data that may include this holdout: the new run's
+        # challenger, trained before it, stands in for it, blended with the champion's weight
+        lgbm = result.holdout.set_index("customer_id")["lightgbm_purchases"].reindex(holdout["customer_id"]).to_numpy()
+        purchases = shipped.weight * holdout["predicted_purchases"].to_numpy() + (1.0 - shipped.weight) * lgbm
+        holdout = holdout.assign(predicted_purchases=purchases, predicted_spend=purchases * holdout["expected_spend"])
+    metrics, _ = evaluate_holdout(holdout, calibrated.spend)
     return metrics

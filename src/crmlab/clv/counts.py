@@ -220,13 +220,13 @@ def challenger_predictions(challenger: Any, feats: pd.DataFrame, predictions: di
 
 
 def purchase_model_metrics(board: pd.DataFrame, challenger: Any) -> dict[str, float]:
-    """The challenger's and the blend's holdout purchase metrics (``purchases_<model>_<metric>``),
-    the blend's weight and whether the parametric model shipped."""
+    """Each purchase model's holdout metrics (``purchases_<parametric|lightgbm|blend>_<metric>``), the
+    blend's weight and whether the parametric model shipped."""
     out: dict[str, float] = {}
     for row in board.itertuples(index=False):
-        if row.model in (LIGHTGBM, BLEND):
-            for k in ("mae", "rmse", "spearman", "total_pct_error", "mse_change"):
-                out[f"purchases_{row.model}_{k}"] = float(getattr(row, k))
+        name = row.model if row.model in (LIGHTGBM, BLEND) else "parametric"
+        for k in ("mae", "rmse", "spearman", "total_pct_error", *(("mse_change",) if name != "parametric" else ())):
+            out[f"purchases_{name}_{k}"] = float(getattr(row, k))
     if challenger is not None:
         out["purchases_blend_weight"] = float(challenger.blend_weight if challenger.blend_weight is not None else 0.5)
     out["purchases_shipped_parametric"] = float(bool(board.loc[board["shipped"], "model"].isin(

@@ -255,6 +255,12 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
         shipped, because = choose_shipped(board, clv.ship, cal_models.transaction.kind)
         board["shipped"] = board["model"] == shipped
         metrics.update(purchase_model_metrics(board, purchase_challenger))
+        if shipped != cal_models.transaction.kind:  # the holdout figures (purchases_*, spend_*) are what ships
+            holdout["parametric_purchases"] = holdout["predicted_purchases"]
+            holdout["predicted_purchases"] = predictions[shipped]
+            holdout["predicted_spend"] = holdout["predicted_purchases"] * holdout["expected_spend"]
+            shipped_metrics, ce_table = evaluate_holdout(holdout, cal_models.spend)
+            metrics.update(shipped_metrics)
         ce_by_model = conditional_expectations_by_model(holdout["frequency_cal"].to_numpy(),
                                                         holdout["actual_purchases"].to_numpy(), predictions)
         with step(f"Refitting on all data up to {window.as_of}"):
