@@ -18,7 +18,11 @@ Then the time of the interval computation (delta method, :mod:`crmlab.clv.interv
 customers, on CDNOW's final RFM replicated ``--replicas`` times (few distinct histories) and on
 simulated customers with day-resolution histories (many distinct histories).
 
+Last, the cost of scoring with the shipped purchase model: ``score_clv`` on the shared features
+(replicated CDNOW) with LightGBM or the blend, against the parametric model alone.
+
     .venv/bin/python benchmarks/bench_clv_quality.py [--replicas 144] [--simulated 3394080] [--repeat 2]
+                                                     [--score-customers 1000000]
 """
 
 from __future__ import annotations
@@ -156,12 +160,50 @@ def interval_timing(name: str, f: np.ndarray, r: np.ndarray, T: np.ndarray, m: n
              100 * np.median(rel))
 
 
+def scoring_cost(customers: int, repeat: int) -> None:
+    """Train the CLV pipeline on CDNOW (what ``crmlab demo`` trains), then time ``score_clv`` on the
+    shared features at as_of replicated to ``customers`` rows: with the shipped purchase model (LightGBM
+    needs every feature) and with the parametric model alone."""
+    import tempfile
+
+    from crmlab.clv.bundle import score_clv
+    from crmlab.clv.pipeline import train_clv
+    from crmlab.features import build_features_from_tables
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = demo_config(load_config(None, ["project.tracking.enabled=false", f"project.output.models_dir={tmp}",
+                                             f"project.output.dir={tmp}/out", "clv.challenger=false"]))
+        start = time.perf_counter()
+        result = train_clv(cfg)
+        log.info("  train_clv on CDNOW: %.1f s; shipped %s (blend weight %.2f)", time.perf_counter() - start,
+                 result.shipped, result.models.purchases.weight)
+        prepared = prepare_data(cfg.project)
+        start = time.perf_counter()
+        feats = build_features_from_tables(prepared.tables, as_of=prepared.as_of, cfg=cfg.project)
+        t_feats = time.perf_counter() - start
+        reps = -(-customers // len(feats))
+        big = pd.concat([feats] * reps, ignore_index=True).head(customers)
+        big["customer_id"] = np.arange(len(big)).astype(str)
+        log.info("  shared features of CDNOW's %d customers: %.2f s (crmlab score builds them anyway); "
+                 "replicated to %d rows", len(feats), t_feats, len(big))
+        for label, kwargs in (("shipped (" + result.shipped + ")", {}), ("parametric only", {"parametric_only": True})):
+            times = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                scores = score_clv(big, result.bundle_path, **kwargs)
+                times.append(time.perf_counter() - start)
+            log.info("  score_clv %-22s %.2f s for %d customers (%.2f s per million); total CLV %.4g", label,
+                     min(times), len(big), min(times) * 1e6 / len(big), scores["clv"].sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, default=144, help="copies of CDNOW's final RFM (144: 3.39M customers)")
     parser.add_argument("--simulated", type=int, default=3_394_080, help="simulated customers (0: skip)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per timing (the best is shown)")
     parser.add_argument("--skip-holdout", action="store_true")
+    parser.add_argument("--score-customers", type=int, default=1_000_000,
+                        help="rows of the score_clv timing with the shipped model (0: skip)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("crmlab", "lightgbm"):
@@ -179,6 +221,9 @@ def main() -> None:
     del cols
     if args.simulated:
         interval_timing("simulated, day resolution", *simulate(args.simulated), repeat=args.repeat)
+    if args.score_customers:
+        log.info("\n== score_clv with the shipped purchase model (features frame input, intervals included)")
+        scoring_cost(args.score_customers, args.repeat)
 
 
 if __name__ == "__main__":

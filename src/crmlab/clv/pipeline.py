@@ -3,8 +3,10 @@
 Steps are pure functions named with verbs; :func:`train_clv` only wires them::
 
     prepare_data -> resolve_window -> split_calibration_holdout -> fit_models (calibration)
-      -> predict_holdout -> evaluate_holdout (+ challenger on the same holdout)
-      -> fit_models (all data up to as_of) -> score_rfm -> export_bundle -> log_training
+      -> predict_holdout -> evaluate_holdout (+ spend challenger on the same holdout)
+      -> fit_purchase_challenger (earlier window; blend weight there) -> purchase_leaderboard
+      -> choose_shipped (the holdout decides what predicts expected purchases)
+      -> fit_models (all data up to as_of) -> ship_purchases -> score_rfm -> export_bundle -> log_training
 
 Evaluation follows Fader, Hardie and Lee (2005a, "Counting Your Customers the Easy Way"): the models
 are fitted on the purchase histories of a cohort up to ``calibration_end`` and judged on what the
