@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.clv.evaluate import spend_metrics
+from crmlab.clv.shared import feature_matrix
 from crmlab.config import ProjectConfig
 from crmlab.features import build_features_from_tables, calibration_holdout_split
 
@@ -88,18 +89,6 @@ class SpendChallenger:
                               "gain": booster.feature_importance(importance_type="gain"),
                               "splits": booster.feature_importance(importance_type="split")})
                 .sort_values("gain", ascending=False, kind="stable").reset_index(drop=True))
-
-
-def feature_matrix(feats: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The model matrix of a shared features frame: every column but ``customer_id``, or ``columns``
-    (an interaction kind absent from these data counts 0; another missing column is NaN)."""
-    X = feats.drop(columns=["customer_id"])
-    if columns is None:
-        return X
-    missing = [c for c in columns if c not in X.columns]
-    for c in missing:  # an interaction kind not seen at this date: none of that kind
-        X[c] = 0 if c.startswith("interaction_") else np.nan
-    return X[list(columns)]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmlab.clv.challenger import EarlierWindow, earlier_target, earlier_window, feature_matrix
+from crmlab.clv.challenger import EarlierWindow, earlier_target, earlier_window
+from crmlab.clv.shared import feature_matrix
 from crmlab.clv.evaluate import BLEND, LIGHTGBM
 from crmlab.clv.result import ClvModels, ClvSettings, ClvWindow, ShippedPurchases
 from crmlab.config import ClvConfig, ProjectConfig

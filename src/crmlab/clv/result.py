@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from crmlab.clv.purchase import TransactionModel
-from crmlab.clv.shared import UNITS_PER_MONTH
+from crmlab.clv.shared import UNITS_PER_MONTH, feature_matrix
 from crmlab.clv.spend import SpendModel
 from crmlab.config import ClvConfig, ProjectConfig
 from crmlab.errors import ModelError
@@ -142,8 +142,6 @@ class ShippedPurchases:
 
     def challenger_purchases(self, feats: pd.DataFrame) -> np.ndarray:
         """LightGBM's expected purchases over the horizon for each row of a shared features frame."""
-        from crmlab.clv.challenger import feature_matrix
-
         missing = [c for c in self.feature_names if c not in feats.columns and not c.startswith("interaction_")]
         if missing:
             raise ModelError(
