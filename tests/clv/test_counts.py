@@ -136,6 +136,8 @@ def test_lightgbm_wins_when_purchases_follow_an_attribute_bgnbd_cannot_see(tmp_p
     # a transaction log alone lacks the plan the shipped model needs: a named error, not a traceback
     with pytest.raises(ModelError, match=r"needs the shared customer features; missing \['plan'\]"):
         score_clv(tables.transactions, bundle, as_of=AS_OF)
+    with pytest.raises(ModelError, match=r"cannot read the features .*'recency_days'"):  # text where numbers were
+        score_clv(feats.assign(recency_days="soon"), bundle)
     # the holdout figures are the shipped model's; retraining judges this bundle as a champion alike
     assert result.metrics["purchases_total_pct_error"] == pytest.approx(board.loc[result.shipped, "total_pct_error"])
     assert result.metrics["purchases_parametric_mae"] == pytest.approx(board.loc["bgnbd", "mae"])

@@ -152,7 +152,12 @@ class ShippedPurchases:
         for col in X.columns:  # text attributes (MLflow's schema has no categories): LightGBM maps the levels
             if X[col].dtype == object or isinstance(X[col].dtype, pd.StringDtype):
                 X[col] = X[col].astype("category")
-        return self.booster.predict(X) * self.scale
+        try:
+            return self.booster.predict(X) * self.scale
+        except Exception as exc:  # LightGBM's own errors (a text column where it learnt numbers, ...)
+            kinds = {c: str(X[c].dtype) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])}
+            raise ModelError(f"CLV scoring input: the shipped purchase model ({self.name}) cannot read the features "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); non-numeric columns: {kinds}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "weight": float(self.weight), "because": self.because,
