@@ -426,7 +426,38 @@ class ClvConfig(Frozen):
         description="Holdout length; auto: 39 weeks (Fader, Hardie and Lee's split), shortened to a third of the "
         "data's span (first transaction to as_of) when that is shorter, and said so in the run.",
     )
-    challenger: bool = True
+    challenger: bool = Field(
+        True, description="Train the LightGBM spend challenger on an earlier window and compare it on the holdout."
+    )
+    purchase_challenger: bool = Field(
+        True,
+        description="Train a LightGBM Poisson challenger of the purchase counts on an earlier window (features at "
+        "calibration_end minus L, purchases in the L days after) and a blend of it with clv.model, and judge both on "
+        "the holdout (clv.ship decides which predicts expected purchases).",
+    )
+    ship: Literal["auto", "model", "lightgbm", "blend"] = Field(
+        "auto",
+        description="Which purchase model the bundle scores with: auto (the challenger or the blend only when its "
+        "holdout mean squared error is significantly lower than clv.model's, else clv.model), model (clv.model), "
+        "lightgbm or blend.",
+    )
+    blend_weight: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Weight of clv.model in the blend (1 - weight on LightGBM); auto: chosen on the earlier window "
+        "(out-of-fold LightGBM predictions, never the holdout).",
+    )
+    interval: float = Field(
+        0.8, gt=0, lt=1,
+        description="Level of the per-customer CLV interval (clv_low, clv_high) from the fitted parameters' "
+        "uncertainty (delta method).",
+    )
+
+    @model_validator(mode="after")
+    def _ship_needs_challenger(self) -> ClvConfig:
+        if self.ship in ("lightgbm", "blend") and not self.purchase_challenger:
+            raise ValueError(f"ship={self.ship!r} needs the purchase challenger: set purchase_challenger to true "
+                             "or ship to auto or model")
+        return self
 
 
 def _churn_search_space() -> list[SearchParam]:

@@ -711,8 +711,9 @@ def bgnbd_clv(cfg: CrmlabConfig, transactions: pd.DataFrame, *, as_of: date) -> 
         bundle = load_bundle(path, pipeline="clv")
         settings = ClvSettings.from_dict(bundle.params.get("clv", {}))
         rfm = rfm_summary(transactions, as_of=as_of, time_unit=settings.time_unit)
-        scores = rfm.merge(score_clv(rfm, bundle), on="customer_id")
-        new = float(score_clv(pd.DataFrame(_NEW), bundle)["clv"].iloc[0])
+        # the BG/NBD-family model of the bundle, also when it shipped LightGBM or a blend for expected purchases
+        scores = rfm.merge(score_clv(rfm, bundle, parametric_only=True), on="customer_id")
+        new = float(score_clv(pd.DataFrame(_NEW), bundle, parametric_only=True)["clv"].iloc[0])
         label = f"bundle {path} ({bundle.version})"
     else:
         settings = ClvSettings.from_config(cfg.clv, cfg.project)

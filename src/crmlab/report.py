@@ -624,8 +624,29 @@ def _clv_section(k: KpiResult, clv_po: PipelineOutputs | None, figures: dict[str
             + "; no personal data.</p>"
             + f"<h3>Top {len(top)} customers by CLV</h3>" + _table(top, pct=("p_alive",)))
     if clv_po is not None and clv_po.trained:
-        body += "<h3>CLV model (holdout evaluation)</h3>" + _shipped_note(clv_po) + _manifest_block(clv_po)
+        body += "<h3>CLV model (holdout evaluation)</h3>" + _purchase_models_block(clv_po) + _manifest_block(clv_po)
     return body
+
+
+def _purchase_models_block(po: PipelineOutputs) -> str:
+    """Which purchase model predicts expected purchases and why, the holdout leaderboard of the purchase
+    models, and the conditional expectations (mean holdout purchases by calibration frequency, actual
+    and each model's) from the CLV bundle."""
+    m = po.manifest or {}
+    out = ""
+    if m.get("shipped_purchases"):
+        out += (f"<p><b>Expected purchases shipped: {_esc(m['shipped_purchases'])}</b>. "
+                f"{_esc(m.get('shipped_because', ''))}</p>")
+    board = po.tables.get("purchase_leaderboard")
+    if board is not None:
+        cols = [c for c in ("model", "shipped", "total_predicted", "total_actual", "total_pct_error", "mae", "rmse",
+                            "spearman", "mse_change", "mse_change_low", "mse_change_high") if c in board.columns]
+        out += "<h3>Purchase models on the holdout</h3>" + _table(board[cols], text=("model", "shipped"))
+    ce = po.tables.get("conditional_expectations")
+    if ce is not None:
+        out += ("<h3>Conditional expectations: mean holdout purchases by calibration frequency</h3>"
+                + _table(ce.drop(columns=[c for c in ("frequency_cal",) if c in ce.columns]), text=("label",)))
+    return out
 
 
 def _pipeline_section(record: Any, po: PipelineOutputs | None, figures: dict[str, str]) -> str:

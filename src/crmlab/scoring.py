@@ -21,7 +21,8 @@ The output is sorted by ``customer_id`` and the same for the same inputs and mod
 chunk size (tested), so running it twice gives the same file.
 
 Columns: ``customer_id``, ``as_of``, then each model's columns (churn: ``churn_probability``,
-``risk_tier``, ``reason_1..3``; clv: ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv``;
+``risk_tier``, ``reason_1..3``; clv: ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv``,
+``clv_low``, ``clv_high``;
 segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_version`` naming the bundle
 (its hash, or ``registry:<version>``).
 """

@@ -114,8 +114,19 @@ def test_train_clv_end_to_end(tracking, tmp_path):
 
     # the bundle: JSON only, loads, scores like the training did
     files = {p.name for p in result.bundle_path.iterdir()}
-    assert files == {"checksums.sha256", "manifest.json", "params.json"}
+    lightgbm = result.models.purchases.uses_lightgbm
+    assert files == {"checksums.sha256", "manifest.json", "params.json", "report_purchase_leaderboard.csv",
+                     "report_conditional_expectations.csv", *(["purchases_lightgbm.txt"] if lightgbm else [])}
     bundle = load_bundle(result.bundle_path, pipeline="clv")
+    # which purchase model ships, and why, is said alike in the result, the run and the manifest
+    board = result.purchase_leaderboard
+    assert list(board["model"]) == ["bgnbd", "lightgbm", "blend"] and board["shipped"].sum() == 1
+    assert board.loc[board["shipped"], "model"].item() == result.shipped == run.data.tags["crmlab.shipped"]
+    assert bundle.manifest["shipped_purchases"] == result.shipped
+    assert bundle.manifest["shipped_because"] == result.shipped_because == run.data.tags["crmlab.shipped_because"]
+    assert 0 <= result.metrics["purchases_blend_weight"] <= 1
+    ce = result.conditional_expectations_by_model
+    assert list(ce.columns) == ["label", "frequency_cal", "customers", "actual", "bgnbd", "lightgbm", "blend"]
     assert bundle.manifest["features"] == INPUT_COLUMNS[1:]
     assert bundle.manifest["metrics"]["purchases_mae"] == pytest.approx(result.metrics["purchases_mae"])
     rfm = result.final_rfm
@@ -123,6 +134,7 @@ def test_train_clv_end_to_end(tracking, tmp_path):
     pd.testing.assert_frame_equal(scores, result.scores)
     assert list(scores.columns) == OUTPUT_COLUMNS and scores["customer_id"].is_unique
     assert scores["p_alive"].between(0, 1).all() and (scores["clv"] >= 0).all()
+    assert ((scores["clv_low"] < scores["clv"]) & (scores["clv"] < scores["clv_high"])).all()
 
     # the pyfunc gives the same numbers and refuses an input without the model's columns
     model = mlflow.pyfunc.load_model(result.model_uri)

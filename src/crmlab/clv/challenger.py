@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from crmlab.clv.evaluate import spend_metrics
+from crmlab.clv.shared import feature_matrix
 from crmlab.config import ProjectConfig
 from crmlab.features import build_features_from_tables, calibration_holdout_split
 
-__all__ = ["LGBM_PARAMS", "SpendChallenger", "compare_spend_models", "fit_challenger", "predict_challenger"]
+__all__ = ["LGBM_PARAMS", "EarlierWindow", "SpendChallenger", "compare_spend_models", "earlier_target", "earlier_window",
+           "feature_matrix", "fit_challenger", "predict_challenger"]
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +91,42 @@ class SpendChallenger:
                 .sort_values("gain", ascending=False, kind="stable").reset_index(drop=True))
 
 
-def _feature_matrix(feats: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    X = feats.drop(columns=["customer_id"])
-    if columns is None:
-        return X
-    missing = [c for c in columns if c not in X.columns]
-    for c in missing:  # an interaction kind not seen at this date: none of that kind
-        X[c] = 0 if c.startswith("interaction_") else np.nan
-    return X[list(columns)]
+@dataclass(frozen=True)
+class EarlierWindow:
+    """The window a challenger learns from: features at ``t0``, target over ``(t0, end]`` (``target_days``),
+    predictions wanted over ``predict_days`` after ``end`` (scaled by ``scale`` = predict / target days)."""
+
+    t0: date
+    end: date
+    target_days: int
+    predict_days: int
+
+    @property
+    def scale(self) -> float:
+        return self.predict_days / self.target_days
+
+
+def earlier_window(first_date: date, end: date, predict_days: int, *, what: str = "challenger") -> EarlierWindow | None:
+    """The window of the module doc ending at ``end``: ``L = min(predict_days, history // 2)``, where
+    history is the days from ``first_date`` to ``end``; None (with a warning) when ``L`` < 7 days."""
+    history = (end - first_date).days
+    target_days = min(int(predict_days), history // 2)
+    if target_days < 7:
+        log.warning("%s skipped: only %d days of history before %s", what, history, end)
+        return None
+    t0 = end - timedelta(days=target_days)
+    if target_days < predict_days:
+        log.warning("%s: the history before %s is shorter than twice the %d days to predict; it learns over %d "
+                    "days from features at %s and its predictions are scaled by %.3g", what, end, predict_days,
+                    target_days, t0, predict_days / target_days)
+    return EarlierWindow(t0, end, target_days, int(predict_days))
+
+
+def earlier_target(tables: Any, project: ProjectConfig, ew: EarlierWindow, calibration_start: date | None
+                   ) -> pd.DataFrame:
+    """The cohort at ``ew.t0`` and what it did in ``(t0, end]`` (:func:`calibration_holdout_split`)."""
+    return calibration_holdout_split(tables.transactions, calibration_end=ew.t0, holdout_end=ew.end,
+                                     calibration_start=calibration_start, time_unit=project.time_unit)
 
 
 def fit_challenger(tables: Any, project: ProjectConfig, window: Any, *, seed: int) -> SpendChallenger | None:
@@ -104,30 +134,20 @@ def fit_challenger(tables: Any, project: ProjectConfig, window: Any, *, seed: in
     warning) when there is too little history or too few customers to learn from."""
     from lightgbm import LGBMRegressor
 
-    holdout_days = window.holdout_days
-    history = (window.calibration_end - window.first_date).days
-    target_days = min(holdout_days, history // 2)
-    if target_days < 7:
-        log.warning("challenger skipped: only %d days of history before calibration_end=%s",
-                     history, window.calibration_end)
+    ew = earlier_window(window.first_date, window.calibration_end, window.holdout_days)
+    if ew is None:
         return None
-    t0 = window.calibration_end - timedelta(days=target_days)
-    if target_days < holdout_days:
-        log.warning("challenger: the history before calibration_end=%s is shorter than twice the holdout; it learns "
-                    "spend over %d days from features at %s and its predictions are scaled by %.3g",
-                    window.calibration_end, target_days, t0, holdout_days / target_days)
-    target = calibration_holdout_split(tables.transactions, calibration_end=t0, holdout_end=window.calibration_end,
-                                       calibration_start=window.calibration_start, time_unit=project.time_unit)
+    target = earlier_target(tables, project, ew, window.calibration_start)
     if len(target) < MIN_TRAIN_CUSTOMERS:
-        log.warning("challenger skipped: %d customers with a purchase by %s (need %d)", len(target), t0,
+        log.warning("challenger skipped: %d customers with a purchase by %s (need %d)", len(target), ew.t0,
                     MIN_TRAIN_CUSTOMERS)
         return None
-    feats = build_features_from_tables(tables, as_of=t0, cfg=project)
+    feats = build_features_from_tables(tables, as_of=ew.t0, cfg=project)
     feats = feats.merge(target[["customer_id", "amount_sum_holdout"]], on="customer_id", how="inner")
-    X = _feature_matrix(feats.drop(columns=["amount_sum_holdout"]))
+    X = feature_matrix(feats.drop(columns=["amount_sum_holdout"]))
     y = feats["amount_sum_holdout"].to_numpy(dtype=np.float64)
     model = LGBMRegressor(**LGBM_PARAMS, random_state=seed).fit(X, y)
-    return SpendChallenger(model, list(X.columns), t0, target_days, holdout_days, len(feats), seed)
+    return SpendChallenger(model, list(X.columns), ew.t0, ew.target_days, ew.predict_days, len(feats), seed)
 
 
 def predict_challenger(challenger: SpendChallenger, tables: Any, project: ProjectConfig, window: Any,
@@ -140,7 +160,7 @@ def predict_challenger(challenger: SpendChallenger, tables: Any, project: Projec
     if feats["customer_id"].isna().any():
         missing = ids[feats["customer_id"].isna().to_numpy()].iloc[0]
         raise ValueError(f"customer {missing!r} of the holdout cohort has no features at {window.calibration_end}")
-    X = _feature_matrix(feats.reset_index(drop=True), challenger.feature_names)
+    X = feature_matrix(feats.reset_index(drop=True), challenger.feature_names)
     return challenger.model.predict(X) * challenger.scale
 
 

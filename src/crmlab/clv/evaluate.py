@@ -15,9 +15,16 @@ from scipy.stats import spearmanr
 from crmlab.clv.models import SpendModel, TransactionModel
 from crmlab.clv.result import MAX_FREQUENCY, ClvModels, ClvWindow
 from crmlab.clv.window import local_days
+from crmlab.errors import ModelError
 
 __all__ = [
+    "BLEND",
+    "LIGHTGBM",
+    "SHIP_CHOICES",
+    "choose_shipped",
     "conditional_expectation_table",
+    "conditional_expectations_by_model",
+    "purchase_leaderboard",
     "normalised_gini",
     "point_metrics",
     "spend_metrics",
@@ -175,3 +182,78 @@ def cumulative_repeat_purchases(
     expected = model.expected_repeat_purchases_cumulative(times, births)
     return pd.DataFrame({"date": dates.floor("D"), "time": times, "actual": counts.astype(np.float64),
                          "expected": expected, "holdout": dates.floor("D") > cal_end})
+
+
+# --------------------------------------------------------------------------- which purchase model ships
+
+#: The names of the purchase-model candidates other than the parametric model (whose name is its kind).
+LIGHTGBM, BLEND = "lightgbm", "blend"
+SHIP_CHOICES = ("auto", "model", LIGHTGBM, BLEND)
+
+
+def purchase_leaderboard(actual: np.ndarray, predictions: dict[str, np.ndarray], baseline: str) -> pd.DataFrame:
+    """One row per purchase model on the holdout: MAE, RMSE, Spearman, total and its % error, and the
+    mean squared error's change against ``baseline`` (the parametric model) with its 95% interval
+    (paired over customers: the normal interval of the mean per-customer difference of squared errors)."""
+    a = np.asarray(actual, dtype=np.float64)
+    base_se = (np.asarray(predictions[baseline], dtype=np.float64) - a) ** 2
+    rows = []
+    for name, pred in predictions.items():
+        p = np.asarray(pred, dtype=np.float64)
+        m = point_metrics(a, p)
+        diff = (p - a) ** 2 - base_se
+        half = 1.959963984540054 * diff.std(ddof=1) / np.sqrt(a.size) if a.size > 1 else np.nan
+        gain = float(diff.mean())
+        rows.append({"model": name, "mse": float(np.mean((p - a) ** 2)), "mae": m["mae"], "rmse": m["rmse"],
+                     "spearman": m["spearman"], "total_predicted": m["total_predicted"],
+                     "total_actual": m["total_actual"], "total_pct_error": m["total_pct_error"],
+                     "mse_change": gain, "mse_change_low": gain - half, "mse_change_high": gain + half})
+    return pd.DataFrame(rows)
+
+
+def choose_shipped(board: pd.DataFrame, ship: str, baseline: str) -> tuple[str, str]:
+    """(the purchase model that ships, why): ``ship`` when it names one (``"model"``: ``baseline``);
+    with ``"auto"`` the candidate with the smallest holdout mean squared error among those that beat
+    ``baseline`` significantly (the 95% interval of the change in mean squared error entirely below 0),
+    else ``baseline``: a challenger must earn its place, so on data the parametric model describes
+    it keeps shipping. Squared error, not MAE: CLV multiplies the *expected* count, and the squared
+    error is the loss the expectation minimises (MAE favours the median, 0 for most customers)."""
+    rows = board.set_index("model")
+    fmt = lambda n: (f"{n}: holdout MSE {rows.loc[n, 'mse']:.4f}, MAE {rows.loc[n, 'mae']:.3f}, total "  # noqa: E731
+                     f"{rows.loc[n, 'total_pct_error']:+.1f}%")
+    if ship != "auto":
+        name = baseline if ship == "model" else ship
+        if name not in rows.index:
+            raise ModelError(f"clv.ship={ship}: the {name} purchase model could not be trained on these data "
+                             "(see the warnings); set clv.ship=auto or model")
+        return name, f"clv.ship={ship} ({fmt(name)})"
+    others = [n for n in rows.index if n != baseline]
+    better = [n for n in others if rows.loc[n, "mse_change_high"] < 0]
+
+    def change(n: str) -> str:
+        r = rows.loc[n]
+        return (f"MSE change {r['mse_change']:+.4f}, 95% CI {r['mse_change_low']:+.4f} to "
+                f"{r['mse_change_high']:+.4f}")
+
+    if better:
+        best = min(better, key=lambda n: rows.loc[n, "mse"])
+        beaten = [baseline, *(n for n in others if n != best)]
+        return best, (f"{best} predicts holdout purchases significantly better than {baseline} ({change(best)}); "
+                      f"{fmt(best)}; it beat " + "; ".join(fmt(n) for n in beaten))
+    if not others:
+        return baseline, f"{baseline} (no challenger could be trained); {fmt(baseline)}"
+    return baseline, (f"no challenger predicts holdout purchases significantly better than {baseline} ("
+                      + "; ".join(f"{n}: {change(n)}" for n in others) + f"); {fmt(baseline)}")
+
+
+def conditional_expectations_by_model(frequency_cal: np.ndarray, actual: np.ndarray,
+                                      predictions: dict[str, np.ndarray], max_frequency: int = MAX_FREQUENCY
+                                      ) -> pd.DataFrame:
+    """:func:`conditional_expectation_table` with one column of mean predicted holdout purchases per model."""
+    out = None
+    for name, pred in predictions.items():
+        t = conditional_expectation_table(frequency_cal, actual, pred, max_frequency=max_frequency)
+        if out is None:
+            out = t.drop(columns=["predicted"])
+        out[name] = t["predicted"].to_numpy()
+    return out

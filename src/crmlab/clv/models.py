@@ -141,13 +141,22 @@ def fit_models(rfm: pd.DataFrame, clv: ClvConfig) -> ClvModels:
     return ClvModels(transaction, spend, tuple(notes + spend_notes))
 
 
-def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings) -> pd.DataFrame:
+def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
+              features: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per customer: P(alive) at the cut-off, expected purchases over the horizon, expected
-    spend per purchase (Gamma-Gamma) and discounted CLV over the horizon (with the margin).
+    spend per purchase (Gamma-Gamma), discounted CLV over the horizon (with the margin) and its
+    interval ``clv_low``..``clv_high`` at ``settings.interval`` (:mod:`crmlab.clv.interval`).
+
+    When the shipped purchase model (``models.purchases``) is LightGBM or a blend, expected purchases
+    are its, and CLV keeps the purchase model's month-by-month discounting: CLV = margin x spend x
+    shipped purchases x (discounted / undiscounted purchases of the purchase model). It needs the
+    shared customer ``features``, aligned with ``rfm``.
 
     Rows whose frequency, recency or T is missing (customers without a purchase in a features
     frame) get missing scores; ``monetary_value`` may be missing where ``frequency`` is 0.
     """
+    from crmlab.clv.interval import clv_bounds, purchase_log_variance, spend_log_variance
+
     ids = rfm["customer_id"].reset_index(drop=True)  # kept as is: converting text ids to objects is slow
     x = rfm["frequency"].to_numpy(dtype=np.float64, na_value=np.nan)
     tx = rfm["recency"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -156,17 +165,45 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings) -> pd
     ok = np.isfinite(x) & np.isfinite(tx) & np.isfinite(age)
     m = np.where(ok & (x == 0) & ~np.isfinite(m), 0.0, m)
     out = {name: np.full(len(ids), np.nan) for name in OUTPUT_COLUMNS[1:]}
+    shipped = models.purchases
+    challenger = None
+    if shipped is not None and shipped.uses_lightgbm:
+        if features is None or len(features) != len(ids):
+            raise ModelError(f"the shipped purchase model ({shipped.name}) needs the shared customer features of "
+                             "the customers scored")
+        challenger = shipped.challenger_purchases(features.reset_index(drop=True))[ok]
     if ok.any():
         xo, txo, ageo, mo = x[ok], tx[ok], age[ok], m[ok]
         tm, sm = models.transaction, models.spend
         out["p_alive"][ok] = tm.probability_alive(xo, txo, ageo)
-        out["expected_purchases"][ok] = tm.predict_purchases(settings.horizon_units, xo, txo, ageo)
-        out["expected_spend"][ok] = sm.conditional_expected_spend(xo, mo)
-        out["clv"][ok] = customer_lifetime_value(
+        parametric = tm.predict_purchases(settings.horizon_units, xo, txo, ageo)
+        spend = sm.conditional_expected_spend(xo, mo)
+        out["expected_spend"][ok] = spend
+        clv = customer_lifetime_value(
             tm, sm, xo, txo, ageo, mo,
             horizon_months=settings.horizon_months,
             discount_rate_monthly=settings.discount_rate_monthly,
             margin=settings.margin,
             time_unit=settings.time_unit,
         )
+        weight = 1.0
+        if challenger is None:
+            purchases = parametric
+        else:
+            weight = shipped.weight
+            purchases = weight * parametric + (1.0 - weight) * challenger
+            # discounted value per expected purchase, from the purchase model's timing (a customer it expects
+            # nothing from: a constant rate over the horizon)
+            months = np.arange(1, settings.horizon_months + 1)
+            flat = float(np.mean((1.0 + settings.discount_rate_monthly) ** -months))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_purchase = np.where(parametric > 0, clv / parametric, settings.margin * spend * flat)
+            clv = per_purchase * purchases
+        out["expected_purchases"][ok] = purchases
+        out["clv"][ok] = clv
+        purchase_var = purchase_log_variance(tm, xo, txo, ageo, settings, UNITS_PER_MONTH[settings.time_unit],
+                                             weight=weight, challenger=challenger)
+        low, high = clv_bounds(clv, purchase_var, spend_log_variance(sm, xo, mo), settings.interval)
+        out["clv_low"][ok] = low
+        out["clv_high"][ok] = high
     return pd.DataFrame({"customer_id": ids, **out})

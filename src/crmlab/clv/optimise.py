@@ -100,10 +100,10 @@ def fit_log_params(
     return fun, log_params, value, nit
 
 
-def standard_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray | None:
-    """Asymptotic standard errors of exp(log_params): the inverse observed information of the
-    (mean) objective, by forward differences of its gradient (k + 1 evaluations), mapped through
-    the delta method. None when the information is not positive definite (no strict minimum)."""
+def log_param_covariance(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray | None:
+    """Asymptotic covariance of the log-parameters: the inverse observed information of the (mean)
+    objective, by forward differences of its gradient (k + 1 evaluations), divided by ``n``. None
+    when the information is not positive definite (no strict minimum)."""
     step = 1e-5
     k = log_params.size
     hess = np.empty((k, k))
@@ -120,7 +120,14 @@ def standard_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarr
         return None
     if not np.all(np.isfinite(cov)):
         return None
-    return np.exp(log_params) * np.sqrt(np.diag(cov))
+    return 0.5 * (cov + cov.T)
+
+
+def standard_errors(fun: Callable, log_params: np.ndarray, n: float) -> np.ndarray | None:
+    """Asymptotic standard errors of exp(log_params) (:func:`log_param_covariance` mapped through the
+    delta method); None when the information is not positive definite."""
+    cov = log_param_covariance(fun, log_params, n)
+    return None if cov is None else np.exp(log_params) * np.sqrt(np.diag(cov))
 
 
 def _hinted(hint: str) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.special import digamma, expit, gammaln
 
 from crmlab.errors import ModelError
-from crmlab.clv.optimise import fit_log_params, none_fit, not_identified, standard_errors, verified_penalty
+from crmlab.clv.optimise import fit_log_params, log_param_covariance, none_fit, not_identified, verified_penalty
 from crmlab.clv.shared import DICT_VERSION, LOG_PARAM_LIMIT, PARAM_NAMES, Rows, TIME_PARAMS, TRANSACTION_KINDS, TRANSACTION_PENALTIES, check_penalizer, check_rfm, check_weights, expm1_ratio, json_safe, log_hyp2f1, one_minus_hyp, read_header, read_params, to_array, unique_rows
 
 
@@ -319,9 +319,10 @@ class TransactionModel:
         note = ", time scaled so that the oldest customer has T = 1"
         if np.any(np.abs(log_params) > LOG_PARAM_LIMIT):
             raise not_identified(what, names, np.exp(log_params), hint, note)
-        se = standard_errors(fun, log_params, uw.sum())
-        if se is None:
+        cov = log_param_covariance(fun, log_params, uw.sum())
+        if cov is None:
             raise not_identified(what, names, np.exp(log_params), hint, note)
+        se = np.exp(log_params) * np.sqrt(np.diag(cov))
         params = dict(zip(names, np.exp(log_params).tolist()))
         std_errors = dict(zip(names, se.tolist()))
         for name in TIME_PARAMS[self.kind]:
@@ -338,6 +339,8 @@ class TransactionModel:
             "log_likelihood": float(loglik),
             "iterations": nit,
             "std_errors": {k: float(v) for k, v in std_errors.items()},
+            # of the log-parameters in the input time unit (rescaling time shifts log alpha by a constant)
+            "log_param_cov": cov.tolist(),
         }
 
     # ----------------------------------------------------------------- scoring

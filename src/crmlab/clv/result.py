@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crmlab.clv.purchase import TransactionModel
-from crmlab.clv.shared import UNITS_PER_MONTH
+from crmlab.clv.shared import UNITS_PER_MONTH, feature_matrix
 from crmlab.clv.spend import SpendModel
 from crmlab.config import ClvConfig, ProjectConfig
 from crmlab.errors import ModelError
@@ -27,7 +28,8 @@ INPUT_COLUMNS: list[str] = ["customer_id", *FEATURES]
 TRANSACTION_COLUMNS: list[str] = ["customer_id", "ts", "amount"]
 
 
-OUTPUT_COLUMNS: list[str] = ["customer_id", "p_alive", "expected_purchases", "expected_spend", "clv"]
+OUTPUT_COLUMNS: list[str] = ["customer_id", "p_alive", "expected_purchases", "expected_spend", "clv", "clv_low",
+                              "clv_high"]
 
 
 MAX_FREQUENCY = 7  # the conditional-expectation table and the histogram run 0..7+
@@ -78,10 +80,16 @@ class ClvSettings:
     discount_rate_monthly: float = 0.01
     margin: float = 1.0
     time_unit: str = "W"
+    interval: float = 0.8
 
     @classmethod
     def from_config(cls, clv: ClvConfig, project: ProjectConfig) -> ClvSettings:
-        return cls(clv.horizon_months, clv.discount_rate_monthly, clv.margin, project.time_unit)
+        return cls(clv.horizon_months, clv.discount_rate_monthly, clv.margin, project.time_unit, clv.interval)
+
+    @property
+    def horizon_days(self) -> int:
+        """The horizon in whole days (a month is 30.4375 days)."""
+        return int(round(self.horizon_months * UNITS_PER_MONTH["D"]))
 
     @property
     def horizon_units(self) -> float:
@@ -94,31 +102,87 @@ class ClvSettings:
             "discount_rate_monthly": float(self.discount_rate_monthly),
             "margin": float(self.margin),
             "time_unit": self.time_unit,
+            "interval": float(self.interval),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClvSettings:
         try:
             settings = cls(int(data["horizon_months"]), float(data["discount_rate_monthly"]),
-                           float(data["margin"]), str(data["time_unit"]))
+                           float(data["margin"]), str(data["time_unit"]), float(data.get("interval", 0.8)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"CLV bundle: the 'clv' settings are incomplete or invalid ({exc!r}); retrain") from None
+        if not 0.0 < settings.interval < 1.0:
+            raise ModelError(f"CLV bundle: interval={settings.interval!r} must be between 0 and 1; retrain")
         if settings.time_unit not in UNITS_PER_MONTH:
             raise ModelError(f"CLV bundle: time_unit={settings.time_unit!r} is not one of {list(UNITS_PER_MONTH)}")
         return settings
 
 
 @dataclass(frozen=True)
+class ShippedPurchases:
+    """Which model predicts each customer's expected purchases: the parametric purchase model
+    (``weight`` 1), the LightGBM challenger (``name`` "lightgbm", ``weight`` 0) or their blend
+    (``weight`` on the parametric model), and why (:func:`crmlab.clv.evaluate.choose_shipped`).
+    ``booster`` predicts purchase periods over ``target_days`` from the shared features in
+    ``feature_names``; ``scale`` turns that into the CLV horizon."""
+
+    name: str
+    weight: float = 1.0
+    because: str = ""
+    booster: Any = None
+    feature_names: tuple[str, ...] = ()
+    scale: float = 1.0
+    target_days: int | None = None
+    feature_windows: tuple[int, ...] = ()
+
+    @property
+    def uses_lightgbm(self) -> bool:
+        return self.weight < 1.0
+
+    def challenger_purchases(self, feats: pd.DataFrame) -> np.ndarray:
+        """LightGBM's expected purchases over the horizon for each row of a shared features frame."""
+        missing = [c for c in self.feature_names if c not in feats.columns and not c.startswith("interaction_")]
+        if missing:
+            raise ModelError(
+                f"CLV scoring input: the shipped purchase model ({self.name}) needs the shared customer features; "
+                f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''} (pass the frame of "
+                "crmlab.features.build_features_from_tables, as crmlab score does)")
+        X = feature_matrix(feats, list(self.feature_names))
+        for col in X.columns:  # text attributes (MLflow's schema has no categories): LightGBM maps the levels
+            if X[col].dtype == object or isinstance(X[col].dtype, pd.StringDtype):
+                X[col] = X[col].astype("category")
+        try:
+            return self.booster.predict(X) * self.scale
+        except Exception as exc:  # LightGBM's own errors (a text column where it learnt numbers, ...)
+            kinds = {c: str(X[c].dtype) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])}
+            raise ModelError(f"CLV scoring input: the shipped purchase model ({self.name}) cannot read the features "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); non-numeric columns: {kinds}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "weight": float(self.weight), "because": self.because,
+                "feature_names": list(self.feature_names), "scale": float(self.scale),
+                "target_days": self.target_days, "feature_windows": list(self.feature_windows)}
+
+
+@dataclass(frozen=True)
 class ClvModels:
-    """A fitted purchase model and spend model, and notes on any fallback that chose them
-    (:mod:`crmlab.clv.fallback`)."""
+    """A fitted purchase model and spend model, notes on any fallback that chose them
+    (:mod:`crmlab.clv.fallback`) and, when it is not the purchase model alone, the shipped model of
+    expected purchases."""
 
     transaction: TransactionModel
     spend: SpendModel
     notes: tuple[str, ...] = ()
+    purchases: ShippedPurchases | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"transaction_model": self.transaction.to_dict(), "spend_model": self.spend.to_dict()}
+
+    @property
+    def shipped(self) -> str:
+        """The purchase model that predicts expected purchases (the purchase model's kind, lightgbm or blend)."""
+        return self.transaction.kind if self.purchases is None else self.purchases.name
 
     @property
     def label(self) -> str:
@@ -150,6 +214,11 @@ class ClvResult(TrainingResult):
     challenger: Any = None
     challenger_report: dict[str, Any] | None = None
     challenger_importance: pd.DataFrame | None = None
+    purchase_leaderboard: pd.DataFrame | None = None
+    conditional_expectations_by_model: pd.DataFrame | None = None
+    purchase_challenger: Any = None
+    shipped: str | None = None
+    shipped_because: str | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -168,6 +237,8 @@ class ClvResult(TrainingResult):
             f"({m['purchases_total_pct_error']:+.1f}%); spend Gini {m['spend_gini']:.3f}, "
             f"top-decile share {m['spend_top_decile_share']:.1%}",
         ]
+        if self.shipped is not None:
+            lines.append(f"expected purchases shipped: {self.shipped}: {self.shipped_because}")
         lines.extend(f"note: {n}" for n in self.notes)
         if self.comparison is not None:
             wins = self.comparison.groupby("winner")["metric"].apply(lambda s: ", ".join(s))

@@ -3,7 +3,7 @@ weighted unique rows they fit on, hypergeometric helpers and the pieces of their
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,21 @@ def check_penalizer(penalizer: Any, key: str) -> float:
     if not np.isfinite(pen) or pen < 0:
         raise ModelError(f"penalizer must be a finite number >= 0, got {penalizer!r} (set {key})")
     return pen
+
+
+# --------------------------------------------------------------------------- shared features
+
+
+def feature_matrix(feats: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The model matrix of a shared features frame: every column but ``customer_id``, or ``columns``
+    (an interaction kind absent from these data counts 0; another missing column is NaN)."""
+    X = feats.drop(columns=["customer_id"])
+    if columns is None:
+        return X
+    missing = [c for c in columns if c not in X.columns]
+    for c in missing:  # an interaction kind not seen at this date: none of that kind
+        X[c] = 0 if c.startswith("interaction_") else np.nan
+    return X[list(columns)]
 
 
 # --------------------------------------------------------------------------- unique rows

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from crmlab.errors import ModelError
-from crmlab.clv.optimise import fit_log_params, none_fit, not_identified, standard_errors, verified_penalty
+from crmlab.clv.optimise import fit_log_params, log_param_covariance, none_fit, not_identified, verified_penalty
 from crmlab.clv.shared import DICT_VERSION, json_float, FLOOR_SPEND, LOG_PARAM_LIMIT, PARAM_NAMES, Rows, SPEND_KINDS, SPEND_PENALTIES, SPEND_RULES, check_penalizer, check_weights, example_row, index_labels, json_safe, read_header, read_params, to_array, unique_rows
 
 
@@ -146,7 +146,10 @@ class SpendModel:
         }
         if self.kind == "mean":
             self.params_ = {"mean": mean_spend}
-            self.report_ = {"spend_rule": self.spend_rule, **counts, "population_mean_spend": mean_spend}
+            # var(log mean) ~ var(spend) / (n mean^2), the delta method on the sample mean
+            var = float(np.dot(uw, (um - mean_spend) ** 2) / uw.sum()) if uw.sum() > 1 else 0.0
+            self.report_ = {"spend_rule": self.spend_rule, **counts, "population_mean_spend": mean_spend,
+                            "log_param_cov": [[var / (uw.sum() * mean_spend**2) if mean_spend > 0 else 0.0]]}
             return self
         if ux.size < 3:
             raise ModelError(f"Gamma-Gamma needs at least 3 distinct (frequency, spend) rows to fit 3 parameters, "
@@ -175,8 +178,8 @@ class SpendModel:
                                                       what, hint)
         p, q, v = np.exp(log_params)
         scale_free = log_params - np.array([0.0, 0.0, np.log(mean_spend)])
-        se = standard_errors(fun, log_params, uw.sum())
-        if np.any(np.abs(scale_free) > LOG_PARAM_LIMIT) or se is None:
+        cov = log_param_covariance(fun, log_params, uw.sum())
+        if np.any(np.abs(scale_free) > LOG_PARAM_LIMIT) or cov is None:
             raise not_identified(what, ("p", "q", "v"), np.exp(log_params), hint)
         if q <= 1.0:
             raise ModelError(
@@ -191,7 +194,8 @@ class SpendModel:
             "population_mean_spend": float(p * v / (q - 1.0)),
             "log_likelihood": float(-(value - penalty) * uw.sum()),
             "iterations": nit,
-            "std_errors": {k: float(s) for k, s in zip(("p", "q", "v"), se)},
+            "std_errors": {k: float(s) for k, s in zip(("p", "q", "v"), np.exp(log_params) * np.sqrt(np.diag(cov)))},
+            "log_param_cov": cov.tolist(),
         }
 
     def _check_fitted(self) -> None:
