@@ -51,6 +51,7 @@ def test_thirty_accounts_ship_the_rfm_segments_and_score_them_through_the_cli(tm
     assert "no K-means shipped: 30 customers" in out and "segmentation.min_customers=50" in out
     manifest = json.loads((tmp_path / "m" / "segmentation" / "manifest.json").read_text())
     assert manifest["kind"] == "rfm" and manifest["algorithm"] == "RFM segments" and "30 customers" in manifest["fallback"]
+    assert manifest["model"] == "rfm" and manifest["shipped_because"] == manifest["fallback"]
     assert not any(p.suffix in {".pkl", ".pickle", ".joblib"} for p in (tmp_path / "m" / "segmentation").iterdir())
     run = mlflow.MlflowClient(tracking.uri).search_runs(
         [mlflow.MlflowClient(tracking.uri).get_experiment_by_name("test").experiment_id])[0]

@@ -53,6 +53,12 @@ def test_train_segmentation_end_to_end(trained):
     assert plots == {"plots/sweep.png", "plots/profiles.png"}
     assert client.get_model_version("crmlab-segmentation", "1").run_id == result.run_id
     assert result.registered_model_version is not None
+    # which partition shipped and why, in the run's tags and the bundle's manifest (the report shows it)
+    assert run.data.tags["crmlab.shipped"] == "kmeans"
+    because = run.data.tags["crmlab.shipped_because"]
+    assert because.startswith(f"k={result.k} chosen by silhouette; stable across bootstrap refits (ARI ")
+    manifest = load_bundle(cfg.project.output.models_dir / "segmentation").manifest
+    assert manifest["model"] == f"KMeans k={result.k}" and manifest["shipped_because"] == because
 
     # profiles: one row per segment, shares add up, readable names (no "cluster 3")
     prof = result.profiles

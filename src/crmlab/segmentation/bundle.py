@@ -18,12 +18,23 @@ from crmlab.utils import ids_unique
 OUTPUT_COLUMNS: list[str] = ["customer_id", "segment_id", "segment_name", "segment_rfm", "segment_rfm_score"]
 
 
+def shipped_because(k: int, chosen_by: str, metrics: dict[str, float]) -> str:
+    """Why a K-means partition ships: how k was chosen, its stability and what it beat (the RFM grid's silhouette)."""
+    parts = [f"k={k} chosen by {chosen_by}"]
+    if np.isfinite(metrics.get("stability_ari", np.nan)):
+        parts.append(f"stable across bootstrap refits (ARI {metrics['stability_ari']:.3f})")
+    if np.isfinite(metrics.get("silhouette", np.nan)):
+        parts.append(f"silhouette {metrics['silhouette']:.3f}")
+    return "; ".join(parts)
+
+
 def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataFrame, *, as_of: date, k: int,
                   chosen_by: str, algorithm: str, metrics: dict[str, float], config_digest: str,
                   sweep: pd.DataFrame | None, fallback: str | None = None) -> Path:
     """Write the model to a bundle folder: JSON parameters, the scaler, centres and RFM cut points as
     arrays, the profiles (``report_profiles.csv``, read by the HTML report), the sweep, a manifest."""
     params, arrays = model.to_bundle()
+    because = fallback or shipped_because(k, chosen_by, metrics)
     manifest = {
         "features": model.features,
         "input_columns": model.input_columns,
@@ -34,6 +45,8 @@ def export_bundle(path: str | Path, model: SegmentationModel, profiles: pd.DataF
         "algorithm": algorithm,
         "kind": model.kind,
         "fallback": fallback,
+        "model": f"{algorithm} k={k}" if model.kind == "kmeans" else model.kind,
+        "shipped_because": because,
         "segment_names": model.names if model.kind != "rfm" else profiles["name"].tolist(),
         "training_window": {"as_of": as_of.isoformat()},
         "n_customers": int(profiles["customers"].sum()),

@@ -64,7 +64,7 @@ from crmlab.workflow import prepare_data
 from crmlab.segmentation.models import SegmentationModel
 from crmlab.segmentation.evaluate import evaluate_segments
 from crmlab.segmentation.result import SegmentationResult
-from crmlab.segmentation.bundle import export_bundle, score_segmentation
+from crmlab.segmentation.bundle import export_bundle, score_segmentation, shipped_because
 
 __all__ = [
     "MigrationResult",
@@ -173,7 +173,10 @@ def log_training(run: Run, result: SegmentationResult, *, registered_model_name:
 
     run.log_params({"k": result.k, "chosen_by": result.chosen_by, "algorithm": result.algorithm,
                     "segment_names": result.profiles["name"].tolist()})
-    run.set_tags({"crmlab.model": result.model.kind, **({"crmlab.fallback": result.fallback} if result.fallback else {})})
+    because = result.fallback or shipped_because(result.k, result.chosen_by, result.metrics)
+    run.set_tags({"crmlab.model": result.model.kind, "crmlab.shipped": result.model.kind,
+                  "crmlab.shipped_because": because[:4000],
+                  **({"crmlab.fallback": result.fallback} if result.fallback else {})})
     run.log_metrics(result.metrics)
     run.log_table(result.profiles, "segments/profiles.csv")
     run.log_table(result.rfm_vs_kmeans.reset_index(), "segments/rfm_vs_kmeans.csv")
