@@ -32,6 +32,9 @@ class ForecastResult(TrainingResult):
     quantiles: dict[int, np.ndarray]
     forecast: pd.DataFrame
     excluded: dict[str, str] = field(default_factory=dict)
+    shipped: str = ""
+    shipped_because: str = ""
+    shipping: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> list[str]:
         """A few lines for the CLI: the data, the leaderboard, the shipped model and its intervals."""
@@ -44,8 +47,12 @@ class ForecastResult(TrainingResult):
             mark = "*" if r.model == self.selected else " "
             lines.append(f" {mark} {r.model:<15} MASE {r.mase:.3f}  RMSSE {r.rmsse:.3f}  sMAPE {r.smape:.1f}%  "
                          f"WAPE {r.wape:.3f}  bias {r.bias:+.3f}")
-        how = "lowest backtest MASE per series" if self.selected == "per_series" else "lowest backtest MASE"
-        lines.append(f"shipped: {self.selected} ({how}: {m['mase']:.3f}); interval coverage "
+        lines.append(f"shipped: {self.shipped or self.selected} (backtest MASE {m['mase']:.3f}); interval coverage "
                      f"(leave-one-origin-out) 80%: {m['coverage_80']:.1%}, 95%: {m['coverage_95']:.1%}")
+        if self.shipped_because:
+            lines.append(f"because: {self.shipped_because}")
+        for r in self.shipping.itertuples():
+            if r.shipped != self.selected or self.selected == "per_series":
+                lines.append(f"  {r.series_id}: {r.shipped} ({r.because})")
         lines.append(f"bundle: {self.bundle_path}")
         return lines
