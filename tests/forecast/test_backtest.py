@@ -118,3 +118,69 @@ def test_a_series_too_short_for_any_fold_is_named_and_sits_the_backtest_out():
     bt = backtest(p, {"naive": lambda: SeasonalNaive(12)}, horizon=w.horizon, origins=w.origins, season_length=12,
                   min_train=w.min_train)
     assert set(bt.errors["series_id"]) == {"long"}
+
+
+def _two_biased_models() -> "object":
+    """One series, origins 10 and 12, two steps each, scale 1: 'ets' forecasts the actual + 2 and
+    'lightgbm' the actual - 1 (opposite biases, errors of different size)."""
+    from crmlab.forecast.backtest import Backtest
+
+    rows = []
+    for model, bias in (("ets", 2.0), ("lightgbm", -1.0)):
+        for origin in (10, 12):
+            for step in (1, 2):
+                actual = 100.0 + origin + step
+                rows.append({"model": model, "series_id": "s", "origin": origin, "period": origin + step,
+                             "step": step, "actual": actual, "forecast": actual + bias, "scale": 1.0, "scale2": 1.0})
+    return Backtest(pd.DataFrame(rows), [10, 12], 2, 1, {})
+
+
+def test_the_equal_combination_of_opposite_biases_beats_both_members():
+    from crmlab.forecast.backtest import add_combination
+
+    bt, weights = add_combination(_two_biased_models(), ["ets", "arima", "lightgbm"])  # arima is not there
+    assert weights == {"ets": 0.5, "lightgbm": 0.5}
+    mase = leaderboard(bt).set_index("model")["mase"]
+    # the mean forecast errs by (2 - 1) / 2 = 0.5 everywhere
+    assert mase.to_dict() == {"combination": 0.5, "lightgbm": 1.0, "ets": 2.0}
+
+
+def test_inverse_mase_weights_use_only_errors_known_before_each_origin():
+    from crmlab.forecast.backtest import add_combination
+
+    bt, weights = add_combination(_two_biased_models(), ["ets", "lightgbm"], weighting="inverse_mase")
+    combo = bt.errors[bt.errors["model"] == "combination"].set_index(["origin", "step"])["forecast"]
+    actual = bt.errors[bt.errors["model"] == "ets"].set_index(["origin", "step"])["actual"]
+    # origin 10: nothing known yet, equal weights, error 0.5; origin 12: the two errors of origin 10
+    # (periods 11 and 12) give MASE 2 and 1, weights 1/3 and 2/3, and 2/3 - 2/3 = 0
+    assert (combo - actual).round(12).to_dict() == {(10, 1): 0.5, (10, 2): 0.5, (12, 1): 0.0, (12, 2): 0.0}
+    assert weights == pytest.approx({"ets": 1 / 3, "lightgbm": 2 / 3})
+    assert leaderboard(bt).set_index("model")["mase"]["combination"] == pytest.approx(0.25)
+
+
+def test_a_combination_needs_two_members_that_forecast():
+    from crmlab.forecast.backtest import add_combination
+
+    bt = _two_biased_models()
+    bt.failures["lightgbm"] = "boom"
+    same, weights = add_combination(bt, ["ets", "lightgbm"])
+    assert same is bt and weights == {}
+
+
+def test_fallback_ships_a_baseline_only_where_it_beat_the_winner():
+    from crmlab.forecast.backtest import choose_per_series, shipping_table
+
+    by_series = pd.DataFrame({
+        "series_id": ["a", "a", "a", "b", "b", "b"],
+        "model": ["lightgbm", "seasonal_naive", "naive"] * 2,
+        "mase": [0.6, 0.9, 1.2, 1.1, 0.7, 0.8],
+    })
+    choice = choose_per_series(by_series, "lightgbm", "fallback")
+    assert choice == {"a": "lightgbm", "b": "seasonal_naive"}
+    assert choose_per_series(by_series, "lightgbm", "overall") == {"a": "lightgbm", "b": "lightgbm"}
+    table = shipping_table(by_series, choice, "lightgbm", "fallback", ["a", "b", "new"]).set_index("series_id")
+    assert table.loc["a", "beat"] == "seasonal_naive 0.900, naive 1.200"
+    assert table.loc["b", "beat"] == "naive 0.800, lightgbm 1.100"
+    assert table.loc["b", "because"] == ("a baseline did better here: seasonal_naive backtest MASE 0.700 < "
+                                         "lightgbm 1.100 (the overall winner)")
+    assert table.loc["new", "shipped"] == "lightgbm" and table.loc["new", "because"].startswith("untested")

@@ -202,3 +202,90 @@ def test_retrain_a_sales_table_forecast_checks_the_table_not_customers(tmp_path,
     dirty = load_config(None, [*_sales_only_project(tmp_path, tracking, bad_rows=10), "project.retrain.max_reject_share=0.1"])
     with pytest.raises(DataCheckError, match=r"sales: 20\.0% of 50 rows rejected"):
         retrain(dirty, "forecast", trials=0)
+
+
+def _promo_and_seasonal_sales(tmp_path) -> list[str]:
+    """Three series driven by a known promotion every third month (LightGBM's) and one that is an
+    exact season of 4 plus N(0, 2) noise (seasonal naive's), with the next 4 months' promotions."""
+    rng = np.random.default_rng(1)
+    n = 44
+    months = pd.period_range("2019-01", periods=n + 4, freq="M").strftime("%Y-%m")
+    frames = []
+    for k in range(3):
+        promo = ((np.arange(n + 4) + k) % 3 == 0).astype(int)
+        y = 200 * (1 + 0.8 * promo) + rng.normal(0, 4, n + 4)
+        y[n:] = np.nan
+        frames.append(pd.DataFrame({"series_id": f"promo{k}", "period": months, "value": y.round(2), "promo": promo}))
+    y = np.tile([50.0, 90.0, 20.0, 70.0], 12) + rng.normal(0, 2.0, n + 4)
+    y[n:] = np.nan
+    frames.append(pd.DataFrame({"series_id": "seasonal", "period": months, "value": y.round(2), "promo": 0}))
+    path = tmp_path / "sales.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return [f"project.data.sales.path={path}", "forecast.freq=M", "forecast.horizon=4", "forecast.origins=4",
+            "forecast.covariates=[promo]", "forecast.season_length=4", "forecast.lightgbm={num_boost_round: 60}",
+            "forecast.models=[seasonal_naive,naive,lightgbm]", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", "project.tracking.enabled=false"]
+
+
+def test_fallback_ships_seasonal_naive_where_it_beat_lightgbm_and_lightgbm_elsewhere(tmp_path):
+    sets = _promo_and_seasonal_sales(tmp_path)
+    result = train_forecast(load_config(None, sets))  # forecast.selection=fallback, the default
+    assert result.leaderboard.iloc[0]["model"] == "lightgbm"
+    shipping = result.shipping.set_index("series_id")
+    assert shipping["shipped"].to_dict() == {"promo0": "lightgbm", "promo1": "lightgbm", "promo2": "lightgbm",
+                                             "seasonal": "seasonal_naive"}
+    assert shipping.loc["seasonal", "because"].startswith("a baseline did better here: seasonal_naive backtest MASE")
+    assert shipping.loc["seasonal", "beat"].startswith("lightgbm") and "naive" in shipping.loc["promo0", "beat"]
+    assert result.shipped == "per series: lightgbm on 3, seasonal_naive on 1"
+    assert "seasonal_naive ships instead on 1 of 4 series where it beat lightgbm" in result.shipped_because
+    # the seasonal series repeats its last observed season
+    history = result.panel.values[result.panel.series_ids.index("seasonal")][-4:]
+    future = result.forecast[result.forecast["series_id"] == "seasonal"]["forecast"].to_numpy()
+    np.testing.assert_array_equal(future, history)
+    manifest = load_bundle(result.bundle_path).manifest
+    assert manifest["shipped"] == result.shipped and manifest["shipped_because"] == result.shipped_because
+    assert manifest["shipping"]["by_series"]["seasonal"]["model"] == "seasonal_naive"
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
+    assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
+    # shipping LightGBM everywhere would do worse on the backtest
+    overall = train_forecast(load_config(None, [*sets, "forecast.selection=overall"]))
+    assert overall.selected == "lightgbm" and overall.metrics["mase"] > result.metrics["mase"]
+
+
+def test_a_combination_ships_with_its_members_and_weights_and_scores_through_the_pyfunc(tmp_path, tracking):
+    # two series with a trend (ETS's strength) and a known promotion (LightGBM's); with this seed the
+    # equal mean of the two has the lowest backtest MASE
+    rng = np.random.default_rng(3)
+    n = 48
+    months = pd.period_range("2016-01", periods=n, freq="M").strftime("%Y-%m")
+    frames = []
+    for k in range(2):
+        promo = (rng.random(n) < 0.3).astype(int)
+        y = 100 + 3 * np.arange(n) + 25 * promo + rng.normal(0, 4, n)
+        y[-4:] = np.nan
+        frames.append(pd.DataFrame({"series_id": f"s{k}", "period": months, "value": y.round(2), "promo": promo}))
+    path = tmp_path / "sales.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    sets = [f"project.data.sales.path={path}", "forecast.freq=M", "forecast.horizon=4", "forecast.origins=4",
+            "forecast.covariates=[promo]", "forecast.models=[ets,lightgbm,combination]",
+            "forecast.lightgbm={num_boost_round: 60}", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", f"project.tracking.uri={tracking.uri}",
+            f"project.tracking.artifact_dir={tracking.artifact_dir}"]
+    result = train_forecast(load_config(None, sets))
+    mase = result.leaderboard.set_index("model")["mase"]
+    assert result.selected == "combination" and mase["combination"] < min(mase["ets"], mase["lightgbm"])
+    state = load_bundle(result.bundle_path).params["model"]
+    assert state["name"] == "combination" and state["weights"] == {"ets": 0.5, "lightgbm": 0.5}
+    assert set(state["members"]) == {"ets", "lightgbm"}
+    files = {p.name for p in result.bundle_path.iterdir()}
+    assert "lightgbm_model.txt" in files and not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
+    assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
+    run = mlflow.MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id)
+    assert run.data.tags["crmlab.shipped"] == "combination"
+    assert run.data.tags["crmlab.shipped_because"].startswith("combination had the lowest backtest MASE")
+    model = mlflow.pyfunc.load_model(f"models:/{model_name('forecast')}/{result.registered_model_version}")
+    request = pd.DataFrame({"series_id": ["s1"], "horizon": [3]})
+    pd.testing.assert_frame_equal(model.predict(request), score_forecast(request, result.bundle_path))
+    assert model.predict(request)["forecast"].tolist() == pytest.approx(
+        result.forecast[result.forecast["series_id"] == "s1"]["forecast"].iloc[:3].tolist())
