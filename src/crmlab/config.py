@@ -670,10 +670,11 @@ class ForecastConfig(Frozen):
     selection: Literal["fallback", "overall", "per_series"] = Field(
         "fallback", description="Ship the model with the lowest backtest MASE over all series ('overall'); "
         "'fallback': the same, except that a series where a baseline (seasonal_naive, naive) had a lower "
-        "backtest MASE ships that baseline; 'per_series': each series its own lowest backtest MASE.",
+        "backtest MASE and less error at more than half of its origins ships that baseline; 'per_series': each "
+        "series its own lowest backtest MASE.",
     )
     combination_weights: Literal["equal", "inverse_mase"] = Field(
-        "equal", description="The combination's weights: equal, or 1 / backtest MASE of each member (in the "
+        "inverse_mase", description="The combination's weights: equal, or 1 / backtest MASE of each member (in the "
         "backtest from earlier origins only, so its figures stay honest).",
     )
     origins: int = Field(8, ge=1, description="Rolling-origin backtest: number of forecast origins.")

@@ -167,20 +167,28 @@ def test_a_combination_needs_two_members_that_forecast():
     assert same is bt and weights == {}
 
 
-def test_fallback_ships_a_baseline_only_where_it_beat_the_winner():
-    from crmlab.forecast.backtest import choose_per_series, shipping_table
+def test_fallback_ships_a_baseline_only_where_it_beat_the_winner_at_most_origins():
+    from crmlab.forecast.backtest import Backtest, choose_per_series, shipping_table
 
-    by_series = pd.DataFrame({
-        "series_id": ["a", "a", "a", "b", "b", "b"],
-        "model": ["lightgbm", "seasonal_naive", "naive"] * 2,
-        "mase": [0.6, 0.9, 1.2, 1.1, 0.7, 0.8],
-    })
-    choice = choose_per_series(by_series, "lightgbm", "fallback")
-    assert choice == {"a": "lightgbm", "b": "seasonal_naive"}
-    assert choose_per_series(by_series, "lightgbm", "overall") == {"a": "lightgbm", "b": "lightgbm"}
-    table = shipping_table(by_series, choice, "lightgbm", "fallback", ["a", "b", "new"]).set_index("series_id")
+    # absolute errors at origins 10, 11, 12, 13 (one step each, scale 1), so each is that origin's MASE
+    errs = {"a": {"lightgbm": [0.6] * 4, "seasonal_naive": [0.9] * 4, "naive": [1.2] * 4},
+            "b": {"lightgbm": [1.1] * 4, "seasonal_naive": [0.1, 0.1, 0.1, 2.5], "naive": [0.8] * 4},
+            "c": {"lightgbm": [1.0] * 4, "seasonal_naive": [0.1, 1.2, 1.2, 1.2], "naive": [1.5] * 4}}
+    rows = [{"model": m, "series_id": sid, "origin": 10 + k, "period": 11 + k, "step": 1, "actual": 0.0,
+             "forecast": e, "scale": 1.0, "scale2": 1.0}
+            for sid, models in errs.items() for m, es in models.items() for k, e in enumerate(es)]
+    bt = Backtest(pd.DataFrame(rows), [10, 11, 12, 13], 1, 1, {})
+    by_series = leaderboard(bt, by_series=True)
+    choice = choose_per_series(by_series, "lightgbm", "fallback", bt.errors)
+    # b: seasonal naive's MASE 0.7 < 1.1 and less error at 3 of 4 origins; c: MASE 0.925 < 1.0, but
+    # from one good origin only (1 of 4): lightgbm stays
+    assert choice == {"a": "lightgbm", "b": "seasonal_naive", "c": "lightgbm"}
+    assert set(choose_per_series(by_series, "lightgbm", "overall").values()) == {"lightgbm"}
+    table = shipping_table(by_series, choice, "lightgbm", "fallback", ["a", "b", "c", "new"], bt.errors)
+    table = table.set_index("series_id")
     assert table.loc["a", "beat"] == "seasonal_naive 0.900, naive 1.200"
     assert table.loc["b", "beat"] == "naive 0.800, lightgbm 1.100"
     assert table.loc["b", "because"] == ("a baseline did better here: seasonal_naive backtest MASE 0.700 < "
-                                         "lightgbm 1.100 (the overall winner)")
+                                         "lightgbm 1.100 (the overall winner) and erred less at 3 of 4 origins")
+    assert table.loc["c", "because"].startswith("the overall winner; no baseline did better")
     assert table.loc["new", "shipped"] == "lightgbm" and table.loc["new", "because"].startswith("untested")

@@ -254,7 +254,7 @@ def test_fallback_ships_seasonal_naive_where_it_beat_lightgbm_and_lightgbm_elsew
 
 def test_a_combination_ships_with_its_members_and_weights_and_scores_through_the_pyfunc(tmp_path, tracking):
     # two series with a trend (ETS's strength) and a known promotion (LightGBM's); with this seed the
-    # equal mean of the two has the lowest backtest MASE
+    # weighted mean of the two has the lowest backtest MASE
     rng = np.random.default_rng(3)
     n = 48
     months = pd.period_range("2016-01", periods=n, freq="M").strftime("%Y-%m")
@@ -275,7 +275,9 @@ def test_a_combination_ships_with_its_members_and_weights_and_scores_through_the
     mase = result.leaderboard.set_index("model")["mase"]
     assert result.selected == "combination" and mase["combination"] < min(mase["ets"], mase["lightgbm"])
     state = load_bundle(result.bundle_path).params["model"]
-    assert state["name"] == "combination" and state["weights"] == {"ets": 0.5, "lightgbm": 0.5}
+    inverse = {m: 1 / mase[m] for m in ("ets", "lightgbm")}  # forecast.combination_weights=inverse_mase
+    assert state["name"] == "combination" and state["weighting"] == "inverse_mase"
+    assert state["weights"] == pytest.approx({m: w / sum(inverse.values()) for m, w in inverse.items()})
     assert set(state["members"]) == {"ets", "lightgbm"}
     files = {p.name for p in result.bundle_path.iterdir()}
     assert "lightgbm_model.txt" in files and not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)

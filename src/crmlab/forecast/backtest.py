@@ -26,8 +26,8 @@ single model's. Its intervals come from its own backtest errors like any model's
 
 Selection (:func:`select_model`, :func:`choose_per_series`): the overall winner is the model with the
 lowest backtest MASE over all series; with ``forecast.selection: fallback`` (the default) a series
-where a baseline (seasonal naive or naive) had a lower backtest MASE than the winner ships that
-baseline instead; with ``per_series`` each series takes its own best model. The per-series choice is
+where a baseline (seasonal naive or naive) had a lower backtest MASE than the winner and erred less
+at more than half of its origins ships that baseline instead; with ``per_series`` each series takes its own best model. The per-series choice is
 made on the backtest it is reported on, which flatters the shipped figure a little (a series
 switches only when a baseline beat the winner there, so never by more than the switch gained).
 """
@@ -57,6 +57,7 @@ __all__ = [
     "backtest",
     "choose_per_series",
     "combination_weights",
+    "origin_mase",
     "conformal_quantiles",
     "fit_windows",
     "interval_coverage",
@@ -336,33 +337,53 @@ def shipped_errors(errors: pd.DataFrame, choice: dict[str, str], default: str) -
     return errors[(errors["model"] == wanted).to_numpy()].reset_index(drop=True)
 
 
-def choose_per_series(by_series: pd.DataFrame, winner: str, selection: str,
+def origin_mase(errors: pd.DataFrame) -> pd.DataFrame:
+    """MASE per series and origin (rows) and model (columns): the mean scaled error of each fold."""
+    e = errors.assign(scaled=(errors["actual"] - errors["forecast"]).abs() / errors["scale"])
+    return e.groupby(["series_id", "model", "origin"])["scaled"].mean().unstack("model")
+
+
+def _wins(per_origin: pd.DataFrame, sid: str, model: str, over: str) -> tuple[int, int]:
+    """At how many of the series' origins ``model`` erred less than ``over``, and of how many."""
+    rows = per_origin.loc[sid][[model, over]].dropna()
+    return int((rows[model] < rows[over]).sum()), len(rows)
+
+
+def choose_per_series(by_series: pd.DataFrame, winner: str, selection: str, errors: pd.DataFrame | None = None,
                       baselines: tuple[str, ...] = ("seasonal_naive", "naive")) -> dict[str, str]:
     """Per backtested series, the model to ship (``forecast.selection``, module doc): ``overall``
     ships ``winner`` everywhere, ``per_series`` each series' lowest MASE, ``fallback`` the winner
-    unless a baseline had a strictly lower MASE on that series (then the best such baseline)."""
+    unless a baseline had a lower MASE on that series *and* erred less than the winner at more than
+    half of the series' origins (``errors``: the backtest rows), then the best such baseline. The
+    second condition keeps one bad origin from switching a series: per-series backtests are short
+    and their folds overlap, so a mean over them alone switches series on noise."""
     if selection == "per_series":
         return select_per_series(by_series)
+    per_origin = origin_mase(errors) if selection == "fallback" and errors is not None else None
     ids = by_series["series_id"].astype(str)
     out = {}
     for sid in dict.fromkeys(ids):
         rows = by_series[ids == sid].set_index("model")["mase"]
         out[sid] = winner
-        if selection == "fallback" and winner in rows.index:
-            better = rows[[m for m in baselines if m in rows.index]]
+        if per_origin is not None and winner in rows.index:
+            better = rows[[m for m in baselines if m in rows.index and m != winner]]
             better = better[better < rows[winner]]
+            better = better[[2 * _wins(per_origin, sid, m, winner)[0] > _wins(per_origin, sid, m, winner)[1]
+                             for m in better.index]]
             if len(better):
                 out[sid] = str(better.idxmin())
     return out
 
 
 def shipping_table(by_series: pd.DataFrame, choice: dict[str, str], winner: str, selection: str,
-                   series_ids: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+                   series_ids: tuple[str, ...] | list[str] = (), errors: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
     """One row per series: the model shipped, its backtest MASE there, why, and what it beat
     (the models with a higher MASE on that series). Series without a backtest fold take the
     winner, untested."""
     rows = []
     ids = by_series["series_id"].astype(str)
+    per_origin = origin_mase(errors) if errors is not None and not errors.empty else None
     for sid in dict.fromkeys([*map(str, series_ids), *ids]):
         shipped = choice.get(sid, winner)
         mase = by_series[ids == sid].set_index("model")["mase"]
@@ -372,12 +393,16 @@ def shipping_table(by_series: pd.DataFrame, choice: dict[str, str], winner: str,
             continue
         own = float(mase.get(shipped, np.nan))
         beat = ", ".join(f"{m} {v:.3f}" for m, v in mase.sort_values().items() if v > own)
-        if shipped != winner:
-            why = (f"{shipped} had the lowest backtest MASE on this series ({own:.3f})" if selection == "per_series"
-                   else f"a baseline did better here: {shipped} backtest MASE {own:.3f} < {winner} "
-                        f"{float(mase.get(winner, np.nan)):.3f} (the overall winner)")
+        if shipped != winner and selection == "per_series":
+            why = f"{shipped} had the lowest backtest MASE on this series ({own:.3f})"
+        elif shipped != winner:
+            won = (f" and erred less at {'{} of {}'.format(*_wins(per_origin, sid, shipped, winner))} origins"
+                   if per_origin is not None else "")
+            why = (f"a baseline did better here: {shipped} backtest MASE {own:.3f} < {winner} "
+                   f"{float(mase.get(winner, np.nan)):.3f} (the overall winner){won}")
         elif selection == "fallback":
-            why = "the overall winner; no baseline did better on this series"
+            why = ("the overall winner; no baseline did better on this series (a lower MASE and less error at "
+                   "most origins)")
         elif selection == "per_series":
             why = f"{shipped} had the lowest backtest MASE on this series ({own:.3f})"
         else:

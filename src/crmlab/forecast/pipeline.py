@@ -17,7 +17,8 @@ change.
 
 The overall winner is the model with the lowest backtest MASE over all series (the combination of
 ETS, ARIMA and LightGBM among them). With ``forecast.selection: fallback`` (the default) each series
-where a baseline (seasonal naive, naive) beat the winner on its own backtest ships that baseline;
+where a baseline (seasonal naive, naive) beat the winner on its own backtest (a lower MASE, and less
+error at more than half of its origins) ships that baseline;
 ``overall`` ships the winner everywhere, ``per_series`` each series' own best. Seasonal naive is
 always on the board, so the accuracy gate holds by construction: LightGBM (or ETS, ARIMA, the
 combination) ships only when it beats every baseline, and the summary names the models that did
@@ -311,8 +312,8 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
             best, notes = select_model(board)
             notes = [*stale_notes, *windows.notes, *combo_notes, *notes]
             notes += [f"{m} failed on the backtest: {why}" for m, why in bt.failures.items()]
-            choice = choose_per_series(by_series, best, fc.selection)
-            shipping = shipping_table(by_series, choice, best, fc.selection, panel.series_ids)
+            choice = choose_per_series(by_series, best, fc.selection, bt.errors)
+            shipping = shipping_table(by_series, choice, best, fc.selection, panel.series_ids, bt.errors)
             because = ship_reason(board, best, shipping, fc.selection, len(bt.origins))
             if set(choice.values()) <= {best}:
                 choice = {}
