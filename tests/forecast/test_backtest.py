@@ -192,3 +192,30 @@ def test_fallback_ships_a_baseline_only_where_it_beat_the_winner_at_most_origins
                                          "lightgbm 1.100 (the overall winner) and erred less at 3 of 4 origins")
     assert table.loc["c", "because"].startswith("the overall winner; no baseline did better")
     assert table.loc["new", "shipped"] == "lightgbm" and table.loc["new", "because"].startswith("untested")
+
+
+def _one_step_errors(errs: dict[str, list[float]]):
+    from crmlab.forecast.backtest import Backtest
+
+    rows = [{"model": m, "series_id": "s", "origin": 10 + k, "period": 11 + k, "step": 1, "actual": 0.0,
+             "forecast": e, "scale": 1.0, "scale2": 1.0} for m, es in errs.items() for k, e in enumerate(es)]
+    return Backtest(pd.DataFrame(rows), [10, 11, 12], 1, 1, {})
+
+
+def test_the_fallback_rule_replayed_on_earlier_errors_only():
+    from crmlab.forecast.backtest import choose_per_series, replay_fallback
+    from crmlab.forecast.pipeline import _replay_gate
+
+    # a baseline better at every origin: at origin 11 the rule knows origin 10's error (0.5 < 1), at 12
+    # both earlier ones; it ships seasonal naive twice, MASE 0.5 against 1.0 for lightgbm
+    steady = _one_step_errors({"lightgbm": [1.0, 1.0, 1.0], "seasonal_naive": [0.5, 0.5, 0.5]})
+    assert replay_fallback(steady.errors, "lightgbm") == (0.5, 1.0, 2)
+    # better on the whole backtest (MASE 0.8 < 1, 2 of 3 origins), but chosen at origin 11 from origin
+    # 10 alone it errs 2.0, and at 12 (mean 1.1 so far) the winner stays: 1.5 against 1.0
+    lucky = _one_step_errors({"lightgbm": [1.0, 1.0, 1.0], "seasonal_naive": [0.2, 2.0, 0.2]})
+    choice = choose_per_series(leaderboard(lucky, by_series=True), "lightgbm", "fallback", lucky.errors)
+    assert choice == {"s": "seasonal_naive"}
+    assert replay_fallback(lucky.errors, "lightgbm") == (1.5, 1.0, 2)
+    vetoed, why = _replay_gate(lucky, choice, "lightgbm", "fallback")
+    assert vetoed == {"s": "seasonal_naive"} and "(MASE 1.500 vs 1.000 for lightgbm everywhere, at 2 origins)" in why
+    assert _replay_gate(steady, {"s": "seasonal_naive"}, "lightgbm", "fallback") == ({}, "")

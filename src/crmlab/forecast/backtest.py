@@ -27,7 +27,10 @@ single model's. Its intervals come from its own backtest errors like any model's
 Selection (:func:`select_model`, :func:`choose_per_series`): the overall winner is the model with the
 lowest backtest MASE over all series; with ``forecast.selection: fallback`` (the default) a series
 where a baseline (seasonal naive or naive) had a lower backtest MASE than the winner and erred less
-at more than half of its origins ships that baseline instead; with ``per_series`` each series takes its own best model. The per-series choice is
+at more than half of its origins ships that baseline instead, provided the rule pays off when
+replayed honestly on the backtest (:func:`replay_fallback`: at each origin the rule chooses from the
+errors on earlier periods only; its MASE must beat the winner's everywhere), since per-series
+backtests are short and a baseline's win there is often noise; with ``per_series`` each series takes its own best model. The per-series choice is
 made on the backtest it is reported on, which flatters the shipped figure a little (a series
 switches only when a baseline beat the winner there, so never by more than the switch gained).
 """
@@ -58,6 +61,7 @@ __all__ = [
     "choose_per_series",
     "combination_weights",
     "origin_mase",
+    "replay_fallback",
     "conformal_quantiles",
     "fit_windows",
     "interval_coverage",
@@ -375,12 +379,36 @@ def choose_per_series(by_series: pd.DataFrame, winner: str, selection: str, erro
     return out
 
 
+def replay_fallback(errors: pd.DataFrame, winner: str) -> tuple[float, float, int]:
+    """The fallback rule judged honestly on the backtest: at each origin, choose per series from the
+    errors on periods before that origin only (as the combination's weights are), and score the
+    choice at that origin. Returns the MASE of those choices and of the winner everywhere, over the
+    origins where something was known (and how many there were): NaN, NaN, 0 when none."""
+    if errors.empty or winner not in set(errors["model"]):
+        return math.nan, math.nan, 0
+    chosen, plain = [], []
+    for o in sorted(errors["origin"].unique()):
+        known = errors[errors["origin"] + errors["step"] <= o]
+        if known.empty or winner not in set(known["model"]):
+            continue
+        choice = choose_per_series(leaderboard(Backtest(known, [], 0, 0, {}), by_series=True), winner, "fallback",
+                                   known)
+        now = errors[errors["origin"] == o]
+        chosen.append(shipped_errors(now, choice, winner))
+        plain.append(now[now["model"] == winner])
+    if not chosen:
+        return math.nan, math.nan, 0
+    return _metrics(pd.concat(chosen))["mase"], _metrics(pd.concat(plain))["mase"], len(chosen)
+
+
 def shipping_table(by_series: pd.DataFrame, choice: dict[str, str], winner: str, selection: str,
-                   series_ids: tuple[str, ...] | list[str] = (), errors: pd.DataFrame | None = None
-                   ) -> pd.DataFrame:
+                   series_ids: tuple[str, ...] | list[str] = (), errors: pd.DataFrame | None = None,
+                   vetoed: dict[str, str] | None = None, veto: str = "") -> pd.DataFrame:
     """One row per series: the model shipped, its backtest MASE there, why, and what it beat
     (the models with a higher MASE on that series). Series without a backtest fold take the
-    winner, untested."""
+    winner, untested. ``vetoed``: series whose baseline the rule chose but that keep the winner
+    because the rule lost its honest replay (``veto`` says by how much)."""
+    vetoed = vetoed or {}
     rows = []
     ids = by_series["series_id"].astype(str)
     per_origin = origin_mase(errors) if errors is not None and not errors.empty else None
@@ -400,6 +428,9 @@ def shipping_table(by_series: pd.DataFrame, choice: dict[str, str], winner: str,
                    if per_origin is not None else "")
             why = (f"a baseline did better here: {shipped} backtest MASE {own:.3f} < {winner} "
                    f"{float(mase.get(winner, np.nan)):.3f} (the overall winner){won}")
+        elif sid in vetoed:
+            why = (f"the overall winner: {vetoed[sid]} had a lower backtest MASE here "
+                   f"({float(mase.get(vetoed[sid], np.nan)):.3f} < {own:.3f}), but {veto}")
         elif selection == "fallback":
             why = ("the overall winner; no baseline did better on this series (a lower MASE and less error at "
                    "most origins)")

@@ -52,6 +52,7 @@ from crmlab.forecast.backtest import (
     conformal_quantiles,
     fit_windows,
     leaderboard,
+    replay_fallback,
     select_model,
     shipped_errors,
     shipping_table,
@@ -227,6 +228,22 @@ def ship_reason(board: pd.DataFrame, winner: str, shipping: pd.DataFrame, select
     return text
 
 
+def _replay_gate(bt: Any, choice: dict[str, str], winner: str, selection: str) -> tuple[dict[str, str], str]:
+    """The series whose fallback to a baseline is withdrawn, and why: all of them when the fallback
+    rule, replayed honestly on the backtest (:func:`~crmlab.forecast.backtest.replay_fallback`), did
+    not beat shipping the winner everywhere."""
+    switched = {sid: m for sid, m in choice.items() if m != winner}
+    if selection != "fallback" or not switched:
+        return {}, ""
+    policy, plain, n = replay_fallback(bt.errors, winner)
+    if policy < plain:
+        return {}, ""
+    figures = (f"MASE {policy:.3f} vs {plain:.3f} for {winner} everywhere, at {n} origins" if n
+               else "no origin had earlier errors to decide from")
+    return switched, (f"the fallback rule did not pay off when replayed on the backtest with choices made from "
+                      f"earlier periods only ({figures})")
+
+
 def _report_table(panel: Panel, future: pd.DataFrame) -> pd.DataFrame:
     """``report_forecast.csv`` for crmlab.report: recent actuals, then the forecast with its 95% interval."""
     hist = panel.to_frame().groupby("series_id", sort=False).tail(REPORT_HISTORY)
@@ -313,8 +330,15 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
             notes = [*stale_notes, *windows.notes, *combo_notes, *notes]
             notes += [f"{m} failed on the backtest: {why}" for m, why in bt.failures.items()]
             choice = choose_per_series(by_series, best, fc.selection, bt.errors)
-            shipping = shipping_table(by_series, choice, best, fc.selection, panel.series_ids, bt.errors)
+            vetoed, veto = _replay_gate(bt, choice, best, fc.selection)
+            if vetoed:
+                choice = dict.fromkeys(choice, best)
+                notes.append(f"fallback to a baseline on {len(vetoed)} series not applied: {veto}")
+            shipping = shipping_table(by_series, choice, best, fc.selection, panel.series_ids, bt.errors,
+                                      vetoed=vetoed, veto=veto)
             because = ship_reason(board, best, shipping, fc.selection, len(bt.origins))
+            if vetoed:
+                because += f"; no baseline fallback: {veto}"
             if set(choice.values()) <= {best}:
                 choice = {}
             errors = shipped_errors(bt.errors, choice, best)
