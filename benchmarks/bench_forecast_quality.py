@@ -199,13 +199,13 @@ def lightgbm_withheld(cfg: Any, full: Panel, n_train: int) -> np.ndarray:
 # --------------------------------------------------------------------------- the run
 
 
-def run_case(name: str, frame: pd.DataFrame, trials: int, root: Path) -> pd.DataFrame:
+def run_case(name: str, frame: pd.DataFrame, trials: int, root: Path, quiet: bool = False) -> pd.DataFrame:
     full = _panel(frame)
     n_train = full.n_periods - WITHHELD
     train = Panel(full.series_ids, full.periods[:n_train], full.values[:, :n_train], "W", {}, 0)
     actual = full.values[:, n_train:]
     folder = root / name
-    folder.mkdir()
+    folder.mkdir(parents=True)
     csv = folder / "sales.csv"
     frame[frame["period"] < full.periods[n_train]].to_csv(csv, index=False)  # the withheld weeks are not in it
     rows: dict[str, np.ndarray] = {}
@@ -216,7 +216,7 @@ def run_case(name: str, frame: pd.DataFrame, trials: int, root: Path) -> pd.Data
     runs = {"before: main (overall, 4 models)": [f"forecast.models={MAIN_MODELS}", "forecast.selection=overall"],
             "after, overall (+naive, +combination)": ["forecast.selection=overall"],
             "after (default: fallback)": [],
-            "after, fallback, inverse-MASE combination": ["forecast.combination_weights=inverse_mase"]}
+            "after, per_series selection": ["forecast.selection=per_series"]}
     for label, extra in runs.items():
         what, m, because = shipped(load_config(None, _sets(folder / label.split(":")[0].split(",")[0].strip(),
                                                            csv, extra)), train, actual)
@@ -241,6 +241,8 @@ def run_case(name: str, frame: pd.DataFrame, trials: int, root: Path) -> pd.Data
                 train, actual)[1]
     table = pd.DataFrame(rows, index=list(full.series_ids)).T
     table.insert(0, "mean MASE", table.mean(axis=1))
+    if quiet:
+        return table
     print(f"\n== {name}: {len(full.series_ids)} weekly series, {n_train} training weeks, {WITHHELD} withheld "
           f"({time.perf_counter() - t0:.0f}s)")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
@@ -254,14 +256,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="Optuna trials per study (0: no tuning rows)")
     parser.add_argument("--case", choices=["departments", "long", "both"], default="both")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="also average the mean MASE of every row over this many more panels (seeds 1..N, no tuning)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    cases = {"departments": department_panel, "long": long_panel}
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(sys.stdout):
         root = Path(tmp)
-        if args.case in ("departments", "both"):
-            run_case("departments", department_panel(), args.trials, root)
-        if args.case in ("long", "both"):
-            run_case("long", long_panel(), args.trials, root)
+        for name, make in cases.items():
+            if args.case not in (name, "both"):
+                continue
+            run_case(name, make(), args.trials, root)
+            if args.seeds > 1:
+                means = pd.DataFrame({seed: run_case(f"{name}_{seed}", make(seed), 0, root, quiet=True)["mean MASE"]
+                                      for seed in range(1, args.seeds + 1)})
+                means.insert(0, "average", means.mean(axis=1))
+                print(f"\n== {name}: mean MASE on the withheld weeks of {args.seeds} more panels (seeds 1..{args.seeds})")
+                with pd.option_context("display.width", 200, "display.max_columns", 20):
+                    print(means.round(3).to_string())
 
 
 if __name__ == "__main__":
