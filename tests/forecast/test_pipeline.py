@@ -160,6 +160,32 @@ def test_the_html_report_reads_the_bundle_forecast_table(trained):
     assert table["actual"].notna().sum() > 0  # recent history, for the plot
 
 
+def test_the_html_report_says_what_shipped_and_why(trained):
+    from crmlab.report import _manifest_block, read_pipeline_outputs
+
+    cfg, result = trained
+    outputs = read_pipeline_outputs(cfg.project.output.models_dir, "forecast")
+    shipped = outputs.tables["shipped"]
+    assert shipped["series_id"].tolist() == list(result.panel.series_ids)
+    assert shipped["shipped"].tolist() == result.shipping["shipped"].tolist() and shipped["because"].notna().all()
+    board = outputs.tables["leaderboard"]
+    assert board.loc[board["overall_winner"], "model"].tolist() == [result.leaderboard.iloc[0]["model"]]
+    html = _manifest_block(outputs)
+    assert "<dt>shipped</dt>" in html and "had the lowest backtest MASE over all series" in html
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["forecast.models=[seasonal_naive,ets,combination]"], r"forecast\.models.*combination is the mean of two or more"),
+    (["forecast.combination_weight=equal"], r"forecast\.combination_weight.*did you mean 'combination_weights'"),
+    (["forecast.selection=fallbak"], r"forecast\.selection"),
+])
+def test_bad_forecast_settings_name_the_key(sets, message):
+    from crmlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, sets)
+
+
 @pytest.mark.slow
 def test_retrain_promotes_a_forecast_model_that_beats_the_champion_on_the_same_origins(tmp_path):
     from crmlab.registry import get_champion

@@ -51,8 +51,13 @@ class ForecastResult(TrainingResult):
                      f"(leave-one-origin-out) 80%: {m['coverage_80']:.1%}, 95%: {m['coverage_95']:.1%}")
         if self.shipped_because:
             lines.append(f"because: {self.shipped_because}")
-        for r in self.shipping.itertuples():
-            if r.shipped != self.selected or self.selected == "per_series":
+        if len(self.shipping):
+            odd = self.shipping[(self.shipping["shipped"] != self.selected)
+                                | self.shipping["because"].str.contains("but the fallback rule", regex=False)]
+            for r in odd.head(20).itertuples():
                 lines.append(f"  {r.series_id}: {r.shipped} ({r.because})")
+            if len(odd) > 20:
+                lines.append(f"  (+{len(odd) - 20} more series: backtest/shipped_by_series.csv in the run, "
+                             "report_shipped.csv in the bundle)")
         lines.append(f"bundle: {self.bundle_path}")
         return lines
