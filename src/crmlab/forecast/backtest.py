@@ -29,8 +29,8 @@ lowest backtest MASE over all series; with ``forecast.selection: fallback`` (the
 where a baseline (seasonal naive or naive) had a lower backtest MASE than the winner and erred less
 at more than half of its origins ships that baseline instead, provided the rule pays off when
 replayed honestly on the backtest (:func:`replay_fallback`: at each origin the rule chooses from the
-errors on earlier periods only; its MASE must beat the winner's everywhere), since per-series
-backtests are short and a baseline's win there is often noise; with ``per_series`` each series takes its own best model. The per-series choice is
+errors on earlier periods only; its MASE must beat that of the winner shipped on every series),
+since per-series backtests are short and a baseline's win there is often noise; with ``per_series`` each series takes its own best model. The per-series choice is
 made on the backtest it is reported on, which flatters the shipped figure a little (a series
 switches only when a baseline beat the winner there, so never by more than the switch gained).
 """
