@@ -278,6 +278,7 @@ def run_study(
             parent.set_tags({"crmlab.tuning_kept": verdict.kept, "crmlab.tuning_kept_because": verdict.because[:4000]})
             parent.log_metrics({f"judged_tuned_{metric}": verdict.tuned, f"judged_default_{metric}": verdict.default})
             parent.log_dict(verdict.to_dict(), "tuning_verdict.json")
+            study.set_user_attr(f"verdict_trial_{best.number}", {k: _plain(v) for k, v in verdict.to_dict().items()})
         best_file = Path(project.output.dir) / "tuning" / f"{pipeline}_best.yaml"
         best_file.parent.mkdir(parents=True, exist_ok=True)
         note: dict[str, Any] = {"_study": {"name": study_name, "storage": str(db), "best_trial": best.number,

@@ -107,6 +107,10 @@ def test_nested_tuning_keeps_the_defaults_when_the_tuned_gain_does_not_carry_ove
     assert run.data.tags["crmlab.tuning_kept_because"].startswith("the tuned parameters did not beat the defaults")
     assert run.data.metrics["judged_tuned_mase"] == pytest.approx(v.tuned)
     assert run.data.metrics["judged_default_mase"] == pytest.approx(v.default)
+    import optuna
+
+    study = optuna.load_study(study_name="forecast", storage=res.storage)
+    assert study.user_attrs["verdict_trial_0"]["kept"] == "defaults"
     # the CLI says so plainly
     assert main(["tune", "forecast", "--trials", "1", *[a for s in sets for a in ("--set", s)]]) == 0
     assert "kept the defaults" in capsys.readouterr().out
