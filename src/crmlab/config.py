@@ -668,7 +668,7 @@ class SegmentationConfig(Frozen):
         return self
 
 
-ForecastModel = Literal["seasonal_naive", "ets", "arima", "lightgbm"]
+ForecastModel = Literal["seasonal_naive", "naive", "ets", "arima", "lightgbm", "combination"]
 
 
 def _forecast_tuning() -> TuningConfig:
@@ -713,11 +713,19 @@ class ForecastConfig(Frozen):
         "drop", description="A last period that ends after the cut-off: 'drop' it, or 'keep' it (flagged in the run)."
     )
     models: list[ForecastModel] = Field(
-        default_factory=lambda: ["seasonal_naive", "ets", "arima", "lightgbm"],
-        description="Models compared on the backtest; seasonal_naive is always added as the accuracy gate.",
+        default_factory=lambda: ["seasonal_naive", "naive", "ets", "arima", "lightgbm", "combination"],
+        description="Models compared on the backtest; seasonal_naive is always added as the accuracy gate. "
+        "'combination' is the mean of the configured ets, arima and lightgbm (two or more needed).",
     )
-    selection: Literal["overall", "per_series"] = Field(
-        "overall", description="Ship the model with the lowest backtest MASE over all series, or per series."
+    selection: Literal["fallback", "overall", "per_series"] = Field(
+        "fallback", description="Ship the model with the lowest backtest MASE over all series ('overall'); "
+        "'fallback': the same, except that a series where a baseline (seasonal_naive, naive) had a lower "
+        "backtest MASE and less error at more than half of its origins ships that baseline; 'per_series': each "
+        "series its own lowest backtest MASE.",
+    )
+    combination_weights: Literal["equal", "inverse_mase"] = Field(
+        "inverse_mase", description="The combination's weights: equal, or 1 / backtest MASE of each member (in the "
+        "backtest from earlier origins only, so its figures stay honest).",
     )
     origins: int = Field(8, ge=1, description="Rolling-origin backtest: number of forecast origins.")
     origin_step: int | None = Field(
@@ -730,7 +738,9 @@ class ForecastConfig(Frozen):
         default_factory=list, description="Known-in-advance numeric columns of the sales table (LightGBM features)."
     )
     tuning: TuningConfig = Field(
-        default_factory=_forecast_tuning, description="crmlab tune forecast: LightGBM parameters and lags by backtest MASE."
+        default_factory=_forecast_tuning, description="crmlab tune forecast: LightGBM parameters and lags by backtest MASE on "
+        "origins before the training backtest's; the tuned values are kept only when they beat the defaults on "
+        "the training backtest's origins."
     )
 
     @field_validator("lags")
@@ -744,6 +754,15 @@ class ForecastConfig(Frozen):
     @classmethod
     def _lightgbm_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_lightgbm_keys("forecast.lightgbm", v)
+
+    @field_validator("models")
+    @classmethod
+    def _combination_members(cls, v: list[str]) -> list[str]:
+        members = [m for m in ("ets", "arima", "lightgbm") if m in v]
+        if "combination" in v and len(members) < 2:
+            raise ValueError(f"models={v}: combination is the mean of two or more of ets, arima, lightgbm; "
+                             f"found {members or 'none'}")
+        return v
 
 
 class KpiConfig(Frozen):

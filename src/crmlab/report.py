@@ -12,7 +12,8 @@ pipeline exported and otherwise showing "not trained yet: run crmlab train <pipe
 What the report reads from a pipeline (the input contract; ``<models>`` is ``project.output.models_dir``)
     ``<models>/<pipeline>/manifest.json``
         The bundle manifest (:func:`crmlab.export.write_bundle`). Its presence means "trained"; the
-        report shows ``created_at``, ``training_window`` and every number in ``metrics``.
+        report shows ``created_at``, ``training_window``, ``shipped`` and ``shipped_because`` when
+        present, and every number in ``metrics``.
     ``<models>/<pipeline>/report_<table>.csv`` (optional)
         Tables the pipeline writes into its bundle (``write_bundle(..., texts={"report_x.csv":
         df.to_csv(index=False)})``, so they are covered by the bundle's checksums). Known tables:
@@ -25,6 +26,8 @@ What the report reads from a pipeline (the input contract; ``<models>`` is ``pro
         segmentation  report_profiles.csv       ``segment`` (+ ``name``), ``customers`` (+ ``share``) + feature medians
         forecast      report_forecast.csv       ``period``, ``forecast``, ``lower``, ``upper`` (+ ``actual``,
                                                 ``series_id``; ``actual`` empty in the future)
+        forecast      report_leaderboard.csv    ``model``, ``mase`` (+ ``overall_winner`` and other metrics)
+        forecast      report_shipped.csv        ``series_id``, ``shipped``, ``because`` (+ ``mase``, ``beat``)
         ============  ========================  ===============================================================
 
     A table that lacks a required column is named in the report instead of plotted. The CLV section
@@ -496,6 +499,8 @@ def _manifest_block(po: PipelineOutputs) -> str:
     m = po.manifest or {}
     meta = [("bundle", str(po.path)), ("created", m.get("created_at", "?")),
             ("crmlab", m.get("crmlab_version", "?"))]
+    if m.get("shipped"):
+        meta += [("shipped", m["shipped"])] + ([("because", m["shipped_because"])] if m.get("shipped_because") else [])
     window = m.get("training_window") or m.get("window")
     if isinstance(window, dict):
         meta += [(k, v) for k, v in window.items() if v is not None][:6]

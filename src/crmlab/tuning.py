@@ -13,6 +13,10 @@ Everything else is here, once:
   default), so a second ``crmlab tune`` call adds trials to the same study;
 * **tracking**: a ``tune-<pipeline>`` MLflow run with one child run per trial (its parameters,
   value, state and duration) and the best trial's parameters and value on the parent;
+* **an honest verdict** (optional, ``judge``): the best trial's parameters are judged against the
+  defaults on data the tuning never saw (the forecast tuner: origins after the tuning origins), and
+  come back as overrides only when they win there; otherwise the result, the file, the terminal and
+  the MLflow run say that the defaults were kept and why (:class:`Verdict`);
 * **the result as config**: the best parameters become a nested override dict
   (``{"churn": {"lightgbm": {"num_leaves": 63}}}``) written to
   ``outputs/tuning/<pipeline>_best.yaml``, which ``crmlab train <pipeline> --tuned FILE`` and the
@@ -37,6 +41,7 @@ from crmlab.utils import Step, no_step
 
 __all__ = [
     "TuningResult",
+    "Verdict",
     "load_overrides",
     "nested_overrides",
     "report",
@@ -46,6 +51,27 @@ __all__ = [
 ]
 
 Objective = Callable[[Any, dict[str, Any]], float]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The tuned parameters against the defaults on data the tuning never saw: both figures of
+    ``metric``, which was kept and why (``details``: what the judging data was)."""
+
+    metric: str
+    tuned: float
+    default: float
+    keep_tuned: bool
+    because: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> str:
+        return "tuned" if self.keep_tuned else "defaults"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, f"tuned_{self.metric}": self.tuned, f"default_{self.metric}": self.default,
+                "kept": self.kept, "because": self.because, **self.details}
 
 
 @dataclass
@@ -64,14 +90,27 @@ class TuningResult:
     run_id: str | None = None
     tracking_uri: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    verdict: Verdict | None = None
 
     def summary(self) -> list[str]:
-        return [
+        lines = [
             f"{self.pipeline}: best {self.metric} {self.best_value:.4g} ({self.direction}) after {self.n_trials} trials "
             f"in the study ({self.n_complete} complete, {self.n_pruned} pruned)",
             "best parameters: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items()),
-            f"written to {self.best_file}: crmlab train {self.pipeline} --tuned {self.best_file}",
         ]
+        if self.verdict is not None:
+            v = self.verdict
+            lines.append(f"judged on data the tuning never saw: {v.metric} tuned {v.tuned:.4g}, defaults {v.default:.4g}"
+                         f" -> kept the {v.kept} ({v.because})")
+        if self.overrides:
+            lines.append(f"written to {self.best_file}: crmlab train {self.pipeline} --tuned {self.best_file}")
+        else:
+            lines.append(f"the defaults stay: {self.best_file} holds no parameters (training with it changes nothing)")
+        return lines
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
 
 
 def _fmt(v: Any) -> str:
@@ -158,8 +197,10 @@ def run_study(
     to_overrides: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     config: Mapping[str, Any] | None = None,
     fingerprint: Mapping[str, Any] | None = None,
+    judge: Callable[[dict[str, Any]], Verdict] | None = None,
 ) -> TuningResult:
-    """Run (or resume) the pipeline's study and write its best parameters as a config file."""
+    """Run (or resume) the pipeline's study and write its best parameters as a config file; with
+    ``judge``, only when the verdict keeps them (module doc)."""
     import optuna
 
     if direction not in ("maximize", "minimize"):
@@ -228,10 +269,23 @@ def run_study(
         best = study.best_trial
         best_params = {p.name: best.params[p.name] for p in tuning.search_space if p.name in best.params}
         overrides = to_overrides(best_params)
+        verdict = None
+        if judge is not None:
+            with step(f"Judging the tuned {pipeline} parameters against the defaults on data the tuning never saw"):
+                verdict = judge(best_params)
+            if not verdict.keep_tuned:
+                overrides = {}
+            parent.set_tags({"crmlab.tuning_kept": verdict.kept, "crmlab.tuning_kept_because": verdict.because[:4000]})
+            parent.log_metrics({f"judged_tuned_{metric}": verdict.tuned, f"judged_default_{metric}": verdict.default})
+            parent.log_dict(verdict.to_dict(), "tuning_verdict.json")
+            study.set_user_attr(f"verdict_trial_{best.number}", {k: _plain(v) for k, v in verdict.to_dict().items()})
         best_file = Path(project.output.dir) / "tuning" / f"{pipeline}_best.yaml"
         best_file.parent.mkdir(parents=True, exist_ok=True)
-        note = {"_study": {"name": study_name, "storage": str(db), "best_trial": best.number,
-                           metric: float(best.value), "direction": direction, "trials": len(study.trials)}}
+        note: dict[str, Any] = {"_study": {"name": study_name, "storage": str(db), "best_trial": best.number,
+                                           metric: float(best.value), "direction": direction,
+                                           "trials": len(study.trials)}}
+        if verdict is not None:
+            note["_verdict"] = {**verdict.to_dict(), "best_params": {k: _plain(v) for k, v in best_params.items()}}
         best_file.write_text(yaml.safe_dump({**note, **overrides}, sort_keys=False), encoding="utf-8")
         parent.log_params({"best": best_params})
         parent.log_metrics({f"best_{metric}": float(best.value), "trials": float(len(study.trials)),
@@ -242,4 +296,5 @@ def run_study(
         overrides=overrides, n_trials=len(study.trials), n_complete=len(complete),
         n_pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials), best_file=best_file,
         storage=storage, run_id=parent.run_id, tracking_uri=tracker.uri if parent.active else None, history=history,
+        verdict=verdict,
     )

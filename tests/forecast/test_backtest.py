@@ -118,3 +118,104 @@ def test_a_series_too_short_for_any_fold_is_named_and_sits_the_backtest_out():
     bt = backtest(p, {"naive": lambda: SeasonalNaive(12)}, horizon=w.horizon, origins=w.origins, season_length=12,
                   min_train=w.min_train)
     assert set(bt.errors["series_id"]) == {"long"}
+
+
+def _two_biased_models() -> "object":
+    """One series, origins 10 and 12, two steps each, scale 1: 'ets' forecasts the actual + 2 and
+    'lightgbm' the actual - 1 (opposite biases, errors of different size)."""
+    from crmlab.forecast.backtest import Backtest
+
+    rows = []
+    for model, bias in (("ets", 2.0), ("lightgbm", -1.0)):
+        for origin in (10, 12):
+            for step in (1, 2):
+                actual = 100.0 + origin + step
+                rows.append({"model": model, "series_id": "s", "origin": origin, "period": origin + step,
+                             "step": step, "actual": actual, "forecast": actual + bias, "scale": 1.0, "scale2": 1.0})
+    return Backtest(pd.DataFrame(rows), [10, 12], 2, 1, {})
+
+
+def test_the_equal_combination_of_opposite_biases_beats_both_members():
+    from crmlab.forecast.backtest import add_combination
+
+    bt, weights = add_combination(_two_biased_models(), ["ets", "arima", "lightgbm"])  # arima is not there
+    assert weights == {"ets": 0.5, "lightgbm": 0.5}
+    mase = leaderboard(bt).set_index("model")["mase"]
+    # the mean forecast errs by (2 - 1) / 2 = 0.5 everywhere
+    assert mase.to_dict() == {"combination": 0.5, "lightgbm": 1.0, "ets": 2.0}
+
+
+def test_inverse_mase_weights_use_only_errors_known_before_each_origin():
+    from crmlab.forecast.backtest import add_combination
+
+    bt, weights = add_combination(_two_biased_models(), ["ets", "lightgbm"], weighting="inverse_mase")
+    combo = bt.errors[bt.errors["model"] == "combination"].set_index(["origin", "step"])["forecast"]
+    actual = bt.errors[bt.errors["model"] == "ets"].set_index(["origin", "step"])["actual"]
+    # origin 10: nothing known yet, equal weights, error 0.5; origin 12: the two errors of origin 10
+    # (periods 11 and 12) give MASE 2 and 1, weights 1/3 and 2/3, and 2/3 - 2/3 = 0
+    assert (combo - actual).round(12).to_dict() == {(10, 1): 0.5, (10, 2): 0.5, (12, 1): 0.0, (12, 2): 0.0}
+    assert weights == pytest.approx({"ets": 1 / 3, "lightgbm": 2 / 3})
+    assert leaderboard(bt).set_index("model")["mase"]["combination"] == pytest.approx(0.25)
+
+
+def test_a_combination_needs_two_members_that_forecast():
+    from crmlab.forecast.backtest import add_combination
+
+    bt = _two_biased_models()
+    bt.failures["lightgbm"] = "boom"
+    same, weights = add_combination(bt, ["ets", "lightgbm"])
+    assert same is bt and weights == {}
+
+
+def test_fallback_ships_a_baseline_only_where_it_beat_the_winner_at_most_origins():
+    from crmlab.forecast.backtest import Backtest, choose_per_series, shipping_table
+
+    # absolute errors at origins 10, 11, 12, 13 (one step each, scale 1), so each is that origin's MASE
+    errs = {"a": {"lightgbm": [0.6] * 4, "seasonal_naive": [0.9] * 4, "naive": [1.2] * 4},
+            "b": {"lightgbm": [1.1] * 4, "seasonal_naive": [0.1, 0.1, 0.1, 2.5], "naive": [0.8] * 4},
+            "c": {"lightgbm": [1.0] * 4, "seasonal_naive": [0.1, 1.2, 1.2, 1.2], "naive": [1.5] * 4}}
+    rows = [{"model": m, "series_id": sid, "origin": 10 + k, "period": 11 + k, "step": 1, "actual": 0.0,
+             "forecast": e, "scale": 1.0, "scale2": 1.0}
+            for sid, models in errs.items() for m, es in models.items() for k, e in enumerate(es)]
+    bt = Backtest(pd.DataFrame(rows), [10, 11, 12, 13], 1, 1, {})
+    by_series = leaderboard(bt, by_series=True)
+    choice = choose_per_series(by_series, "lightgbm", "fallback", bt.errors)
+    # b: seasonal naive's MASE 0.7 < 1.1 and less error at 3 of 4 origins; c: MASE 0.925 < 1.0, but
+    # from one good origin only (1 of 4): lightgbm stays
+    assert choice == {"a": "lightgbm", "b": "seasonal_naive", "c": "lightgbm"}
+    assert set(choose_per_series(by_series, "lightgbm", "overall").values()) == {"lightgbm"}
+    table = shipping_table(by_series, choice, "lightgbm", "fallback", ["a", "b", "c", "new"], bt.errors)
+    table = table.set_index("series_id")
+    assert table.loc["a", "beat"] == "seasonal_naive 0.900, naive 1.200"
+    assert table.loc["b", "beat"] == "naive 0.800, lightgbm 1.100"
+    assert table.loc["b", "because"] == ("a baseline did better here: seasonal_naive backtest MASE 0.700 < "
+                                         "lightgbm 1.100 (the overall winner) and erred less at 3 of 4 origins")
+    assert table.loc["c", "because"].startswith("the overall winner; no baseline did better")
+    assert table.loc["new", "shipped"] == "lightgbm" and table.loc["new", "because"].startswith("untested")
+
+
+def _one_step_errors(errs: dict[str, list[float]]):
+    from crmlab.forecast.backtest import Backtest
+
+    rows = [{"model": m, "series_id": "s", "origin": 10 + k, "period": 11 + k, "step": 1, "actual": 0.0,
+             "forecast": e, "scale": 1.0, "scale2": 1.0} for m, es in errs.items() for k, e in enumerate(es)]
+    return Backtest(pd.DataFrame(rows), [10, 11, 12], 1, 1, {})
+
+
+def test_the_fallback_rule_replayed_on_earlier_errors_only():
+    from crmlab.forecast.backtest import choose_per_series, replay_fallback
+    from crmlab.forecast.pipeline import _replay_gate
+
+    # a baseline better at every origin: at origin 11 the rule knows origin 10's error (0.5 < 1), at 12
+    # both earlier ones; it ships seasonal naive twice, MASE 0.5 against 1.0 for lightgbm
+    steady = _one_step_errors({"lightgbm": [1.0, 1.0, 1.0], "seasonal_naive": [0.5, 0.5, 0.5]})
+    assert replay_fallback(steady.errors, "lightgbm") == (0.5, 1.0, 2)
+    # better on the whole backtest (MASE 0.8 < 1, 2 of 3 origins), but chosen at origin 11 from origin
+    # 10 alone it errs 2.0, and at 12 (mean 1.1 so far) the winner stays: 1.5 against 1.0
+    lucky = _one_step_errors({"lightgbm": [1.0, 1.0, 1.0], "seasonal_naive": [0.2, 2.0, 0.2]})
+    choice = choose_per_series(leaderboard(lucky, by_series=True), "lightgbm", "fallback", lucky.errors)
+    assert choice == {"s": "seasonal_naive"}
+    assert replay_fallback(lucky.errors, "lightgbm") == (1.5, 1.0, 2)
+    vetoed, why = _replay_gate(lucky, choice, "lightgbm", "fallback")
+    assert vetoed == {"s": "seasonal_naive"} and "(MASE 1.500 vs 1.000 for lightgbm everywhere, at 2 origins)" in why
+    assert _replay_gate(steady, {"s": "seasonal_naive"}, "lightgbm", "fallback") == ({}, "")

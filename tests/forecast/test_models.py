@@ -79,3 +79,24 @@ def test_lightgbm_uses_known_covariates():
     assert on.min() > off.max() + 40
     with pytest.raises(Exception, match="known for 4 future"):
         model.predict(5)
+
+
+def test_naive_repeats_the_last_value():
+    fc = make_forecaster("naive", freq="W", season_length=52).fit(panel([[3.0, 9.0, 4.0]])).predict(3)
+    np.testing.assert_array_equal(fc, [[4.0, 4.0, 4.0]])
+
+
+def test_a_combination_is_the_weighted_mean_and_reloads_from_its_members_states():
+    from crmlab.forecast.models import Combination
+
+    p = panel([seasonal_trend(40, season=4, seed=3), seasonal_trend(40, season=4, seed=4, slope=0.5)])
+    members = {n: make_forecaster(n, freq="M", season_length=4, lightgbm={"num_boost_round": 30})
+               for n in ("ets", "lightgbm")}
+    combo = Combination(members, {"ets": 0.25, "lightgbm": 0.75}, "inverse_mase").fit(p)
+    expected = 0.25 * members["ets"].predict(5) + 0.75 * members["lightgbm"].predict(5)
+    np.testing.assert_allclose(combo.predict(5), expected, rtol=1e-12)
+    state = combo.to_dict()
+    assert state["weights"] == {"ets": 0.25, "lightgbm": 0.75} and set(state["members"]) == {"ets", "lightgbm"}
+    again = forecaster_from_dict(state, p, combo.model_text())
+    np.testing.assert_allclose(again.predict(5), combo.predict(5), rtol=1e-10)
+    assert again.weighting == "inverse_mase"

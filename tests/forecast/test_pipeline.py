@@ -35,8 +35,14 @@ def test_training_backtests_every_model_and_ships_the_best(trained):
     cfg, result = trained
     assert result.panel.series_ids == ("app", "store", "unknown", "web")  # cleaning fills a missing channel
     assert set(result.leaderboard["model"]) == {"seasonal_naive", "ets", "lightgbm"}
-    assert result.selected == result.leaderboard.iloc[0]["model"]
-    assert result.metrics["mase"] == pytest.approx(result.leaderboard["mase"].min())
+    winner = result.leaderboard.iloc[0]["model"]
+    # forecast.selection=fallback: the winner, except on series where seasonal naive beat it on their own backtest
+    mase = result.leaderboard_by_series.set_index(["series_id", "model"])["mase"]
+    for r in result.shipping.itertuples():
+        assert r.shipped == winner or (r.shipped == "seasonal_naive" and mase[r.series_id, r.shipped]
+                                       < mase[r.series_id, winner]), r
+    assert result.metrics["mase"] <= result.leaderboard["mase"].min()
+    assert result.shipped_because.startswith(f"{winner} had the lowest backtest MASE over all series")
     assert len(result.backtest.origins) == 3 and set(result.leaderboard_by_series["series_id"]) == set(result.panel.series_ids)
     f = result.forecast
     assert list(f.columns) == OUTPUT_COLUMNS and len(f) == 12 and (f["forecast"] >= 0).all()
@@ -154,6 +160,32 @@ def test_the_html_report_reads_the_bundle_forecast_table(trained):
     assert table["actual"].notna().sum() > 0  # recent history, for the plot
 
 
+def test_the_html_report_says_what_shipped_and_why(trained):
+    from crmlab.report import _manifest_block, read_pipeline_outputs
+
+    cfg, result = trained
+    outputs = read_pipeline_outputs(cfg.project.output.models_dir, "forecast")
+    shipped = outputs.tables["shipped"]
+    assert shipped["series_id"].tolist() == list(result.panel.series_ids)
+    assert shipped["shipped"].tolist() == result.shipping["shipped"].tolist() and shipped["because"].notna().all()
+    board = outputs.tables["leaderboard"]
+    assert board.loc[board["overall_winner"], "model"].tolist() == [result.leaderboard.iloc[0]["model"]]
+    html = _manifest_block(outputs)
+    assert "<dt>shipped</dt>" in html and "had the lowest backtest MASE over all series" in html
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["forecast.models=[seasonal_naive,ets,combination]"], r"forecast\.models.*combination is the mean of two or more"),
+    (["forecast.combination_weight=equal"], r"forecast\.combination_weight.*did you mean 'combination_weights'"),
+    (["forecast.selection=fallbak"], r"forecast\.selection"),
+])
+def test_bad_forecast_settings_name_the_key(sets, message):
+    from crmlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, sets)
+
+
 @pytest.mark.slow
 def test_retrain_promotes_a_forecast_model_that_beats_the_champion_on_the_same_origins(tmp_path):
     from crmlab.registry import get_champion
@@ -196,3 +228,92 @@ def test_retrain_a_sales_table_forecast_checks_the_table_not_customers(tmp_path,
     dirty = load_config(None, [*_sales_only_project(tmp_path, tracking, bad_rows=10), "project.retrain.max_reject_share=0.1"])
     with pytest.raises(DataCheckError, match=r"sales: 20\.0% of 50 rows rejected"):
         retrain(dirty, "forecast", trials=0)
+
+
+def _promo_and_seasonal_sales(tmp_path) -> list[str]:
+    """Three series driven by a known promotion every third month (LightGBM's) and one that is an
+    exact season of 4 plus N(0, 2) noise (seasonal naive's), with the next 4 months' promotions."""
+    rng = np.random.default_rng(1)
+    n = 44
+    months = pd.period_range("2019-01", periods=n + 4, freq="M").strftime("%Y-%m")
+    frames = []
+    for k in range(3):
+        promo = ((np.arange(n + 4) + k) % 3 == 0).astype(int)
+        y = 200 * (1 + 0.8 * promo) + rng.normal(0, 4, n + 4)
+        y[n:] = np.nan
+        frames.append(pd.DataFrame({"series_id": f"promo{k}", "period": months, "value": y.round(2), "promo": promo}))
+    y = np.tile([50.0, 90.0, 20.0, 70.0], 12) + rng.normal(0, 2.0, n + 4)
+    y[n:] = np.nan
+    frames.append(pd.DataFrame({"series_id": "seasonal", "period": months, "value": y.round(2), "promo": 0}))
+    path = tmp_path / "sales.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return [f"project.data.sales.path={path}", "forecast.freq=M", "forecast.horizon=4", "forecast.origins=4",
+            "forecast.covariates=[promo]", "forecast.season_length=4", "forecast.lightgbm={num_boost_round: 60}",
+            "forecast.models=[seasonal_naive,naive,lightgbm]", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", "project.tracking.enabled=false"]
+
+
+def test_fallback_ships_seasonal_naive_where_it_beat_lightgbm_and_lightgbm_elsewhere(tmp_path):
+    sets = _promo_and_seasonal_sales(tmp_path)
+    result = train_forecast(load_config(None, sets))  # forecast.selection=fallback, the default
+    assert result.leaderboard.iloc[0]["model"] == "lightgbm"
+    shipping = result.shipping.set_index("series_id")
+    assert shipping["shipped"].to_dict() == {"promo0": "lightgbm", "promo1": "lightgbm", "promo2": "lightgbm",
+                                             "seasonal": "seasonal_naive"}
+    assert shipping.loc["seasonal", "because"].startswith("a baseline did better here: seasonal_naive backtest MASE")
+    assert shipping.loc["seasonal", "beat"].startswith("lightgbm") and "naive" in shipping.loc["promo0", "beat"]
+    assert result.shipped == "per series: lightgbm on 3, seasonal_naive on 1"
+    assert "seasonal_naive ships instead on 1 of 4 series where it beat lightgbm" in result.shipped_because
+    # the seasonal series repeats its last observed season
+    history = result.panel.values[result.panel.series_ids.index("seasonal")][-4:]
+    future = result.forecast[result.forecast["series_id"] == "seasonal"]["forecast"].to_numpy()
+    np.testing.assert_array_equal(future, history)
+    manifest = load_bundle(result.bundle_path).manifest
+    assert manifest["shipped"] == result.shipped and manifest["shipped_because"] == result.shipped_because
+    assert manifest["shipping"]["by_series"]["seasonal"]["model"] == "seasonal_naive"
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
+    assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
+    # shipping LightGBM everywhere would do worse on the backtest
+    overall = train_forecast(load_config(None, [*sets, "forecast.selection=overall"]))
+    assert overall.selected == "lightgbm" and overall.metrics["mase"] > result.metrics["mase"]
+
+
+def test_a_combination_ships_with_its_members_and_weights_and_scores_through_the_pyfunc(tmp_path, tracking):
+    # two series with a trend (ETS's strength) and a known promotion (LightGBM's); with this seed the
+    # weighted mean of the two has the lowest backtest MASE
+    rng = np.random.default_rng(3)
+    n = 48
+    months = pd.period_range("2016-01", periods=n, freq="M").strftime("%Y-%m")
+    frames = []
+    for k in range(2):
+        promo = (rng.random(n) < 0.3).astype(int)
+        y = 100 + 3 * np.arange(n) + 25 * promo + rng.normal(0, 4, n)
+        y[-4:] = np.nan
+        frames.append(pd.DataFrame({"series_id": f"s{k}", "period": months, "value": y.round(2), "promo": promo}))
+    path = tmp_path / "sales.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    sets = [f"project.data.sales.path={path}", "forecast.freq=M", "forecast.horizon=4", "forecast.origins=4",
+            "forecast.covariates=[promo]", "forecast.models=[ets,lightgbm,combination]",
+            "forecast.lightgbm={num_boost_round: 60}", f"project.output.dir={tmp_path / 'o'}",
+            f"project.output.models_dir={tmp_path / 'm'}", f"project.tracking.uri={tracking.uri}",
+            f"project.tracking.artifact_dir={tracking.artifact_dir}"]
+    result = train_forecast(load_config(None, sets))
+    mase = result.leaderboard.set_index("model")["mase"]
+    assert result.selected == "combination" and mase["combination"] < min(mase["ets"], mase["lightgbm"])
+    state = load_bundle(result.bundle_path).params["model"]
+    inverse = {m: 1 / mase[m] for m in ("ets", "lightgbm")}  # forecast.combination_weights=inverse_mase
+    assert state["name"] == "combination" and state["weighting"] == "inverse_mase"
+    assert state["weights"] == pytest.approx({m: w / sum(inverse.values()) for m, w in inverse.items()})
+    assert set(state["members"]) == {"ets", "lightgbm"}
+    files = {p.name for p in result.bundle_path.iterdir()}
+    assert "lightgbm_model.txt" in files and not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
+    pd.testing.assert_frame_equal(forecast_bundle(result.bundle_path), result.forecast)
+    assert evaluate_bundle(result.bundle_path, result)["mase"] == pytest.approx(result.metrics["mase"])
+    run = mlflow.MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id)
+    assert run.data.tags["crmlab.shipped"] == "combination"
+    assert run.data.tags["crmlab.shipped_because"].startswith("combination had the lowest backtest MASE")
+    model = mlflow.pyfunc.load_model(f"models:/{model_name('forecast')}/{result.registered_model_version}")
+    request = pd.DataFrame({"series_id": ["s1"], "horizon": [3]})
+    pd.testing.assert_frame_equal(model.predict(request), score_forecast(request, result.bundle_path))
+    assert model.predict(request)["forecast"].tolist() == pytest.approx(
+        result.forecast[result.forecast["series_id"] == "s1"]["forecast"].iloc[:3].tolist())

@@ -18,6 +18,21 @@ scaled error at step ``h``; the interval is ``forecast +- q_h * scale``. With fe
 few errors, so neighbouring steps are pooled until there are enough for the quantile not to be
 the largest error (9 for 80%, 39 for 95%), and ``q_h`` never shrinks with ``h``. Coverage is measured honestly by leaving one origin out: the
 errors of each origin are judged against quantiles computed from the other origins only.
+
+The combination (:func:`add_combination`) is backtested from its members' backtest forecasts: at
+each origin it is the weighted mean of their forecasts, with inverse-MASE weights computed from the
+errors of earlier origins on periods before that one only (equal weights when there are none), so its backtest error is as honest as a
+single model's. Its intervals come from its own backtest errors like any model's.
+
+Selection (:func:`select_model`, :func:`choose_per_series`): the overall winner is the model with the
+lowest backtest MASE over all series; with ``forecast.selection: fallback`` (the default) a series
+where a baseline (seasonal naive or naive) had a lower backtest MASE than the winner and erred less
+at more than half of its origins ships that baseline instead, provided the rule pays off when
+replayed honestly on the backtest (:func:`replay_fallback`: at each origin the rule chooses from the
+errors on earlier periods only; its MASE must beat that of the winner shipped on every series),
+since per-series backtests are short and a baseline's win there is often noise; with ``per_series`` each series takes its own best model. The per-series choice is
+made on the backtest it is reported on, which flatters the shipped figure a little (a series
+switches only when a baseline beat the winner there, so never by more than the switch gained).
 """
 
 from __future__ import annotations
@@ -41,7 +56,12 @@ __all__ = [
     "LEVELS",
     "Backtest",
     "Windows",
+    "add_combination",
     "backtest",
+    "choose_per_series",
+    "combination_weights",
+    "origin_mase",
+    "replay_fallback",
     "conformal_quantiles",
     "fit_windows",
     "interval_coverage",
@@ -50,6 +70,7 @@ __all__ = [
     "select_model",
     "select_per_series",
     "shipped_errors",
+    "shipping_table",
 ]
 
 LEVELS = (80, 95)
@@ -200,6 +221,46 @@ def leaderboard(bt: Backtest, *, by_series: bool = False) -> pd.DataFrame:
     return board.sort_values([*keys[1:], "mase"], kind="stable").reset_index(drop=True) if rows else board
 
 
+def combination_weights(wide: pd.DataFrame, members: list[str], weighting: str) -> dict[str, float]:
+    """Weights of the combination's members from a wide frame of their aligned backtest forecasts
+    (one column per member): equal, or proportional to 1 / MASE (equal when ``wide`` is empty)."""
+    equal = {m: 1.0 / len(members) for m in members}
+    if weighting == "equal" or wide.empty:
+        return equal
+    mase = np.array([_metrics(wide.assign(forecast=wide[m]))["mase"] for m in members])
+    if not np.isfinite(mase).all():
+        return equal
+    inv = 1.0 / np.maximum(mase, 1e-12)
+    return {m: float(w) for m, w in zip(members, inv / inv.sum(), strict=True)}
+
+
+def add_combination(bt: Backtest, members: list[str], *, weighting: str = "equal"
+                    ) -> tuple[Backtest, dict[str, float]]:
+    """The backtest with the combination's rows added (model ``combination``, module doc) and the
+    weights to ship (from every origin). Members that failed or have no rows are left out; with
+    fewer than two left there is no combination (the backtest comes back unchanged, no weights).
+    A row is combined only where every member forecast it."""
+    have = set(bt.errors["model"]) if not bt.errors.empty else set()
+    members = [m for m in members if m in have and m not in bt.failures]
+    if len(members) < 2:
+        return bt, {}
+    keys = ["series_id", "origin", "step"]
+    base = bt.errors[bt.errors["model"] == members[0]].drop(columns=["model", "forecast"]).set_index(keys)
+    own = bt.errors[bt.errors["model"].isin(members)].pivot(index=keys, columns="model", values="forecast")
+    wide = base.join(own[members], how="inner").dropna(subset=members).reset_index()
+    forecast = np.empty(len(wide))
+    for o in sorted(wide["origin"].unique()):
+        at = (wide["origin"] == o).to_numpy()
+        known = (wide["origin"] + wide["step"] <= o).to_numpy()  # errors on periods before this origin only
+        w = combination_weights(wide[known], members, weighting)
+        forecast[at] = wide.loc[at, members].to_numpy() @ np.array([w[m] for m in members])
+    rows = wide[[c for c in bt.errors.columns if c not in ("model", "forecast")]].assign(
+        model="combination", forecast=forecast)[list(bt.errors.columns)]
+    errors = pd.concat([bt.errors, rows], ignore_index=True)
+    out = Backtest(errors, bt.origins, bt.horizon, bt.season_length, bt.failures, bt.min_train)
+    return out, combination_weights(wide, members, weighting)
+
+
 def select_model(board: pd.DataFrame) -> tuple[str, list[str]]:
     """The model with the lowest backtest MASE, and notes for the run. The accuracy gate: seasonal
     naive is always on the board, so a model worse than it is never the one shipped (the notes name
@@ -278,3 +339,104 @@ def shipped_errors(errors: pd.DataFrame, choice: dict[str, str], default: str) -
     """The backtest rows of the shipped model: per series the chosen model (``default`` elsewhere)."""
     wanted = errors["series_id"].astype(str).map(lambda sid: choice.get(sid, default))
     return errors[(errors["model"] == wanted).to_numpy()].reset_index(drop=True)
+
+
+def origin_mase(errors: pd.DataFrame) -> pd.DataFrame:
+    """MASE per series and origin (rows) and model (columns): the mean scaled error of each fold."""
+    e = errors.assign(scaled=(errors["actual"] - errors["forecast"]).abs() / errors["scale"])
+    return e.groupby(["series_id", "model", "origin"])["scaled"].mean().unstack("model")
+
+
+def _wins(per_origin: pd.DataFrame, sid: str, model: str, over: str) -> tuple[int, int]:
+    """At how many of the series' origins ``model`` erred less than ``over``, and of how many."""
+    rows = per_origin.loc[sid][[model, over]].dropna()
+    return int((rows[model] < rows[over]).sum()), len(rows)
+
+
+def choose_per_series(by_series: pd.DataFrame, winner: str, selection: str, errors: pd.DataFrame | None = None,
+                      baselines: tuple[str, ...] = ("seasonal_naive", "naive")) -> dict[str, str]:
+    """Per backtested series, the model to ship (``forecast.selection``, module doc): ``overall``
+    ships ``winner`` everywhere, ``per_series`` each series' lowest MASE, ``fallback`` the winner
+    unless a baseline had a lower MASE on that series *and* erred less than the winner at more than
+    half of the series' origins (``errors``: the backtest rows), then the best such baseline. The
+    second condition keeps one bad origin from switching a series: per-series backtests are short
+    and their folds overlap, so a mean over them alone switches series on noise."""
+    if selection == "per_series":
+        return select_per_series(by_series)
+    per_origin = origin_mase(errors) if selection == "fallback" and errors is not None else None
+    ids = by_series["series_id"].astype(str)
+    out = {}
+    for sid in dict.fromkeys(ids):
+        rows = by_series[ids == sid].set_index("model")["mase"]
+        out[sid] = winner
+        if per_origin is not None and winner in rows.index:
+            better = rows[[m for m in baselines if m in rows.index and m != winner]]
+            better = better[better < rows[winner]]
+            better = better[[2 * _wins(per_origin, sid, m, winner)[0] > _wins(per_origin, sid, m, winner)[1]
+                             for m in better.index]]
+            if len(better):
+                out[sid] = str(better.idxmin())
+    return out
+
+
+def replay_fallback(errors: pd.DataFrame, winner: str) -> tuple[float, float, int]:
+    """The fallback rule judged honestly on the backtest: at each origin, choose per series from the
+    errors on periods before that origin only (as the combination's weights are), and score the
+    choice at that origin. Returns the MASE of those choices and of the winner everywhere, over the
+    origins where something was known (and how many there were): NaN, NaN, 0 when none."""
+    if errors.empty or winner not in set(errors["model"]):
+        return math.nan, math.nan, 0
+    chosen, plain = [], []
+    for o in sorted(errors["origin"].unique()):
+        known = errors[errors["origin"] + errors["step"] <= o]
+        if known.empty or winner not in set(known["model"]):
+            continue
+        choice = choose_per_series(leaderboard(Backtest(known, [], 0, 0, {}), by_series=True), winner, "fallback",
+                                   known)
+        now = errors[errors["origin"] == o]
+        chosen.append(shipped_errors(now, choice, winner))
+        plain.append(now[now["model"] == winner])
+    if not chosen:
+        return math.nan, math.nan, 0
+    return _metrics(pd.concat(chosen))["mase"], _metrics(pd.concat(plain))["mase"], len(chosen)
+
+
+def shipping_table(by_series: pd.DataFrame, choice: dict[str, str], winner: str, selection: str,
+                   series_ids: tuple[str, ...] | list[str] = (), errors: pd.DataFrame | None = None,
+                   vetoed: dict[str, str] | None = None, veto: str = "") -> pd.DataFrame:
+    """One row per series: the model shipped, its backtest MASE there, why, and what it beat
+    (the models with a higher MASE on that series). Series without a backtest fold take the
+    winner, untested. ``vetoed``: series whose baseline the rule chose but that keep the winner
+    because the rule lost its honest replay (``veto`` says by how much)."""
+    vetoed = vetoed or {}
+    rows = []
+    ids = by_series["series_id"].astype(str)
+    per_origin = origin_mase(errors) if errors is not None and not errors.empty else None
+    for sid in dict.fromkeys([*map(str, series_ids), *ids]):
+        shipped = choice.get(sid, winner)
+        mase = by_series[ids == sid].set_index("model")["mase"]
+        if mase.empty:
+            rows.append({"series_id": sid, "shipped": shipped, "mase": np.nan,
+                         "because": "untested (too short for a backtest fold): the overall winner", "beat": ""})
+            continue
+        own = float(mase.get(shipped, np.nan))
+        beat = ", ".join(f"{m} {v:.3f}" for m, v in mase.sort_values().items() if v > own)
+        if shipped != winner and selection == "per_series":
+            why = f"{shipped} had the lowest backtest MASE on this series ({own:.3f})"
+        elif shipped != winner:
+            won = (f" and erred less at {'{} of {}'.format(*_wins(per_origin, sid, shipped, winner))} origins"
+                   if per_origin is not None else "")
+            why = (f"a baseline did better here: {shipped} backtest MASE {own:.3f} < {winner} "
+                   f"{float(mase.get(winner, np.nan)):.3f} (the overall winner){won}")
+        elif sid in vetoed:
+            why = (f"the overall winner: {vetoed[sid]} had a lower backtest MASE here "
+                   f"({float(mase.get(vetoed[sid], np.nan)):.3f} < {own:.3f}), but {veto}")
+        elif selection == "fallback":
+            why = ("the overall winner; no baseline did better on this series (a lower MASE and less error at "
+                   "most origins)")
+        elif selection == "per_series":
+            why = f"{shipped} had the lowest backtest MASE on this series ({own:.3f})"
+        else:
+            why = "the overall winner (forecast.selection=overall)"
+        rows.append({"series_id": sid, "shipped": shipped, "mase": own, "because": why, "beat": beat})
+    return pd.DataFrame(rows, columns=["series_id", "shipped", "mase", "because", "beat"])

@@ -14,6 +14,7 @@ from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.forecast.backtest import (
     LEVELS,
     Backtest,
+    add_combination,
     backtest,
     interval_coverage,
     leaderboard,
@@ -67,10 +68,13 @@ def forecast_frame(model: Any, panel: Panel, horizon: int, quantiles: dict[int, 
 def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics: dict[str, float],
                   quantiles: dict[int, np.ndarray], fc: ForecastConfig, season_length: int,
                   report: pd.DataFrame, config_digest: str, horizon: int | None = None,
-                  excluded: dict[str, str] | None = None, notes: list[str] | None = None) -> Path:
+                  excluded: dict[str, str] | None = None, notes: list[str] | None = None,
+                  shipped: dict[str, Any] | None = None, leaderboard: pd.DataFrame | None = None) -> Path:
     """Write the shipped model to a bundle: its JSON state (statistical models' fitted parameters,
-    LightGBM's settings and series scales), the history it forecasts from (``arrays.npz``), the
-    LightGBM text model, the interval quantiles and ``report_forecast.csv``. No pickles."""
+    LightGBM's settings and series scales, a combination's members and weights), the history it
+    forecasts from (``arrays.npz``), the LightGBM text model, the interval quantiles,
+    ``report_forecast.csv`` and, given ``shipped`` (model, winner, because, selection and the
+    per-series ``table``), what shipped and why in the manifest and ``report_shipped.csv``. No pickles."""
     params = {
         "model": model.to_dict(),
         "quantiles": {str(k): v.tolist() for k, v in quantiles.items()},
@@ -84,6 +88,16 @@ def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics:
     }
     arrays = {"values": panel.values, **{f"covariate__{k}": v for k, v in panel.covariates.items()}}
     texts = {"report_forecast.csv": report.to_csv(index=False)}
+    shipped = dict(shipped or {})
+    table = shipped.pop("table", None)
+    if table is not None and len(table):
+        texts["report_shipped.csv"] = table.to_csv(index=False)
+        shipped["by_series"] = {str(r.series_id): {"model": r.shipped, "because": r.because, "beat": r.beat}
+                                for r in table.itertuples()}
+    if leaderboard is not None and len(leaderboard):
+        board = leaderboard[[c for c in ("model", "mase", "rmsse", "wape", "bias") if c in leaderboard]].copy()
+        board.insert(1, "overall_winner", board["model"] == shipped.get("winner"))
+        texts["report_leaderboard.csv"] = board.to_csv(index=False)
     text = model.model_text() if hasattr(model, "model_text") else None
     if text is not None:
         texts[MODEL_FILE] = text
@@ -92,6 +106,8 @@ def export_bundle(path: str | Path, model: Any, panel: Panel, *, result_metrics:
         "input_columns": INPUT_COLUMNS,
         "output_columns": OUTPUT_COLUMNS,
         "model": model.name,
+        **({"shipped": shipped.get("model", model.name), "shipped_because": shipped.get("because", ""),
+            "shipping": shipped} if shipped else {}),
         "target": panel.target,
         "time_unit": panel.freq,
         "horizon": horizon or fc.horizon,
@@ -168,16 +184,33 @@ def shipped_metrics(errors: pd.DataFrame, bt: Backtest) -> dict[str, float]:
     return metrics
 
 
+def _base_specs(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The single models inside a bundle's model state (a per-series choice and a combination hold others)."""
+    if state.get("name") in ("per_series", "combination"):
+        out: dict[str, dict[str, Any]] = {}
+        for member in state.get("members", {}).values():
+            out.update(_base_specs(member))
+        return out
+    return {str(state.get("name")): state}
+
+
+def _combination_state(state: dict[str, Any]) -> dict[str, Any] | None:
+    if state.get("name") == "combination":
+        return state
+    return next((m for m in state.get("members", {}).values() if m.get("name") == "combination"), None)
+
+
 def evaluate_bundle(bundle: Bundle | str | Path, result: ForecastResult) -> dict[str, float]:
     """The backtest metrics of another exported model's *specification* (the registry's champion,
     say) on the series and origins of ``result``: the champion's model kind, lags and LightGBM
     parameters are refitted at each origin and judged on the same periods as the new model (its
-    exported fit saw those periods)."""
+    exported fit saw those periods); a combination is rebuilt from its members' backtests with its
+    weighting rule, a per-series choice keeps its choice."""
     bundle = as_bundle(bundle, "forecast")
     state = bundle.params.get("model", {})
     per_series = state.get("name") == "per_series"
-    specs = state.get("members", {}) if per_series else {state.get("name"): state}
-    unknown = [name for name in specs if name not in MODELS]
+    specs = _base_specs(state)
+    unknown = [name for name in specs if name not in MODELS or name == "combination"]
     if not specs or unknown:
         raise ModelError(f"{bundle.path}: unknown forecast model(s) {unknown or [state.get('name')]}; retrain")
     if bundle.params.get("freq") != result.panel.freq:
@@ -192,5 +225,9 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: ForecastResult) -> dict
                   season_length=result.season_length, min_train=result.backtest.min_train)
     if bt.failures:
         raise ModelError(f"{bundle.path}: the champion's model failed on the new backtest: {bt.failures}")
-    errors = shipped_errors(bt.errors, state.get("choice", {}) if per_series else {}, next(iter(specs)))
+    combo = _combination_state(state)
+    if combo is not None:
+        bt, _ = add_combination(bt, list(combo["members"]), weighting=str(combo.get("weighting", "equal")))
+    first = next(iter(state["members"])) if per_series else str(state.get("name"))
+    errors = shipped_errors(bt.errors, state.get("choice", {}) if per_series else {}, first)
     return shipped_metrics(errors, bt)

@@ -22,8 +22,13 @@ trained model did.
   features by the local level (the trailing mean of the first window); features are lags, trailing
   means and standard deviations, calendar fields, the local level, the series code and known
   covariates; it forecasts recursively, one step at a time, feeding its forecasts back as lags.
-* **Per series** (:class:`PerSeries`) combines them: each series takes the model that forecast it
-  best on the backtest.
+* **Naive** repeats the last value (seasonal naive with a season of 1), the second baseline.
+* **Combination** (:class:`Combination`) is the weighted mean of ETS, ARIMA and LightGBM's forecasts
+  (whichever are configured and fitted): equal weights, or inverse backtest MASE (Bates and Granger
+  1969; the equal mean is hard to beat, Smith and Wallis 2009). Its state is its members' states and
+  the weights.
+* **Per series** (:class:`PerSeries`) puts them together: each series takes the model chosen for it
+  on the backtest (a baseline where it beat the overall winner, ``forecast.selection``).
 
 Every model forecasts each series from its own last observed period (series of a sales table may
 end on different dates), never from the common grid's end. Sales are never forecast below zero
@@ -47,7 +52,10 @@ __all__ = [
     "Arima",
     "Ets",
     "Forecaster",
+    "COMBINED",
+    "Combination",
     "LightGBMForecaster",
+    "Naive",
     "PerSeries",
     "SeasonalNaive",
     "default_lags",
@@ -57,7 +65,9 @@ __all__ = [
 
 MIN_LOCAL = 10
 BASELINES = ("seasonal_naive", "ets", "arima")
-MODELS = (*BASELINES, "lightgbm")
+NAIVES = ("seasonal_naive", "naive")  # the baselines a series falls back to (forecast.selection=fallback)
+COMBINED = ("ets", "arima", "lightgbm")  # the members of the combination, when configured and fitted
+MODELS = ("seasonal_naive", "naive", "ets", "arima", "lightgbm", "combination")
 DEFAULT_LAGS = {"D": [1, 2, 3, 7, 14, 28], "W": [1, 2, 3, 4, 8, 13, 26, 52], "M": [1, 2, 3, 6, 12]}
 WINDOWS = {"D": [7, 28], "W": [4, 13], "M": [3, 12]}
 LGB_DEFAULTS: dict[str, Any] = {
@@ -199,6 +209,15 @@ class SeasonalNaive(_Local):
     def _rebuild(self, panel: Panel, states: list[dict[str, Any] | None]) -> SeasonalNaive:
         self.panel_, self.nonneg_, self.states_, self.fallbacks_ = panel, _nonneg(panel), states, {}
         return self
+
+
+class Naive(SeasonalNaive):
+    """y(T+h) = y(T): the last observed value (seasonal naive with a season of one period)."""
+
+    name = "naive"
+
+    def __init__(self, season_length: int = 1) -> None:
+        super().__init__(1)
 
 
 class Ets(_Local):
@@ -418,7 +437,8 @@ class PerSeries:
     def fit(self, panel: Panel) -> PerSeries:
         self.panel_ = panel
         for member in self.members.values():
-            member.fit(panel)
+            if getattr(member, "panel_", None) is not panel:  # a LightGBM shared with a combination: once
+                member.fit(panel)
         self.fallbacks_ = {sid: why for name, m in self.members.items()
                            for sid, why in getattr(m, "fallbacks_", {}).items() if self._model_of(sid) == name}
         return self
@@ -436,13 +456,60 @@ class PerSeries:
                 "members": {name: m.to_dict() for name, m in self.members.items()}}
 
     def model_text(self) -> str | None:
-        lgb = self.members.get("lightgbm")
-        return lgb.model_text() if lgb is not None else None
+        """The LightGBM text model of a member (one fitted LightGBM at most: a combination member shares it)."""
+        for m in self.members.values():
+            text = m.model_text() if hasattr(m, "model_text") else None
+            if text is not None:
+                return text
+        return None
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], panel: Panel, model_text: str | None) -> PerSeries:
         members = {name: forecaster_from_dict(s, panel, model_text) for name, s in state["members"].items()}
         self = cls(dict(state["choice"]), members)
+        self.panel_, self.fallbacks_ = panel, {}
+        return self
+
+
+class Combination:
+    """The weighted mean of its members' forecasts (module doc). ``weights`` maps member name to
+    weight (they sum to 1); every member is fitted on the whole panel. A member already fitted on
+    this very panel (shared with :class:`PerSeries`) is not fitted again."""
+
+    name = "combination"
+
+    def __init__(self, members: dict[str, Any], weights: dict[str, float], weighting: str = "equal") -> None:
+        self.members = members
+        self.weights = weights
+        self.weighting = weighting
+
+    def fit(self, panel: Panel) -> Combination:
+        if set(self.weights) != set(self.members) or len(self.members) < 2:
+            raise ModelError(f"a combination needs two or more members with a weight each, got members "
+                             f"{sorted(self.members)} and weights {self.weights}")
+        self.panel_ = panel
+        for member in self.members.values():
+            if getattr(member, "panel_", None) is not panel:
+                member.fit(panel)
+        self.fallbacks_ = {sid: f"{name} member: {why}" for name, m in self.members.items()
+                           for sid, why in getattr(m, "fallbacks_", {}).items()}
+        return self
+
+    def predict(self, horizon: int) -> np.ndarray:
+        return sum(self.weights[name] * m.predict(horizon) for name, m in self.members.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "weights": self.weights, "weighting": self.weighting,
+                "members": {name: m.to_dict() for name, m in self.members.items()}}
+
+    def model_text(self) -> str | None:
+        lgb = self.members.get("lightgbm")
+        return lgb.model_text() if lgb is not None else None
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], panel: Panel, model_text: str | None) -> Combination:
+        members = {name: forecaster_from_dict(s, panel, model_text) for name, s in state["members"].items()}
+        self = cls(members, {k: float(v) for k, v in state["weights"].items()}, str(state.get("weighting", "equal")))
         self.panel_, self.fallbacks_ = panel, {}
         return self
 
@@ -455,12 +522,17 @@ def make_forecaster(name: str, *, freq: str, season_length: int, lags: list[int]
     """A fresh (unfitted) forecaster by name, with the pipeline's settings."""
     if name == "seasonal_naive":
         return SeasonalNaive(season_length)
+    if name == "naive":
+        return Naive()
     if name == "ets":
         return Ets(season_length)
     if name == "arima":
         return Arima(season_length)
     if name == "lightgbm":
         return LightGBMForecaster(lags=lags or default_lags(freq), windows=WINDOWS[freq], params=lightgbm, seed=seed)
+    if name == "combination":
+        raise ModelError("the combination is built from its fitted members (crmlab.forecast.models.Combination), "
+                         "not by name")
     raise ModelError(f"unknown forecast model {name!r}; choose among {list(MODELS)}")
 
 
@@ -469,11 +541,13 @@ def forecaster_from_dict(state: dict[str, Any], panel: Panel, model_text: str | 
     name = state.get("name")
     if name == "per_series":
         return PerSeries.from_dict(state, panel, model_text)
+    if name == "combination":
+        return Combination.from_dict(state, panel, model_text)
     if name == "lightgbm":
         if model_text is None:
             raise ModelError("a LightGBM forecast bundle needs its model text file; retrain")
         return LightGBMForecaster.from_dict(state, panel, model_text)
-    classes = {"seasonal_naive": SeasonalNaive, "ets": Ets, "arima": Arima}
+    classes = {"seasonal_naive": SeasonalNaive, "naive": Naive, "ets": Ets, "arima": Arima}
     if name not in classes:
         raise ModelError(f"unknown forecast model {name!r} in the bundle; choose among {list(MODELS)}")
     return classes[name](int(state["season_length"]))._rebuild(panel, list(state["states"]))

@@ -3,7 +3,8 @@
 Steps are functions named with verbs; :func:`train_forecast` only wires them::
 
     load_panel (transactions via prepare_data, or the aggregated sales table)
-      -> backtest (every configured model at every origin) -> leaderboard -> select_model
+      -> backtest (every configured model at every origin) -> add_combination -> leaderboard
+      -> select_model -> choose_per_series (baseline fallback) -> shipping_table, ship_reason
       -> conformal_quantiles + interval_coverage (shipped model, backtest errors)
       -> refit the shipped model on the whole history -> forecast_frame -> export_bundle -> log_training
 
@@ -14,10 +15,16 @@ default), forecast from its own end (dated from there), or an error. The backtes
 fitted to the series' lengths (:func:`~crmlab.forecast.backtest.fit_windows`), with a note for each
 change.
 
-The shipped model is the one with the lowest backtest MASE, over all series or, with
-``forecast.selection: per_series``, for each series. Seasonal naive is always on the board, so the
-accuracy gate holds by construction: LightGBM (or ETS, ARIMA) ships only when it beats every
-baseline, and the summary names the models that did worse than seasonal naive.
+The overall winner is the model with the lowest backtest MASE over all series (the combination of
+ETS, ARIMA and LightGBM among them). With ``forecast.selection: fallback`` (the default) each series
+where a baseline (seasonal naive, naive) beat the winner on its own backtest (a lower MASE, and less
+error at more than half of its origins) ships that baseline;
+``overall`` ships the winner everywhere, ``per_series`` each series' own best. Seasonal naive is
+always on the board, so the accuracy gate holds by construction: LightGBM (or ETS, ARIMA, the
+combination) ships only when it beats every baseline, and the summary names the models that did
+worse than seasonal naive. What shipped, why and what it beat is said in the result
+(``shipped``, ``shipped_because``, ``shipping`` per series), the run's tags ``crmlab.shipped`` and
+``crmlab.shipped_because``, the bundle manifest and the report.
 
 :func:`crmlab.forecast.bundle.score_forecast` is what the MLflow pyfunc calls: it rebuilds the fitted model from the
 bundle's JSON state, history arrays and LightGBM text model (no pickles) and returns point
@@ -39,15 +46,18 @@ from crmlab.config import CrmlabConfig, ForecastConfig, config_hash
 from crmlab.data.io import source_name
 from crmlab.errors import ConfigError, DataError
 from crmlab.forecast.backtest import (
+    add_combination,
     backtest,
+    choose_per_series,
     conformal_quantiles,
     fit_windows,
     leaderboard,
+    replay_fallback,
     select_model,
-    select_per_series,
     shipped_errors,
+    shipping_table,
 )
-from crmlab.forecast.models import PerSeries, make_forecaster
+from crmlab.forecast.models import COMBINED, Combination, PerSeries, make_forecaster
 from crmlab.forecast.series import (
     Panel,
     default_season_length,
@@ -75,6 +85,8 @@ __all__ = [
     "model_factories",
     "plot_forecasts",
     "score_forecast",
+    "ship_reason",
+    "shipped_model",
     "train_forecast",
 ]
 
@@ -175,11 +187,61 @@ def apply_stale_policy(panel: Panel, fc: ForecastConfig) -> tuple[Panel, dict[st
 
 
 def model_factories(fc: ForecastConfig, season_length: int, seed: int) -> dict[str, Callable[[], Any]]:
-    """Fresh-model constructors for the backtest, seasonal naive first (the accuracy gate)."""
-    names = ["seasonal_naive", *(m for m in fc.models if m != "seasonal_naive")]
+    """Fresh-model constructors for the backtest, seasonal naive first (the accuracy gate). The
+    combination has none: it is built from its members (:func:`shipped_model`)."""
+    names = ["seasonal_naive", *(m for m in fc.models if m not in ("seasonal_naive", "combination"))]
     return {name: (lambda name=name: make_forecaster(name, freq=fc.freq, season_length=season_length,
                                                      lags=fc.lags, lightgbm=fc.lightgbm, seed=seed))
             for name in names}
+
+
+def shipped_model(names: list[str], factories: dict[str, Callable[[], Any]], weights: dict[str, float],
+                  weighting: str = "equal") -> dict[str, Any]:
+    """Fresh instances of the named models; a combination shares its members with the others (one
+    LightGBM fitted once, one LightGBM text model in the bundle)."""
+    base: dict[str, Any] = {}
+
+    def make(name: str) -> Any:
+        if name not in base:
+            base[name] = (Combination({m: make(m) for m in weights}, weights, weighting) if name == "combination"
+                          else factories[name]())
+        return base[name]
+
+    return {name: make(name) for name in names}
+
+
+def ship_reason(board: pd.DataFrame, winner: str, shipping: pd.DataFrame, selection: str, n_origins: int) -> str:
+    """One sentence: which model shipped, why, and what it beat (overall, then the per-series exceptions)."""
+    mase = board.set_index("model")["mase"]
+    beat = ", ".join(f"{m} {v:.3f}" for m, v in mase.items() if m != winner)
+    text = (f"{winner} had the lowest backtest MASE over all series ({mase[winner]:.3f} at {n_origins} origins)"
+            + (f", beating {beat}" if beat else ""))
+    others = shipping[shipping["shipped"] != winner]
+    if len(others):
+        if selection == "per_series":
+            text += "; per series, each its own lowest backtest MASE: " + ", ".join(
+                f"{m} on {n}" for m, n in others["shipped"].value_counts().items())
+        else:
+            for m, g in others.groupby("shipped", sort=True):
+                text += (f"; {m} ships instead on {len(g)} of {len(shipping)} series where it beat {winner} "
+                         f"on their own backtest ({', '.join(g['series_id'].astype(str)[:10])})")
+    return text
+
+
+def _replay_gate(bt: Any, choice: dict[str, str], winner: str, selection: str) -> tuple[dict[str, str], str]:
+    """The series whose fallback to a baseline is withdrawn, and why: all of them when the fallback
+    rule, replayed honestly on the backtest (:func:`~crmlab.forecast.backtest.replay_fallback`), did
+    not beat shipping the winner everywhere."""
+    switched = {sid: m for sid, m in choice.items() if m != winner}
+    if selection != "fallback" or not switched:
+        return {}, ""
+    policy, plain, n = replay_fallback(bt.errors, winner)
+    if policy < plain:
+        return {}, ""
+    figures = (f"MASE {policy:.3f} vs {plain:.3f} for {winner} everywhere, at {n} origins" if n
+               else "no origin had earlier errors to decide from")
+    return switched, (f"the fallback rule did not pay off when replayed on the backtest with choices made from "
+                      f"earlier periods only ({figures})")
 
 
 def _report_table(panel: Panel, future: pd.DataFrame) -> pd.DataFrame:
@@ -205,7 +267,8 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
         return
     from crmlab.registry import model_name
 
-    run.set_tags({"crmlab.model": result.selected, "crmlab.forecast_target": result.panel.target})
+    run.set_tags({"crmlab.model": result.selected, "crmlab.forecast_target": result.panel.target,
+                  "crmlab.shipped": result.shipped, "crmlab.shipped_because": result.shipped_because[:4000]})
     if result.excluded:
         run.set_tags({"crmlab.excluded_series": ", ".join(result.excluded)[:4000]})
     run.log_params({"selected_model": result.selected, "season_length": result.season_length,
@@ -218,12 +281,14 @@ def log_training(run: Run, result: ForecastResult, input_report: dict[str, Any])
     run.log_dict({k: v for k, v in input_report.items() if k != "rejects"}, "input_report.json")
     if rejects is not None and len(rejects):
         run.log_table(rejects, "rejects_sales.csv")
-    run.log_dict({"selected": result.selected, "notes": [*result.panel.notes, *result.notes],
+    run.log_dict({"selected": result.selected, "shipped": result.shipped,
+                  "shipped_because": result.shipped_because, "notes": [*result.panel.notes, *result.notes],
                   "excluded_series": result.excluded,
                   "failures": result.backtest.failures,
                   "quantiles": {str(k): v.tolist() for k, v in result.quantiles.items()}}, "forecast_report.json")
     run.log_table(result.leaderboard, "backtest/leaderboard.csv")
     run.log_table(result.leaderboard_by_series, "backtest/leaderboard_by_series.csv")
+    run.log_table(result.shipping, "backtest/shipped_by_series.csv")
     run.log_table(result.backtest.errors, "backtest/forecasts.csv")
     run.log_table(result.forecast, "forecast.csv")
     run.log_figure(plot_forecasts(result.panel, result.forecast), "plots/forecast.png")
@@ -252,23 +317,45 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
         with step(f"Backtesting {', '.join(factories)} at {len(origins)} origins"):
             bt = backtest(panel, factories, horizon=horizon, origins=origins, season_length=season,
                           min_train=windows.min_train)
+            weights: dict[str, float] = {}
+            combo_notes = []
+            if "combination" in fc.models:
+                bt, weights = add_combination(bt, [m for m in COMBINED if m in factories],
+                                              weighting=fc.combination_weights)
+                combo_notes = [f"combination weights ({fc.combination_weights}): "
+                               + ", ".join(f"{m} {w:.3f}" for m, w in weights.items()) if weights else
+                               "combination left out: fewer than two of its members produced a backtest"]
             board, by_series = leaderboard(bt), leaderboard(bt, by_series=True)
             best, notes = select_model(board)
-            notes = [*stale_notes, *windows.notes, *notes]
+            notes = [*stale_notes, *windows.notes, *combo_notes, *notes]
             notes += [f"{m} failed on the backtest: {why}" for m, why in bt.failures.items()]
-            choice = select_per_series(by_series) if fc.selection == "per_series" else {}
+            choice = choose_per_series(by_series, best, fc.selection, bt.errors)
+            vetoed, veto = _replay_gate(bt, choice, best, fc.selection)
+            if vetoed:
+                choice = dict.fromkeys(choice, best)
+                notes.append(f"fallback to a baseline on {len(vetoed)} series not applied: {veto}")
+            shipping = shipping_table(by_series, choice, best, fc.selection, panel.series_ids, bt.errors,
+                                      vetoed=vetoed, veto=veto)
+            because = ship_reason(board, best, shipping, fc.selection, len(bt.origins))
+            if vetoed:
+                because += f"; no baseline fallback: {veto}"
+            if set(choice.values()) <= {best}:
+                choice = {}
             errors = shipped_errors(bt.errors, choice, best)
             metrics = shipped_metrics(errors, bt)
             check_evaluation("forecast", metrics, what=f"(the backtest of {best})")
             quantiles = conformal_quantiles(errors, horizon)
         if choice:
-            members = dict.fromkeys([best, *choice.values()])
-            fresh: Any = PerSeries(choice, {name: factories[name]() for name in members})
+            members = shipped_model(list(dict.fromkeys([best, *choice.values()])), factories, weights,
+                                    fc.combination_weights)
+            fresh: Any = PerSeries(choice, members)
             counts = pd.Series(choice).value_counts()
             selected = "per_series"
+            shipped_name = "per series: " + ", ".join(f"{m} on {n}" for m, n in counts.items())
             notes.append("per series: " + ", ".join(f"{m} for {n} series" for m, n in counts.items()))
         else:
-            fresh, selected = factories[best](), best
+            fresh, selected = shipped_model([best], factories, weights, fc.combination_weights)[best], best
+            shipped_name = best
         with step(f"Refitting {selected} on all {panel.n_periods} periods and forecasting {horizon}"):
             model = fresh.fit(panel)
             future = forecast_frame(model, panel, horizon, quantiles, season_length=season)
@@ -278,12 +365,16 @@ def train_forecast(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: S
                                         result_metrics=metrics, quantiles=quantiles, fc=fc, season_length=season,
                                         report=_report_table(panel, future),
                                         config_digest=config_hash(cfg.section("forecast")), horizon=horizon,
-                                        excluded=excluded, notes=[*panel.notes, *notes])
+                                        excluded=excluded, notes=[*panel.notes, *notes],
+                                        shipped={"model": shipped_name, "winner": best, "because": because,
+                                                 "selection": fc.selection, "table": shipping},
+                                        leaderboard=board)
         result = ForecastResult(
             panel=panel, config=fc, season_length=season, backtest=bt, leaderboard=board,
             leaderboard_by_series=by_series, selected=selected, notes=notes, metrics=metrics,
             quantiles=quantiles, forecast=future, bundle_path=bundle_path, fingerprint=fingerprint,
-            excluded=excluded, **tr.ids(),
+            excluded=excluded, shipped=shipped_name,
+            shipped_because=because, shipping=shipping, **tr.ids(),
         )
         if tr.active:
             with step("Logging the run, leaderboard, plot and model to MLflow"):
