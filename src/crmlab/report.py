@@ -488,8 +488,8 @@ def _shipped_note(po: PipelineOutputs) -> str:
     """Which model the bundle holds, why, and what it beat, as the training wrote it in the manifest."""
     m = po.manifest or {}
     because = m.get("shipped_because")
-    model = m.get("model") or m.get("shipped")
-    if not model and not because:
+    model = m.get("shipped") or m.get("model")
+    if not isinstance(model, str) or not because:
         return ""
     return (f'<p class="shipped"><strong>Shipped: {_esc(model or "?")}</strong>'
             + (f" &mdash; {_esc(because)}" if because else "") + "</p>")
@@ -499,8 +499,6 @@ def _manifest_block(po: PipelineOutputs) -> str:
     m = po.manifest or {}
     meta = [("bundle", str(po.path)), ("created", m.get("created_at", "?")),
             ("crmlab", m.get("crmlab_version", "?"))]
-    if m.get("shipped"):
-        meta += [("shipped", m["shipped"])] + ([("because", m["shipped_because"])] if m.get("shipped_because") else [])
     window = m.get("training_window") or m.get("window")
     if isinstance(window, dict):
         meta += [(k, v) for k, v in window.items() if v is not None][:6]

@@ -161,7 +161,7 @@ def test_the_html_report_reads_the_bundle_forecast_table(trained):
 
 
 def test_the_html_report_says_what_shipped_and_why(trained):
-    from crmlab.report import _manifest_block, read_pipeline_outputs
+    from crmlab.report import _shipped_note, read_pipeline_outputs
 
     cfg, result = trained
     outputs = read_pipeline_outputs(cfg.project.output.models_dir, "forecast")
@@ -170,8 +170,9 @@ def test_the_html_report_says_what_shipped_and_why(trained):
     assert shipped["shipped"].tolist() == result.shipping["shipped"].tolist() and shipped["because"].notna().all()
     board = outputs.tables["leaderboard"]
     assert board.loc[board["overall_winner"], "model"].tolist() == [result.leaderboard.iloc[0]["model"]]
-    html = _manifest_block(outputs)
-    assert "<dt>shipped</dt>" in html and "had the lowest backtest MASE over all series" in html
+    html = _shipped_note(outputs)  # the section opens with it
+    assert f"<strong>Shipped: {result.shipped}</strong>" in html
+    assert "had the lowest backtest MASE over all series" in html
 
 
 @pytest.mark.parametrize(("sets", "message"), [
