@@ -88,7 +88,7 @@ from crmlab.data.synth_base import (
     unique_emails,
     unique_phones,
 )
-from crmlab.data.synth_text import draw_texts, draw_tones, feedback_events
+from crmlab.data.synth_text import SOURING_WEEKS, draw_texts, draw_tones, feedback_events
 from crmlab.data.synth_dirt import dirty_customers, dirty_interactions, dirty_transactions, text_series
 from crmlab.utils import write_json_atomic, write_table_atomic
 
@@ -279,7 +279,7 @@ def _add_texts(events: dict[str, np.ndarray], people: _People, params: SynthPara
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(101,)))
     dropped = people.dropout_s >= 0
     alive_end = np.where(dropped, people.dropout_s, end_s)
-    pre_lo = np.where(dropped, np.maximum(people.first_s, people.dropout_s - int(params.pre_dropout_weeks * WEEK_S)),
+    pre_lo = np.where(dropped, np.maximum(people.first_s, people.dropout_s - int(SOURING_WEEKS * WEEK_S)),
                       end_s + 1)
     who, ts = feedback_events(people.lam.size, people.first_s, alive_end, rng)
     owner = np.concatenate([events["owner"], who])

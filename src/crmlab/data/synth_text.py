@@ -7,7 +7,8 @@ two apart. Tone by event (probabilities of negative / neutral / positive):
 
 * complaint: always negative;
 * support ticket: 0.15 / 0.75 / 0.10, and 0.65 / 0.30 / 0.05 in the ``pre_dropout_weeks`` before dropout;
-* feedback: 0.08 / 0.32 / 0.60, and 0.75 / 0.20 / 0.05 before dropout.
+* feedback: 0.08 / 0.32 / 0.60, and 0.75 / 0.20 / 0.05 in the ``SOURING_WEEKS`` (26) before dropout:
+  the tone sours months before the complaints of the last ``pre_dropout_weeks`` (8) arrive.
 
 A negative text is about one of :data:`TOPICS`, drawn with weights that drift with the calendar
 year (delivery first, then the app, then price), so the report's complaint topics change by period.
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FEEDBACK_RATE", "PHRASES", "TOPICS", "draw_texts", "draw_tones", "feedback_events"]
+__all__ = ["FEEDBACK_RATE", "SOURING_WEEKS", "PHRASES", "TOPICS", "draw_texts", "draw_tones", "feedback_events"]
 
 FEEDBACK_RATE = 0.10  # feedback texts per week while alive
+SOURING_WEEKS = 26.0  # feedback turns negative this long before dropout (complaints come later, in the last weeks)
 TOPICS = ("delivery", "refund", "quality", "app", "staff", "price")
 _TONES = ("negative", "neutral", "positive")
 _TONE_P = {

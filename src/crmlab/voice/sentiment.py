@@ -8,7 +8,8 @@ One scale for both languages: a score in ``[-1, 1]`` (VADER's *compound* normali
 * English: VADER (``vaderSentiment``, MIT; its lexicon is inside the wheel).
 * Chinese: crmlab's lexicon (:mod:`crmlab.voice.lexicon_zh`) over jieba's segmentation (``jieba``,
   MIT; its dictionary is inside the package), with VADER's rules carried over: a negator up to
-  three words before a sentiment word flips it (times 0.74), degree words scale it, and after a
+  three words before a sentiment word, or at the start of a word jieba keeps whole (``不好``,
+  ``不太好``), flips it (times -0.74), degree words scale it, and after a
   contrast word (``但是``, ``不过`` ...) words count 1.5 times, before it 0.5 times.
 * Language per text (:func:`detect_language`): Chinese when CJK ideographs are at least as many as
   the Latin words, else English; ``language="en"``/``"zh"`` forces one.
@@ -101,10 +102,21 @@ class _Chinese:
         for word in (*self.valence, *NEGATORS, *BOOSTERS, *_ZH_EXTRA_WORDS):
             self.tokenizer.add_word(word, freq=None)
         self._lock = threading.Lock()
+        self._negator_prefixes = sorted(NEGATORS, key=len, reverse=True)
 
     def tokens(self, text: str) -> list[str]:
         with self._lock:  # jieba's lazy initialisation is not thread-safe
             return self.tokenizer.lcut(text)
+
+    def _negated_word(self, tok: str) -> float | None:
+        """jieba keeps words such as 不好, 不太好, 没用过 whole: a negator prefix of a sentiment word."""
+        for neg in self._negator_prefixes:
+            if len(tok) > len(neg) and tok.startswith(neg):
+                rest = tok[len(neg):]
+                v = self.valence.get(rest)
+                if v is not None:
+                    return v * _NEGATION_SCALE
+        return None
 
     def score(self, text: str) -> float:
         tokens = self.tokens(text)
@@ -112,6 +124,8 @@ class _Chinese:
         total = 0.0
         for i, tok in enumerate(tokens):
             v = self.valence.get(tok)
+            if v is None:
+                v = self._negated_word(tok)
             if v is None:
                 continue
             if tok in BOOSTERS and i + 1 < len(tokens) and tokens[i + 1] in self.valence:
