@@ -89,6 +89,9 @@ def sentiment_label(score: Any, *, negative: float = NEGATIVE_THRESHOLD,
     return out
 
 
+_default_lock = threading.Lock()
+
+
 class _Chinese:
     """The lexicon scorer over crmlab's own jieba tokenizer (jieba's global one is left alone)."""
 
@@ -178,7 +181,7 @@ class SentimentScorer:
     def _model(self, lang: str) -> Any:
         models = self.__dict__.setdefault("_models", {})
         if lang not in models:
-            models[lang] = _Chinese() if lang == "zh" else _English()
+            models[lang] = _chinese() if lang == "zh" else _English()
         return models[lang]
 
     def score(self, texts: Iterable[Any] | pd.Series) -> pd.DataFrame:
@@ -213,8 +216,18 @@ class SentimentScorer:
         return pd.DataFrame({"language": out_lang, "sentiment": out_score})
 
 
+_zh: list[_Chinese] = []
+
+
+def _chinese() -> _Chinese:
+    """crmlab's jieba tokenizer with the lexicon's words (one per process; topics reuse it)."""
+    with _default_lock:
+        if not _zh:
+            _zh.append(_Chinese())
+    return _zh[0]
+
+
 _default: dict[str, SentimentScorer] = {}
-_default_lock = threading.Lock()
 
 
 def score_sentiment(texts: Iterable[Any] | pd.Series, *, language: Language = "auto") -> pd.DataFrame:
