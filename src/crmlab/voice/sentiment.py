@@ -194,19 +194,25 @@ class SentimentScorer:
         if self.language != "auto":
             lang = np.where(lang == "", "", self.language).astype(object)
         score = np.full(len(uniq), np.nan)
-        cache: dict[tuple[str, str], float] = self.__dict__.setdefault("_cache", {})
-        for i, (text, lg) in enumerate(zip(uniq.tolist(), lang.tolist(), strict=True)):
-            if not lg:
+        caches: dict[str, dict[str, float]] = self.__dict__.setdefault("_cache", {})
+        for lg in ("en", "zh"):
+            rows = np.flatnonzero(lang == lg)
+            if not len(rows):
                 continue
-            key = (lg, text if isinstance(text, str) else str(text))
-            hit = cache.get(key)
-            if hit is None:
-                hit = self._model(lg).score(key[1])
+            cache = caches.setdefault(lg, {})
+            texts_lg = uniq.iloc[rows].map(lambda v: v if isinstance(v, str) else str(v))
+            found = np.array(texts_lg.map(cache).to_numpy(dtype=float, na_value=np.nan))  # vectorised look-up
+            missing = np.flatnonzero(np.isnan(found))
+            if len(missing):
+                model = self._model(lg)
+                new = [model.score(t) for t in texts_lg.iloc[missing].tolist()]
+                found[missing] = new
                 if self.cache_size:
-                    if len(cache) >= self.cache_size:
+                    if len(cache) + len(new) > self.cache_size:
                         cache.clear()
-                    cache[key] = hit
-            score[i] = hit
+                    if len(new) <= self.cache_size:
+                        cache.update(zip(texts_lg.iloc[missing].tolist(), new, strict=True))
+            score[rows] = found
         present = codes >= 0
         out_lang = np.full(len(s), "", dtype=object)
         out_score = np.full(len(s), np.nan)
