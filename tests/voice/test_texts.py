@@ -46,3 +46,16 @@ def test_the_input_is_not_modified():
     before = df.copy()
     texts_frame(df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_voice_config_is_validated_with_the_key_named():
+    from pydantic import ValidationError
+
+    from crmlab.config import VoiceConfig
+
+    with pytest.raises(ValidationError, match="language"):
+        VoiceConfig(language="fr")
+    with pytest.raises(ValidationError, match="recent_days"):
+        VoiceConfig(recent_days=0)
+    with pytest.raises(ValidationError, match="n_topicz"):
+        VoiceConfig(n_topicz=3)
