@@ -180,7 +180,7 @@ class SentimentScorer:
     def _model(self, lang: str) -> Any:
         models = self.__dict__.setdefault("_models", {})
         if lang not in models:
-            models[lang] = _chinese() if lang == "zh" else _English()
+            models[lang] = chinese_model() if lang == "zh" else _English()
         return models[lang]
 
     def score(self, texts: Iterable[Any] | pd.Series) -> pd.DataFrame:
@@ -224,7 +224,7 @@ class SentimentScorer:
 _zh: list[_Chinese] = []
 
 
-def _chinese() -> _Chinese:
+def chinese_model() -> _Chinese:
     """crmlab's jieba tokenizer with the lexicon's words (one per process; topics reuse it)."""
     with _default_lock:
         if not _zh:

@@ -41,9 +41,9 @@ def _english_stop_words() -> frozenset[str]:
 def tokenize(text: str, language: str) -> list[str]:
     """The terms of one text (module doc)."""
     if language == "zh":
-        from crmlab.voice.sentiment import _chinese
+        from crmlab.voice.sentiment import chinese_model
 
-        words = _chinese().tokens(text)
+        words = chinese_model().tokens(text)
         return [w for w in (w.strip().lower() for w in words)
                 if len(w) > 1 and w not in _ZH_STOP and not _PUNCT.match(w) and not re.search(r"[\d@]", w)]
     stop = _english_stop_words()
