@@ -55,6 +55,7 @@ __all__ = [
     "TableSource",
     "TrackingConfig",
     "TuningConfig",
+    "VoiceConfig",
     "config_hash",
     "load_config",
     "parse_overrides",
@@ -328,6 +329,36 @@ class RetrainConfig(Frozen):
     )
 
 
+class VoiceConfig(Frozen):
+    """The customer's voice (crmlab.voice): sentiment and complaint topics of customer texts, English and
+    Chinese, computed offline. Texts come from the interactions table's text column (features, KPIs and
+    the report) or from any frame of customer_id, ts and text (crmlab.voice.texts_frame)."""
+
+    enabled: bool = Field(True, description="Build the sentiment features and the report's voice section when "
+                          "the interactions table has the text column.")
+    text_column: str | None = Field(
+        None, description="Column of the interactions table holding the texts; empty: 'text' when the table has "
+        "it (map yours with project.data.interactions.columns.text). A name given here must exist.",
+    )
+    language: Literal["auto", "en", "zh"] = Field(
+        "auto", description="'auto': Chinese when a text has at least as many CJK ideographs as Latin words, else "
+        "English; 'en'/'zh' scores every text in that language.",
+    )
+    recent_days: int = Field(
+        90, gt=0, description="sentiment_trend = mean sentiment of the texts in the last recent_days before the "
+        "cut-off minus that of the earlier ones; also the window of sentiment_mean_<recent_days>d.",
+    )
+    negative_threshold: float = Field(
+        -0.05, ge=-1, lt=0, description="A text scoring at or below this is negative (VADER's -0.05; scores are "
+        "in [-1, 1]).",
+    )
+    n_topics: int = Field(5, ge=1, le=50, description="Complaint topics (NMF over the negative texts) in the report.")
+    n_terms: int = Field(8, ge=1, le=50, description="Keywords shown per topic and per period.")
+    min_texts: int = Field(
+        20, ge=1, description="Negative texts needed before topics are fitted; fewer: the report says so.",
+    )
+
+
 class ProjectConfig(Frozen):
     name: str = "crmlab"
     seed: int = 42
@@ -342,6 +373,7 @@ class ProjectConfig(Frozen):
     output: OutputConfig = Field(default_factory=OutputConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
 
 
 # --------------------------------------------------------------------------- pipelines

@@ -730,6 +730,52 @@ def pseudonym(customer_id: Any) -> str:
     return "c-" + hashlib.sha256(str(customer_id).encode()).hexdigest()[:10]
 
 
+# --------------------------------------------------------------------------- the customer's voice
+
+
+@dataclass
+class VoiceKpis:
+    """Sentiment by period and the complaint topics of the customers' texts (:mod:`crmlab.voice.topics`)."""
+
+    by_period: pd.DataFrame  # period, texts, customers, sentiment_mean, negative_share, positive_share
+    keywords: pd.DataFrame  # period, rank, term, weight, negative_texts (c-TF-IDF of the negative texts)
+    topics: pd.DataFrame  # topic, terms, share, texts (NMF over the negative texts)
+    topics_by_period: pd.DataFrame  # period, one share column per topic
+    n_texts: int
+    n_empty: int
+    source: str
+    note: str = ""
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"voice_by_period": self.by_period, "voice_keywords": self.keywords, "voice_topics": self.topics,
+                "voice_topics_by_period": self.topics_by_period}
+
+    def summary(self) -> str:
+        neg = float((self.by_period["negative_share"] * self.by_period["texts"]).sum() / max(self.n_texts, 1))
+        return (f"customer voice: {self.n_texts:,} texts ({self.n_empty:,} empty skipped), {neg:.1%} negative"
+                + (f"; {self.note}" if self.note else ""))
+
+
+def voice_kpis(cfg: CrmlabConfig, interactions: pd.DataFrame | None, *, as_of: date) -> VoiceKpis | None:
+    """The voice tables from the interactions' text column (``project.voice``), None without one."""
+    from crmlab.voice.texts import text_column_of, texts_frame
+    from crmlab.voice.topics import complaint_topics, period_keywords, scored_texts, sentiment_by_period
+
+    v = cfg.project.voice
+    column = text_column_of(interactions, v.text_column)
+    if interactions is None or column is None or not v.enabled:
+        return None
+    texts = texts_frame(interactions, text_column=column)
+    scored = scored_texts(texts.frame, as_of=as_of, language=v.language, period=cfg.kpis.period)
+    by_period = sentiment_by_period(scored, negative_threshold=v.negative_threshold)
+    keywords = period_keywords(scored, n_terms=v.n_terms, negative_threshold=v.negative_threshold)
+    topics, by = complaint_topics(scored, n_topics=v.n_topics, n_terms=v.n_terms, seed=cfg.project.seed,
+                                  negative_threshold=v.negative_threshold, min_texts=v.min_texts)
+    note = "" if len(topics) else f"fewer than {v.min_texts} negative texts: no complaint topics"
+    return VoiceKpis(by_period=by_period, keywords=keywords, topics=topics, topics_by_period=by,
+                     n_texts=len(scored), n_empty=texts.n_empty, source=texts.source, note=note)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
@@ -748,6 +794,7 @@ class KpiResult:
     clv: ClvFigures | None = None
     cac_by_channel: pd.DataFrame | None = None
     funnel: pd.DataFrame | None = None
+    voice: VoiceKpis | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     data_notes: list[str] = field(default_factory=list)  # cleaning's notes: outlier customers, date order
@@ -770,6 +817,8 @@ class KpiResult:
             out["cac_by_channel"] = self.cac_by_channel
         if self.funnel is not None:
             out["funnel"] = self.funnel
+        if self.voice is not None:
+            out.update(self.voice.tables())
         return out
 
     def write(self, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
@@ -807,6 +856,8 @@ class KpiResult:
             f = self.funnel
             lines.append(f"funnel {f['stage'].iloc[0]} -> {f['stage'].iloc[-1]}: {int(f['leads'].iloc[0]):,} leads, "
                          f"{f['conversion_from_first'].iloc[-1]:.1%} converted")
+        if self.voice is not None:
+            lines.append(self.voice.summary())
         lines += self.notes
         lines += [f"data: {n}" for n in self.data_notes]
         if self.written:
@@ -824,6 +875,7 @@ def compute_kpis(
     leads: pd.DataFrame | None = None,
     segments: pd.Series | None = None,
     segment_source: str | None = None,
+    interactions: pd.DataFrame | None = None,
 ) -> KpiResult:
     """Every KPI from clean tables (pure: nothing read or written). ``segments`` (customer_id ->
     segment) overrides ``kpis.segment_table`` / ``segment_column`` / the RFM segments."""
@@ -847,9 +899,10 @@ def compute_kpis(
         segments, segment_source = load_segments(k, lg, as_of=as_of, customers=customers)
     seg_table = revenue_by_segment(lg, segments, as_of=as_of)
     funnel = funnel_conversion(leads, k.funnel_stages, k.funnel_exit_stages) if leads is not None else None
+    voice = voice_kpis(cfg, interactions, as_of=as_of)
     return KpiResult(as_of=as_of, period=k.period, by_period=by_period, overall=overall, cohorts=cohorts,
                      segments=seg_table, segment_source=segment_source or "given", cac_source=cac_source, clv=clv,
-                     cac_by_channel=by_channel, funnel=funnel, notes=notes)
+                     cac_by_channel=by_channel, funnel=funnel, voice=voice, notes=notes)
 
 
 def run_kpis(
@@ -876,7 +929,7 @@ def run_kpis(
         leads = read_leads(project.data.leads) if project.data.leads else None
     with step(f"Computing KPIs by {cfg.kpis.period} to {prepared.as_of}"):
         result = compute_kpis(cfg, tx, as_of=prepared.as_of, customers=prepared.tables.customers,
-                              marketing_spend=ms, leads=leads)
+                              marketing_spend=ms, leads=leads, interactions=prepared.tables.interactions)
     result.fingerprint = prepared.fingerprint
     result.data_notes = [f"{name}: {n}" for name, t in prepared.cleaning.report.tables.items() for n in t.notes]
     target = Path(out_dir) if out_dir is not None else Path(project.output.dir) / "kpis"

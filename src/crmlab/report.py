@@ -353,6 +353,21 @@ def plot_forecast(fc: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_voice(by_period: pd.DataFrame) -> Figure:
+    fig = _figure(8, 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(by_period))
+    ax.plot(x, by_period["sentiment_mean"], color=_BLUE, marker="o", label="mean sentiment [-1, 1]")
+    ax.plot(x, by_period["negative_share"], color="#c0392b", marker="s", label="share negative")
+    step = max(1, len(x) // 12)
+    ax.set_xticks(x[::step], by_period["period"].iloc[::step])
+    ax.axhline(0, color="#888", lw=0.6)
+    ax.set_title("Customer voice: sentiment of the customers' texts by period")
+    ax.legend(loc="best", fontsize=8)
+    _style(ax)
+    return fig
+
+
 def build_figures(k: KpiResult, pipelines: dict[str, PipelineOutputs]) -> dict[str, Figure]:
     """Every chart of the report, by artifact name (the MLflow run logs the same objects)."""
     figs: dict[str, Figure] = {
@@ -365,6 +380,8 @@ def build_figures(k: KpiResult, pipelines: dict[str, PipelineOutputs]) -> dict[s
         figs["cac.png"] = plot_cac(k)
     if k.funnel is not None:
         figs["funnel.png"] = plot_funnel(k.funnel)
+    if k.voice is not None and len(k.voice.by_period):
+        figs["voice.png"] = plot_voice(k.voice.by_period)
     if k.clv is not None and k.clv.customers:
         figs["clv_distribution.png"] = plot_clv_distribution(k)
     for po in pipelines.values():  # a chart for each report table that has one (_TABLE_CHARTS)
@@ -606,7 +623,26 @@ def _kpi_sections(k: KpiResult, figures: dict[str, str]) -> list[tuple[str, str,
     if k.funnel is not None:
         sections.append(("funnel", "Funnel", _img(figures, "funnel.png", "funnel")
                          + _table(k.funnel, pct=("conversion_from_previous", "conversion_from_first"))))
+    if k.voice is not None:
+        sections.append(("voice", "Customer voice", _voice_section(k, figures)))
     return sections
+
+
+def _voice_section(k: KpiResult, figures: dict[str, str]) -> str:
+    """Sentiment by period, the distinctive terms of each period's negative texts and the complaint topics."""
+    v = k.voice
+    assert v is not None
+    kw = (v.keywords.groupby("period", sort=True)
+          .agg(negative_texts=("negative_texts", "first"), top_terms=("term", ", ".join)).reset_index())
+    by = v.by_period.merge(kw, on="period", how="left")
+    note = (f'<p class="note">{v.n_texts:,} texts from {_esc(v.source)} ({v.n_empty:,} empty skipped), scored offline '
+            "(English: VADER; Chinese: crmlab's lexicon over jieba); negative at or below the configured threshold. "
+            "Top terms: c-TF-IDF of each period's negative texts against all other texts."
+            + (f" {_esc(v.note)}." if v.note else "") + "</p>")
+    topics = (_table(v.topics, pct=("share",), text=("terms",)) if len(v.topics) else "")
+    return (note + _img(figures, "voice.png", "customer voice")
+            + _table(by, pct=("negative_share", "positive_share"), text=("top_terms",))
+            + ("<h3>Complaint topics (NMF over the negative texts)</h3>" + topics if topics else ""))
 
 
 def _clv_section(k: KpiResult, clv_po: PipelineOutputs | None, figures: dict[str, str], *,

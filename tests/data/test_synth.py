@@ -398,3 +398,17 @@ def test_write_synthetic_round_trips(tmp_path):
     assert (truth["dropout_ts"].isna() == truth["alive_at_end"]).all()
     dups = pd.read_csv(paths["duplicate_ids"], dtype=str)
     pd.testing.assert_frame_equal(dups, data.duplicate_ids)
+
+
+def test_texts_on_request_leave_every_other_output_unchanged():
+    plain = generate_synthetic(300, seed=5)
+    voiced = generate_synthetic(300, seed=5, texts="en")
+    for name in ("transactions", "customers", "truth", "duplicate_ids", "clean_transactions"):
+        pd.testing.assert_frame_equal(getattr(plain, name), getattr(voiced, name))
+    assert "text" not in plain.interactions.columns and "text" in voiced.interactions.columns
+    clean = voiced.clean_interactions
+    has_text = clean["text"].notna()
+    assert (has_text == clean["kind"].isin(["complaint", "support_ticket", "feedback"])).all()
+    # the old kinds keep their events: every event of the plain data is there
+    old = clean[clean["kind"] != "feedback"][["customer_id", "kind"]].value_counts().sort_index()
+    assert old.equals(plain.clean_interactions[["customer_id", "kind"]].value_counts().sort_index())

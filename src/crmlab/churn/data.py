@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from crmlab.config import VoiceConfig
 from crmlab.errors import DataError
 from crmlab.features import DEFAULT_PII_COLUMNS, DEFAULT_WINDOWS, as_of_date, build_features, churn_label
 
@@ -141,6 +142,7 @@ def make_contract_dataset(
     pii_columns: Iterable[str] = DEFAULT_PII_COLUMNS,
     drop_columns: Iterable[str] = (),
     windows: Sequence[int] = DEFAULT_WINDOWS,
+    voice: VoiceConfig | None = None,
 ) -> ChurnDataset:
     """Features of a customer table with its own churn column; stratified train/test split.
 
@@ -159,7 +161,7 @@ def make_contract_dataset(
     y_all = parse_churn_labels(customers[label_column], column=label_column, frame=customers, file=file)
     _check_labels(y_all, what="the customer table", column=label_column, file=file)
     feats = build_features(None, customers, interactions, as_of=as_of, pii_columns=pii_columns,
-                           drop_columns=drop_columns, windows=windows, label_column=label_column)
+                           drop_columns=drop_columns, windows=windows, label_column=label_column, voice=voice)
     labels = pd.Series(y_all.to_numpy(), index=customers["customer_id"].astype("str").to_numpy())
     labels = labels[~labels.index.duplicated()]
     y = labels.reindex(feats["customer_id"].to_numpy())
@@ -332,6 +334,7 @@ def make_snapshot_dataset(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     pii_columns: Iterable[str] = DEFAULT_PII_COLUMNS,
     drop_columns: Iterable[str] = (),
+    voice: VoiceConfig | None = None,
 ) -> ChurnDataset:
     """Training rows from ``n_snapshots - 1`` earlier snapshots, validation rows at ``as_of``.
 
@@ -342,7 +345,8 @@ def make_snapshot_dataset(
     if int(n_snapshots) < 2:
         raise ValueError(f"n_snapshots={n_snapshots!r} should be >= 2 (training snapshots + the validation one)")
     cut = as_of_date(as_of)
-    kwargs = {"time_unit": time_unit, "windows": windows, "pii_columns": pii_columns, "drop_columns": drop_columns}
+    kwargs = {"time_unit": time_unit, "windows": windows, "pii_columns": pii_columns, "drop_columns": drop_columns,
+              "voice": voice}
     train_dates = training_snapshot_dates(cut, horizon_days=horizon_days, n_train=int(n_snapshots) - 1,
                                           step_days=step_days)
     parts, labels, dates = [], [], []

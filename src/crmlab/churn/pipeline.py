@@ -159,7 +159,7 @@ def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: s
         return make_contract_dataset(
             tables.customers, tables.interactions, label_column=churn.label_column, as_of=as_of,
             test_size=churn.test_size, seed=project.seed, pii_columns=feats.pii_columns,
-            drop_columns=feats.drop_columns, windows=feats.windows,
+            drop_columns=feats.drop_columns, windows=feats.windows, voice=project.voice,
         )
     if as_of is None:
         raise ConfigError("no cut-off date: set project.as_of")
@@ -168,7 +168,7 @@ def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: s
         tables.transactions, tables.customers, tables.interactions, as_of=w.validation_as_of,
         horizon_days=w.horizon_days, n_snapshots=w.n_snapshots, step_days=w.step_days, time_unit=project.time_unit,
         windows=feats.windows, pii_columns=feats.pii_columns,
-        drop_columns=[*feats.drop_columns, churn.label_column],
+        drop_columns=[*feats.drop_columns, churn.label_column], voice=project.voice,
     )
     ds.info.update({"n_snapshots": w.n_snapshots, "step_days": w.step_days, "window_note": w.note})
     return ds

@@ -69,7 +69,7 @@ SCHEMAS: dict[str, TableSchema] = {
         ("order_id", "quantity", "product_id", "category", "channel", "region"),
     ),
     "customers": TableSchema("customers", ("customer_id",), ("signup_date", "name", "email", "phone")),
-    "interactions": TableSchema("interactions", ("customer_id", "ts", "kind"), ("value",)),
+    "interactions": TableSchema("interactions", ("customer_id", "ts", "kind"), ("value", "text")),
     # optional inputs of `crmlab kpis` only (not cleaned by crmlab.data.clean; read by crmlab.kpis)
     "marketing_spend": TableSchema("marketing_spend", ("period", "spend"), ("channel",)),
     "leads": TableSchema("leads", ("lead_id", "stage"), ("ts", "channel", "customer_id")),

@@ -88,6 +88,7 @@ from crmlab.data.synth_base import (
     unique_emails,
     unique_phones,
 )
+from crmlab.data.synth_text import SOURING_WEEKS, draw_texts, draw_tones, feedback_events
 from crmlab.data.synth_dirt import dirty_customers, dirty_interactions, dirty_transactions, text_series
 from crmlab.utils import write_json_atomic, write_table_atomic
 
@@ -271,6 +272,29 @@ def _simulate_interactions(people: _People, params: SynthParams, end_s: int,
             "pre": pre}
 
 
+def _add_texts(events: dict[str, np.ndarray], people: _People, params: SynthParams, end_s: int, language: str,
+               seed: int) -> dict[str, np.ndarray]:
+    """The events plus feedback events, each with a text (None for visits and email opens), drawn
+    from a stream of their own (:mod:`crmlab.data.synth_text`)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(101,)))
+    dropped = people.dropout_s >= 0
+    alive_end = np.where(dropped, people.dropout_s, end_s)
+    pre_lo = np.where(dropped, np.maximum(people.first_s, people.dropout_s - int(SOURING_WEEKS * WEEK_S)),
+                      end_s + 1)
+    who, ts = feedback_events(people.lam.size, people.first_s, alive_end, rng)
+    owner = np.concatenate([events["owner"], who])
+    ts_s = np.concatenate([events["ts_s"], ts])
+    kind = np.concatenate([events["kind"], np.full(who.size, "feedback", dtype=object)])
+    pre = np.concatenate([events["pre"], (ts >= pre_lo[who]) & dropped[who]])
+    value = np.concatenate([events["value"], np.full(who.size, np.nan)])
+    order = np.lexsort((kind.astype(str), owner, ts_s))
+    out = {"owner": owner[order], "ts_s": ts_s[order], "kind": kind[order], "value": value[order], "pre": pre[order]}
+    tone = draw_tones(out["kind"], out["pre"], rng)
+    year = seconds_to_datetime(out["ts_s"]).dt.year.to_numpy()
+    out["text"] = draw_texts(tone, year, language, rng)
+    return out
+
+
 def _customer_attributes(people: _People, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Personal data (unique email and phone per person) and attributes, some tied to the latent values:
     frequent buyers are more often on higher plans; loyal people (low p) more often came by referral."""
@@ -355,12 +379,17 @@ def _assign_ids(first_s: np.ndarray, params: SynthParams, end_s: int, rng: np.ra
     return _Ids(ids[:n], ids[n:], owner, signup, slot, since)
 
 
-def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAULT_PARAMS) -> SynthData:
+def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAULT_PARAMS, *,
+                       texts: str | None = None) -> SynthData:
     """Generate a dirty CRM export of ``n_customers`` true persons with known ground truth.
 
     Pure: the result depends only on the arguments. Independent random streams drive the latent
     process, the purchase details, the attributes, the interactions, the duplicate persons and the
     dirt of each table, so changing a dirty-row rate never changes the truth.
+
+    ``texts`` (``'en'``, ``'zh'`` or ``'mixed'``) adds customer texts (:mod:`crmlab.data.synth_text`):
+    a ``text`` column and ``feedback`` events in the interactions, negative before dropout. Without
+    it (None) the output is exactly what it was before texts existed.
     """
     if isinstance(n_customers, bool) or not isinstance(n_customers, (int, np.integer)) or n_customers < 1:
         raise ValueError(f"n_customers={n_customers!r} should be a positive integer")
@@ -375,6 +404,8 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
     purchase = _purchase_details(people, params, rng_detail)
     ret = _returns(people.ts_s, purchase, params, end_s, rng_detail)
     events = _simulate_interactions(people, params, end_s, rng_inter)
+    if texts is not None:
+        events = _add_texts(events, people, params, end_s, texts, int(seed))
     attrs = _customer_attributes(people, rng_attr)
     ids = _assign_ids(people.first_s, params, end_s, rng_dup)
 
@@ -433,13 +464,15 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         "kind": text_series(events["kind"]),
         "value": events["value"],
         "pre_dropout": events["pre"],
+        **({"text": text_series(events["text"])} if "text" in events else {}),
     })
 
     counts: dict[str, dict[str, int]] = {}
     transactions = dirty_transactions(rng_dirty_tx, params, tx, tx_uses_dup, n_purch, counts)
     customers = dirty_customers(rng_dirty_cust, params, counts, true={"customer_id": ids.true_id, **attrs},
                                  dup={"owner": ids.dup_owner, "customer_id": ids.dup_id, "signup_s": ids.dup_signup_s})
-    ev_cols = {"raw_customer_id": ev_raw_id, "ts_s": events["ts_s"], "kind": events["kind"], "value": events["value"]}
+    ev_cols = {"raw_customer_id": ev_raw_id, "ts_s": events["ts_s"], "kind": events["kind"], "value": events["value"],
+               **({"text": events["text"]} if "text" in events else {})}
     interactions = dirty_interactions(rng_dirty_inter, params, ev_cols, ev_uses_dup, counts)
     return SynthData(
         customers=customers,

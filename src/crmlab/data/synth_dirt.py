@@ -235,6 +235,7 @@ def dirty_interactions(rng: np.random.Generator, params: SynthParams, ev: Mappin
         "ts": format_dates(ts_s, "date_iso_datetime"),
         "kind": ev["kind"].copy(),
         "value": _format_values(ev["value"], ev["kind"]),
+        **({"text": ev["text"].copy()} if "text" in ev else {}),
     }
     labels = np.full(m, CLEAN_LABEL, dtype=object)
     assign_kinds(rng, labels, np.arange(m), _date_variant_rates(params, "date_iso_datetime"))

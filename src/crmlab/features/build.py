@@ -49,6 +49,9 @@ Columns, in this order (``{w}``: each window, ascending; ``{s}_{l}``: consecutiv
 * with interactions: ``interaction_count_{w}d``, then ``interaction_{kind}_count_{w}d`` for each
   kind (snake_case, sorted) the population shows on or before as_of, and
   ``days_since_last_interaction``;
+* with a text column in the interactions (``voice.text_column``, else ``text``): ``n_texts``,
+  ``sentiment_mean``, ``sentiment_mean_{r}d``, ``sentiment_trend``, ``negative_share``
+  (:mod:`crmlab.features.voice`; ``r`` is ``voice.recent_days``);
 * the customers table's other columns, in its order: numbers as they are, text as pandas
   ``category`` (categories: the sorted values of the output rows).
 
@@ -88,7 +91,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from crmlab.config import FeatureConfig, ProjectConfig
+from crmlab.config import FeatureConfig, ProjectConfig, VoiceConfig
 from crmlab.data.pii import find_personal_columns
 from crmlab.errors import DataError
 from crmlab.features.frames import (
@@ -107,6 +110,7 @@ from crmlab.features.frames import (
     unit_days,
 )
 from crmlab.features.order import string_order
+from crmlab.features.voice import sentiment_features
 from crmlab.features.past import (
     Days,
     Past,
@@ -407,6 +411,26 @@ def _interactions(
     return past.group_by("_pos").agg(aggs), [a.meta.output_name() for a in aggs]
 
 
+def _sentiment_columns(interactions: pd.DataFrame, cut: date, ids: pl.Series, voice: VoiceConfig
+                       ) -> dict[str, np.ndarray]:
+    """The sentiment features (:mod:`crmlab.features.voice`) of the interactions' texts, aligned to
+    ``ids``: none when the table has no text column or ``voice.enabled`` is off."""
+    from crmlab.voice.texts import text_column_of, texts_frame
+
+    column = text_column_of(interactions, voice.text_column)
+    if column is None or not voice.enabled:
+        return {}
+    texts = texts_frame(interactions, text_column=column)
+    feats = sentiment_features(texts.frame, as_of=cut, recent_days=voice.recent_days,
+                               negative_threshold=voice.negative_threshold, language=voice.language)
+    pos = pd.Index(feats["customer_id"]).get_indexer(ids.to_numpy())
+    out: dict[str, np.ndarray] = {}
+    for name in feats.columns[1:]:
+        fill = 0 if name == "n_texts" else np.nan
+        out[name] = _gather(feats[name].to_numpy(), pos, fill)
+    return out
+
+
 # --------------------------------------------------------------------------- assembly
 
 
@@ -489,13 +513,16 @@ def build_features(
     pii_columns: Iterable[str] = DEFAULT_PII_COLUMNS,
     drop_columns: Iterable[str] = (),
     label_column: str | None = None,
+    voice: VoiceConfig | None = None,
 ) -> pd.DataFrame:
     """One row per customer with every feature as of the end of ``as_of`` (see the module doc).
 
     ``transactions`` (``customer_id``, ``ts``, ``amount``, optional ``order_id``, ``quantity``,
     ``product_id``, ``category``, ``channel``) may be None when ``customers`` is given. Inputs are
     never modified. Raises :class:`~crmlab.errors.DataError` for a missing column, a missing value
-    in a required column or a date column that is not datetime64.
+    in a required column or a date column that is not datetime64. ``voice`` (default
+    :class:`~crmlab.config.VoiceConfig`) says which interactions column holds texts and how they
+    become the sentiment features.
     """
     cut = as_of_date(as_of)
     as_of_day = day_number(cut)
@@ -542,6 +569,7 @@ def build_features(
             arr = np.full(len(ids), fill, dtype=np.int32 if fill == 0 else np.float64)
             arr[where] = it[name].to_numpy()
             columns[name] = arr
+        columns.update(_sentiment_columns(interactions, cut, ids, voice or VoiceConfig()))
 
     if cu is not None:
         clash = [str(c) for c in cu.attributes.columns if str(c) in columns or str(c) == "customer_id"]
@@ -582,6 +610,7 @@ def build_features_from_tables(
         pii_columns=feats.pii_columns,
         drop_columns=feats.drop_columns,
         label_column=label_column,
+        voice=cfg.voice,
     )
 
 

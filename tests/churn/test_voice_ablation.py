@@ -1,0 +1,37 @@
+"""Does the customer's voice help churn? LightGBM with and without the sentiment features on synthetic
+data whose feedback turns sour months before dropout (crmlab.data.synth_text)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from crmlab.churn.data import make_snapshot_dataset
+from crmlab.churn.metrics import compare_auc
+from crmlab.churn.pipeline import lightgbm_model
+from crmlab.config import ChurnConfig, CleaningConfig, VoiceConfig
+from crmlab.data.clean import clean_tables
+from crmlab.data.io import Tables
+from crmlab.data.synth import generate_synthetic
+
+
+@pytest.mark.slow
+def test_sentiment_features_beat_none_on_synthetic_data():
+    data = generate_synthetic(3000, seed=1, texts="mixed")
+    tables = clean_tables(Tables(transactions=data.transactions, customers=data.customers,
+                                 interactions=data.interactions), CleaningConfig(), today=date(2025, 1, 1)).tables
+    scores = {}
+    for name, voice in (("with", VoiceConfig()), ("without", VoiceConfig(enabled=False))):
+        ds = make_snapshot_dataset(tables.transactions, tables.customers, tables.interactions, as_of="2024-06-30",
+                                   horizon_days=182, n_snapshots=3, step_days=91, voice=voice)
+        model = lightgbm_model(ChurnConfig(), seed=42).fit(ds.X_train, ds.y_train, groups=ds.ids_train.to_numpy())
+        scores[name] = model.predict_proba(ds.X_valid)[:, 1]
+        assert ("sentiment_trend" in ds.X_valid.columns) == (name == "with")
+    vs = compare_auc(ds.y_valid, scores["with"], scores["without"])
+    # Observed (3,000 people, as_of 2024-06-30): seed 1 mixed 0.916 vs 0.910 (+0.0060, 95% CI +0.0021 to
+    # +0.0100, p 0.003); seed 2 English +0.0051 (+0.0021 to +0.0082); seed 3 Chinese +0.0050 (+0.0010 to
+    # +0.0090). The complaint counts already carry the last weeks before dropout, so the gain is the
+    # months of souring feedback that come before them.
+    assert vs["low"] > 0
+    assert vs["auc_a"] > 0.90
