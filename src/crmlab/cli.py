@@ -51,11 +51,14 @@ data_app = typer.Typer(help="Synthetic data and cleaning.", no_args_is_help=True
 features_app = typer.Typer(help="The shared customer features.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a pipeline: evaluate, export to models/, track in MLflow.", no_args_is_help=True)
 segments_app = typer.Typer(help="Customer segments of the trained segmentation model.", no_args_is_help=True)
+lifecycle_app = typer.Typer(help="Lifecycle stages: new, growing, mature, at_risk, lapsed, reactivated.",
+                            no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(segments_app, name="segments")
+app.add_typer(lifecycle_app, name="lifecycle")
 
 
 SetOpt = Annotated[
@@ -403,6 +406,34 @@ def segments_migrate(
     if out_file is not None:
         _write_table(result.matrix.reset_index(), out_file)
         out.print(f"matrix written to {out_file}")
+
+
+@lifecycle_app.command("migrate")
+def lifecycle_migrate(
+    date_from: Annotated[str, _date_option("--from", "Earlier cut-off date YYYY-MM-DD.")],
+    date_to: Annotated[str, _date_option("--to", "Later cut-off date YYYY-MM-DD.")],
+    set_: SetOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet of the transitions, one row per "
+                                                  "(from, to): customers, row_share, revenue (default: print only).",
+                                                  callback=_out_file("lifecycle_migration.csv", *TABLE_SUFFIXES))
+                        ] = None,
+) -> None:
+    """How customers moved between lifecycle stages from one cut-off date to a later one: counts, row
+    shares and the revenue between the dates by stage (rules: lifecycle section, README)."""
+    from crmlab.lifecycle import migrate_lifecycle
+
+    cfg = _config(set_)
+    with _step(f"Lifecycle stages at {date_from} and {date_to}"):
+        result = migrate_lifecycle(cfg, date_from, date_to)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for title, frame in (("customers", result.counts()), ("row shares", result.shares().round(3)),
+                         ("revenue by stage at --from", result.revenue_by_stage())):
+        out.print(f"\n{title}:", markup=False, highlight=False)
+        out.print(frame.to_string(), markup=False, highlight=False, soft_wrap=True)
+    if out_file is not None:
+        _write_table(result.table, out_file)
+        out.print(f"transitions written to {out_file}")
 
 
 @app.command("forecast")
