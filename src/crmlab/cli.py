@@ -242,12 +242,18 @@ def data_synth(
     customers: Annotated[int, typer.Option("--customers", "-n", min=10, help="Number of true customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.", callback=_out_dir)] = Path("data/synthetic"),
+    surveys: Annotated[bool, typer.Option("--surveys", help="Also write surveys.csv: NPS answers tied to churn "
+                                          "(detractors churn more); the other tables stay the same.")] = False,
 ) -> None:
     """Write a seeded synthetic CRM (customers, transactions, interactions, dirty rows, ground truth)."""
     from crmlab.data.synth import write_synthetic
 
     with _step(f"Generating {customers:,} synthetic customers (seed {seed})"):
         paths = write_synthetic(out_dir, n_customers=customers, seed=seed)
+        if surveys:
+            from crmlab.data.synth_surveys import write_synthetic_surveys
+
+            paths["surveys"] = write_synthetic_surveys(out_dir, n_customers=customers, seed=seed)
     for name, path in paths.items():
         out.print(f"{name}: {path}")
 

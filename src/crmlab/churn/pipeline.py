@@ -168,7 +168,7 @@ def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: s
         tables.transactions, tables.customers, tables.interactions, as_of=w.validation_as_of,
         horizon_days=w.horizon_days, n_snapshots=w.n_snapshots, step_days=w.step_days, time_unit=project.time_unit,
         windows=feats.windows, pii_columns=feats.pii_columns,
-        drop_columns=[*feats.drop_columns, churn.label_column],
+        drop_columns=[*feats.drop_columns, churn.label_column], surveys=tables.surveys,
     )
     ds.info.update({"n_snapshots": w.n_snapshots, "step_days": w.step_days, "window_note": w.note})
     return ds

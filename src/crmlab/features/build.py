@@ -49,6 +49,9 @@ Columns, in this order (``{w}``: each window, ascending; ``{s}_{l}``: consecutiv
 * with interactions: ``interaction_count_{w}d``, then ``interaction_{kind}_count_{w}d`` for each
   kind (snake_case, sorted) the population shows on or before as_of, and
   ``days_since_last_interaction``;
+* with surveys: ``survey_count``, ``survey_last_score``, ``survey_score_trend``,
+  ``survey_detractor``, ``days_since_last_survey`` (:mod:`crmlab.features.surveys`; answers on or
+  before as_of only);
 * the customers table's other columns, in its order: numbers as they are, text as pandas
   ``category`` (categories: the sorted values of the output rows).
 
@@ -107,6 +110,7 @@ from crmlab.features.frames import (
     unit_days,
 )
 from crmlab.features.order import string_order
+from crmlab.features.surveys import survey_columns
 from crmlab.features.past import (
     Days,
     Past,
@@ -489,6 +493,7 @@ def build_features(
     pii_columns: Iterable[str] = DEFAULT_PII_COLUMNS,
     drop_columns: Iterable[str] = (),
     label_column: str | None = None,
+    surveys: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per customer with every feature as of the end of ``as_of`` (see the module doc).
 
@@ -543,6 +548,9 @@ def build_features(
             arr[where] = it[name].to_numpy()
             columns[name] = arr
 
+    if surveys is not None:
+        columns.update(survey_columns(surveys, as_of_day, ids))
+
     if cu is not None:
         clash = [str(c) for c in cu.attributes.columns if str(c) in columns or str(c) == "customer_id"]
         if clash:
@@ -582,6 +590,7 @@ def build_features_from_tables(
         pii_columns=feats.pii_columns,
         drop_columns=feats.drop_columns,
         label_column=label_column,
+        surveys=getattr(tables, "surveys", None),
     )
 
 
