@@ -848,9 +848,9 @@ class LifecycleConfig(Frozen):
         0.1, ge=0, le=1, description="lapsed also when P(alive) of the CLV model is below this.")
     at_risk_p_alive: float = Field(
         0.5, ge=0, le=1, description="at_risk also when P(alive) of the CLV model is below this.")
-    use_p_alive: Literal["auto", "yes", "no"] = Field(
+    use_p_alive: Literal["auto"] | bool = Field(
         "auto", description="Use the CLV bundle's P(alive): auto when a CLV model is there (models/clv, or the "
-        "one crmlab score scores with), yes (an error without one), no.")
+        "one crmlab score scores with), true (an error without one), false.")
     trend_gaps: float = Field(
         3.0, gt=0, description="Spend trend: spend in the last W days over spend in the W days before, with W = "
         "this many usual gaps of the customer (about this many purchases per window).")

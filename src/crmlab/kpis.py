@@ -717,11 +717,11 @@ def _stages_at(cfg: CrmlabConfig, transactions: pd.DataFrame, as_of: date, clv: 
 
     use = cfg.lifecycle.use_p_alive
     p_alive = None
-    if clv is not None and (use == "yes" or (use == "auto" and clv.source.startswith("bundle"))):
+    if clv is not None and (use is True or (use == "auto" and clv.source.startswith("bundle"))):
         p_alive = pd.Series(clv.scores["p_alive"].to_numpy(dtype=np.float64),
                             index=clv.scores["customer_id"].astype(str).to_numpy())
-    elif use == "yes":
-        raise ConfigError("lifecycle.use_p_alive=yes needs the BG/NBD CLV (kpis.clv_source is none or it failed)")
+    elif use is True:
+        raise ConfigError("lifecycle.use_p_alive=true needs the BG/NBD CLV (kpis.clv_source is none or it failed)")
     try:
         return lifecycle_stages(transactions, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive)
     except DataError as exc:

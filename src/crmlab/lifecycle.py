@@ -205,14 +205,14 @@ def lifecycle_stages(transactions: pd.DataFrame, *, as_of: date | str, cfg: Life
 
 def p_alive_from_bundle(cfg: CrmlabConfig, transactions: pd.DataFrame, *, as_of: date | str) -> pd.Series | None:
     """P(alive) at ``as_of`` by the CLV bundle in ``<models_dir>/clv`` (its BG/NBD-family model), by
-    customer id; None when ``lifecycle.use_p_alive`` is no, or auto and there is no bundle."""
+    customer id; None when ``lifecycle.use_p_alive`` is false, or auto and there is no bundle."""
     use = cfg.lifecycle.use_p_alive
     path = Path(cfg.project.output.models_dir) / "clv"
-    if use == "no" or (use == "auto" and not (path / "manifest.json").is_file()):
+    if use is False or (use == "auto" and not (path / "manifest.json").is_file()):
         return None
     if not (path / "manifest.json").is_file():
-        raise ConfigError(f"lifecycle.use_p_alive=yes needs a CLV bundle: {path} has none; run `crmlab train clv` "
-                          "or set lifecycle.use_p_alive to auto or no")
+        raise ConfigError(f"lifecycle.use_p_alive=true needs a CLV bundle: {path} has none; run `crmlab train clv` "
+                          "or set lifecycle.use_p_alive to auto or false")
     from crmlab.clv.bundle import score_clv
     from crmlab.clv.result import ClvSettings
     from crmlab.export import load_bundle

@@ -294,9 +294,9 @@ def _lifecycle_settings(cfg: CrmlabConfig, tables: Tables, models: dict[str, Loa
     tx = tables.transactions
     if not lc.in_scores or tx is None or tx.empty:
         return None
-    if lc.use_p_alive == "yes" and "clv" not in models:
-        raise ConfigError("lifecycle.use_p_alive=yes needs the CLV model among the scored models (P(alive)); "
-                          "train it or set lifecycle.use_p_alive to auto or no")
+    if lc.use_p_alive is True and "clv" not in models:
+        raise ConfigError("lifecycle.use_p_alive=true needs the CLV model among the scored models (P(alive)); "
+                          "train it or set lifecycle.use_p_alive to auto or false")
     if lc.typical_gap_days != "auto":
         return float(lc.typical_gap_days)
     from crmlab.lifecycle import typical_gap_days
@@ -315,7 +315,7 @@ def _add_lifecycle(out: pd.DataFrame, part: Tables, cfg: CrmlabConfig, *, as_of:
 
     tx = part.transactions
     p_alive = None
-    if "p_alive" in out.columns and cfg.lifecycle.use_p_alive != "no":
+    if "p_alive" in out.columns and cfg.lifecycle.use_p_alive is not False:
         p_alive = pd.Series(out["p_alive"].to_numpy(dtype=np.float64), index=out["customer_id"].astype(str).to_numpy())
     if tx is None or tx.empty:
         stages = pd.DataFrame(columns=["customer_id", *LIFECYCLE_COLUMNS])
