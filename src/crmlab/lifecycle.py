@@ -96,6 +96,7 @@ def typical_gap_days(transactions: pd.DataFrame, *, as_of: date | str) -> float:
     ts = plf.schema["ts"]
     day = pl.col("ts").dt.date().cast(pl.Int32) if isinstance(ts, pl.Datetime) else pl.col("ts").cast(pl.Int32)
     per = (plf.lazy().with_columns(_day=day).filter((pl.col("_day") <= as_of_day) & (pl.col("amount") >= 0))
+           .select("customer_id", "_day")
            .group_by("customer_id")
            .agg(n=pl.col("_day").n_unique(), span=pl.col("_day").max() - pl.col("_day").min())
            .filter(pl.col("n") >= 2)
@@ -104,26 +105,23 @@ def typical_gap_days(transactions: pd.DataFrame, *, as_of: date | str) -> float:
     return float(per["gap"].median()) if per.height else float("nan")
 
 
-def _resolve_typical_gap(cfg: LifecycleConfig, transactions: pd.DataFrame, as_of: date,
-                         given: float | None) -> float:
-    if cfg.typical_gap_days != "auto":
-        return float(cfg.typical_gap_days)
-    gap = given if given is not None else typical_gap_days(transactions, as_of=as_of)
-    if not np.isfinite(gap) or gap <= 0:
-        raise DataError(f"no repeat customer on or before {as_of}: the typical gap between purchases cannot be "
-                        "derived", column="ts", expected="lifecycle.typical_gap_days set to a number of days")
-    return float(gap)
+def _no_typical_gap(as_of: date) -> DataError:
+    return DataError(f"no repeat customer on or before {as_of}: the typical gap between purchases cannot be "
+                     "derived", column="ts", expected="lifecycle.typical_gap_days set to a number of days")
 
 
-def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_gap: float, prior_gaps: float = 1.0,
-                     trend_gaps: float = 3.0) -> pd.DataFrame:
+def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_gap: float | None = None,
+                     prior_gaps: float = 1.0, trend_gaps: float = 3.0) -> pd.DataFrame:
     """The inputs of the stage rules (module doc), one row per customer with a purchase on or before
     ``as_of``, sorted by id: ``customer_id``, ``tenure_days``, ``recency_days``, ``purchase_days``,
     ``usual_gap_days``, ``overdue``, ``last_gap_days``, ``prior_gap_days``, ``trend_window_days``,
-    ``spend_recent``, ``spend_previous``, ``spend_trend``. The input is not modified."""
-    if not typical_gap > 0:
+    ``spend_recent``, ``spend_previous``, ``spend_trend``. ``typical_gap``: None derives it from these
+    customers (as :func:`typical_gap_days` does, in the same pass); it is in ``attrs``. The input is
+    not modified."""
+    if typical_gap is not None and not typical_gap > 0:
         raise ValueError(f"typical_gap={typical_gap!r} should be a positive number of days")
-    as_of_day = day_number(as_of_date(as_of))
+    cut = as_of_date(as_of)
+    as_of_day = day_number(cut)
     past = past_transactions(transactions, as_of_day)
     days = days_of(past)
     keep = days.n_purchase > 0
@@ -136,8 +134,13 @@ def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_g
     n_days = (end - seg + 1).astype(np.float64)
     first, last = day[seg], day[end]
     prev = np.where(n_days >= 2, day[np.maximum(end - 1, 0)], np.nan)
-    k, typ = float(prior_gaps), float(typical_gap)
     n_gaps = n_days - 1
+    if typical_gap is None:
+        repeat = n_gaps >= 1
+        if not repeat.any():
+            raise _no_typical_gap(cut)
+        typical_gap = float(np.median((last[repeat] - first[repeat]) / n_gaps[repeat]))
+    k, typ = float(prior_gaps), float(typical_gap)
     with np.errstate(invalid="ignore", divide="ignore"):
         usual = np.where(n_gaps + k > 0, (last - first + k * typ) / (n_gaps + k), typ)
         prior = np.where(n_gaps - 1 + k > 0, (prev - first + k * typ) / (n_gaps - 1 + k), typ)
@@ -156,11 +159,13 @@ def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_g
         overdue = recency / usual
     trend[tenure < 2 * window] = np.nan
     ids = past.ids.gather(cust[seg]) if len(seg) != past.n else past.ids
-    return finish(ids, {
+    out = finish(ids, {
         "tenure_days": tenure, "recency_days": recency, "purchase_days": n_days.astype(np.int64),
         "usual_gap_days": usual, "overdue": overdue, "last_gap_days": last - prev, "prior_gap_days": prior,
         "trend_window_days": window, "spend_recent": recent, "spend_previous": previous, "spend_trend": trend,
     })
+    out.attrs["typical_gap_days"] = typ
+    return out
 
 
 def assign_stages(inputs: pd.DataFrame, cfg: LifecycleConfig, *, new_days: float,
@@ -179,19 +184,24 @@ def assign_stages(inputs: pd.DataFrame, cfg: LifecycleConfig, *, new_days: float
             "reactivated": col["last_gap_days"] >= cfg.lapsed_gaps * col["prior_gap_days"],
             "growing": (col["spend_trend"] >= cfg.growth_ratio) | (col["tenure_days"] < 2 * col["trend_window_days"]),
         }
-    return np.select([rules[r] for r in RULE_ORDER[:-1]], list(RULE_ORDER[:-1]), default=RULE_ORDER[-1]).astype(object)
+    codes = np.select([rules[r] for r in RULE_ORDER[:-1]], list(range(len(RULE_ORDER) - 1)),
+                      default=len(RULE_ORDER) - 1)
+    return np.asarray(RULE_ORDER, dtype=object)[codes]
 
 
 def lifecycle_stages(transactions: pd.DataFrame, *, as_of: date | str, cfg: LifecycleConfig,
                      p_alive: pd.Series | None = None, typical_gap: float | None = None) -> pd.DataFrame:
     """:func:`lifecycle_inputs` with ``lifecycle_stage`` (second column) and ``p_alive`` (when given: a
     Series indexed by customer id; customers it lacks have it empty). ``typical_gap``: the base's
-    typical gap when already known (scoring computes it once for all chunks); else by ``cfg``."""
+    typical gap when already known (scoring computes it once for all chunks); ``cfg.typical_gap_days``
+    wins when it is a number, else it is derived from ``transactions`` in the same pass."""
     cut = as_of_date(as_of)
-    typ = _resolve_typical_gap(cfg, transactions, cut, typical_gap)
-    new_days = typ if cfg.new_days == "auto" else float(cfg.new_days)
-    inputs = lifecycle_inputs(transactions, as_of=cut, typical_gap=typ, prior_gaps=cfg.prior_gaps,
+    if cfg.typical_gap_days != "auto":
+        typical_gap = float(cfg.typical_gap_days)
+    inputs = lifecycle_inputs(transactions, as_of=cut, typical_gap=typical_gap, prior_gaps=cfg.prior_gaps,
                               trend_gaps=cfg.trend_gaps)
+    typ = inputs.attrs["typical_gap_days"]
+    new_days = typ if cfg.new_days == "auto" else float(cfg.new_days)
     pa = None
     if p_alive is not None:
         s = p_alive[~p_alive.index.duplicated()]
@@ -199,7 +209,7 @@ def lifecycle_stages(transactions: pd.DataFrame, *, as_of: date | str, cfg: Life
             inputs["customer_id"].to_numpy()).to_numpy()
         inputs["p_alive"] = pa
     inputs.insert(1, "lifecycle_stage", assign_stages(inputs, cfg, new_days=new_days, p_alive=pa))
-    inputs.attrs.update(typical_gap_days=typ, new_days=new_days, p_alive=p_alive is not None)
+    inputs.attrs.update(new_days=new_days, p_alive=p_alive is not None)
     return inputs
 
 
