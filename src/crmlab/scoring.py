@@ -59,7 +59,7 @@ from crmlab.pipelines import customer_models
 from crmlab.pyfunc import get_scorer
 from crmlab.utils import create_new, disk_full, is_disk_full, placed, raise_if_stopped, temp_name_beside
 
-__all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
+__all__ = ["CUSTOMER_MODELS", "LIFECYCLE_COLUMNS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
            "score_customers", "write_scores"]
 
 log = logging.getLogger(__name__)
@@ -247,12 +247,14 @@ def _category_levels(tables: Tables) -> dict[str, list[str]]:
 
 def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
                       chunk_size: int | None = None, progress: Progress | None = None,
-                      levels: dict[str, list[str]] | None = None) -> Iterator[pd.DataFrame]:
-    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk. ``levels``:
-    the categorical levels of the whole customer table, when ``tables`` holds only part of it (Spark)."""
+                      levels: dict[str, list[str]] | None = None,
+                      typical_gap: float | None = None) -> Iterator[pd.DataFrame]:
+    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk. ``levels``
+    and ``typical_gap`` (the lifecycle stages' typical gap between purchases): those of the whole base,
+    when ``tables`` holds only part of it (Spark)."""
     chunk_size = chunk_size or cfg.project.scoring.chunk_size
     levels = _category_levels(tables) if levels is None else levels
-    lifecycle = _lifecycle_settings(cfg, tables, models, as_of)
+    lifecycle = _lifecycle_settings(cfg, tables, models, as_of, typical_gap)
     done = 0.0
     for part, share in _chunks(tables, chunk_size):
         feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
@@ -286,13 +288,17 @@ LIFECYCLE_COLUMNS = {"lifecycle_stage": "lifecycle_stage", "overdue": "lifecycle
                      "spend_trend": "lifecycle_spend_trend", "usual_gap_days": "lifecycle_usual_gap_days"}
 
 
-def _lifecycle_settings(cfg: CrmlabConfig, tables: Tables, models: dict[str, LoadedModel], as_of: date
-                        ) -> float | None:
-    """The base's typical gap for the lifecycle columns (computed once, on every chunk's rows), or None
-    when no lifecycle columns are wanted or possible (no transactions)."""
+def _lifecycle_settings(cfg: CrmlabConfig, tables: Tables, models: dict[str, LoadedModel], as_of: date,
+                        given: float | None = None) -> float | None:
+    """The base's typical gap for the lifecycle columns (computed once, on every chunk's rows, unless
+    ``given``), or None when no lifecycle columns are wanted or possible (no transactions)."""
     lc = cfg.lifecycle
     tx = tables.transactions
-    if not lc.in_scores or tx is None or tx.empty:
+    if not lc.in_scores or tx is None:
+        return None
+    if given is not None:
+        return given
+    if tx.empty:
         return None
     if lc.use_p_alive is True and "clv" not in models:
         raise ConfigError("lifecycle.use_p_alive=true needs the CLV model among the scored models (P(alive)); "
