@@ -16,9 +16,9 @@ CSAT (``csat`` rows)
     for small n and shares near 0 or 1.
 Groups
     ``period``: the answers dated in each KPI period (``kpis.period``); ``segment`` and
-    ``lifecycle_stage``: each customer's latest answer on or before as_of, grouped by the customer's
-    segment or stage at as_of (what the customers now in a group last said); ``overall``: every
-    answer. A group of fewer than ``kpis.satisfaction_small_n`` answers gets a note with its margin
+    ``lifecycle_stage``: each customer's latest answer on each scale on or before as_of, grouped by the
+    customer's segment or stage at as_of (what the customers now in a group last said; a respondent
+    the mapping lacks is ``unassigned``); ``overall``: every answer. A group of fewer than ``kpis.satisfaction_small_n`` answers gets a note with its margin
     of error ("NPS of 40 answers: +/-15 points").
 """
 
