@@ -1,19 +1,15 @@
-"""Satisfaction: NPS and CSAT worked out by hand with their intervals, the surveys table cleaned like the
-others (bad scores to the rejects), survey features that no future answer can change, the synthetic
-surveys tied to churn, and the tables in crmlab kpis and the report."""
+"""Satisfaction: NPS and CSAT worked out by hand with their intervals, by period and lifecycle stage with
+small-sample notes, and the tables in crmlab kpis and the report. (The surveys table's cleaning and
+synthetic generator: tests/data/test_surveys.py; the survey features: tests/features/test_surveys.py.)"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from crmlab.config import CleaningConfig, load_config
-from crmlab.data.clean import clean_tables
-from crmlab.data.io import Tables
-from crmlab.features import build_features
+from crmlab.config import load_config
 from crmlab.satisfaction import csat_figure, nps_figure, satisfaction_table, wilson_interval
 
 TEN = [10, 10, 9, 9, 9, 8, 7, 6, 3, 0]
@@ -71,81 +67,6 @@ def test_satisfaction_table_by_period_stage_and_segment_with_small_n_notes():
     assert growing["answers"] == 8 and growing["value"] == pytest.approx(100 * (3 - 3) / 8)
     assert list(sat.loc[sat["by"] == "lifecycle_stage", "group"].unique()) == ["growing", "mature", "lapsed"]
     assert "segment" not in set(sat["by"])  # no segments given: no rows
-
-
-def test_bad_survey_rows_go_to_the_rejects_with_a_reason_and_the_counts_add_up():
-    raw = pd.DataFrame({"customer_id": ["a", "b", "c", "d", "e", "f", "g"],
-                        "ts": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "x", "2024-01-06"],
-                        "score": ["9", "11", "4.5", "-1", None, "3", "0"],
-                        "kind": ["NPS", "nps", "nps", "nps", "nps", "nps", "nps"]})
-    result = clean_tables(Tables(surveys=raw), CleaningConfig(), today=pd.Timestamp("2024-12-31").date())
-    clean, rejects = result.tables.surveys, result.rejects["surveys"]
-    assert clean["customer_id"].tolist() == ["a", "g"] and clean["scale"].tolist() == ["nps", "nps"]
-    reasons = dict(zip(rejects["customer_id"], rejects["_reason"], strict=True))
-    assert reasons["b"].startswith("score out of range: 11 (expected a whole number 0-10")
-    assert reasons["c"].startswith("score out of range: 4.5") and reasons["d"].startswith("score out of range: -1")
-    assert reasons["e"] == "missing score" and reasons["f"].startswith("unparseable date in ts")
-    report = result.report.tables["surveys"]
-    assert report.input_rows == report.clean_rows + report.rejected_rows == 7
-
-
-def test_a_configured_csat_scale_rejects_scores_above_five_and_auto_decides_per_kind():
-    raw = pd.DataFrame({"customer_id": list("abcdef"), "ts": ["2024-01-01"] * 6,
-                        "score": ["4", "5", "7", "1", "3", "2"],
-                        "kind": ["after_call", "after_call", "after_call", "delivery", "delivery", "csat_q1"]})
-    today = pd.Timestamp("2024-12-31").date()
-    csat = clean_tables(Tables(surveys=raw), CleaningConfig(), today=today, survey_scale="csat")
-    assert csat.rejects["surveys"]["_reason"].tolist() == [
-        "score out of range: 7 (expected a whole number 1-5, project.data.surveys.scale csat)"]
-    auto = clean_tables(Tables(surveys=raw), CleaningConfig(), today=today)
-    scale = dict(zip(auto.tables.surveys["customer_id"], auto.tables.surveys["scale"], strict=True))
-    # after_call holds a 7: NPS; delivery only 1-5: CSAT; csat_q1 names its scale
-    assert scale == {"a": "nps", "b": "nps", "c": "nps", "d": "csat", "e": "csat", "f": "csat"}
-    assert any("kind 'delivery' (2 answers): csat" in n for n in auto.report.tables["surveys"].notes)
-
-
-def test_survey_features_by_hand_and_a_future_answer_changes_nothing():
-    tx = pd.DataFrame({"customer_id": ["a", "b", "c"], "ts": pd.to_datetime(["2024-01-01"] * 3),
-                       "amount": [10.0, 20.0, 30.0]})
-    surveys = _surveys([("a", "2024-02-01", 9, "nps"), ("a", "2024-03-01", 3, "nps"), ("a", "2024-03-01", 5, "nps"),
-                        ("b", "2024-02-15", 5, "csat"), ("zz", "2024-02-15", 0, "nps")])
-    as_of = "2024-03-31"
-    feats = build_features(tx, as_of=as_of, surveys=surveys).set_index("customer_id")
-    a, b, c = feats.loc["a"], feats.loc["b"], feats.loc["c"]
-    # a: three answers, the latest (same day, later row) 5; trend 5 - mean(9, 3) = -1; a detractor (0-6)
-    assert (a["survey_count"], a["survey_last_score"], a["survey_score_trend"], a["survey_detractor"]) == (3, 5, -1, 1)
-    assert a["days_since_last_survey"] == 30
-    # b: CSAT 5 is 10 on the 0-10 scale, not a detractor, no trend from one answer
-    assert (b["survey_count"], b["survey_last_score"], b["survey_detractor"]) == (1, 10.0, 0)
-    assert np.isnan(b["survey_score_trend"])
-    assert c["survey_count"] == 0 and np.isnan(c["survey_last_score"]) and np.isnan(c["survey_detractor"])
-    assert "zz" not in feats.index  # a respondent without a purchase is not added to the population
-    # answers after the cut-off: a detractor for c, a promoter for a, on the next day and a year later
-    future = pd.concat([surveys, _surveys([("c", "2024-04-01", 0, "nps"), ("a", "2025-01-01", 10, "nps")])],
-                       ignore_index=True)
-    pd.testing.assert_frame_equal(build_features(tx, as_of=as_of, surveys=future),
-                                  build_features(tx, as_of=as_of, surveys=surveys))
-    without = build_features(tx, as_of=as_of)
-    assert not any(col.startswith("survey_") for col in without.columns)  # no table, no columns
-
-
-def test_synthetic_surveys_leave_the_crm_as_it_was_and_detractors_churn_more():
-    from crmlab.data.synth import generate_synthetic
-    from crmlab.data.synth_surveys import synthetic_surveys
-
-    data = generate_synthetic(1500, 5)
-    before = data.transactions.copy()
-    surveys = synthetic_surveys(data, seed=5)
-    pd.testing.assert_frame_equal(data.transactions, before)
-    pd.testing.assert_frame_equal(generate_synthetic(1500, 5).transactions, before)  # a survey stream of its own
-    pd.testing.assert_frame_equal(synthetic_surveys(data, seed=5), surveys)  # seeded
-    score = pd.to_numeric(surveys["score"], errors="coerce")
-    valid = surveys[score.between(0, 10)].assign(score=score)
-    last = valid.sort_values("ts").groupby("customer_id")["score"].last()
-    dropped = data.truth.set_index("customer_id")["dropout_ts"].notna().reindex(last.index)
-    churn_detractors, churn_others = dropped[last <= 6].mean(), dropped[last > 6].mean()
-    assert churn_detractors > churn_others + 0.2, (churn_detractors, churn_others)
-    assert (score > 10).any() and score.isna().any()  # a few dirty rows for the cleaner
 
 
 def test_kpis_and_report_show_nps_and_lifecycle(tmp_path):
