@@ -126,6 +126,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("--as-of day first", ["features", "build", "--as-of", "31/12/2024"], ["--as-of", "'31/12/2024'"]),
     ("--from not a date", ["segments", "migrate", "--from", "2024-1-1", "--to", "2024-06-30"], ["--from", "'2024-1-1'"]),
     ("--to not a date", ["segments", "migrate", "--from", "2024-01-01", "--to", "June"], ["--to", "'June'"]),
+    ("lifecycle --from impossible", ["lifecycle", "migrate", "--from", "2024-02-30", "--to", "2024-06-30"],
+     ["crmlab lifecycle migrate", "--from", "'2024-02-30'", "day is out of range"]),
+    ("lifecycle --to not a date", ["lifecycle", "migrate", "--from", "2024-01-01", "--to", "June"], ["--to", "'June'"]),
+    ("lifecycle migrate without --to", ["lifecycle", "migrate", "--from", "2024-01-01"], ["missing option", "--to"]),
+    ("misspelt subcommand lifecycle", ["lifecycle", "migrat"], ["did you mean 'migrate'?"]),
+    ("lifecycle migrate --out Excel", ["lifecycle", "migrate", "--from", "2024-01-01", "--to", "2024-06-30", "--out",
+                                      "m.xlsx"], ["--out", "m.xlsx", ".csv"]),
     # numbers and choices
     ("too few synthetic customers", ["data", "synth", "--customers", "5"], ["--customers", "'5'", "10"]),
     ("customers not a number", ["data", "synth", "--customers", "many"], ["--customers", "'many'", "integer"]),

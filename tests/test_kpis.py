@@ -296,7 +296,8 @@ def test_kpis_command_writes_tables_and_logs_a_run(tmp_path, tracking, capsys):
     assert "5 customers, 10 orders" in out and "funnel lead -> won: 8 leads, 12.5% converted" in out
     names = {p.name for p in (tmp_path / "k").iterdir()}
     assert names == {"kpis_by_period.parquet", "kpis_overall.parquet", "cohort_retention.parquet",
-                     "revenue_by_segment.parquet", "cac_by_channel.parquet", "funnel.parquet"}
+                     "revenue_by_segment.parquet", "cac_by_channel.parquet", "funnel.parquet",
+                     "lifecycle_stages.parquet"}
     bp = pd.read_parquet(tmp_path / "k" / "kpis_by_period.parquet")
     np.testing.assert_allclose(bp["cac"], [30, 40, 80])  # the spend table wins over the customers column
     runs = mlflow.search_runs(experiment_names=["test"], filter_string="tags.`crmlab.pipeline` = 'kpis'")

@@ -72,7 +72,7 @@ def test_sections_without_models_say_what_to_run(tmp_path):
     # the KPI figures of the hand set are in the page
     assert "230.56" in text and "60.0%" in text  # simple CLV and monthly retention
     assert set(charts) == {"kpi_trends.png", "revenue.png", "cohort_retention.png", "revenue_by_segment.png",
-                           "cac.png", "funnel.png"}
+                           "cac.png", "funnel.png", "lifecycle.png"}
 
 
 def test_sections_are_filled_from_pipeline_outputs_and_bad_tables_are_named(tmp_path):

@@ -38,6 +38,13 @@ def test_scores_are_one_row_per_customer_whatever_the_chunks(trained, tmp_path):
     whole = score_customers(cfg)
     assert whole["customer_id"].is_unique and whole["customer_id"].is_monotonic_increasing
     assert {"as_of", "p_alive", "expected_purchases", "expected_spend", "clv", "clv_model_version"} <= set(whole.columns)
+    # the lifecycle stage of every buyer, with P(alive) of the same CLV model (crmlab.lifecycle)
+    from crmlab.lifecycle import STAGES
+
+    assert list(whole.columns[-4:]) == ["lifecycle_stage", "lifecycle_overdue", "lifecycle_spend_trend",
+                                        "lifecycle_usual_gap_days"]
+    assert set(whole["lifecycle_stage"].dropna()) <= set(STAGES)
+    assert whole.loc[whole["p_alive"] < 0.1, "lifecycle_stage"].eq("lapsed").all()
     # every customer of the clean customer table (and every buyer) has a row
     from crmlab.workflow import prepare_data
 

@@ -81,8 +81,9 @@ def test_the_command_line_scores_on_spark(cdnow, capsys):
                  "--out", str(out)]) == 0
     assert "23,570 customers scored on Spark" in " ".join(capsys.readouterr().out.split())
     assert list(pd.read_parquet(out).columns) == ["customer_id", "as_of", "p_alive", "expected_purchases",
-                                                  "expected_spend", "clv", "clv_low", "clv_high",
-                                                  "clv_model_version"]
+                                                  "expected_spend", "clv", "clv_low", "clv_high", "clv_model_version",
+                                                  "lifecycle_stage", "lifecycle_overdue", "lifecycle_spend_trend",
+                                                  "lifecycle_usual_gap_days"]
     # a folder without clean tables is one line, exit 2
     assert main([*flags, "score", "--engine", "spark", "--clean-dir", str(root / "nothing"), "--out", str(out)]) == 2
     assert "no clean tables here" in capsys.readouterr().err

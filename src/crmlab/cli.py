@@ -51,11 +51,14 @@ data_app = typer.Typer(help="Synthetic data and cleaning.", no_args_is_help=True
 features_app = typer.Typer(help="The shared customer features.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a pipeline: evaluate, export to models/, track in MLflow.", no_args_is_help=True)
 segments_app = typer.Typer(help="Customer segments of the trained segmentation model.", no_args_is_help=True)
+lifecycle_app = typer.Typer(help="Lifecycle stages: new, growing, mature, at_risk, lapsed, reactivated.",
+                            no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(segments_app, name="segments")
+app.add_typer(lifecycle_app, name="lifecycle")
 
 
 SetOpt = Annotated[
@@ -239,12 +242,18 @@ def data_synth(
     customers: Annotated[int, typer.Option("--customers", "-n", min=10, help="Number of true customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.", callback=_out_dir)] = Path("data/synthetic"),
+    surveys: Annotated[bool, typer.Option("--surveys", help="Also write surveys.csv: NPS answers tied to churn "
+                                          "(detractors churn more); the other tables stay the same.")] = False,
 ) -> None:
     """Write a seeded synthetic CRM (customers, transactions, interactions, dirty rows, ground truth)."""
     from crmlab.data.synth import write_synthetic
 
     with _step(f"Generating {customers:,} synthetic customers (seed {seed})"):
         paths = write_synthetic(out_dir, n_customers=customers, seed=seed)
+        if surveys:
+            from crmlab.data.synth_surveys import write_synthetic_surveys
+
+            paths["surveys"] = write_synthetic_surveys(out_dir, n_customers=customers, seed=seed)
     for name, path in paths.items():
         out.print(f"{name}: {path}")
 
@@ -403,6 +412,34 @@ def segments_migrate(
     if out_file is not None:
         _write_table(result.matrix.reset_index(), out_file)
         out.print(f"matrix written to {out_file}")
+
+
+@lifecycle_app.command("migrate")
+def lifecycle_migrate(
+    date_from: Annotated[str, _date_option("--from", "Earlier cut-off date YYYY-MM-DD.")],
+    date_to: Annotated[str, _date_option("--to", "Later cut-off date YYYY-MM-DD.")],
+    set_: SetOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet of the transitions, one row per "
+                                                  "(from, to): customers, row_share, revenue (default: print only).",
+                                                  callback=_out_file("lifecycle_migration.csv", *TABLE_SUFFIXES))
+                        ] = None,
+) -> None:
+    """How customers moved between lifecycle stages from one cut-off date to a later one: counts, row
+    shares and the revenue between the dates by stage (rules: lifecycle section, README)."""
+    from crmlab.lifecycle import migrate_lifecycle
+
+    cfg = _config(set_)
+    with _step(f"Lifecycle stages at {date_from} and {date_to}"):
+        result = migrate_lifecycle(cfg, date_from, date_to)
+    for line in result.summary():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for title, frame in (("customers", result.counts()), ("row shares", result.shares().round(3)),
+                         ("revenue by stage at --from", result.revenue_by_stage())):
+        out.print(f"\n{title}:", markup=False, highlight=False)
+        out.print(frame.to_string(), markup=False, highlight=False, soft_wrap=True)
+    if out_file is not None:
+        _write_table(result.table, out_file)
+        out.print(f"transitions written to {out_file}")
 
 
 @app.command("forecast")

@@ -12,6 +12,7 @@ Layout of a config directory::
     configs/segmentation.yaml   -> CrmlabConfig.segmentation
     configs/forecast.yaml       -> CrmlabConfig.forecast
     configs/kpis.yaml           -> CrmlabConfig.kpis      (CRM KPIs and the HTML report; not a model)
+    configs/lifecycle.yaml      -> CrmlabConfig.lifecycle (lifecycle stage rules; not a model)
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ __all__ = [
     "FeatureConfig",
     "ForecastConfig",
     "KpiConfig",
+    "LifecycleConfig",
     "MissingPolicy",
     "OutputConfig",
     "ProjectConfig",
     "SearchParam",
     "SegmentationConfig",
+    "SurveySource",
     "TableSource",
     "TrackingConfig",
     "TuningConfig",
@@ -63,8 +66,9 @@ __all__ = [
 
 PIPELINES = pipeline_names()  # from the pipeline records (crmlab.pipelines)
 CustomerModel = Literal[customer_models()]  # type: ignore[valid-type]
-#: Config sections that are not model pipelines (no ``crmlab train``): the KPIs and the report.
-REPORTING = ("kpis",)
+#: Config sections that are not model pipelines (no ``crmlab train``): the KPIs and the report, and the
+#: lifecycle stages.
+REPORTING = ("kpis", "lifecycle")
 SECTIONS = ("project", *PIPELINES, *REPORTING)
 
 
@@ -155,6 +159,18 @@ class TableSource(Frozen):
         return self
 
 
+class SurveySource(TableSource):
+    """The surveys table (``customer_id``, ``ts``, ``score``, optional ``comment``, ``kind``) and its scale."""
+
+    scale: Literal["auto", "nps", "csat"] = Field(
+        "auto",
+        description="Scale of the scores. nps: 0-10 (promoters 9-10, detractors 0-6); csat: 1-5 (satisfied 4-5). "
+        "auto: a row whose kind names a scale (holds 'nps' or 'csat') takes it; the other rows are decided per "
+        "kind (the whole table without a kind column): csat when every score is 1-5, else nps. Cleaning rejects "
+        "a score that is not a whole number within its scale (0-10 under auto) and says what auto decided.",
+    )
+
+
 class DataConfig(Frozen):
     transactions: TableSource | None = Field(
         None,
@@ -173,6 +189,12 @@ class DataConfig(Frozen):
         None,
         description="Optional, for funnel conversion: leads or opportunities with lead_id and stage (one row per "
         "lead, or one per stage reached), optional ts, channel, customer_id. Used only by crmlab kpis / report.",
+    )
+    surveys: SurveySource | None = Field(
+        None,
+        description="Optional satisfaction surveys: customer_id, ts, score (0-10 NPS or 1-5 CSAT), optional "
+        "comment and kind. Cleaned like the other tables (bad rows to rejects_surveys.csv); gives NPS/CSAT in "
+        "crmlab kpis / report and survey features for churn.",
     )
     sales: TableSource | None = Field(
         None,
@@ -204,6 +226,9 @@ def _default_missing() -> dict[str, MissingPolicy]:
         "interactions.customer_id": MissingPolicy(strategy="reject"),
         "interactions.ts": MissingPolicy(strategy="reject"),
         "interactions.kind": MissingPolicy(strategy="constant", value="other"),
+        "surveys.customer_id": MissingPolicy(strategy="reject"),
+        "surveys.ts": MissingPolicy(strategy="reject"),
+        "surveys.score": MissingPolicy(strategy="reject"),
     }
 
 
@@ -837,6 +862,12 @@ class KpiConfig(Frozen):
         False, description="Report: show customer ids in the top-customers table instead of short pseudonyms."
     )
     format: Literal["csv", "parquet"] = Field("csv", description="File format of the KPI tables.")
+    satisfaction_level: float = Field(
+        0.95, gt=0, lt=1, description="Confidence level of the NPS and CSAT intervals (normal for NPS, Wilson for "
+        "CSAT).")
+    satisfaction_small_n: int = Field(
+        100, ge=1, description="NPS/CSAT of fewer answers than this get a note with their margin of error "
+        "('NPS of 40 answers: +/-15 points').")
 
     @field_validator("funnel_stages")
     @classmethod
@@ -847,6 +878,49 @@ class KpiConfig(Frozen):
         return v
 
 
+class LifecycleConfig(Frozen):
+    """Lifecycle stages (``crmlab lifecycle``, columns of ``crmlab score``, ``crmlab kpis``); the rules are
+    evaluated in a fixed order, the first that holds gives the stage (README "Lifecycle stages",
+    crmlab.lifecycle)."""
+
+    typical_gap_days: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="The base's typical gap between purchase days, which one-time buyers are judged by "
+        "and every customer's own gap is shrunk towards; auto: the median over the repeat customers of their "
+        "mean gap at the cut-off.")
+    prior_gaps: float = Field(
+        1.0, ge=0, description="Shrinkage of a customer's usual gap: its gaps are averaged with this many gaps of "
+        "the typical length (0: the customer's own mean gap; one-time buyers then use the typical gap).")
+    lapsed_gaps: float = Field(
+        3.0, gt=0, description="lapsed: no purchase for at least this many usual gaps (recency / usual gap); "
+        "reactivated: the last purchase ended a silence of at least this many earlier usual gaps.")
+    at_risk_gaps: float = Field(
+        1.5, gt=0, description="at_risk: no purchase for at least this many usual gaps.")
+    lapsed_p_alive: float = Field(
+        0.1, ge=0, le=1, description="lapsed also when P(alive) of the CLV model is below this.")
+    at_risk_p_alive: float = Field(
+        0.5, ge=0, le=1, description="at_risk also when P(alive) of the CLV model is below this.")
+    use_p_alive: Literal["auto"] | bool = Field(
+        "auto", description="Use the CLV bundle's P(alive): auto when a CLV model is there (models/clv, or the "
+        "one crmlab score scores with), true (an error without one), false.")
+    trend_gaps: float = Field(
+        3.0, gt=0, description="Spend trend: spend in the last W days over spend in the W days before, with W = "
+        "this many usual gaps of the customer (about this many purchases per window).")
+    growth_ratio: float = Field(1.25, gt=1, description="growing: spend trend at least this.")
+    decline_ratio: float = Field(0.5, gt=0, lt=1, description="at_risk: spend trend at most this.")
+    new_days: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="new: first purchase at most this many days before the cut-off; auto: the typical gap.")
+    in_scores: bool = Field(True, description="Add lifecycle_stage and its inputs to crmlab score's table.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleConfig:
+        if self.at_risk_gaps >= self.lapsed_gaps:
+            raise ValueError(f"at_risk_gaps={self.at_risk_gaps} should be below lapsed_gaps={self.lapsed_gaps}")
+        if self.lapsed_p_alive > self.at_risk_p_alive:
+            raise ValueError(f"lapsed_p_alive={self.lapsed_p_alive} should be at most "
+                             f"at_risk_p_alive={self.at_risk_p_alive}")
+        return self
+
+
 class CrmlabConfig(Frozen):
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
@@ -854,6 +928,7 @@ class CrmlabConfig(Frozen):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     kpis: KpiConfig = Field(default_factory=KpiConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 
     def section(self, name: str) -> dict[str, Any]:
         """The resolved config of one pipeline (or of ``kpis``): the project section plus that one's."""

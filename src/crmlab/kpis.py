@@ -64,6 +64,16 @@ Revenue by segment
     the segmentation pipeline's scores), from the customers column ``kpis.segment_column``, or from
     :func:`rfm_segments`. Customers the mapping does not cover are ``unassigned``.
 
+Lifecycle stages
+    ``lifecycle_stages``: per stage of :mod:`crmlab.lifecycle` at as_of (rules in the ``lifecycle``
+    section; P(alive) from the CLV bundle when the BG/NBD CLV comes from one), the customers, their
+    share, their net revenue up to as_of and its share, and their revenue in the last period.
+
+Satisfaction
+    ``satisfaction`` (with a surveys table): NPS and CSAT with intervals overall, by period, by
+    segment (the segmentation bundle's, when one exists) and by lifecycle stage; see
+    :mod:`crmlab.satisfaction`.
+
 Funnel
     From a leads table (``lead_id``, ``stage``): a lead *reached* stage k when its furthest stage (over
     all its rows) is k or later in ``kpis.funnel_stages``; exit stages (``lost`` ...) reach only the
@@ -98,6 +108,7 @@ __all__ = [
     "cohort_retention",
     "compute_kpis",
     "funnel_conversion",
+    "lifecycle_by_stage",
     "load_segments",
     "overall_kpis",
     "period_kpis",
@@ -665,6 +676,59 @@ def funnel_conversion(leads: pd.DataFrame, stages: list[str], exit_stages: list[
     })
 
 
+# --------------------------------------------------------------------------- lifecycle
+
+
+def lifecycle_by_stage(transactions: pd.DataFrame | PurchaseLog, stages: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
+    """Per lifecycle stage (``stages``: :func:`crmlab.lifecycle.lifecycle_stages` at ``as_of``): ``customers``,
+    ``customer_share``, ``revenue`` (net, up to as_of), ``revenue_share`` and ``revenue_last_period`` (net,
+    in the period holding as_of). Every stage has a row, in lifecycle order."""
+    from crmlab.lifecycle import STAGES
+
+    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
+    n = len(lg.ids)
+    last = lg.purchases["period"].to_numpy() == lg.last_period
+    last_r = lg.returns["period"].to_numpy() == lg.last_period
+    revenue = (np.bincount(lg.purchases["cust"].to_numpy(), weights=lg.purchases["amount"].to_numpy(), minlength=n)
+               + np.bincount(lg.returns["cust"].to_numpy(), weights=lg.returns["amount"].to_numpy(), minlength=n))
+    recent = (np.bincount(lg.purchases["cust"].to_numpy()[last], weights=lg.purchases["amount"].to_numpy()[last],
+                          minlength=n)
+              + np.bincount(lg.returns["cust"].to_numpy()[last_r], weights=lg.returns["amount"].to_numpy()[last_r],
+                            minlength=n))
+    pos = pd.Index(lg.ids.astype(str)).get_indexer(stages["customer_id"].astype(str))
+    frame = pd.DataFrame({"stage": stages["lifecycle_stage"].to_numpy(dtype=object),
+                          "revenue": np.where(pos >= 0, revenue[np.maximum(pos, 0)], 0.0),
+                          "revenue_last_period": np.where(pos >= 0, recent[np.maximum(pos, 0)], 0.0)})
+    out = frame.groupby("stage").agg(customers=("revenue", "size"), revenue=("revenue", "sum"),
+                                     revenue_last_period=("revenue_last_period", "sum"))
+    out = out.reindex(list(STAGES)).fillna(0.0)
+    out["customers"] = out["customers"].astype(np.int64)
+    out["customer_share"] = _ratio(out["customers"].to_numpy(), np.full(len(out), out["customers"].sum()))
+    out["revenue_share"] = _ratio(out["revenue"].to_numpy(), np.full(len(out), out["revenue"].sum()))
+    return out.rename_axis("stage").reset_index()[["stage", "customers", "customer_share", "revenue",
+                                                   "revenue_share", "revenue_last_period"]]
+
+
+def _stages_at(cfg: CrmlabConfig, transactions: pd.DataFrame, as_of: date, clv: ClvFigures | None,
+               notes: list[str]) -> pd.DataFrame | None:
+    """Lifecycle stages at as_of, P(alive) from the CLV figures when they come from the bundle (or when
+    lifecycle.use_p_alive says yes); None with a note when the stages cannot be derived."""
+    from crmlab.lifecycle import lifecycle_stages
+
+    use = cfg.lifecycle.use_p_alive
+    p_alive = None
+    if clv is not None and (use is True or (use == "auto" and clv.source.startswith("bundle"))):
+        p_alive = pd.Series(clv.scores["p_alive"].to_numpy(dtype=np.float64),
+                            index=clv.scores["customer_id"].astype(str).to_numpy())
+    elif use is True:
+        raise ConfigError("lifecycle.use_p_alive=true needs the BG/NBD CLV (kpis.clv_source is none or it failed)")
+    try:
+        return lifecycle_stages(transactions, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive)
+    except DataError as exc:
+        notes.append(f"lifecycle stages not available: {exc}")
+        return None
+
+
 # --------------------------------------------------------------------------- BG/NBD CLV
 
 
@@ -795,6 +859,8 @@ class KpiResult:
     cac_by_channel: pd.DataFrame | None = None
     funnel: pd.DataFrame | None = None
     voice: VoiceKpis | None = None
+    lifecycle: pd.DataFrame | None = None  # lifecycle_by_stage
+    satisfaction: pd.DataFrame | None = None  # crmlab.satisfaction.satisfaction_table
     fingerprint: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     data_notes: list[str] = field(default_factory=list)  # cleaning's notes: outlier customers, date order
@@ -819,6 +885,10 @@ class KpiResult:
             out["funnel"] = self.funnel
         if self.voice is not None:
             out.update(self.voice.tables())
+        if self.lifecycle is not None:
+            out["lifecycle_stages"] = self.lifecycle
+        if self.satisfaction is not None:
+            out["satisfaction"] = self.satisfaction
         return out
 
     def write(self, out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
@@ -858,6 +928,18 @@ class KpiResult:
                          f"{f['conversion_from_first'].iloc[-1]:.1%} converted")
         if self.voice is not None:
             lines.append(self.voice.summary())
+        if self.lifecycle is not None:
+            lc = self.lifecycle
+            lines.append(f"lifecycle stages at {self.as_of}: " + ", ".join(
+                f"{st} {int(c):,} ({sh:.0%})" for st, c, sh in zip(lc["stage"], lc["customers"], lc["customer_share"],
+                                                                   strict=True)))
+        if self.satisfaction is not None:
+            sat = self.satisfaction[self.satisfaction["by"] == "overall"]
+            for r in sat.itertuples(index=False):
+                lines.append(f"NPS {r.value:+.0f} points [{r.low:+.0f}, {r.high:+.0f}] from {r.answers:,} answers"
+                             if r.metric == "nps" else
+                             f"CSAT {r.value:.1%} [{r.low:.1%}, {r.high:.1%}] from {r.answers:,} answers")
+            lines += [f"note: {n}" for n in self.satisfaction["note"] if n]
         lines += self.notes
         lines += [f"data: {n}" for n in self.data_notes]
         if self.written:
@@ -876,9 +958,13 @@ def compute_kpis(
     segments: pd.Series | None = None,
     segment_source: str | None = None,
     interactions: pd.DataFrame | None = None,
+    surveys: pd.DataFrame | None = None,
+    survey_segments: pd.Series | None = None,
 ) -> KpiResult:
     """Every KPI from clean tables (pure: nothing read or written). ``segments`` (customer_id ->
-    segment) overrides ``kpis.segment_table`` / ``segment_column`` / the RFM segments."""
+    segment) overrides ``kpis.segment_table`` / ``segment_column`` / the RFM segments. ``surveys``
+    (clean, with ``scale``) gives the satisfaction table; ``survey_segments`` (customer_id -> segment,
+    e.g. the segmentation bundle's) its by-segment rows."""
     k = cfg.kpis
     margin = cfg.clv.margin
     notes: list[str] = []
@@ -899,10 +985,23 @@ def compute_kpis(
         segments, segment_source = load_segments(k, lg, as_of=as_of, customers=customers)
     seg_table = revenue_by_segment(lg, segments, as_of=as_of)
     funnel = funnel_conversion(leads, k.funnel_stages, k.funnel_exit_stages) if leads is not None else None
+    stages = _stages_at(cfg, transactions, as_of, clv, notes)
+    lifecycle = lifecycle_by_stage(lg, stages, as_of=as_of) if stages is not None else None
+    satisfaction = None
+    if surveys is not None:
+        from crmlab.lifecycle import STAGES
+        from crmlab.satisfaction import satisfaction_table
+
+        satisfaction = satisfaction_table(
+            surveys, as_of=as_of, period=k.period, level=k.satisfaction_level, small_n=k.satisfaction_small_n,
+            segments=survey_segments,
+            stages=stages.set_index("customer_id")["lifecycle_stage"] if stages is not None else None,
+            stage_order=list(STAGES))
     voice = voice_kpis(cfg, interactions, as_of=as_of)
     return KpiResult(as_of=as_of, period=k.period, by_period=by_period, overall=overall, cohorts=cohorts,
                      segments=seg_table, segment_source=segment_source or "given", cac_source=cac_source, clv=clv,
-                     cac_by_channel=by_channel, funnel=funnel, voice=voice, notes=notes)
+                     cac_by_channel=by_channel, funnel=funnel, lifecycle=lifecycle, satisfaction=satisfaction,
+                     voice=voice, notes=notes)
 
 
 def run_kpis(
@@ -927,9 +1026,12 @@ def run_kpis(
             raise ConfigError("the KPIs need transactions: project.data.transactions is null")
         ms = read_marketing_spend(project.data.marketing_spend) if project.data.marketing_spend else None
         leads = read_leads(project.data.leads) if project.data.leads else None
+    surveys = prepared.tables.surveys
     with step(f"Computing KPIs by {cfg.kpis.period} to {prepared.as_of}"):
+        survey_segments = _bundle_segments(cfg, prepared.tables, prepared.as_of) if surveys is not None else None
         result = compute_kpis(cfg, tx, as_of=prepared.as_of, customers=prepared.tables.customers,
-                              marketing_spend=ms, leads=leads, interactions=prepared.tables.interactions)
+                              marketing_spend=ms, leads=leads, surveys=surveys, survey_segments=survey_segments,
+                              interactions=prepared.tables.interactions)
     result.fingerprint = prepared.fingerprint
     result.data_notes = [f"{name}: {n}" for name, t in prepared.cleaning.report.tables.items() for n in t.notes]
     target = Path(out_dir) if out_dir is not None else Path(project.output.dir) / "kpis"
@@ -942,6 +1044,19 @@ def run_kpis(
             result.run_id = run.run_id
             result.tracking_uri = tracker.uri if run.active else None
     return result
+
+
+def _bundle_segments(cfg: CrmlabConfig, tables: Any, as_of: date) -> pd.Series | None:
+    """customer_id -> segment name at as_of by the segmentation bundle (``<models_dir>/segmentation``),
+    or None when there is none."""
+    path = Path(cfg.project.output.models_dir) / "segmentation"
+    if not (path / "manifest.json").is_file():
+        return None
+    from crmlab.features import build_features_from_tables
+    from crmlab.segmentation.bundle import score_segmentation
+
+    scores = score_segmentation(build_features_from_tables(tables, as_of=as_of, cfg=cfg.project), path)
+    return pd.Series(scores["segment_name"].to_numpy(), index=scores["customer_id"].astype(str).to_numpy())
 
 
 def log_kpis(run: Any, result: KpiResult) -> None:

@@ -5,7 +5,8 @@ drawn with matplotlib, there is no script and no link to anything outside the fi
 figures are logged to MLflow in a ``report`` run, with the HTML file and the KPI tables.
 
 Sections: the KPIs (tiles and trend charts, from :mod:`crmlab.kpis`), the acquisition-cohort
-heat map, acquisition cost, revenue by segment, the funnel, the CLV distribution and top customers
+heat map, acquisition cost, revenue by segment, the funnel, lifecycle stages, satisfaction (NPS and
+CSAT with their intervals, with a surveys table), the CLV distribution and top customers
 (pseudonymised ids, nothing personal), then one section per model pipeline, filled from what that
 pipeline exported and otherwise showing "not trained yet: run crmlab train <pipeline>".
 
@@ -304,6 +305,41 @@ def plot_funnel(funnel: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_lifecycle(lifecycle: pd.DataFrame) -> Figure:
+    lc = lifecycle.iloc[::-1]
+    fig = _figure(9, 1.2 + 0.38 * len(lc))
+    ax = fig.add_subplot()
+    pos = np.arange(len(lc))
+    ax.barh(pos + 0.2, lc["revenue_share"] * 100, height=0.4, color=_BLUE, label="share of revenue")
+    ax.barh(pos - 0.2, lc["customer_share"] * 100, height=0.4, color=_ORANGE, label="share of customers")
+    ax.set_yticks(pos, lc["stage"].astype(str))
+    ax.set_xlabel("%")
+    ax.set_title("Customers and revenue by lifecycle stage")
+    ax.legend()
+    _style(ax)
+    return fig
+
+
+def plot_satisfaction(satisfaction: pd.DataFrame) -> Figure:
+    """NPS (points) and CSAT (%) by period with their intervals."""
+    per = satisfaction[satisfaction["by"] == "period"]
+    metrics = [m for m in ("nps", "csat") if (per["metric"] == m).any()]
+    fig = _figure(11, 3.2 * max(len(metrics), 1))
+    for i, metric in enumerate(metrics, start=1):
+        ax = fig.add_subplot(len(metrics), 1, i)
+        d = per[per["metric"] == metric]
+        scale = 1.0 if metric == "nps" else 100.0
+        x = np.arange(len(d))
+        v = d["value"].to_numpy() * scale
+        err = np.vstack([v - d["low"].to_numpy() * scale, d["high"].to_numpy() * scale - v])
+        ax.errorbar(x, v, yerr=err, fmt="o-", color=_BLUE if metric == "nps" else _GREEN, capsize=3)
+        ax.set_xticks(x, d["group"].astype(str), rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("points" if metric == "nps" else "% satisfied (4-5)")
+        ax.set_title(f"{metric.upper()} by period with its interval")
+        _style(ax)
+    return fig
+
+
 def plot_calibration(cal: pd.DataFrame) -> Figure:
     fig = _figure(5.5, 4.5)
     ax = fig.add_subplot()
@@ -382,6 +418,10 @@ def build_figures(k: KpiResult, pipelines: dict[str, PipelineOutputs]) -> dict[s
         figs["funnel.png"] = plot_funnel(k.funnel)
     if k.voice is not None and len(k.voice.by_period):
         figs["voice.png"] = plot_voice(k.voice.by_period)
+    if k.lifecycle is not None:
+        figs["lifecycle.png"] = plot_lifecycle(k.lifecycle)
+    if k.satisfaction is not None and (k.satisfaction["by"] == "period").any():
+        figs["satisfaction.png"] = plot_satisfaction(k.satisfaction)
     if k.clv is not None and k.clv.customers:
         figs["clv_distribution.png"] = plot_clv_distribution(k)
     for po in pipelines.values():  # a chart for each report table that has one (_TABLE_CHARTS)
@@ -625,6 +665,16 @@ def _kpi_sections(k: KpiResult, figures: dict[str, str]) -> list[tuple[str, str,
                          + _table(k.funnel, pct=("conversion_from_previous", "conversion_from_first"))))
     if k.voice is not None:
         sections.append(("voice", "Customer voice", _voice_section(k, figures)))
+
+    if k.lifecycle is not None:
+        sections.append(("lifecycle", "Lifecycle stages", _img(figures, "lifecycle.png", "lifecycle stages")
+                         + f'<p class="note">Stages at {_esc(k.as_of)} by the rules of the lifecycle section, tried '
+                           "in the order lapsed, at_risk, new, reactivated, growing, mature (the first that holds); "
+                           "revenue is net, up to the cut-off and in its period. Moves between two dates: "
+                           "<code>crmlab lifecycle migrate --from D1 --to D2</code>.</p>"
+                         + _table(k.lifecycle, pct=("customer_share", "revenue_share"))))
+    if k.satisfaction is not None:
+        sections.append(("satisfaction", "Satisfaction (NPS and CSAT)", _satisfaction_block(k.satisfaction, figures)))
     return sections
 
 
@@ -643,6 +693,29 @@ def _voice_section(k: KpiResult, figures: dict[str, str]) -> str:
     return (note + _img(figures, "voice.png", "customer voice")
             + _table(by, pct=("negative_share", "positive_share"), text=("top_terms",))
             + ("<h3>Complaint topics (NMF over the negative texts)</h3>" + topics if topics else ""))
+
+
+def _satisfaction_block(sat: pd.DataFrame, figures: dict[str, str]) -> str:
+    """NPS (points, normal interval) and CSAT (share of 4-5, Wilson interval) tables by grouping."""
+    body = (_img(figures, "satisfaction.png", "NPS and CSAT by period")
+            + '<p class="note">NPS = % promoters (9-10) - % detractors (0-6), in points, interval NPS ± z·100·'
+              "sqrt((p<sub>prom</sub> + p<sub>det</sub> - (p<sub>prom</sub> - p<sub>det</sub>)²)/n); CSAT = share of "
+              "4-5 on 1-5, Wilson interval. By segment and stage: each customer's latest answer.</p>")
+    shown = sat.copy()
+    notes = [n for n in shown["note"] if n]
+    for by, title in (("overall", "Overall"), ("period", "By period"), ("segment", "By segment"),
+                      ("lifecycle_stage", "By lifecycle stage")):
+        part = shown[shown["by"] == by]
+        if part.empty:
+            continue
+        part = part.drop(columns=["by", "note"])
+        is_csat = part["metric"] == "csat"
+        for col in ("value", "low", "high", "margin"):  # CSAT in % points like NPS, so one format serves
+            part[col] = np.where(is_csat, part[col] * 100, part[col])
+        body += f"<h3>{title}</h3>" + _table(part, pct=("top_share", "bottom_share"))
+    if notes:
+        body += "".join(f"<p class='note'>{_esc(n)}</p>" for n in notes[:20])
+    return body
 
 
 def _clv_section(k: KpiResult, clv_po: PipelineOutputs | None, figures: dict[str, str], *,
@@ -740,6 +813,12 @@ def _definitions(unit: str) -> str:
         ("CAC payback", "CAC / (revenue per active customer per month x margin), in months"),
         ("cohort retention", "share of the customers first buying in a period who buy k periods later"),
         ("funnel", "leads whose furthest stage is this one or later; conversion vs the previous and first stage"),
+        ("lifecycle stage", "the first rule that holds of: lapsed (silent >= 3 usual gaps or P(alive) < 0.1), at_risk "
+                            "(>= 1.5 gaps, P(alive) < 0.5 or spend halved), new (first purchase within the typical "
+                            "gap), reactivated (last purchase ended a lapse), growing (spend up or too young for a "
+                            "trend), mature (defaults: lifecycle section)"),
+        ("NPS", "% promoters (9-10) - % detractors (0-6) of 0-10 answers, in points"),
+        ("CSAT", "share of satisfied answers (4-5) on a 1-5 scale"),
     ]
     return "<dl>" + "".join(f"<dt>{_esc(a)}</dt><dd>{_esc(b)}</dd>" for a, b in items) + "</dl>"
 

@@ -24,7 +24,11 @@ Columns: ``customer_id``, ``as_of``, then each model's columns (churn: ``churn_p
 ``risk_tier``, ``reason_1..3``; clv: ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv``,
 ``clv_low``, ``clv_high``;
 segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_version`` naming the bundle
-(its hash, or ``registry:<version>``).
+(its hash, or ``registry:<version>``); then, with ``lifecycle.in_scores`` and a transaction log, the
+lifecycle stage and the inputs that decided it (:mod:`crmlab.lifecycle`): ``lifecycle_stage``,
+``lifecycle_overdue``, ``lifecycle_spend_trend``, ``lifecycle_usual_gap_days`` (empty for a customer
+without a purchase). The base's typical gap is computed once on the whole log, so the stages do not
+depend on the chunks; P(alive) is the CLV model's of the same run when it scores.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from crmlab.pipelines import customer_models
 from crmlab.pyfunc import get_scorer
 from crmlab.utils import create_new, disk_full, is_disk_full, placed, raise_if_stopped, temp_name_beside
 
-__all__ = ["CUSTOMER_MODELS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
+__all__ = ["CUSTOMER_MODELS", "LIFECYCLE_COLUMNS", "LoadedModel", "NotTrained", "iter_score_chunks", "load_models", "open_models",
            "score_customers", "write_scores"]
 
 log = logging.getLogger(__name__)
@@ -224,7 +228,8 @@ def _chunks(tables: Tables, chunk_size: int) -> Iterator[tuple[Tables, int]]:
         parts = {name: frames[name].iloc[orders[name][cuts[name][i]:cuts[name][i + 1]]] for name in frames}
         share = sum(len(df) for df in parts.values()) / total
         yield (Tables(transactions=parts.get("transactions"), customers=parts.get("customers"),
-                      interactions=parts.get("interactions"), sources=dict(tables.sources)), share)
+                      interactions=parts.get("interactions"), surveys=parts.get("surveys"),
+                      sources=dict(tables.sources)), share)
 
 
 def _category_levels(tables: Tables) -> dict[str, list[str]]:
@@ -242,11 +247,14 @@ def _category_levels(tables: Tables) -> dict[str, list[str]]:
 
 def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
                       chunk_size: int | None = None, progress: Progress | None = None,
-                      levels: dict[str, list[str]] | None = None) -> Iterator[pd.DataFrame]:
-    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk. ``levels``:
-    the categorical levels of the whole customer table, when ``tables`` holds only part of it (Spark)."""
+                      levels: dict[str, list[str]] | None = None,
+                      typical_gap: float | None = None) -> Iterator[pd.DataFrame]:
+    """Score the customers chunk by chunk (see the module doc); yields one frame per chunk. ``levels``
+    and ``typical_gap`` (the lifecycle stages' typical gap between purchases): those of the whole base,
+    when ``tables`` holds only part of it (Spark)."""
     chunk_size = chunk_size or cfg.project.scoring.chunk_size
     levels = _category_levels(tables) if levels is None else levels
+    lifecycle = _lifecycle_settings(cfg, tables, models, as_of, typical_gap)
     done = 0.0
     for part, share in _chunks(tables, chunk_size):
         feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
@@ -266,11 +274,69 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
                 if col != "customer_id":
                     out[col] = scores[col].to_numpy()
             out[f"{pipeline}_model_version"] = model.version
+        if lifecycle is not None and not out.empty:
+            _add_lifecycle(out, part, cfg, as_of=as_of, typical_gap=lifecycle)
         done += share
         if progress is not None:
             progress(done, 1.0)
         if not out.empty:
             yield out
+
+
+#: Columns of the lifecycle stage table that go into the scores, and their names there.
+LIFECYCLE_COLUMNS = {"lifecycle_stage": "lifecycle_stage", "overdue": "lifecycle_overdue",
+                     "spend_trend": "lifecycle_spend_trend", "usual_gap_days": "lifecycle_usual_gap_days"}
+
+
+def _lifecycle_settings(cfg: CrmlabConfig, tables: Tables, models: dict[str, LoadedModel], as_of: date,
+                        given: float | None = None) -> float | None:
+    """The base's typical gap for the lifecycle columns (computed once, on every chunk's rows, unless
+    ``given``), or None when no lifecycle columns are wanted or possible (no transactions)."""
+    lc = cfg.lifecycle
+    tx = tables.transactions
+    if not lc.in_scores or tx is None:
+        return None
+    if given is not None:
+        return given
+    if tx.empty:
+        return None
+    if lc.use_p_alive is True and "clv" not in models:
+        raise ConfigError("lifecycle.use_p_alive=true needs the CLV model among the scored models (P(alive)); "
+                          "train it or set lifecycle.use_p_alive to auto or false")
+    if lc.typical_gap_days != "auto":
+        return float(lc.typical_gap_days)
+    from crmlab.lifecycle import typical_gap_days
+
+    gap = typical_gap_days(tx, as_of=as_of)
+    if not np.isfinite(gap) or gap <= 0:
+        log.warning("no lifecycle columns: no repeat customer on or before %s to derive the typical gap from "
+                    "(set lifecycle.typical_gap_days)", as_of)
+        return None
+    return gap
+
+
+def _add_lifecycle(out: pd.DataFrame, part: Tables, cfg: CrmlabConfig, *, as_of: date, typical_gap: float) -> None:
+    """The lifecycle columns of one chunk's customers, in ``out``'s row order."""
+    from crmlab.lifecycle import lifecycle_stages
+
+    tx = part.transactions
+    p_alive = None
+    if "p_alive" in out.columns and cfg.lifecycle.use_p_alive is not False:
+        p_alive = pd.Series(out["p_alive"].to_numpy(dtype=np.float64), index=out["customer_id"].astype(str).to_numpy())
+    if tx is None or tx.empty:
+        stages = pd.DataFrame(columns=["customer_id", *LIFECYCLE_COLUMNS])
+    else:
+        stages = lifecycle_stages(tx, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive, typical_gap=typical_gap)
+    pos = pd.Index(stages["customer_id"].astype(str)).get_indexer(out["customer_id"].astype(str))
+    found = pos >= 0
+    for col, name in LIFECYCLE_COLUMNS.items():
+        values = stages[col].to_numpy()
+        if col == "lifecycle_stage":
+            taken = pd.array(np.where(found, values[np.maximum(pos, 0)] if len(values) else None, None),
+                             dtype="string")
+        else:
+            taken = np.where(found, values.astype(np.float64)[np.maximum(pos, 0)] if len(values) else np.nan, np.nan)
+        out[name] = taken
 
 
 def score_customers(cfg: CrmlabConfig, *, as_of: date | str | None = None, pipelines: Sequence[str] | None = None,

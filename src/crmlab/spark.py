@@ -74,6 +74,27 @@ def _to_spark_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out
 
 
+def _typical_gap(cfg: CrmlabConfig, tx: Any, as_of: date) -> float | None:
+    """The lifecycle stages' typical gap of the whole base (:func:`crmlab.lifecycle.typical_gap_days`),
+    computed once by Spark so that every bucket judges its customers by the same one; None when the
+    config gives it or no lifecycle columns are wanted."""
+    lc = cfg.lifecycle
+    if tx is None or not lc.in_scores:
+        return None
+    if lc.typical_gap_days != "auto":
+        return float(lc.typical_gap_days)
+    from pyspark.sql import functions as F
+
+    day = F.to_date("ts")
+    per = (tx.where((day <= F.lit(as_of.isoformat()).cast("date")) & (F.col("amount") >= 0))
+           .groupBy("customer_id")
+           .agg(F.countDistinct(day).alias("n"), F.datediff(F.max(day), F.min(day)).alias("span"))
+           .where(F.col("n") >= 2)
+           .select((F.col("span") / (F.col("n") - 1)).alias("gap")))
+    median = per.agg(F.expr("percentile(gap, 0.5)")).first()[0]  # exact, the middle two averaged as numpy does
+    return None if median is None else float(median)
+
+
 def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path, as_of: date | str | None = None,
                    pipelines: list[str] | None = None, source: str | None = None, buckets: int | None = None,
                    master: str | None = None) -> dict[str, Any]:
@@ -114,6 +135,7 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
         for col in text_cols:
             levels[col] = sorted(str(r[0]) for r in cust.select(col).where(F.col(col).isNotNull()).distinct().collect())
     n = buckets or max(2, spark.sparkContext.defaultParallelism * 2)
+    typical_gap = _typical_gap(cfg, tx, as_of_d)
 
     with open_models(cfg, pipelines=pipelines, source=source) as models:
         # the output schema, from a few customers scored here
@@ -121,8 +143,8 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
         sample_tables = Tables(
             transactions=tx.where(F.col("customer_id").isin(some)).toPandas() if tx is not None else None,
             customers=cust.where(F.col("customer_id").isin(some)).toPandas() if cust is not None else None)
-        sample = pd.concat(list(iter_score_chunks(sample_tables, cfg, models, as_of=as_of_d, levels=levels)),
-                           ignore_index=True)
+        sample = pd.concat(list(iter_score_chunks(sample_tables, cfg, models, as_of=as_of_d, levels=levels,
+                                                  typical_gap=typical_gap)), ignore_index=True)
         columns = list(sample.columns)
         schema = _schema(sample)
         project, scoring_models = cfg, models
@@ -134,7 +156,8 @@ def score_on_spark(cfg: CrmlabConfig, out: str | Path, *, clean_dir: str | Path,
                 return _to_spark_frame(sample.iloc[0:0], columns)
             # a side without rows in this bucket stays an empty table, as a chunk of the pandas path would see it
             tables = Tables(**{k: f.drop(columns="_bucket") for k, f in zip(names, frames, strict=True)})
-            scored = list(iter_score_chunks(tables, project, scoring_models, as_of=as_of_d, levels=levels))
+            scored = list(iter_score_chunks(tables, project, scoring_models, as_of=as_of_d, levels=levels,
+                                            typical_gap=typical_gap))
             frame = pd.concat(scored, ignore_index=True) if scored else sample.iloc[0:0]
             return _to_spark_frame(frame, columns)
 

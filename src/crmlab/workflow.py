@@ -77,7 +77,7 @@ def _file_key(path: Path) -> tuple:
 
 
 def _data_key(project: ProjectConfig) -> tuple | None:
-    sources = [getattr(project.data, t) for t in ("transactions", "customers", "interactions")]
+    sources = [getattr(project.data, t) for t in ("transactions", "customers", "interactions", "surveys")]
     if any(s is not None and s.uri is not None for s in sources):
         return None  # a database can change under the same query: read it again each time
     files = tuple(None if s is None else ("embedded",) if s.path is None else _file_key(Path(s.path)) for s in sources)
@@ -114,7 +114,9 @@ def _handed_out(done: PreparedData, written: dict[str, Path]) -> PreparedData:
 
 def _prepare(project: ProjectConfig, out_dir: Path | None) -> PreparedData:
     raw = load_tables(project.data)
-    result = clean_tables(raw, project.cleaning, pii_columns=project.features.pii_columns)
+    surveys = project.data.surveys
+    result = clean_tables(raw, project.cleaning, pii_columns=project.features.pii_columns,
+                          survey_scale=surveys.scale if surveys is not None else "auto")
     written: dict[str, Path] = {}
     if out_dir is not None:
         written = write_clean_result(result, Path(out_dir))

@@ -335,10 +335,12 @@ def make_snapshot_dataset(
     pii_columns: Iterable[str] = DEFAULT_PII_COLUMNS,
     drop_columns: Iterable[str] = (),
     voice: VoiceConfig | None = None,
+    surveys: pd.DataFrame | None = None,
 ) -> ChurnDataset:
     """Training rows from ``n_snapshots - 1`` earlier snapshots, validation rows at ``as_of``.
 
-    See the module doc for the dates. Snapshots without any customer are skipped (logged).
+    See the module doc for the dates. ``surveys`` adds the survey features (answers up to each
+    snapshot's cut-off only). Snapshots without any customer are skipped (logged).
     Raises :class:`~crmlab.errors.DataError` when the training or validation part is too small or
     has a single class.
     """
@@ -346,7 +348,7 @@ def make_snapshot_dataset(
         raise ValueError(f"n_snapshots={n_snapshots!r} should be >= 2 (training snapshots + the validation one)")
     cut = as_of_date(as_of)
     kwargs = {"time_unit": time_unit, "windows": windows, "pii_columns": pii_columns, "drop_columns": drop_columns,
-              "voice": voice}
+              "voice": voice, "surveys": surveys}
     train_dates = training_snapshot_dates(cut, horizon_days=horizon_days, n_train=int(n_snapshots) - 1,
                                           step_days=step_days)
     parts, labels, dates = [], [], []

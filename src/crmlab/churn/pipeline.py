@@ -169,6 +169,7 @@ def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: s
         horizon_days=w.horizon_days, n_snapshots=w.n_snapshots, step_days=w.step_days, time_unit=project.time_unit,
         windows=feats.windows, pii_columns=feats.pii_columns,
         drop_columns=[*feats.drop_columns, churn.label_column], voice=project.voice,
+        surveys=tables.surveys,
     )
     ds.info.update({"n_snapshots": w.n_snapshots, "step_days": w.step_days, "window_note": w.note})
     return ds

@@ -97,6 +97,7 @@ __all__ = [
     "CleanResult",
     "TableReport",
     "clean_tables",
+    "survey_scales",
     "write_clean_result",
 ]
 
@@ -106,13 +107,16 @@ DEFAULT_PII_COLUMNS: tuple[str, ...] = tuple(FeatureConfig().pii_columns)
 
 # Which canonical columns get which treatment.
 ID_COLUMNS = ("customer_id", "order_id", "product_id")
-DATE_COLUMNS = {"transactions": ("ts",), "customers": ("signup_date",), "interactions": ("ts",)}
+DATE_COLUMNS = {"transactions": ("ts",), "customers": ("signup_date",), "interactions": ("ts",), "surveys": ("ts",)}
 AMOUNT_COLUMNS = {"transactions": ("amount",)}
-NUMBER_COLUMNS = {"transactions": ("quantity",), "customers": ("age",), "interactions": ("value",)}
+NUMBER_COLUMNS = {"transactions": ("quantity",), "customers": ("age",), "interactions": ("value",),
+                  "surveys": ("score",)}
 LABEL_COLUMNS = ("category", "channel", "kind", "gender", "region", "plan")
 # Rejected when missing even if cfg.missing does not list them: a row without them is no record.
 REQUIRED = {"transactions": ("customer_id", "ts", "amount"), "customers": ("customer_id",),
-            "interactions": ("customer_id", "ts")}
+            "interactions": ("customer_id", "ts"), "surveys": ("customer_id", "ts", "score")}
+#: The score range of each survey scale (``project.data.surveys.scale``; auto: either of them).
+SURVEY_SCALES = {"nps": (0, 10), "csat": (1, 5), "auto": (0, 10)}
 # Dates written in these formats count as already standard (not "reformatted").
 ISO_FORMATS = frozenset({"%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"})
 # Share of a column's non-missing values that may fail to parse before the whole column is refused.
@@ -261,7 +265,7 @@ def derived_min_date(ts: pd.Series, rows: np.ndarray, configured: date | None) -
 
 
 def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: str | None, max_date: date,
-                 pii: frozenset[str], duplicates: DuplicatePolicy) -> Stage:
+                 pii: frozenset[str], duplicates: DuplicatePolicy, survey_scale: str = "auto") -> Stage:
     """One table through the per-table steps: personal columns found, exact duplicates dropped, every
     column parsed, and the rows that break a rule rejected with their reason."""
     raw = raw.reset_index(drop=True)
@@ -271,6 +275,8 @@ def _first_stage(name: str, raw: pd.DataFrame, cfg: CleaningConfig, *, source: s
     work, unparseable = _parse_columns(name, raw, kept, cfg, source=source, pii=pii, report=report)
     rules = _Rejects(len(work))
     _reject_rows(rules, name, raw, kept, work, unparseable, cfg, source=source, pii=pii, max_date=max_date)
+    if name == "surveys":
+        _reject_scores(rules, work, survey_scale)
     work, rejects = rules.split(raw, work, report)
     return Stage(name=name, raw=raw, work=work, rejects=rejects, report=report, pii=pii, match=match)
 
@@ -459,6 +465,51 @@ def _reject_rows(rules: _Rejects, name: str, raw: pd.DataFrame, kept: pd.DataFra
             f"{label}: {d} < {lower.isoformat()} ({how})" for d in ts.iloc[pos].dt.strftime("%Y-%m-%d").tolist()])
 
 
+def _reject_scores(rules: _Rejects, work: pd.DataFrame, scale: str) -> None:
+    """Survey scores that are not whole numbers within the scale's range (module doc, surveys)."""
+    if "score" not in work.columns:
+        return
+    lo, hi = SURVEY_SCALES[scale]
+    v = work["score"].to_numpy(dtype=np.float64, na_value=np.nan)
+    present = ~np.isnan(v)
+    bad = present & ((v < lo) | (v > hi) | (np.round(v) != v))
+    rules.flag(bad, "score out of range", lambda pos: [
+        f"score out of range: {x:g} (expected a whole number {lo}-{hi}, project.data.surveys.scale {scale})"
+        for x in v[pos]])
+
+
+def survey_scales(surveys: pd.DataFrame, scale: str) -> tuple[np.ndarray, list[str]]:
+    """The scale (``nps`` or ``csat``) of each clean survey row and notes on how ``auto`` decided.
+
+    A configured scale applies to every row. ``auto``: a row whose ``kind`` holds ``nps`` or ``csat``
+    takes that scale; the other rows are decided per kind (the whole table without a ``kind``): csat
+    when every score of the group is within 1-5, else nps (a 0 or a score above 5 only fits 0-10)."""
+    n = len(surveys)
+    if scale != "auto":
+        return np.full(n, scale, dtype=object), []
+    kind = (surveys["kind"].astype("string").fillna("") if "kind" in surveys.columns
+            else pd.Series([""] * n, dtype="string", index=surveys.index))
+    score = surveys["score"].to_numpy(dtype=np.float64, na_value=np.nan)
+    out = np.empty(n, dtype=object)
+    named_nps = kind.str.contains("nps", regex=False).to_numpy(dtype=bool)
+    named_csat = kind.str.contains("csat", regex=False).to_numpy(dtype=bool) & ~named_nps
+    out[named_nps], out[named_csat] = "nps", "csat"
+    notes = []
+    rest = ~(named_nps | named_csat)
+    if rest.any():
+        groups = kind.to_numpy(dtype=object)
+        for group in pd.unique(groups[rest]):
+            rows = rest & (groups == group)
+            s = score[rows]
+            decided = "csat" if ((s >= 1) & (s <= 5)).all() else "nps"
+            out[rows] = decided
+            label = f"kind {group!r}" if group else "all rows"
+            why = "every score is 1-5" if decided == "csat" else "scores of 0 or above 5"
+            notes.append(f"survey scale of {label} ({int(rows.sum()):,} answers): {decided} ({why}; "
+                         "set project.data.surveys.scale to choose)")
+    return out, notes
+
+
 # --------------------------------------------------------------------------- persons
 
 
@@ -560,6 +611,7 @@ def clean_tables(
     today: date | None = None,
     keep_pii: bool = False,
     exact_duplicates: DuplicatePolicy = "auto",
+    survey_scale: str = "auto",
 ) -> CleanResult:
     """Clean the raw tables: typed columns, rejects with reasons, merged duplicate customers, a report.
 
@@ -568,7 +620,9 @@ def clean_tables(
     are "in the future" when ``cfg.max_date`` is empty (default: the current date).
     ``exact_duplicates``: ``"auto"`` drops rows repeating an earlier row cell for cell, except in a
     transaction table without ``order_id`` (identical same-day purchases are real there); ``"drop"``
-    and ``"keep"`` apply to every table. The input frames are never modified.
+    and ``"keep"`` apply to every table. ``survey_scale`` (``project.data.surveys.scale``: auto, nps,
+    csat) bounds the survey scores; the clean surveys get a ``scale`` column (:func:`survey_scales`).
+    The input frames are never modified.
     """
     started = time.perf_counter()
     max_date = cfg.max_date or today or date.today()
@@ -578,7 +632,7 @@ def clean_tables(
     for name, df in tables.items():
         source = tables.sources.get(name) or df.attrs.get("source")
         stages[name] = _first_stage(name, df, cfg, source=source, max_date=max_date, pii=pii,
-                                    duplicates=exact_duplicates)
+                                    duplicates=exact_duplicates, survey_scale=survey_scale)
 
     similar = similar_ids(stages, cfg, report)
     id_map = pd.DataFrame({"source_id": pd.Series([], dtype="str"), "customer_id": pd.Series([], dtype="str")})
@@ -588,7 +642,7 @@ def clean_tables(
         report.ids_merged = len(id_map)
         report.persons_merged = int(id_map["customer_id"].nunique())
         known = customers.work["customer_id"]
-        for name in ("transactions", "interactions"):
+        for name in ("transactions", "interactions", "surveys"):
             if name in stages:
                 remap_ids(stages[name], id_map)
                 ids = stages[name].work["customer_id"]
@@ -618,6 +672,12 @@ def clean_tables(
             clean["customer_id"] = clean["customer_id"].astype("str")
         if "source" in stage.raw.attrs:
             clean.attrs["source"] = stage.raw.attrs["source"]
+        if name == "surveys":
+            scales, notes = survey_scales(clean, survey_scale)
+            clean["scale"] = pd.Series(scales, dtype="str") if len(clean) else pd.Series([], dtype="str")
+            for note in notes:
+                stage.report.notes.append(note)
+                log.info("surveys: %s", note)
         stage.report.clean_rows = len(clean)
         setattr(out, name, clean)
         rejects[name] = stage.rejects

@@ -70,6 +70,7 @@ SCHEMAS: dict[str, TableSchema] = {
     ),
     "customers": TableSchema("customers", ("customer_id",), ("signup_date", "name", "email", "phone")),
     "interactions": TableSchema("interactions", ("customer_id", "ts", "kind"), ("value", "text")),
+    "surveys": TableSchema("surveys", ("customer_id", "ts", "score"), ("comment", "kind")),
     # optional inputs of `crmlab kpis` only (not cleaned by crmlab.data.clean; read by crmlab.kpis)
     "marketing_spend": TableSchema("marketing_spend", ("period", "spend"), ("channel",)),
     "leads": TableSchema("leads", ("lead_id", "stage"), ("ts", "channel", "customer_id")),
@@ -86,10 +87,11 @@ class Tables:
     customers: pd.DataFrame | None = None
     interactions: pd.DataFrame | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    surveys: pd.DataFrame | None = None
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
         return [(k, v) for k, v in (("transactions", self.transactions), ("customers", self.customers),
-                                    ("interactions", self.interactions)) if v is not None]
+                                    ("interactions", self.interactions), ("surveys", self.surveys)) if v is not None]
 
 
 def source_name(source: TableSource | None) -> str:
@@ -502,7 +504,7 @@ def read_table(source: TableSource, kind: str) -> pd.DataFrame:
 _demo_announced = False
 
 #: Tables of a project's own (besides transactions); naming any of them means the demo data is off.
-_OWN_TABLES = ("customers", "interactions", "sales", "marketing_spend", "leads")
+_OWN_TABLES = ("customers", "interactions", "sales", "marketing_spend", "leads", "surveys")
 
 
 def uses_demo_data(data: DataConfig) -> bool:
@@ -562,4 +564,7 @@ def load_tables(data: DataConfig) -> Tables:
     if data.interactions is not None:
         tables.interactions = read_table(data.interactions, "interactions")
         tables.sources["interactions"] = source_name(data.interactions)
+    if data.surveys is not None:
+        tables.surveys = read_table(data.surveys, "surveys")
+        tables.sources["surveys"] = source_name(data.surveys)
     return tables

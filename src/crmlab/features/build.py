@@ -52,6 +52,9 @@ Columns, in this order (``{w}``: each window, ascending; ``{s}_{l}``: consecutiv
 * with a text column in the interactions (``voice.text_column``, else ``text``): ``n_texts``,
   ``sentiment_mean``, ``sentiment_mean_{r}d``, ``sentiment_trend``, ``negative_share``
   (:mod:`crmlab.features.voice`; ``r`` is ``voice.recent_days``);
+* with surveys: ``survey_count``, ``survey_last_score``, ``survey_score_trend``,
+  ``survey_detractor``, ``days_since_last_survey`` (:mod:`crmlab.features.surveys`; answers on or
+  before as_of only);
 * the customers table's other columns, in its order: numbers as they are, text as pandas
   ``category`` (categories: the sorted values of the output rows).
 
@@ -111,6 +114,7 @@ from crmlab.features.frames import (
 )
 from crmlab.features.order import string_order
 from crmlab.features.voice import sentiment_features
+from crmlab.features.surveys import survey_columns
 from crmlab.features.past import (
     Days,
     Past,
@@ -514,6 +518,7 @@ def build_features(
     drop_columns: Iterable[str] = (),
     label_column: str | None = None,
     voice: VoiceConfig | None = None,
+    surveys: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per customer with every feature as of the end of ``as_of`` (see the module doc).
 
@@ -571,6 +576,9 @@ def build_features(
             columns[name] = arr
         columns.update(_sentiment_columns(interactions, cut, ids, voice or VoiceConfig()))
 
+    if surveys is not None:
+        columns.update(survey_columns(surveys, as_of_day, ids))
+
     if cu is not None:
         clash = [str(c) for c in cu.attributes.columns if str(c) in columns or str(c) == "customer_id"]
         if clash:
@@ -611,6 +619,7 @@ def build_features_from_tables(
         drop_columns=feats.drop_columns,
         label_column=label_column,
         voice=cfg.voice,
+        surveys=getattr(tables, "surveys", None),
     )
 
 
