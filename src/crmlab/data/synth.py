@@ -391,8 +391,8 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
     product = pairs = None
     if products is not None:
         pairs = planted_pairs(products, rng_products)
-        lines = expand_to_lines(products, pairs, purchase["category"], purchase["amount"], purchase["quantity"],
-                                rng_products)
+        lines = expand_to_lines(products, pairs, people.owner, purchase["category"], purchase["amount"],
+                                purchase["quantity"], rng_products)
         purchase_no, product = lines.purchase, lines.product
         line_owner, line_ts = people.owner[purchase_no], people.ts_s[purchase_no]
         purchase = {"amount": lines.amount, "quantity": lines.quantity, "category": lines.category,

@@ -10,6 +10,8 @@ order of one or more product lines sharing its ``order_id``, customer and time:
 * ``n_pairs`` planted complement pairs (A, B) of distinct products, drawn at random (some across
   categories): when an order's anchor is A, B is added with probability ``attach_rate`` (and A when
   the anchor is B);
+* cross-sell over time: after an order whose anchor is A, the customer's next purchase (if any) also
+  holds B with probability ``follow_rate`` (and A after an anchor B): the complement bought later;
 * noise: with probability ``noise_rate`` one more product, drawn from the whole catalogue by
   popularity (its co-occurrence with the anchor has lift about 1).
 
@@ -38,7 +40,8 @@ class ProductParams:
 
     n_products: int = 40
     n_pairs: int = 6
-    attach_rate: float = 0.6
+    attach_rate: float = 0.4
+    follow_rate: float = 0.5
     noise_rate: float = 0.25
     zipf: float = 1.0
 
@@ -47,7 +50,7 @@ class ProductParams:
             raise ValueError(f"n_products={self.n_products} should be >= {len(CATEGORIES)} (one per category)")
         if not 0 <= 2 * self.n_pairs <= self.n_products:
             raise ValueError(f"n_pairs={self.n_pairs} should be in 0..n_products/2={self.n_products // 2}")
-        for name in ("attach_rate", "noise_rate"):
+        for name in ("attach_rate", "follow_rate", "noise_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} should be a fraction in [0, 1]")
         if not self.zipf >= 0:
@@ -104,10 +107,10 @@ def _draw_in_category(rng: np.random.Generator, cat: np.ndarray, weights: np.nda
     return members[cat, pos]
 
 
-def expand_to_lines(params: ProductParams, pairs: np.ndarray, category: np.ndarray, amount: np.ndarray,
-                    quantity: np.ndarray, rng: np.random.Generator) -> ProductLines:
-    """Each purchase (its category index, amount and quantity) as its anchor line plus its complement
-    and noise lines (module doc)."""
+def expand_to_lines(params: ProductParams, pairs: np.ndarray, owner: np.ndarray, category: np.ndarray,
+                    amount: np.ndarray, quantity: np.ndarray, rng: np.random.Generator) -> ProductLines:
+    """Each purchase (its person, category index, amount and quantity; purchases in time order) as its
+    anchor line plus its complement, follow-up and noise lines (module doc)."""
     cat_table = catalogue(params)
     weights = cat_table["weight"].to_numpy()
     n_cat = len(CATEGORIES)
@@ -118,13 +121,26 @@ def expand_to_lines(params: ProductParams, pairs: np.ndarray, category: np.ndarr
     big = amount >= 1.0  # extra lines only where the amount can be split into cents
     comp = partner[anchor]
     add_comp = big & (comp >= 0) & (rng.random(m) < params.attach_rate)
+    # the same person's next purchase (-1: none), purchases being in time order
+    by_owner = np.lexsort((np.arange(m), owner))
+    following = np.full(m, -1, dtype=np.int64)
+    same = owner[by_owner[1:]] == owner[by_owner[:-1]]
+    following[by_owner[:-1][same]] = by_owner[1:][same]
+    src = np.flatnonzero((comp >= 0) & (following >= 0) & (rng.random(m) < params.follow_rate))
+    dst = following[src]
+    keep = big[dst] & (anchor[dst] != comp[src]) & ~(add_comp[dst] & (comp[dst] == comp[src]))
+    src, dst = src[keep], dst[keep]
+    first = np.unique(dst, return_index=True)[1]  # one follow-up line per purchase
+    src, dst = src[first], dst[first]
+    follow = np.full(m, -1, dtype=np.int64)
+    follow[dst] = comp[src]
     overall = weights / weights.sum()
     noise = rng.choice(params.n_products, size=m, p=overall)
-    add_noise = big & (rng.random(m) < params.noise_rate) & (noise != anchor) & (noise != comp)
-    purchase = np.concatenate([np.arange(m), np.flatnonzero(add_comp), np.flatnonzero(add_noise)])
-    product = np.concatenate([anchor, comp[add_comp], noise[add_noise]])
+    add_noise = big & (rng.random(m) < params.noise_rate) & (noise != anchor) & (noise != comp) & (noise != follow)
+    purchase = np.concatenate([np.arange(m), np.flatnonzero(add_comp), dst, np.flatnonzero(add_noise)])
+    product = np.concatenate([anchor, comp[add_comp], follow[dst], noise[add_noise]])
     line_no = np.concatenate([np.zeros(m, np.int64), np.ones(int(add_comp.sum()), np.int64),
-                              np.full(int(add_noise.sum()), 2, np.int64)])
+                              np.full(dst.size, 2, np.int64), np.full(int(add_noise.sum()), 3, np.int64)])
     order = np.lexsort((line_no, purchase))
     purchase, product, line_no = purchase[order], product[order], line_no[order]
     # extra lines take 10%-40% of the purchase each; the anchor keeps the rest
