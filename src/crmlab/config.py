@@ -768,6 +768,8 @@ class CrosssellConfig(Frozen):
                                 "scores); rarer pairs count as never bought together.")
     smoothing: float = Field(10.0, gt=0, description="Pseudo-baskets that shrink a pair's lift towards 1 in the "
                              "item-item score.")
+    min_lift: float = Field(1.5, ge=1, description="Shrunk lift below which a pair adds nothing to the item-item "
+                            "score (keeps chance co-occurrences out).")
     max_rules: int = Field(200, ge=1, description="Rules (by lift) kept in the bundle's report table.")
     ship: Literal["auto", "itemitem", "popularity"] = Field(
         "auto", description="What the bundle recommends with: auto ships item-item only when it beats the "

@@ -68,9 +68,10 @@ def test_a_missing_item_column_or_a_separator_in_an_item_is_a_named_error():
         basket_matrix(bad, item_column="product_id", as_of="2024-01-31")
 
 
-def _fitted(kind="itemitem", smoothing=1.0):
+def _fitted(kind="itemitem", smoothing=1.0, min_lift=1.0):
     b = basket_matrix(FOUR, item_column="product_id", as_of="2024-01-31")
-    return Recommender(kind, smoothing=smoothing, min_item_count=1, min_pair_count=1).fit(b.matrix, b.items)
+    return Recommender(kind, smoothing=smoothing, min_item_count=1, min_pair_count=1,
+                       min_lift=min_lift).fit(b.matrix, b.items)
 
 
 def test_item_item_scores_by_hand_and_bought_items_are_never_recommended():
@@ -88,6 +89,8 @@ def test_item_item_scores_by_hand_and_bought_items_are_never_recommended():
         assert names[row].tolist() == ["A", "B"] and val[row] == pytest.approx([0.75, 0.75])
     # everything bought: nothing to recommend
     assert names[4].tolist() == [None, None]
+    # the A-C lift 1.2 is below the default min_lift 1.5: it adds nothing, C scores its popularity
+    assert _fitted(min_lift=1.5).recommend(history, 2)[1][0] == pytest.approx([0.75, 0.5])
     # never an item of the history
     for row, bought in enumerate([{"A"}, {"A", "B"}, set(), set(), {"A", "B", "C"}]):
         assert not bought & {n for n in names[row] if n is not None}

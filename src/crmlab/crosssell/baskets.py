@@ -72,7 +72,7 @@ def purchase_lines(transactions: pd.DataFrame, *, item_column: str, as_of: date 
     keep = (pl.col("day") <= hi) & (pl.col("amount") >= 0) & pl.col("item").is_not_null()
     if lo is not None:
         keep &= pl.col("day") > lo
-    order = pl.col("order_id").cast(pl.String) if "order_id" in cols else pl.lit(None, dtype=pl.String)
+    order = pl.col("order_id") if "order_id" in cols else pl.lit(None, dtype=pl.String)
     out = df.lazy().select(customer_id=pl.col("customer_id"), item=pl.col(item_column).cast(pl.String), day=day,
                            order=order, amount=pl.col("amount")).filter(keep).drop("amount").collect()
     if out["item"].str.contains(SEPARATOR, literal=True).any():

@@ -12,16 +12,21 @@ with ``n_ij >= min_pair_count`` and both items in at least ``min_item_count`` ba
 :class:`Recommender` ``kind="itemitem"`` scores an item ``j`` for a customer who bought the items ``H``
 by its popularity ``p_j = n_j / B`` raised by the excess lift of its pairs with the history::
 
-    score(j | H) = p_j * (1 + sum_{i in H} max(0, lift~_ij - 1)),   lift~_ij = (n_ij + m) / (e_ij + m)
+    score(j | H) = p_j * (1 + sum_{i in H} a_ij),   a_ij = lift~_ij - 1 if lift~_ij >= min_lift else 0,
+    lift~_ij = (n_ij + m) / (e_ij + m)
 
 with ``e_ij = n_i n_j / B`` the pair's expected count under independence and ``m`` pseudo-baskets
-(``smoothing``) shrinking the lift towards 1, so a pair seen in few baskets counts little. An item with
-no positive affinity to the history (pairs below ``min_pair_count`` count as ``n_ij = 0``) scores its
+(``smoothing``) shrinking the lift towards 1, so a pair seen in few baskets counts little. Pairs whose
+shrunk lift is below ``min_lift`` (default 1.5) add nothing: with ``m = 10`` a pair bought together by
+chance (``n_ij`` within three standard deviations ``3 sqrt(e_ij)`` of ``e_ij``) never reaches it, so
+noise neither reorders the popular items nor fills every customer's candidate list. An item with
+no affinity to the history (pairs below ``min_pair_count`` count as ``n_ij = 0``) scores its
 popularity: the model is the popularity baseline plus what the baskets say about complements, and a
 customer without history gets the baseline's list. ``kind="popularity"`` (the baseline) scores
 every item ``p_j``. Either recommends the ``k`` best items the customer has not bought, among the
-items in at least ``min_item_count`` baskets. Scores are one sparse product per
-block of customers, so a base of millions is scored block by block in bounded memory.
+items in at least ``min_item_count`` baskets. Nothing dense is formed: the best items without affinity
+are each customer's first ``k`` items not bought in one global ranking, the others come from one
+sparse product ``history @ affinity`` per block of customers (:meth:`Recommender.recommend`).
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ from crmlab.errors import ModelError
 __all__ = ["CoOccurrence", "Recommender", "association_rules", "count_cooccurrence"]
 
 Kind = Literal["itemitem", "popularity"]
-#: Scores of at most this many (customer, item) cells are held at once.
-BLOCK_CELLS = 4_000_000
+#: Customers recommended to at once (bounds the memory of the boosted candidates).
+BLOCK_ROWS = 100_000
 
 
 @dataclass
@@ -94,6 +99,7 @@ class Recommender:
     smoothing: float = 10.0
     min_item_count: int = 5
     min_pair_count: int = 3
+    min_lift: float = 1.5
     items_: np.ndarray | None = None
     co_: CoOccurrence | None = None
 
@@ -102,6 +108,8 @@ class Recommender:
             raise ModelError(f"crosssell: kind={self.kind!r} should be 'itemitem' or 'popularity'")
         if not self.smoothing > 0:
             raise ModelError(f"crosssell.smoothing={self.smoothing} should be > 0")
+        if not self.min_lift >= 1:
+            raise ModelError(f"crosssell.min_lift={self.min_lift} should be >= 1")
         if baskets.shape[1] != len(items):
             raise ModelError(f"crosssell: {baskets.shape[1]} item columns for {len(items)} item names")
         if baskets.shape[0] == 0:
@@ -130,101 +138,76 @@ class Recommender:
         return self._check().item_count >= self.min_item_count
 
     def affinity_(self) -> sp.csr_matrix:
-        """``max(0, lift~_ij - 1)`` on the counted pairs (module doc), items x items, sparse."""
+        """``a_ij = lift~_ij - 1`` on the counted pairs with ``lift~_ij >= min_lift`` (module doc), sparse."""
         co = self._check()
         pairs = co.pairs.tocoo()
         n = co.item_count.astype(np.float64)
         expected = n[pairs.row] * n[pairs.col] / max(co.n_baskets, 1)
         m = self.smoothing
-        excess = np.maximum((pairs.data + m) / (expected + m) - 1.0, 0.0)
+        lift = (pairs.data + m) / (expected + m)
+        excess = np.where(lift >= self.min_lift, lift - 1.0, 0.0)
         out = sp.csr_matrix((excess, (pairs.row, pairs.col)), shape=co.pairs.shape)
         out.eliminate_zeros()
         return out
 
-    def score_block(self, history: sp.csr_matrix, affinity: sp.csr_matrix | None = None) -> np.ndarray:
-        """Dense scores (rows of ``history`` x items) before masking (module doc)."""
-        p = self.popularity_
-        n_rows = history.shape[0]
-        if self.kind == "popularity":
-            return np.broadcast_to(p, (n_rows, len(p))).astype(np.float64)
-        boost = (sp.csr_matrix(history, dtype=np.float64) @ (affinity if affinity is not None else self.affinity_()))
-        return (np.asarray(boost.todense()) + 1.0) * p
-
     def recommend(self, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best items per row of ``history`` (customers x items, 0/1) that the row has not
         bought: item indices (``-1`` when fewer than ``k`` items are left) and their scores (NaN there),
-        best first; ties go to the more popular item, then to the earlier name."""
-        self._check()
+        best first; ties go to the more popular item, then to the earlier name.
+
+        Exact and sparse: an item without affinity to the row's history scores its popularity, so the
+        best such items are the row's first ``k`` items not bought in one global ranking; the others
+        are the (few) items the history boosts. Only those candidates are scored and sorted."""
+        co = self._check()
         history = sp.csr_matrix(history)
         n_items = len(self.items_)
         if history.shape[1] != n_items:
             raise ModelError(f"crosssell: a history of {history.shape[1]} items for a model of {n_items}")
-        n = history.shape[0]
-        k_eff = min(k, n_items)
-        idx = np.full((n, k), -1, dtype=np.int64)
-        val = np.full((n, k), np.nan)
-        # a fixed order of the items for ties: popularity, then name (their index)
-        tie = np.lexsort((np.arange(n_items), -self._check().item_count))
+        p = self.popularity_
+        allowed = self.candidates_
+        tie = np.lexsort((np.arange(n_items), -co.item_count))  # popularity, then name: the order of ties
         rank_of = np.empty(n_items, dtype=np.int64)
         rank_of[tie] = np.arange(n_items)
-        blocked = ~self.candidates_
-        if self.kind == "popularity":
-            return self._recommend_popular(history, k, tie, blocked)
-        step = max(1, BLOCK_CELLS // max(n_items, 1))
-        affinity = self.affinity_()
-        for lo in range(0, n, step):
-            block = history[lo:lo + step]
-            s = np.array(self.score_block(block, affinity), dtype=np.float64)
-            s[:, blocked] = -np.inf
-            rows, cols = block.nonzero()
-            s[rows, cols] = -np.inf
-            s = s[:, tie]  # columns in tie order: a stable sort then breaks ties by it
-            if k_eff < n_items:
-                part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
-                # the k-th score's ties beyond the partition: take every column scoring at least it
-                kth = np.take_along_axis(s, part, axis=1).min(axis=1)
-                for r in np.flatnonzero((s >= kth[:, None]).sum(axis=1) > k_eff):
-                    cand = np.flatnonzero(s[r] >= kth[r])
-                    part[r] = cand[np.lexsort((cand, -s[r, cand]))][:k_eff]
-            else:
-                part = np.broadcast_to(np.arange(n_items), (s.shape[0], n_items)).copy()
-            top = np.take_along_axis(s, part, axis=1)
-            order = np.lexsort((part, -top), axis=1)
-            part, top = np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1)
-            ok = np.isfinite(top)
-            idx[lo:lo + step, :k_eff] = np.where(ok, tie[part], -1)
-            val[lo:lo + step, :k_eff] = np.where(ok, top, np.nan)
-        return idx, val
-
-    def _recommend_popular(self, history: sp.csr_matrix, k: int, tie: np.ndarray,
-                           blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The baseline: one ranking for everyone (``tie`` order); each row takes its first ``k`` items
-        not bought, looking only as far down the ranking as the row's purchases can push it."""
-        order = tie[~blocked[tie]]
-        p = self.popularity_
+        order = tie[allowed[tie]]  # the recommendable items, best first when nothing is boosted
+        pos = np.full(n_items, -1, dtype=np.int64)
+        pos[order] = np.arange(order.size)
+        affinity = None
+        if self.kind == "itemitem":
+            affinity = self.affinity_().multiply(allowed[None, :].astype(np.float64)).tocsr()
+            affinity.eliminate_zeros()
         n = history.shape[0]
         idx = np.full((n, k), -1, dtype=np.int64)
         val = np.full((n, k), np.nan)
-        nnz = np.diff(history.indptr)
-        step = max(1, BLOCK_CELLS // max(k + int(nnz.max(initial=0)), 1))
+        step = BLOCK_ROWS
         for lo in range(0, n, step):
             block = history[lo:lo + step]
-            depth = min(len(order), k + int(np.diff(block.indptr).max(initial=0)))
-            head = order[:depth]
-            bought = np.asarray(block[:, head].todense()) > 0
-            pos = np.cumsum(~bought, axis=1)  # rank among the items not bought
-            for j in range(k):
-                take = (~bought) & (pos == j + 1)
-                has = take.any(axis=1)
-                col = take.argmax(axis=1)
-                idx[lo:lo + step, j] = np.where(has, head[col], -1)
-                val[lo:lo + step, j] = np.where(has, p[head[col]], np.nan)
+            rows, items, scores = _first_unbought(block, pos, order, k)
+            scores = p[items]
+            if affinity is not None and affinity.nnz:
+                boost = (block.astype(np.float64) @ affinity).tocsr()
+                boost = (boost - boost.multiply(block > 0)).tocoo()
+                keep = boost.data > 0
+                rows = np.concatenate([rows, boost.row[keep]])
+                items = np.concatenate([items, boost.col[keep]])
+                scores = np.concatenate([scores, p[boost.col[keep]] * (1.0 + boost.data[keep])])
+            # one entry per (row, item), the highest score; then per row by score, then the tie order
+            first = np.lexsort((-scores, items, rows))
+            rows, items, scores = rows[first], items[first], scores[first]
+            new = np.r_[True, (rows[1:] != rows[:-1]) | (items[1:] != items[:-1])]
+            rows, items, scores = rows[new], items[new], scores[new]
+            best = np.lexsort((rank_of[items], -scores, rows))
+            rows, items, scores = rows[best], items[best], scores[best]
+            starts = np.searchsorted(rows, rows, side="left")
+            place = np.arange(rows.size) - starts
+            take = place < k
+            idx[lo + rows[take], place[take]] = items[take]
+            val[lo + rows[take], place[take]] = scores[take]
         return idx, val
 
     def to_bundle(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         co = self._check()
         params = {"kind": self.kind, "smoothing": self.smoothing, "min_item_count": self.min_item_count,
-                  "min_pair_count": self.min_pair_count, "n_baskets": co.n_baskets,
+                  "min_pair_count": self.min_pair_count, "min_lift": self.min_lift, "n_baskets": co.n_baskets,
                   "items": [str(x) for x in self.items_]}
         pairs = co.pairs.tocsr()
         arrays = {"item_count": co.item_count.astype(np.int64), "pairs_indptr": pairs.indptr.astype(np.int64),
@@ -239,7 +222,8 @@ class Recommender:
             pairs = sp.csr_matrix((arrays["pairs_data"], arrays["pairs_indices"], arrays["pairs_indptr"]),
                                   shape=(n, n))
             model = cls(kind=params["kind"], smoothing=float(params["smoothing"]),
-                        min_item_count=int(params["min_item_count"]), min_pair_count=int(params["min_pair_count"]))
+                        min_item_count=int(params["min_item_count"]), min_pair_count=int(params["min_pair_count"]),
+                        min_lift=float(params["min_lift"]))
             item_count = np.asarray(arrays["item_count"], dtype=np.int64)
             if len(item_count) != n:
                 raise ValueError(f"{len(item_count)} item counts for {n} items")
@@ -247,3 +231,31 @@ class Recommender:
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"crosssell bundle: parameters or arrays unreadable ({exc}); retrain") from None
         return model
+
+
+def _first_unbought(history: sp.csr_matrix, pos: np.ndarray, order: np.ndarray,
+                    k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the first ``k`` items of ``order`` it has not bought (``pos``: each item's place in
+    ``order``, -1 for none), as (row, item, place) triples. With the row's bought places sorted,
+    ``b_0 < b_1 < ...``, the j-th place not bought is ``j + #{i : b_i - i <= j}``: a search per j."""
+    coo = history.tocoo()
+    b = pos[coo.col]
+    keep = b >= 0
+    r, b = coo.row[keep].astype(np.int64), b[keep]
+    srt = np.lexsort((b, r))
+    r, b = r[srt], b[srt]
+    within = np.arange(r.size) - np.searchsorted(r, r, side="left")
+    span = np.int64(order.size + k + 1)
+    key = r * span + (b - within)
+    n = history.shape[0]
+    all_rows = np.arange(n, dtype=np.int64)
+    row_start = np.searchsorted(key, all_rows * span, side="left")
+    out_rows, out_places = [], []
+    for j in range(k):
+        place = j + np.searchsorted(key, all_rows * span + j, side="right") - row_start
+        ok = place < order.size
+        out_rows.append(all_rows[ok])
+        out_places.append(place[ok])
+    rows = np.concatenate(out_rows)
+    places = np.concatenate(out_places)
+    return rows, order[places], places

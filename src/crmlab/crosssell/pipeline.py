@@ -40,7 +40,7 @@ from crmlab.utils import Step, no_step
 from crmlab.workflow import prepare_data
 
 __all__ = ["AUTO_HORIZON_DAYS", "EVAL_KS", "check_item_column", "choose_shipped", "evaluate_models", "fit_models",
-           "log_training", "make_holdout", "resolve_horizon", "train_crosssell"]
+           "log_training", "make_holdout", "make_model", "resolve_horizon", "train_crosssell"]
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,13 @@ def make_holdout(transactions: pd.DataFrame, *, item_column: str, cutoff: date, 
 
 def fit_models(baskets: Baskets, cfg: CrosssellConfig) -> dict[str, Recommender]:
     """The item-item model and the popularity baseline, fitted on the same baskets."""
-    return {kind: Recommender(kind, smoothing=cfg.smoothing, min_item_count=cfg.min_item_count,
-                              min_pair_count=cfg.min_pair_count).fit(baskets.matrix, baskets.items)
-            for kind in MODELS}
+    return {kind: make_model(kind, cfg).fit(baskets.matrix, baskets.items) for kind in MODELS}
+
+
+def make_model(kind: str, cfg: CrosssellConfig) -> Recommender:
+    """An unfitted recommender of ``kind`` with the config's settings."""
+    return Recommender(kind, smoothing=cfg.smoothing, min_item_count=cfg.min_item_count,
+                       min_pair_count=cfg.min_pair_count, min_lift=cfg.min_lift)
 
 
 def evaluate_models(models: Mapping[str, Recommender], holdout: Holdout, k: int,
@@ -222,10 +226,8 @@ def train_crosssell(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: 
         check_evaluation("crosssell", metrics, what=f"({shipped}, k={cs.k})")
         with step(f"Refitting {shipped} on every purchase up to {as_of}; association rules"):
             full = basket_matrix(tx, item_column=cs.item_column, as_of=as_of)
-            model = Recommender(shipped, smoothing=cs.smoothing, min_item_count=cs.min_item_count,
-                                min_pair_count=cs.min_pair_count).fit(full.matrix, full.items)
-            rules_model = model if shipped == "itemitem" else Recommender(
-                "itemitem", min_pair_count=cs.min_pair_count).fit(full.matrix, full.items)
+            model = make_model(shipped, cs).fit(full.matrix, full.items)
+            rules_model = model if shipped == "itemitem" else make_model("itemitem", cs).fit(full.matrix, full.items)
             all_rules = association_rules(rules_model.co_, full.items, min_item_count=cs.min_item_count,
                                           min_pair_count=cs.min_pair_count)
             rules = all_rules.head(cs.max_rules)
