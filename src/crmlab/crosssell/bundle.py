@@ -22,7 +22,7 @@ from crmlab.crosssell.baskets import SEPARATOR, join_items, purchase_lines, spli
 from crmlab.crosssell.evaluate import per_customer_metrics, summarise
 from crmlab.crosssell.models import Recommender
 from crmlab.crosssell.result import CrosssellResult
-from crmlab.errors import ModelError, NoFairComparison
+from crmlab.errors import ModelError
 from crmlab.export import Bundle, as_bundle, write_bundle
 from crmlab.utils import ids_unique
 
@@ -127,15 +127,19 @@ def add_purchased_items(features: pd.DataFrame, tables: Any, bundle: Bundle, *, 
 
 def evaluate_bundle(bundle: Bundle | str | Path, result: CrosssellResult) -> dict[str, float]:
     """Another exported model (the registry's champion, say) judged on ``result``'s holdout at
-    ``result.k``: the same customers, histories and relevant items. A model fitted on purchases after the
-    holdout's start has seen the answers: :class:`~crmlab.errors.NoFairComparison`."""
+    ``result.k``: the same customers, histories and relevant items. A model fitted on purchases after
+    the holdout's start has seen the answers, so its *specification* (kind and settings) is refitted on
+    the baskets the challenger learnt from and judged instead (``refitted`` = 1): the two are then
+    compared on the same data, as specifications."""
     b = as_bundle(bundle, "crosssell")
     model, _ = _model(b)
     holdout = result.holdout
     fitted_to = (b.manifest.get("training_window") or {}).get("as_of")
-    if fitted_to is None or date.fromisoformat(str(fitted_to)) > holdout.cutoff:
-        raise NoFairComparison(f"the other crosssell model was fitted on purchases up to {fitted_to}, after the "
-                               f"holdout's start {holdout.cutoff}: it has seen the purchases it would be judged on")
+    refitted = fitted_to is None or date.fromisoformat(str(fitted_to)) > holdout.cutoff
+    if refitted:
+        model = Recommender(model.kind, smoothing=model.smoothing, min_item_count=model.min_item_count,
+                            min_pair_count=model.min_pair_count, min_lift=model.min_lift).fit(holdout.baskets,
+                                                                                             holdout.items)
     texts = pd.Series(join_items(holdout.history, holdout.items), dtype="string")
     recs = recommend_frame(model, pd.Series(holdout.customers), texts, result.k)
     position = {name: i for i, name in enumerate(holdout.items)}
@@ -143,4 +147,4 @@ def evaluate_bundle(bundle: Bundle | str | Path, result: CrosssellResult) -> dic
                                                               else -1).to_numpy(dtype=np.int64)
                            for i in range(result.k)])
     per = per_customer_metrics(idx, holdout.relevant, result.k)
-    return summarise(per, idx, result.k, int(model.candidates_.sum()))
+    return {**summarise(per, idx, result.k, int(model.candidates_.sum())), "refitted": float(refitted)}

@@ -93,7 +93,7 @@ def make_holdout(transactions: pd.DataFrame, *, item_column: str, cutoff: date, 
     new.eliminate_zeros()
     judged = np.flatnonzero(np.diff(new.indptr) > 0)
     holdout = Holdout(cutoff=cutoff, as_of=as_of, items=train.items, customers=train.customers[judged],
-                      history=train.history[judged], relevant=new[judged].tocsr())
+                      history=train.history[judged], relevant=new[judged].tocsr(), baskets=train.matrix)
     return train, holdout
 
 

@@ -18,7 +18,8 @@ __all__ = ["CrosssellResult", "Holdout"]
 @dataclass
 class Holdout:
     """The time holdout: the judged customers' purchases up to ``cutoff`` (``history``) and the catalogue
-    items they first bought in ``(cutoff, as_of]`` (``relevant``), both customers x ``items``."""
+    items they first bought in ``(cutoff, as_of]`` (``relevant``), both customers x ``items``; ``baskets``:
+    the baskets x ``items`` the models learnt from (every basket up to ``cutoff``)."""
 
     cutoff: date
     as_of: date
@@ -26,6 +27,7 @@ class Holdout:
     customers: np.ndarray
     history: sp.csr_matrix
     relevant: sp.csr_matrix
+    baskets: sp.csr_matrix
 
     @property
     def n_customers(self) -> int:
