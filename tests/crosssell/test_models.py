@@ -139,3 +139,21 @@ def test_the_model_round_trips_through_its_bundle_parts_and_refuses_misuse():
         Recommender().recommend(history, 2)
     with pytest.raises(ModelError, match="unreadable"):
         Recommender.from_bundle({**params, "items": ["A"]}, arrays)
+
+
+def test_the_holdout_is_derived_from_the_span_and_a_bad_setting_names_its_key(tmp_path):
+    from datetime import date
+
+    from crmlab.config import load_config
+    from crmlab.crosssell.pipeline import resolve_horizon
+    from crmlab.errors import ConfigError
+
+    assert resolve_horizon("auto", first=date(2020, 1, 1), as_of=date(2022, 1, 1)) == 90
+    assert resolve_horizon("auto", first=date(2021, 11, 1), as_of=date(2022, 1, 1)) == 15  # a quarter of 61 days
+    with pytest.raises(DataError, match="too short for a cross-sell holdout of 400 days"):
+        resolve_horizon(400, first=date(2021, 1, 1), as_of=date(2022, 1, 1))
+    (tmp_path / "crosssell.yaml").write_text("ship: best\nk: 3\n")
+    with pytest.raises(ConfigError, match="crosssell.yaml: crosssell.ship"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="did you mean 'min_lift'"):
+        load_config(tmp_path, ["crosssell.ship=auto", "crosssell.minlift=2"])
