@@ -16,7 +16,7 @@ SRC = Path(crmlab.__file__).parent
 
 @pytest.mark.parametrize("record", pipelines.records(), ids=lambda r: r.name)
 def test_every_reference_of_a_record_is_a_function(record):
-    for role in ("trainer", "evaluator", "scorer", "tuner"):
+    for role in ("trainer", "evaluator", "scorer", "tuner", "score_inputs"):
         if getattr(record, role) is not None:
             assert callable(record.load(role)), (record.name, role)
     assert record.primary_metric not in record.key_metrics

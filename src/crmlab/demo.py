@@ -1,6 +1,6 @@
 """The main job (``crmlab demo``): the whole flow on the embedded CDNOW data, tracked in MLflow.
 
-Clean the data (rejects file and report), build the shared features, train the four pipelines
+Clean the data (rejects file and report), build the shared features, train every pipeline
 (each evaluated on its own time-based holdout, exported to ``models/`` and registered; a pipeline whose
 data are missing, such as cross-sell without a product column, is skipped with a note), score the
 whole customer base into one table, and write the KPI report. Each step is the same library call a
