@@ -277,3 +277,14 @@ def test_parquet_with_typed_columns(tmp_path):
     assert result.span.first == tx["ts"].min().date() and result.span.customers == tx["cid"].nunique()
     cfg = load_config(tmp_path / "configs")
     assert prepare_data(cfg.project).tables.transactions["amount"].sum() == pytest.approx(tx["amount"].sum())
+
+
+def test_plan_says_whether_crosssell_has_items_to_recommend():
+    from crmlab.init import Span
+
+    span = Span(date(2023, 1, 16), date(2023, 12, 18), 3000, 300, 230, 41.0)
+    with_items = plan_pipelines(span, item_column="category")
+    assert {v.pipeline: v.status for v in with_items.verdicts}["crosssell"] == "ok"
+    assert with_items.values["crosssell"]["item_column"][0] == "category"
+    without = {v.pipeline: v for v in plan_pipelines(span).verdicts}["crosssell"]
+    assert without.status == "no" and "no product_id or category column" in without.reason

@@ -16,7 +16,7 @@ SRC = Path(crmlab.__file__).parent
 
 @pytest.mark.parametrize("record", pipelines.records(), ids=lambda r: r.name)
 def test_every_reference_of_a_record_is_a_function(record):
-    for role in ("trainer", "evaluator", "scorer", "tuner"):
+    for role in ("trainer", "evaluator", "scorer", "tuner", "score_inputs"):
         if getattr(record, role) is not None:
             assert callable(record.load(role)), (record.name, role)
     assert record.primary_metric not in record.key_metrics
@@ -72,7 +72,7 @@ def test_a_new_package_with_a_record_is_a_pipeline(tmp_path, monkeypatch):
     monkeypatch.setattr(crmlab, "__path__", [*crmlab.__path__, str(tmp_path)])
     pipelines._by_name.cache_clear()
     try:
-        assert pipelines.names() == ("churn", "clv", "segmentation", "toy", "forecast")  # position, then name
+        assert pipelines.names() == ("churn", "clv", "segmentation", "toy", "forecast", "crosssell")  # position
         assert pipelines.get("toy").summary == "a toy" and "toy" not in pipelines.customer_models()
     finally:
         monkeypatch.undo()

@@ -370,9 +370,14 @@ def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> 
 
 @train_app.command("all", help=f"Train every pipeline in turn ({', '.join(pipelines.training_order())}).")
 def train_all(set_: SetOpt = None) -> None:
+    from crmlab.errors import NotApplicable
+
     for pipeline in pipelines.training_order():
         console.rule(f"train {pipeline}")
-        _train(pipeline, set_)
+        try:
+            _train(pipeline, set_)
+        except NotApplicable as exc:  # the data lack what it needs (cross-sell without a product column)
+            out.print(f"note: {pipeline} skipped: {exc}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _train_command(record: pipelines.Pipeline) -> None:

@@ -11,6 +11,7 @@ Layout of a config directory::
     configs/clv.yaml            -> CrmlabConfig.clv
     configs/segmentation.yaml   -> CrmlabConfig.segmentation
     configs/forecast.yaml       -> CrmlabConfig.forecast
+    configs/crosssell.yaml      -> CrmlabConfig.crosssell
     configs/kpis.yaml           -> CrmlabConfig.kpis      (CRM KPIs and the HTML report; not a model)
     configs/lifecycle.yaml      -> CrmlabConfig.lifecycle (lifecycle stage rules; not a model)
 """
@@ -44,6 +45,7 @@ __all__ = [
     "CleaningConfig",
     "ClvConfig",
     "CrmlabConfig",
+    "CrosssellConfig",
     "DataConfig",
     "FeatureConfig",
     "ForecastConfig",
@@ -822,6 +824,37 @@ class ForecastConfig(Frozen):
         return v
 
 
+class CrosssellConfig(Frozen):
+    """Cross-sell (``crmlab train crosssell``): product affinity (association rules) and item-item
+    recommendations of items not yet bought, judged against the popularity baseline on a time holdout;
+    formulas in crmlab.crosssell."""
+
+    item_column: str = Field(
+        "product_id", min_length=1, description="Transactions column whose values are recommended: product_id or "
+        "category (canonical names; map your own in project.data.transactions.columns).",
+    )
+    k: int = Field(3, ge=1, le=50, description="Recommendations per customer (crmlab score: next_product_1..k); "
+                   "the holdout judges the models at this k.")
+    horizon_days: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Holdout: the models learn from purchases up to as_of minus this and are judged on the "
+        "items customers first buy in it. auto: 90 days, at most a quarter of the data's span.",
+    )
+    min_item_count: int = Field(5, ge=1, description="Baskets an item must be in to be recommended or ruled on.")
+    min_pair_count: int = Field(3, ge=1, description="Baskets a pair must share to count (rules and item-item "
+                                "scores); rarer pairs count as never bought together.")
+    smoothing: float = Field(10.0, gt=0, description="Pseudo-baskets that shrink a pair's lift towards 1 in the "
+                             "item-item score.")
+    min_lift: float = Field(1.5, ge=1, description="Shrunk lift below which a pair adds nothing to the item-item "
+                            "score (keeps chance co-occurrences out).")
+    max_rules: int = Field(200, ge=1, description="Rules (by lift) kept in the bundle's report table.")
+    ship: Literal["auto", "itemitem", "popularity"] = Field(
+        "auto", description="What the bundle recommends with: auto ships item-item only when it beats the "
+        "popularity baseline on hit rate@k with the sign test's p below alpha; else popularity.",
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired sign test (ship: auto).")
+    bootstrap: int = Field(2000, ge=100, description="Resamples of the paired bootstrap of MAP@k.")
+
+
 class KpiConfig(Frozen):
     """CRM KPIs (``crmlab kpis``) and the HTML report (``crmlab report``); formulas in crmlab.kpis."""
 
@@ -927,6 +960,7 @@ class CrmlabConfig(Frozen):
     clv: ClvConfig = Field(default_factory=ClvConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    crosssell: CrosssellConfig = Field(default_factory=CrosssellConfig)
     kpis: KpiConfig = Field(default_factory=KpiConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CrmlabError", "ConfigError", "DataCheckError", "DataError", "DiskFullError", "ModelError", "format_row"]
+__all__ = ["CrmlabError", "ConfigError", "DataCheckError", "DataError", "DiskFullError", "ModelError", "NotApplicable",
+           "format_row"]
 
 
 class CrmlabError(Exception):
@@ -84,3 +85,8 @@ class DataError(CrmlabError):
         if example is not None:
             msg += f"; example row {format_row(example)}"
         super().__init__(msg)
+
+
+class NotApplicable(DataError):
+    """The data lack what a pipeline needs (cross-sell without a product or category column): ``crmlab
+    train <pipeline>`` stops with it; ``crmlab train all`` and ``crmlab demo`` skip that pipeline with a note."""

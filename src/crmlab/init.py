@@ -507,10 +507,19 @@ def _clv_window(s: Span) -> tuple[date, int] | None:
 
 def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info: str = "",
                    customers_rows: int | None = None, sales_periods: int | None = None,
-                   sales_freq: str | None = None, sales_series: int = 0) -> Plan:
+                   sales_freq: str | None = None, sales_series: int = 0, item_column: str | None = None) -> Plan:
     """Windows of every pipeline derived from the data's span, each with its reason, and a verdict
-    per pipeline. Nothing here depends on any particular data set's dates."""
+    per pipeline. Nothing here depends on any particular data set's dates. ``item_column``: the
+    transactions' mapped ``product_id`` or else ``category`` (cross-sell recommends its values), or None."""
     plan = Plan()
+    if tx_span is not None and item_column is not None:
+        plan.set("crosssell", "item_column", item_column, f"the transactions have a {item_column} column")
+        plan.verdicts.append(PipelineVerdict("crosssell", "ok" if tx_span.customers >= 200 else "limited",
+                                             f"recommends {item_column} values; holdout 90 days or a quarter of "
+                                             "the span"))
+    elif tx_span is not None:
+        plan.verdicts.append(PipelineVerdict("crosssell", "no", "no product_id or category column: `crmlab train "
+                                             "crosssell` stops, `crmlab train all` skips it"))
     if tx_span is not None:
         s = tx_span
         plan.set("project", "as_of", s.last, f"guessed: the last transaction date ({s.first} .. {s.last}, "
@@ -582,6 +591,7 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
     if tx_span is None:
         for p in ("clv", "segmentation"):
             plan.verdicts.append(PipelineVerdict(p, "no", "no transaction log"))
+        plan.verdicts.append(PipelineVerdict("crosssell", "no", "no transaction log"))
         if sales_periods is None:
             plan.verdicts.append(PipelineVerdict("forecast", "no", "no transaction log or sales table"))
         if not has_label:
@@ -799,9 +809,12 @@ def run_init(files: Sequence[str | Path], *, customers: str | Path | None = None
         n_series = int(canon["series_id"].nunique()) if "series_id" in canon else 1
         per_series = canon.groupby(canon["series_id"] if "series_id" in canon else 0)["period"].nunique()
         sales_periods = int(per_series.max())
+    items = [c for c in ("product_id", "category")
+             if tx is not None and tx.mapping.get(c) is not None and tx.mapping[c].column is not None]
     plan = plan_pipelines(span, has_label=has_label, label_info=label_info,
                           customers_rows=len(cust.frame) if cust is not None else None,
-                          sales_periods=sales_periods, sales_freq=sales_freq, sales_series=n_series)
+                          sales_periods=sales_periods, sales_freq=sales_freq, sales_series=n_series,
+                          item_column=items[0] if items else None)
     if tx is None and sales is None and not has_label:
         raise ConfigError("no transaction log, sales table or churn label found in "
                           f"{[str(g.path) for g in guesses]}: nothing a pipeline can train on")

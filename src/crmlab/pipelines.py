@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 __all__ = ["Pipeline", "customer_models", "get", "lazy_exports", "names", "records", "training_order", "tunable"]
 
-Role = Literal["trainer", "evaluator", "scorer", "tuner"]
+Role = Literal["trainer", "evaluator", "scorer", "tuner", "score_inputs"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,10 @@ class Pipeline:
     ``report_<name>.csv`` files of the bundle and the columns each must have; ``train_first``: trained
     before the others by ``crmlab demo`` and ``crmlab train all`` (the KPIs and the report use its bundle);
     ``position``: the order of the score columns, of the config sections and of the report's sections;
-    ``report_heading``: the heading of its report section (default: ``title``).
+    ``report_heading``: the heading of its report section (default: ``title``);
+    ``score_inputs``: ``(features, tables, bundle, *, as_of) -> DataFrame``, the scorer's input when it needs
+    more than the shared features (cross-sell: each customer's items bought), built by ``crmlab score`` from
+    the clean tables of the customers it scores; None: the features are the input.
     """
 
     name: str
@@ -63,6 +66,7 @@ class Pipeline:
     train_first: bool = False
     position: int = 100
     report_heading: str | None = None
+    score_inputs: str | None = None
 
     def load(self, role: Role) -> Callable[..., Any]:
         """The function behind one of the record's references, imported now."""

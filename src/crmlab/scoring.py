@@ -23,7 +23,8 @@ chunk size (tested), so running it twice gives the same file.
 Columns: ``customer_id``, ``as_of``, then each model's columns (churn: ``churn_probability``,
 ``risk_tier``, ``reason_1..3``; clv: ``p_alive``, ``expected_purchases``, ``expected_spend``, ``clv``,
 ``clv_low``, ``clv_high``;
-segmentation: ``segment_id``, ``segment_name``, ...) and ``<pipeline>_model_version`` naming the bundle
+segmentation: ``segment_id``, ``segment_name``, ...; crosssell: ``next_product_1..k``,
+``next_product_score_1..k``) and ``<pipeline>_model_version`` naming the bundle
 (its hash, or ``registry:<version>``); then, with ``lifecycle.in_scores`` and a transaction log, the
 lifecycle stage and the inputs that decided it (:mod:`crmlab.lifecycle`): ``lifecycle_stage``,
 ``lifecycle_overdue``, ``lifecycle_spend_trend``, ``lifecycle_usual_gap_days`` (empty for a customer
@@ -56,6 +57,7 @@ from crmlab.errors import ConfigError, ModelError
 from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
 from crmlab.pipelines import customer_models
+from crmlab.pipelines import get as pipeline_record
 from crmlab.pyfunc import get_scorer
 from crmlab.utils import create_new, disk_full, is_disk_full, placed, raise_if_stopped, temp_name_beside
 
@@ -267,7 +269,10 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
         for pipeline, model in models.items():
             if feats.empty:
                 break
-            scores = get_scorer(pipeline)(feats, model.bundle)
+            record = pipeline_record(pipeline)
+            inputs = feats if record.score_inputs is None else record.load("score_inputs")(
+                feats, part, model.bundle, as_of=as_of)
+            scores = get_scorer(pipeline)(inputs, model.bundle)
             if not scores["customer_id"].reset_index(drop=True).equals(ids):  # scorers keep the row order
                 scores = out[["customer_id"]].merge(scores, on="customer_id", how="left", validate="1:1")
             for col in scores.columns:

@@ -412,3 +412,24 @@ def test_texts_on_request_leave_every_other_output_unchanged():
     # the old kinds keep their events: every event of the plain data is there
     old = clean[clean["kind"] != "feedback"][["customer_id", "kind"]].value_counts().sort_index()
     assert old.equals(plain.clean_interactions[["customer_id", "kind"]].value_counts().sort_index())
+
+
+def test_products_are_lines_of_the_same_purchases_with_planted_pairs():
+    from crmlab.data.synth import ProductParams
+
+    plain = generate_synthetic(300, 4)
+    assert "product_id" not in plain.transactions.columns and plain.planted_pairs is None
+    data = generate_synthetic(300, 4, products=ProductParams(n_pairs=4))
+    tx = data.clean_transactions
+    bought = tx[~tx["is_return"]]
+    # each purchase became an order of lines: the same orders, customers and totals as without products
+    before = plain.clean_transactions[~plain.clean_transactions["is_return"]]
+    assert bought["order_id"].nunique() == len(before) and bought["product_id"].notna().all()
+    totals = bought.groupby("order_id")["amount"].sum().round(2)
+    pd.testing.assert_series_equal(totals, before.set_index("order_id")["amount"].round(2), check_names=False)
+    assert (data.truth["n_transactions"] == plain.truth["n_transactions"]).all()
+    # a line's category is its product's; four planted pairs of distinct products
+    cat = data.products.set_index("product_id")["category"]
+    assert (bought["category"].to_numpy() == cat[bought["product_id"]].to_numpy()).all()
+    pairs = data.planted_pairs
+    assert len(pairs) == 4 and len(set(pairs["product_a"]) | set(pairs["product_b"])) == 8

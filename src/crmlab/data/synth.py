@@ -89,6 +89,7 @@ from crmlab.data.synth_base import (
     unique_phones,
 )
 from crmlab.data.synth_text import SOURING_WEEKS, draw_texts, draw_tones, feedback_events
+from crmlab.data.synth_products import ProductParams, expand_to_lines, planted_pairs, truth_tables
 from crmlab.data.synth_dirt import dirty_customers, dirty_interactions, dirty_transactions, text_series
 from crmlab.utils import write_json_atomic, write_table_atomic
 
@@ -97,6 +98,7 @@ __all__ = [
     "CHANNELS",
     "DIRTY_KINDS",
     "INTERACTION_KINDS",
+    "ProductParams",
     "SynthData",
     "SynthParams",
     "generate_synthetic",
@@ -122,6 +124,10 @@ class SynthData:
       ``ts``, ``amount``, ``quantity``, ``category``, ``channel``, ``is_return``.
     * ``clean_interactions``: every valid interaction: ``customer_id``, ``raw_customer_id``, ``ts``,
       ``kind``, ``value``, ``pre_dropout`` (whether it fell in the elevated window before dropout).
+    * ``products``, ``planted_pairs``: with products only (None otherwise, see
+      :mod:`crmlab.data.synth_products`): the catalogue (``product_id``, ``category``, ``weight``) and
+      the planted complement pairs (``product_a``, ``product_b``, ``category_a``, ``category_b``), the
+      cross-sell truth; the transactions then carry ``product_id`` and ``clean_transactions`` too.
     """
 
     customers: pd.DataFrame
@@ -133,6 +139,8 @@ class SynthData:
     clean_transactions: pd.DataFrame
     clean_interactions: pd.DataFrame
     params: SynthParams
+    products: pd.DataFrame | None = None
+    planted_pairs: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -379,8 +387,8 @@ def _assign_ids(first_s: np.ndarray, params: SynthParams, end_s: int, rng: np.ra
     return _Ids(ids[:n], ids[n:], owner, signup, slot, since)
 
 
-def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAULT_PARAMS, *,
-                       texts: str | None = None) -> SynthData:
+def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAULT_PARAMS,
+                       products: ProductParams | None = None, *, texts: str | None = None) -> SynthData:
     """Generate a dirty CRM export of ``n_customers`` true persons with known ground truth.
 
     Pure: the result depends only on the arguments. Independent random streams drive the latent
@@ -390,6 +398,10 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
     ``texts`` (``'en'``, ``'zh'`` or ``'mixed'``) adds customer texts (:mod:`crmlab.data.synth_text`):
     a ``text`` column and ``feedback`` events in the interactions, negative before dropout. Without
     it (None) the output is exactly what it was before texts existed.
+    ``products``: give every purchase product lines with planted complement pairs (see
+    :mod:`crmlab.data.synth_products`); the transactions then have a ``product_id`` column and one row
+    per line. None (the default): no product column, and the output is the same as it always was for
+    the seed (the products' own random stream is a further child of the seed's, drawn only then).
     """
     if isinstance(n_customers, bool) or not isinstance(n_customers, (int, np.integer)) or n_customers < 1:
         raise ValueError(f"n_customers={n_customers!r} should be a positive integer")
@@ -397,21 +409,31 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         raise ValueError(f"seed={seed!r} should be a non-negative integer")
     n = int(n_customers)
     (rng_latent, rng_process, rng_detail, rng_attr, rng_inter, rng_dup,
-     rng_dirty_tx, rng_dirty_cust, rng_dirty_inter) = np.random.default_rng(int(seed)).spawn(9)
+     rng_dirty_tx, rng_dirty_cust, rng_dirty_inter, rng_products) = np.random.default_rng(int(seed)).spawn(10)
     end_s = epoch_seconds(params.end)
 
     people = _simulate_people(n, params, rng_latent, rng_process)
     purchase = _purchase_details(people, params, rng_detail)
-    ret = _returns(people.ts_s, purchase, params, end_s, rng_detail)
+    line_owner, line_ts, purchase_no = people.owner, people.ts_s, np.arange(people.owner.size)
+    product = pairs = None
+    if products is not None:
+        pairs = planted_pairs(products, rng_products)
+        lines = expand_to_lines(products, pairs, people.owner, purchase["category"], purchase["amount"],
+                                purchase["quantity"], rng_products)
+        purchase_no, product = lines.purchase, lines.product
+        line_owner, line_ts = people.owner[purchase_no], people.ts_s[purchase_no]
+        purchase = {"amount": lines.amount, "quantity": lines.quantity, "category": lines.category,
+                    "channel": purchase["channel"][purchase_no]}
+    ret = _returns(line_ts, purchase, params, end_s, rng_detail)
     events = _simulate_interactions(people, params, end_s, rng_inter)
     if texts is not None:
         events = _add_texts(events, people, params, end_s, texts, int(seed))
     attrs = _customer_attributes(people, rng_attr)
     ids = _assign_ids(people.first_s, params, end_s, rng_dup)
 
-    n_purch = people.owner.size
-    tx_owner = np.concatenate([people.owner, people.owner[ret["src"]]])
-    tx_ts = np.concatenate([people.ts_s, ret["ts_s"]])
+    n_purch = line_owner.size  # purchase rows (product lines when there are products)
+    tx_owner = np.concatenate([line_owner, line_owner[ret["src"]]])
+    tx_ts = np.concatenate([line_ts, ret["ts_s"]])
     tx_raw_id, tx_uses_dup = ids.raw_ids(tx_owner, tx_ts, rng_dup)
     ev_raw_id, ev_uses_dup = ids.raw_ids(events["owner"], events["ts_s"], rng_dup)
 
@@ -431,9 +453,10 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         "duplicate_id": text_series(ids.dup_id), "customer_id": text_series(ids.true_id[ids.dup_owner]),
     }).sort_values("duplicate_id", ignore_index=True)
 
-    # order ids number the purchases in time order; a return is "<order_id>-R"
+    # order ids number the purchases in time order (the lines of a purchase share it); a return is
+    # "<order_id>-R"
     width = max(8, len(str(2 * n_purch)))
-    order_id = numbered_ids("O", np.arange(1, n_purch + 1), width)
+    order_id = numbered_ids("O", purchase_no + 1, width)
     src = ret["src"]
     category = np.concatenate([purchase["category"], purchase["category"][src]])
     channel = np.concatenate([purchase["channel"], purchase["channel"][src]])
@@ -446,6 +469,11 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         "category": np.array(CATEGORIES, dtype=object)[category],
         "channel": np.array(CHANNELS, dtype=object)[channel],
     }
+    catalogue = planted = None
+    if products is not None:
+        catalogue, planted = truth_tables(products, pairs)
+        ids_p = catalogue["product_id"].to_numpy(dtype=object)
+        tx["product_id"] = ids_p[np.concatenate([product, product[src]])]
     clean_tx = pd.DataFrame({
         "order_id": text_series(tx["order_id"]),
         "customer_id": text_series(ids.true_id[tx_owner]),
@@ -455,6 +483,7 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         "quantity": tx["quantity"],
         "category": text_series(tx["category"]),
         "channel": text_series(tx["channel"]),
+        **({"product_id": text_series(tx["product_id"])} if products is not None else {}),
         "is_return": np.r_[np.zeros(n_purch, bool), np.ones(src.size, bool)],
     })
     clean_inter = pd.DataFrame({
@@ -484,6 +513,8 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
         clean_transactions=clean_tx,
         clean_interactions=clean_inter,
         params=params,
+        products=catalogue,
+        planted_pairs=planted,
     )
 
 
@@ -494,7 +525,8 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
 
 
 def write_synthetic(
-    out_dir: str | Path, n_customers: int = 5000, seed: int = 0, params: SynthParams = DEFAULT_PARAMS
+    out_dir: str | Path, n_customers: int = 5000, seed: int = 0, params: SynthParams = DEFAULT_PARAMS,
+    products: ProductParams | None = None,
 ) -> dict[str, Path]:
     """Generate a synthetic CRM and write it under ``out_dir``.
 
@@ -502,15 +534,21 @@ def write_synthetic(
     ``ground_truth/``: ``params.json`` (every :class:`SynthParams` field), ``customers_truth.csv``
     (:attr:`SynthData.truth`), ``duplicate_ids.csv`` and ``dirty_counts.json``. Returns the paths
     under the keys ``customers``, ``transactions``, ``interactions``, ``params``, ``truth``,
-    ``duplicate_ids`` and ``dirty_counts``.
+    ``duplicate_ids`` and ``dirty_counts``. With ``products``, also ``ground_truth/products.csv`` and
+    ``ground_truth/planted_pairs.csv`` (keys ``products`` and ``planted_pairs``).
     """
-    data = generate_synthetic(n_customers, seed, params)
+    data = generate_synthetic(n_customers, seed, params, products)
     out = Path(out_dir)
     truth_dir = out / "ground_truth"
     truth = data.truth.copy()
     for col in ("signup_ts", "dropout_ts"):
         truth[col] = truth[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+    extra: dict[str, Path] = {}
+    if data.products is not None and data.planted_pairs is not None:
+        extra = {"products": write_table_atomic(data.products, truth_dir / "products.csv"),
+                 "planted_pairs": write_table_atomic(data.planted_pairs, truth_dir / "planted_pairs.csv")}
     return {
+        **extra,
         "customers": write_table_atomic(data.customers, out / "customers.csv"),
         "transactions": write_table_atomic(data.transactions, out / "transactions.csv"),
         "interactions": write_table_atomic(data.interactions, out / "interactions.csv"),

@@ -107,6 +107,7 @@ def dirty_transactions(rng: np.random.Generator, params: SynthParams, tx: Mappin
         "quantity": int_text(tx["quantity"]),
         "category": tx["category"].copy(),
         "channel": tx["channel"].copy(),
+        **({"product_id": tx["product_id"].copy()} if "product_id" in tx else {}),
     }
     labels = np.full(m, CLEAN_LABEL, dtype=object)
     labels[n_purch:] = "return"
