@@ -18,6 +18,7 @@ import pytest
 
 from crmlab import pipelines
 from crmlab.config import load_config
+from crmlab.errors import NotApplicable
 
 from .conftest import synthetic_project
 
@@ -55,7 +56,10 @@ def figures(tmp_path_factory):
     cfg = load_config(None, sets)
     out: dict[str, dict] = {}
     for name in pipelines.training_order():
-        result = pipelines.get(name).load("trainer")(cfg)
+        try:
+            result = pipelines.get(name).load("trainer")(cfg)
+        except NotApplicable:  # crosssell: this log has no product column (the pins predate the pipeline)
+            continue
         out[name] = _numbers(result.metrics)
     scores = score_customers(cfg, source="models")
     out["scores"] = {"rows": len(scores), "columns": list(scores.columns), "hash": _score_hash(scores)}
@@ -68,7 +72,7 @@ def test_the_figures_are_those_recorded_before_the_refactor(figures):
         PINS.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
     pinned = json.loads(PINS.read_text())
     assert set(figures) == set(pinned)
-    for name in pipelines.names():
+    for name in [n for n in pipelines.names() if n in pinned]:
         assert set(figures[name]) == set(pinned[name]), name
         for metric, value in pinned[name].items():
             assert figures[name][metric] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, metric)
