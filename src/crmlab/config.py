@@ -602,6 +602,10 @@ class ChurnConfig(Frozen):
         True, description="Put the blend of LightGBM and the logistic regression on the leaderboard: its churn "
         "log-odds are w x LightGBM's + (1 - w) x the logistic regression's. Contract: w is chosen on out-of-fold "
         "predictions (each fold judged with a w chosen on the other folds); transactions: w = 0.5.")
+    voice_ablation: bool = Field(
+        True, description="When the features include the customer's voice (sentiment of texts, survey answers), "
+        "the leaderboard adds LightGBM without them (lightgbm_without_voice, never shipped): DeLong against "
+        "LightGBM says whether they help.")
     refit: bool = Field(
         True, description="Contract: after the choice, fit the shipped model again on every labelled row "
         "(training and test part) before export; its metrics are those of the same model fitted on the training "

@@ -128,9 +128,13 @@ def gain_verdict(row: Mapping[str, Any]) -> str:
     """One line on LightGBM against a baseline's leaderboard row: the ROC AUC gain, its 95%
     interval, DeLong's p-value and what they mean (better, worse or no significant difference)."""
     low, high = row["lightgbm_gain_low"], row["lightgbm_gain_high"]
-    other = "the blend" if row["model"] == "blend" else "the baseline"
-    verdict = ("LightGBM ranks better" if low > 0 else f"{other} ranks better" if high < 0
-               else "no significant difference")
+    if row["model"] == "lightgbm_without_voice":  # the ablation: do the customer's-voice features help?
+        verdict = ("the customer's-voice features help" if low > 0 else "LightGBM ranks better without them"
+                   if high < 0 else "no significant difference: the customer's-voice features do not help here")
+    else:
+        other = "the blend" if row["model"] == "blend" else "the baseline"
+        verdict = ("LightGBM ranks better" if low > 0 else f"{other} ranks better" if high < 0
+                   else "no significant difference")
     return (f"LightGBM vs {row['model']}: ROC AUC {row['lightgbm_gain']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, "
             f"DeLong p = {row['lightgbm_gain_p']:.3g}): {verdict}")
 

@@ -563,6 +563,39 @@ class CalibratedChurn(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
 
 
+#: Features made from what customers said: the sentiment of their texts (:mod:`crmlab.features.voice`)
+#: and their survey answers (:mod:`crmlab.features.surveys`).
+_VOICE_NAMES = frozenset({"n_texts", "negative_share", "survey_count", "survey_last_score", "survey_score_trend",
+                          "survey_detractor", "days_since_last_survey"})
+
+
+def voice_columns(columns: Any) -> list[str]:
+    """The customer's-voice features among ``columns`` (sentiment of texts, survey answers)."""
+    return [str(c) for c in columns if str(c) in _VOICE_NAMES or str(c).startswith("sentiment_")]
+
+
+class WithoutColumns(ClassifierMixin, BaseEstimator):
+    """``estimator`` fitted and applied without ``columns``: an ablation on the leaderboard (LightGBM
+    without the customer's-voice features says, by DeLong against LightGBM, whether they help)."""
+
+    def __init__(self, estimator: Any, columns: tuple[str, ...] = ()) -> None:
+        self.estimator = estimator
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y: Any, *, groups: Any = None) -> WithoutColumns:
+        self.dropped_ = [c for c in self.columns if c in X.columns]
+        self.estimator_ = clone(self.estimator).fit(X.drop(columns=self.dropped_), y, groups=groups)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(X.drop(columns=self.dropped_))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
 def inner_lightgbm(model: Any) -> LightGBMChurn:
     """The LightGBM inside a possibly calibrated model (its contributions explain the scores)."""
     return model.estimator_ if isinstance(model, CalibratedChurn) else model

@@ -46,7 +46,14 @@ import pandas as pd
 from crmlab.churn.blend import BlendChurn, CrossValidation, repeats_for
 from crmlab.churn.blend import cross_validate as blend_cv
 from crmlab.churn.data import ChurnDataset, ChurnWindows, make_contract_dataset, make_snapshot_dataset, resolve_windows
-from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LogisticChurn, PAliveChurn
+from crmlab.churn.models import (
+    CalibratedChurn,
+    LightGBMChurn,
+    LogisticChurn,
+    PAliveChurn,
+    WithoutColumns,
+    voice_columns,
+)
 from crmlab.config import ChurnConfig, CrmlabConfig, config_hash
 from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, DataError
@@ -89,6 +96,8 @@ __all__ = [
 ]
 
 REGISTERED_MODEL_NAME = "crmlab-churn"
+#: The leaderboard's ablation: LightGBM without the customer's-voice features (never shipped).
+WITHOUT_VOICE = "lightgbm_without_voice"
 
 
 # --------------------------------------------------------------------------- result
@@ -208,6 +217,9 @@ def model_specs(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit: s
     if ds.mode == "transactions":
         horizon = ds.info["horizon_days"]
         specs["bgnbd"] = lambda: PAliveChurn(score=churn.p_alive_score, horizon_days=horizon, time_unit=time_unit)
+    voice = tuple(voice_columns(ds.X_train.columns))
+    if churn.voice_ablation and voice and len(voice) < ds.X_train.shape[1]:
+        specs[WITHOUT_VOICE] = lambda: WithoutColumns(lightgbm_model(churn, seed), voice)
     return specs
 
 
@@ -235,7 +247,8 @@ def cross_validate(ds: ChurnDataset, churn: ChurnConfig, *, seed: int, time_unit
     """Repeated stratified k-fold ROC AUC of LightGBM, the logistic regression and their blend on
     the training part (contract mode; :func:`crmlab.churn.blend.cross_validate`): it chooses the
     shipped model and the blend's weight, so the test part only reports."""
-    specs = {k: v for k, v in model_specs(ds, churn, seed=seed, time_unit=time_unit).items() if k != "bgnbd"}
+    specs = {k: v for k, v in model_specs(ds, churn, seed=seed, time_unit=time_unit).items()
+             if k in ("lightgbm", "logistic")}
     return blend_cv(ds.X_train, ds.y_train.to_numpy(), specs, folds=churn.cv_folds,
                     repeats=repeats_for(churn.cv_repeats, len(ds.y_train)), seed=seed, blend=churn.blend)
 
