@@ -526,7 +526,7 @@ def generate_synthetic(n_customers: int, seed: int, params: SynthParams = DEFAUL
 
 def write_synthetic(
     out_dir: str | Path, n_customers: int = 5000, seed: int = 0, params: SynthParams = DEFAULT_PARAMS,
-    products: ProductParams | None = None,
+    products: ProductParams | None = None, *, texts: str | None = None,
 ) -> dict[str, Path]:
     """Generate a synthetic CRM and write it under ``out_dir``.
 
@@ -535,9 +535,10 @@ def write_synthetic(
     (:attr:`SynthData.truth`), ``duplicate_ids.csv`` and ``dirty_counts.json``. Returns the paths
     under the keys ``customers``, ``transactions``, ``interactions``, ``params``, ``truth``,
     ``duplicate_ids`` and ``dirty_counts``. With ``products``, also ``ground_truth/products.csv`` and
-    ``ground_truth/planted_pairs.csv`` (keys ``products`` and ``planted_pairs``).
+    ``ground_truth/planted_pairs.csv`` (keys ``products`` and ``planted_pairs``). ``texts`` (``'en'``,
+    ``'zh'``, ``'mixed'``): the interactions get a ``text`` column (:func:`generate_synthetic`).
     """
-    data = generate_synthetic(n_customers, seed, params, products)
+    data = generate_synthetic(n_customers, seed, params, products, texts=texts)
     out = Path(out_dir)
     truth_dir = out / "ground_truth"
     truth = data.truth.copy()
