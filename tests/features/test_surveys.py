@@ -37,3 +37,23 @@ def test_survey_features_by_hand_and_a_future_answer_changes_nothing():
                                   build_features(tx, as_of=as_of, surveys=surveys))
     without = build_features(tx, as_of=as_of)
     assert not any(col.startswith("survey_") for col in without.columns)  # no table, no columns
+
+
+def test_a_contract_table_gets_the_survey_features_of_answers_up_to_its_cut_off():
+    from crmlab.churn.data import make_contract_dataset
+
+    rng = np.random.default_rng(0)
+    customers = pd.DataFrame({"customer_id": [f"k{i}" for i in range(40)], "plan": rng.choice(["a", "b"], 40),
+                              "churn": ["Yes", "No"] * 20})
+    surveys = _surveys([("k0", "2024-02-01", 2, "nps"), ("k1", "2024-02-01", 10, "nps"), ("k1", "2024-03-01", 8, "nps")])
+    ds = make_contract_dataset(customers, as_of="2024-03-31", surveys=surveys, test_size=0.25, seed=1)
+    X = pd.concat([ds.X_train.assign(id=ds.ids_train.to_numpy()), ds.X_valid.assign(id=ds.ids_valid.to_numpy())])
+    X = X.set_index("id")
+    assert (X.loc["k0", "survey_last_score"], X.loc["k0", "survey_detractor"]) == (2, 1)
+    assert (X.loc["k1", "survey_count"], X.loc["k1", "survey_score_trend"]) == (2, -2)
+    assert X.loc["k2", "survey_count"] == 0
+    # an answer after the cut-off changes nothing
+    later = pd.concat([surveys, _surveys([("k2", "2024-04-01", 0, "nps")])], ignore_index=True)
+    again = make_contract_dataset(customers, as_of="2024-03-31", surveys=later, test_size=0.25, seed=1)
+    pd.testing.assert_frame_equal(again.X_train, ds.X_train)
+    pd.testing.assert_frame_equal(again.X_valid, ds.X_valid)

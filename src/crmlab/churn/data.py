@@ -143,8 +143,10 @@ def make_contract_dataset(
     drop_columns: Iterable[str] = (),
     windows: Sequence[int] = DEFAULT_WINDOWS,
     voice: VoiceConfig | None = None,
+    surveys: pd.DataFrame | None = None,
 ) -> ChurnDataset:
-    """Features of a customer table with its own churn column; stratified train/test split.
+    """Features of a customer table with its own churn column; stratified train/test split. With
+    ``surveys``, the survey features of the answers dated on or before ``as_of``.
 
     ``as_of`` (for ``tenure_days`` and interaction windows) defaults to the latest ``signup_date``,
     else to 2000-01-01 (then tenure is unknown anyway). The label column never becomes a feature.
@@ -161,7 +163,8 @@ def make_contract_dataset(
     y_all = parse_churn_labels(customers[label_column], column=label_column, frame=customers, file=file)
     _check_labels(y_all, what="the customer table", column=label_column, file=file)
     feats = build_features(None, customers, interactions, as_of=as_of, pii_columns=pii_columns,
-                           drop_columns=drop_columns, windows=windows, label_column=label_column, voice=voice)
+                           drop_columns=drop_columns, windows=windows, label_column=label_column, voice=voice,
+                           surveys=surveys)
     labels = pd.Series(y_all.to_numpy(), index=customers["customer_id"].astype("str").to_numpy())
     labels = labels[~labels.index.duplicated()]
     y = labels.reindex(feats["customer_id"].to_numpy())

@@ -168,7 +168,7 @@ def build_dataset(cfg: CrmlabConfig, tables: Tables, as_of: date | None, mode: s
         return make_contract_dataset(
             tables.customers, tables.interactions, label_column=churn.label_column, as_of=as_of,
             test_size=churn.test_size, seed=project.seed, pii_columns=feats.pii_columns,
-            drop_columns=feats.drop_columns, windows=feats.windows, voice=project.voice,
+            drop_columns=feats.drop_columns, windows=feats.windows, voice=project.voice, surveys=tables.surveys,
         )
     if as_of is None:
         raise ConfigError("no cut-off date: set project.as_of")
