@@ -167,7 +167,7 @@ def test_report_opens_in_headless_chromium_and_every_chart_renders(tmp_path, cap
     code = main([*(a for s in sets for a in ("--set", s)), "report", "--out", str(tmp_path / "report.html")])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "9 charts, self-contained" in printed and "churn yes, clv not trained" in printed
+    assert "10 charts, self-contained" in printed and "churn yes, clv not trained" in printed
     html_file = tmp_path / "report.html"
     charts = re.findall(r'data-chart="([^"]+)"', html_file.read_text())
     errors: list[str] = []
@@ -191,7 +191,8 @@ def test_report_opens_in_headless_chromium_and_every_chart_renders(tmp_path, cap
     assert errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), [u for u in requests if "://" in u][:3]
     assert sorted(i["chart"] for i in images) == sorted(charts)
-    assert len(images) == 9 and {"forecast.png", "churn_calibration.png", "cohort_retention.png"} <= set(charts)
+    assert len(images) == 10 and {"forecast.png", "churn_calibration.png", "cohort_retention.png",
+                                  "lifecycle.png"} <= set(charts)
     for img in images:
         assert img["complete"] and img["w"] > 100 and img["h"] > 100 and img["shown"] > 50, img
     assert "customers at a glance" in title
