@@ -80,6 +80,7 @@ def _flags(root: Path, out: str, **tables: str) -> list[str]:
             f"project.tracking.artifact_dir={root / out / 'mlartifacts'}",
             f"project.output.dir={root / out / 'outputs'}", f"project.output.models_dir={root / out / 'models'}",
             "project.cleaning.max_date=2024-12-31", "clv.holdout_weeks=26", "clv.challenger=false",
+            "crosssell.item_column=category",  # the synthetic log has categories, not products
             *(f"project.data.{k}={v}" for k, v in tables.items())]
     return ["-c", str(root / "no-configs"), *[a for s in sets for a in ("--set", s)]]
 
@@ -92,7 +93,7 @@ def test_training_and_scoring_from_the_database_equal_the_files(postgres, crm, c
     files = {"transactions.path": str(paths["transactions"]), "customers.path": str(paths["customers"])}
     for name, tables in (("db", db), ("files", files)):
         flags = _flags(root, name, **tables)
-        for pipeline in pipelines.training_order():  # all four
+        for pipeline in pipelines.training_order():  # all of them
             assert main([*flags, "train", pipeline]) == 0, capsys.readouterr().err[-2000:]
         assert main([*flags, "score", "--source", "models", "--out", str(root / name / "scores.parquet")]) == 0
     said = capsys.readouterr()

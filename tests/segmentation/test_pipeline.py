@@ -178,7 +178,9 @@ def test_batch_scoring_adds_the_segment_columns(trained):
 
     cfg, _, result = trained
     table = score_customers(cfg, pipelines=["segmentation"])
-    assert list(table.columns) == ["customer_id", "as_of", *OUTPUT_COLUMNS[1:], "segmentation_model_version"]
+    assert list(table.columns) == ["customer_id", "as_of", *OUTPUT_COLUMNS[1:], "segmentation_model_version",
+                                   "lifecycle_stage", "lifecycle_overdue", "lifecycle_spend_trend",
+                                   "lifecycle_usual_gap_days"]
     expected = result.scores.set_index("customer_id")["segment_name"]
     assert (table.set_index("customer_id")["segment_name"] == expected.reindex(table["customer_id"])).all()
 
