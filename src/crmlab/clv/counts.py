@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmlab.clv.challenger import EarlierWindow, earlier_target, earlier_window
+from crmlab.clv.challenger import LGBM_PARAMS, MIN_TRAIN_CUSTOMERS, EarlierWindow, earlier_target, earlier_window
 from crmlab.clv.shared import feature_matrix
 from crmlab.clv.evaluate import BLEND, LIGHTGBM
 from crmlab.clv.result import ClvModels, ClvSettings, ClvWindow, ShippedPurchases
@@ -41,23 +41,8 @@ __all__ = ["BLEND_GRID", "COUNT_PARAMS", "N_FOLDS", "PurchaseChallenger", "align
 
 log = logging.getLogger(__name__)
 
-#: Fixed, modest settings (as the spend challenger's, with a Poisson objective; nothing tuned on a holdout).
-COUNT_PARAMS: dict[str, Any] = {
-    "objective": "poisson",
-    "n_estimators": 300,
-    "learning_rate": 0.03,
-    "num_leaves": 15,
-    "min_child_samples": 40,
-    "subsample": 0.8,
-    "subsample_freq": 1,
-    "colsample_bytree": 0.8,
-    "reg_lambda": 1.0,
-    "num_threads": 2,
-    "deterministic": True,
-    "force_row_wise": True,
-    "verbose": -1,
-}
-MIN_TRAIN_CUSTOMERS = 50
+#: Fixed, modest settings: the spend challenger's, with a Poisson objective (nothing tuned on a holdout).
+COUNT_PARAMS: dict[str, Any] = {**LGBM_PARAMS, "objective": "poisson"}
 N_FOLDS = 5
 BLEND_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
