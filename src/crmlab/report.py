@@ -257,19 +257,25 @@ def plot_clv_distribution(k: KpiResult) -> Figure:
     return fig
 
 
-def plot_segments(segments: pd.DataFrame, source: str) -> Figure:
-    seg = segments.iloc[::-1]
-    fig = _figure(9, 1.2 + 0.38 * len(seg))
+def _share_bars(frame: pd.DataFrame, label: str, title: str) -> Figure:
+    """Share of revenue and share of customers side by side, one pair of bars per row of ``frame``
+    (first row on top): the segments' chart and the lifecycle stages'."""
+    rows = frame.iloc[::-1]
+    fig = _figure(9, 1.2 + 0.38 * len(rows))
     ax = fig.add_subplot()
-    pos = np.arange(len(seg))
-    ax.barh(pos + 0.2, seg["revenue_share"] * 100, height=0.4, color=_BLUE, label="share of revenue")
-    ax.barh(pos - 0.2, seg["customer_share"] * 100, height=0.4, color=_ORANGE, label="share of customers")
-    ax.set_yticks(pos, seg["segment"].astype(str))
+    pos = np.arange(len(rows))
+    ax.barh(pos + 0.2, rows["revenue_share"] * 100, height=0.4, color=_BLUE, label="share of revenue")
+    ax.barh(pos - 0.2, rows["customer_share"] * 100, height=0.4, color=_ORANGE, label="share of customers")
+    ax.set_yticks(pos, rows[label].astype(str))
     ax.set_xlabel("%")
-    ax.set_title(f"Revenue by segment ({source})")
+    ax.set_title(title)
     ax.legend()
     _style(ax)
     return fig
+
+
+def plot_segments(segments: pd.DataFrame, source: str) -> Figure:
+    return _share_bars(segments, "segment", f"Revenue by segment ({source})")
 
 
 def plot_cac(k: KpiResult) -> Figure:
@@ -306,18 +312,7 @@ def plot_funnel(funnel: pd.DataFrame) -> Figure:
 
 
 def plot_lifecycle(lifecycle: pd.DataFrame) -> Figure:
-    lc = lifecycle.iloc[::-1]
-    fig = _figure(9, 1.2 + 0.38 * len(lc))
-    ax = fig.add_subplot()
-    pos = np.arange(len(lc))
-    ax.barh(pos + 0.2, lc["revenue_share"] * 100, height=0.4, color=_BLUE, label="share of revenue")
-    ax.barh(pos - 0.2, lc["customer_share"] * 100, height=0.4, color=_ORANGE, label="share of customers")
-    ax.set_yticks(pos, lc["stage"].astype(str))
-    ax.set_xlabel("%")
-    ax.set_title("Customers and revenue by lifecycle stage")
-    ax.legend()
-    _style(ax)
-    return fig
+    return _share_bars(lifecycle, "stage", "Customers and revenue by lifecycle stage")
 
 
 def plot_satisfaction(satisfaction: pd.DataFrame) -> Figure:
