@@ -204,7 +204,8 @@ def _config(sets: list[str] | None = None) -> CrmlabConfig:
 def _step(text: str):
     """A spinner on stderr for a long step, and its duration afterwards."""
     start = time.perf_counter()
-    with console.status(text):
+    with console.status(text) as status, _utils.progress_to(
+            lambda detail: status.update(f"{text}: {escape(detail)}")):
         yield
     console.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
 
