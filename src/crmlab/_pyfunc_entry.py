@@ -1,7 +1,10 @@
 """Model code logged with every crmlab pyfunc model (MLflow models-from-code); see crmlab.pyfunc."""
 
+from typing import Any
+
 import mlflow
 import mlflow.pyfunc
+import pandas as pd
 
 
 class CrmlabModel(mlflow.pyfunc.PythonModel):
@@ -14,7 +17,8 @@ class CrmlabModel(mlflow.pyfunc.PythonModel):
         self.bundle = load_bundle(context.artifacts["bundle"])
         self.scorer = get_scorer(self.bundle.pipeline)
 
-    def predict(self, context, model_input, params=None):
+    # a DataFrame in, a DataFrame out: MLflow checks the input against the logged signature
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return self.scorer(model_input, self.bundle)
 
 

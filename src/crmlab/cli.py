@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import inspect
 import json
 import logging
 import os
@@ -41,9 +42,11 @@ log = logging.getLogger("crmlab")
 
 app = typer.Typer(
     name="crmlab",
-    help="Customer models from CRM data: churn, CLV, segmentation and sales forecasting, tracked in MLflow.",
+    help="Customer models from CRM data: churn, CLV, segmentation, sales forecasting and cross-sell, tracked "
+         "in MLflow.\n\nA first run: crmlab demo. On your data: crmlab init FILE, crmlab train all, crmlab score, "
+         "crmlab report. --quiet and --json may also follow the command (crmlab score --json).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Show the resolved configuration or its JSON schema.", no_args_is_help=True)
@@ -67,9 +70,14 @@ SetOpt = Annotated[
 ]
 ConfigDirOpt = Annotated[
     Path | None,
-    typer.Option("--config-dir", "-c", help="Folder of YAML config files [default: configs, if it exists].",
+    typer.Option("--config-dir", "-c", help="Folder of YAML config files (default: configs, if it exists).",
                  show_default=False),
 ]
+
+
+def _complete(names: Any, incomplete: str) -> list[str]:
+    """Shell completion of a pipeline argument."""
+    return [name for name in names if name.startswith(incomplete)]
 
 
 def _parse_date(value: str | None) -> str | None:
@@ -168,6 +176,13 @@ class _State:
     config_dir: Path = Path("configs")
     config_dir_given: bool = False
     sets: list[str] = []
+    quiet: bool = False  # --quiet: errors only
+    json: bool = False  # --json: one JSON document on stdout at the end
+    outputs: dict[str, Any] = {}  # what the command wrote, for --json
+    captured: Any = None  # the human summary, captured under --json
+    command: list[str] | None = None  # the arguments, for --json
+    config_json: bool = False  # --json before `config show`: its JSON
+    error: str | None = None  # the one-line error, for --json
 
 
 state = _State()
@@ -175,17 +190,28 @@ state = _State()
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     config_dir: ConfigDirOpt = None,
     set_: SetOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only: no progress, notes or summary "
+                                        "(commands that exist to print, such as compare, still print).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="For schedulers: print one JSON document on stdout "
+                                           "saying what the command wrote (files, MLflow runs, model versions) "
+                                           "or why it failed; warnings and errors still go to stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
                                           callback=_print_version)] = False,
 ) -> None:
     state.config_dir = config_dir if config_dir is not None else Path("configs")
     state.config_dir_given = config_dir is not None
     state.sets = list(set_ or [])
+    command = ctx.invoked_subcommand
+    # config prints YAML or JSON by itself: --json there means its JSON, not a summary document
+    state.quiet, state.json, state.config_json = quiet, json_out and command != "config", json_out
+    _quiet_outputs(command)
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING if json_out else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=level,
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
         force=True,
@@ -198,6 +224,146 @@ def _root(
 
 def _config(sets: list[str] | None = None) -> CrmlabConfig:
     return load_config(state.config_dir, [*state.sets, *(sets or [])], must_exist=state.config_dir_given)
+
+
+#: The commands in the order of a user's work, for the help's list (the rest follow in their own order).
+_WORKFLOW = ("init", "demo", "data", "features", "train", "tune", "compare", "promote", "score", "forecast",
+             "segments", "lifecycle", "kpis", "report", "retrain", "config")
+
+#: Metavariables of options by their name (instead of typer's ``<str>``); flags show none.
+_METAVARS = {"config_dir": "DIR", "set_": "KEY=VALUE", "as_of": "DATE", "date_from": "DATE", "date_to": "DATE",
+             "out_file": "FILE", "out_dir": "DIR", "clean_dir": "DIR", "trials": "N", "timeout": "SECONDS",
+             "last": "N", "metric": "NAME", "model": "PIPELINE", "chunk_size": "N", "customers": "N",
+             "seed": "N", "horizon": "N", "dir_": "DIR", "tuned": "FILE", "shell": "SHELL"}
+
+
+def _first_paragraph(text: str) -> str:
+    """A command's line in its group's list: the first paragraph of its help, on one line."""
+    return " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+
+
+def _polish(command: Any) -> None:
+    """Help that reads well: each command's short help on one line (typer keeps the docstring's line
+    breaks, so the list broke mid-sentence), options with a metavariable saying what to give (DATE,
+    FILE, N) and flags with none (typer shows ``<bool>``), groups listing commands in workflow order."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "argument" and hasattr(param, "type_descriptor"):
+            param.display_type_rich = lambda ctx: None  # its name says it (typer adds <str>)
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.name in _METAVARS and param.metavar is None:
+            param.metavar = _METAVARS[param.name]
+        elif param.metavar is None and getattr(param, "type_descriptor", None) is not None:
+            desc = param.type_descriptor
+            param.metavar = "|".join(map(str, desc.choices or ())) if desc.is_choice else param.name.rstrip("_").upper()
+    help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:  # click makes --help per context: a flag, so no metavariable
+        option = help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    subs = getattr(command, "commands", None)
+    if subs is None:
+        return
+    for sub in subs.values():
+        if sub.help and not sub.short_help:
+            sub.short_help = _first_paragraph(sub.help)
+        _polish(sub)
+    order = _WORKFLOW if command.name == "crmlab" else ("all", *pipelines.training_order())
+    ordered = [n for n in order if n in subs] + [n for n in subs if n not in order]
+    command.commands = {name: subs[name] for name in ordered}
+    command.list_commands = lambda ctx: list(command.commands)
+
+
+_COMMAND: list[Any] = []
+
+
+def _command() -> Any:
+    """The click command of :data:`app`, polished (:func:`_polish`) once per process."""
+    if not _COMMAND:
+        import typer.main
+
+        group = typer.main.get_command(app)
+        _polish(group)
+        _COMMAND.append(group)
+    return _COMMAND[0]
+
+
+#: Commands whose job is to print (a table, a config): --quiet keeps their stdout.
+_PRINTING_COMMANDS = frozenset({"config", "compare", "segments", "lifecycle"})
+
+
+def _quiet_outputs(command: str | None) -> None:
+    """Under --quiet or --json: no spinners, no step lines, no progress bars on stderr; the summary on
+    stdout goes nowhere (--quiet, except for the printing commands) or into the JSON's ``summary``."""
+    global out
+    if not (state.quiet or state.json):
+        return
+    console.quiet = True  # spinners, step lines, progress bars; errors use their own console
+    if state.json:
+        import io
+
+        state.captured = io.StringIO()
+        out = Console(file=state.captured, width=10_000, no_color=True, highlight=False)
+    elif command not in _PRINTING_COMMANDS:
+        out = Console(quiet=True)
+
+
+def _wrote(**fields: Any) -> None:
+    """Record what the command wrote, for --json (merged into its ``outputs``)."""
+    state.outputs.update(fields)
+
+
+def _wrote_training(pipeline: str, result: Any) -> None:
+    state.outputs.setdefault("pipelines", {})[pipeline] = _training_outputs(result)
+
+
+def _training_outputs(result: Any) -> dict[str, Any]:
+    """What a training wrote: its bundle, MLflow run, logged model and registered version, metrics."""
+    fields = {"bundle": getattr(result, "bundle_path", None), "run_id": getattr(result, "run_id", None),
+              "tracking_uri": getattr(result, "tracking_uri", None), "model_uri": getattr(result, "model_uri", None),
+              "registered_model_version": getattr(result, "registered_model_version", None),
+              "metrics": getattr(result, "metrics", None)}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with paths, dates, numpy numbers and non-finite floats turned into JSON values
+    (tables and other objects are left out)."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if _jsonable(v) is not _SKIP}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value if _jsonable(v) is not _SKIP]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (Path, date)):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+        return _jsonable(value.item())
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def _print_json(code: int, error: str | None) -> None:
+    """The --json document: the command, its exit code, what it wrote, its summary lines, the error."""
+    argv = [a for a in sys.argv[1:]] if state.command is None else state.command
+    doc = {"command": " ".join(argv), "ok": code == 0, "exit_code": code, "outputs": _jsonable(state.outputs),
+           "summary": [line.rstrip() for line in (state.captured.getvalue() if state.captured else "").splitlines()
+                       if line.strip()],
+           "error": error}
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
 
 
 @contextmanager
@@ -223,7 +389,7 @@ def config_show(
     import yaml
 
     section = _config(set_).section(pipeline)
-    if as_json:
+    if as_json or state.config_json:
         out.print_json(json.dumps(section))
     else:
         out.print(yaml.safe_dump(section, sort_keys=False), end="", markup=False, highlight=False)
@@ -304,10 +470,12 @@ def data_clean(
                       soft_wrap=True)
         for note in summary["decisions"]:
             out.print(f"decided on a sample: {note}", soft_wrap=True)
+        _wrote(clean_dir=target, tables=summary["tables"])
         out.print(f"clean tables, rejects and report written to {target}")
         return
     with _step("Loading and cleaning"):
         prepared = prepare_data(cfg.project, out_dir=target)
+    _wrote(clean_dir=target, tables=prepared.cleaning.report.to_dict().get("tables", {}))
     _print_report(prepared.cleaning.report)
     out.print(f"clean tables, rejects and report written to {target}")
 
@@ -334,6 +502,7 @@ def features_build(
         feats = build_features_from_tables(prepared.tables, as_of=prepared.as_of, cfg=cfg.project)
     target = out_file or cfg.project.output.dir / f"features_{prepared.as_of}.parquet"
     _write_table(feats, target)
+    _wrote(path=target, customers=len(feats), features=feats.shape[1] - 1, as_of=prepared.as_of)
     out.print(f"{len(feats):,} customers x {feats.shape[1] - 1} features -> {target}")
 
 
@@ -362,6 +531,7 @@ def _train(pipeline: str, sets: list[str] | None, tuned: Path | None = None) -> 
 
         cfg = with_overrides(cfg, load_overrides(tuned, cfg))
     result = trainer(cfg, step=_step)
+    _wrote_training(pipeline, result)
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if getattr(result, "run_id", None):
@@ -378,6 +548,7 @@ def train_all(set_: SetOpt = None) -> None:
         try:
             _train(pipeline, set_)
         except NotApplicable as exc:  # the data lack what it needs (cross-sell without a product column)
+            state.outputs.setdefault("skipped", {})[pipeline] = str(exc)
             out.print(f"note: {pipeline} skipped: {exc}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -417,6 +588,7 @@ def segments_migrate(
     out.print(result.matrix.to_string(), markup=False, highlight=False, soft_wrap=True)
     if out_file is not None:
         _write_table(result.matrix.reset_index(), out_file)
+        _wrote(path=out_file)
         out.print(f"matrix written to {out_file}")
 
 
@@ -445,6 +617,7 @@ def lifecycle_migrate(
         out.print(frame.to_string(), markup=False, highlight=False, soft_wrap=True)
     if out_file is not None:
         _write_table(result.table, out_file)
+        _wrote(path=out_file)
         out.print(f"transitions written to {out_file}")
 
 
@@ -466,6 +639,7 @@ def forecast(
     with _step(f"Forecasting {horizon or cfg.forecast.horizon} periods with {bundle}"):
         table = forecast_bundle(bundle, horizon)
     _write_table(table, target)
+    _wrote(path=target, series=int(table["series_id"].nunique()), periods=int(table["step"].max()))
     first, last = table["period"].min(), table["period"].max()
     out.print(f"{table['series_id'].nunique()} series x {table['step'].max()} periods "
               f"({pd_date(first)}..{pd_date(last)}) -> {target}", soft_wrap=True)
@@ -477,7 +651,9 @@ def pd_date(value: Any) -> str:
 
 @app.command("tune")
 def tune(
-    pipeline: Annotated[str, typer.Argument(help=f"A pipeline that tunes ({', '.join(pipelines.tunable())}).")],
+    pipeline: Annotated[str, typer.Argument(
+        help=f"A pipeline that tunes ({', '.join(pipelines.tunable())}).",
+        autocompletion=lambda incomplete: _complete(pipelines.tunable(), incomplete))],
     set_: SetOpt = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Trials to add (default: <pipeline>.tuning.trials).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds at most (default: <pipeline>.tuning.timeout).",
@@ -489,6 +665,7 @@ def tune(
     if pipeline not in pipelines.tunable():
         raise CrmlabError(f"pipeline {pipeline!r} has no tuner; tunable: {', '.join(pipelines.tunable()) or 'none yet'}")
     result = pipelines.get(pipeline).load("tuner")(_config(set_), trials=trials, timeout=timeout, step=_step)
+    _wrote(**{k: v for k, v in vars(result).items() if not k.startswith("_")})
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.run_id:
@@ -562,6 +739,7 @@ def score(
                     _, summary["path"] = write_frames_to_database(parquet_frames(folder), target)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+        _wrote(**summary)
         models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
         out.print(f"{summary['rows']:,} customers scored on Spark at {summary['as_of']} with {models} -> "
                   f"{summary['path']}", soft_wrap=True)
@@ -575,6 +753,7 @@ def score(
         summary = write_scores(cfg, target, as_of=as_of, pipelines=model or None, source=source, tables=tables,
                                chunk_size=chunk_size, progress=lambda done, total: bar.update(task, completed=done,
                                                                                               total=total))
+    _wrote(**summary)
     models = ", ".join(f"{p} ({m['version']})" for p, m in summary["models"].items())
     out.print(f"{summary['rows']:,} customers scored at {summary['as_of']} with {models} -> {summary['path']}",
               soft_wrap=True)
@@ -582,7 +761,8 @@ def score(
 
 @app.command("retrain")
 def retrain(
-    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
+    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.",
+                                            autocompletion=lambda incomplete: _complete(PIPELINES, incomplete))],
     set_: SetOpt = None,
     trials: Annotated[int | None, typer.Option(min=0, help="Optuna trials (default: project.retrain.trials).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds of tuning at most.", callback=_positive_seconds)] = None,
@@ -592,6 +772,7 @@ def retrain(
     from crmlab.retrain import retrain as run_retrain
 
     result = run_retrain(_config(set_), pipeline, trials=trials, timeout=timeout, step=_step)
+    _wrote(**{k: v for k, v in vars(result).items() if not k.startswith("_")})
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.run_id:
@@ -600,7 +781,8 @@ def retrain(
 
 @app.command("promote")
 def promote(
-    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
+    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.",
+                                            autocompletion=lambda incomplete: _complete(PIPELINES, incomplete))],
     version: Annotated[str, typer.Argument(help="Registered model version to make the champion.")],
     set_: SetOpt = None,
 ) -> None:
@@ -609,12 +791,14 @@ def promote(
 
     cfg = _config(set_)
     info = do_promote(cfg.project.tracking, pipeline, version, reason="promoted by hand (crmlab promote)")
+    _wrote(model=info.name, champion_version=str(info.version))
     out.print(f"{info.name} version {info.version} is now the champion")
 
 
 @app.command("compare")
 def compare(
-    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.")],
+    pipeline: Annotated[str, typer.Argument(help=f"One of: {', '.join(PIPELINES)}.",
+                                            autocompletion=lambda incomplete: _complete(PIPELINES, incomplete))],
     set_: SetOpt = None,
     last: Annotated[int, typer.Option(min=1, help="How many recent runs.")] = 10,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="Metrics to show (repeatable).")] = None,
@@ -658,6 +842,7 @@ def kpis(
 
     sets = [*(set_ or []), *([f"kpis.period={period}"] if period else []), *([f"kpis.format={fmt}"] if fmt else [])]
     result = run_kpis(_config(sets), out_dir=out_dir, step=_step)
+    _wrote(tables=result.written, run_id=result.run_id, tracking_uri=result.tracking_uri)
     for line in result.summary():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.run_id:
@@ -677,6 +862,8 @@ def report(
 
     sets = [*(set_ or []), *([f"kpis.period={period}"] if period else [])]
     result = write_report(_config(sets), out=out_file, step=_step)
+    _wrote(path=result.path, size_bytes=result.size_bytes, charts=len(result.charts), run_id=result.run_id,
+           kpi_tables=result.kpis.written)
     for line in [*result.kpis.summary(), *result.summary()]:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.run_id:
@@ -723,6 +910,8 @@ def init(
     _plain("What your data can support:")
     for v in result.plan.verdicts:
         _plain(f"  {v.pipeline:<13} {v.status:<8} {v.reason}")
+    _wrote(config_dir=target, written=list(result.written),
+           plan={v.pipeline: {"status": v.status, "reason": v.reason} for v in result.plan.verdicts})
     for path in result.written:
         out.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     if result.missing:
@@ -758,7 +947,12 @@ def demo(set_: SetOpt = None) -> None:
     from crmlab.demo import run_demo
 
     cfg = _config(set_)
-    run_demo(cfg, step=_step, out=out)
+    written = run_demo(cfg, step=_step, out=out)
+    for pipeline, result in written.get("results", {}).items():
+        _wrote_training(pipeline, result)
+    _wrote(features=written.get("features"), run_id=written.get("run_id"), as_of=written.get("as_of"),
+           skipped=written.get("skipped"), scores=written.get("scores"),
+           report=getattr(written.get("report"), "path", None))
 
 
 def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
@@ -839,8 +1033,67 @@ def _usage_line(exc: Any) -> str:
     return f"{command}: {_usage_message(exc)}; see '{command} --help'"
 
 
+#: errors and the interruption line: never quietened by --quiet or --json
+err_console = Console(stderr=True)
+
+
 def _error(text: str) -> None:
-    console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
+    state.error = text
+    err_console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+#: The root's flags that may also be written after the command (``crmlab score --json``).
+_HOISTED = ("--json", "--quiet", "-q")
+#: The root's options that take a value (skipped when looking for the command's name).
+_ROOT_VALUES = frozenset({"--config-dir", "-c", "--set"})
+
+
+def _root_tokens(args: list[str]) -> list[str]:
+    """The arguments before the command's name (the root's own options)."""
+    import typer.main
+
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    skip = False
+    for i, token in enumerate(args):
+        if skip:
+            skip = False
+        elif token.startswith("-"):
+            skip = token in _ROOT_VALUES
+        elif token in commands or not token.startswith("-"):
+            return args[:i]
+    return args
+
+
+def _hoist_root_flags(args: list[str]) -> list[str]:
+    """Move ``--json``/``--quiet`` given after the command name in front of it, where the root reads
+    them, unless that command has an option of the same name (``config show --json``)."""
+    import typer.main
+
+    group: Any = typer.main.get_command(app)
+    names: list[str] = []
+    skip = False
+    end = args.index("--") if "--" in args else len(args)
+    for token in args[:end]:
+        if skip:
+            skip = False
+            continue
+        if token.startswith("-"):
+            skip = not names and token in _ROOT_VALUES
+            continue
+        commands = getattr(group, "commands", None)
+        if not commands or token not in commands:
+            break
+        group = commands[token]
+        names.append(token)
+    if not names or names[0] == "config":  # config show has its own --json; the root's means the same there
+        return args
+    own = {opt for param in getattr(group, "params", []) for opt in getattr(param, "opts", [])}
+    first = args.index(names[0])
+    moved = [a for i, a in enumerate(args[:end]) if i > first and a in _HOISTED and a not in own]
+    if not moved:
+        return args
+    rest = [a for i, a in enumerate(args) if not (first < i < end and a in _HOISTED and a not in own)]
+    return [*rest[:first], *moved, *rest[first:]]
 
 
 #: OSErrors without a file name that are the machine's state, not a bug: said in one line too.
@@ -858,13 +1111,35 @@ def _silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. A user's mistake (a bad option, a misspelt command, a bad config or
-    file) is one line on stderr and exit code 2; ``crmlab`` alone prints the help, exit code 0."""
+    file) is one line on stderr and exit code 2; ``crmlab`` alone prints the help, exit code 0.
+    Under ``--json`` stdout holds one JSON document whatever happened (:func:`_print_json`)."""
+    global out
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = _hoist_root_flags(given)
+    state.quiet = False
+    # set before parsing, so that a usage error the root never sees still gets its JSON document
+    state.json = "--json" in _root_tokens(args) and "config" not in args
+    state.config_json = False
+    state.outputs, state.captured, state.error, state.command = {}, None, None, given
+    human, quiet_console = out, console.quiet
+    code = 1
+    try:
+        code = _main(args)
+    finally:
+        json_mode = state.json
+        out, console.quiet = human, quiet_console
+        if json_mode:
+            _print_json(code, state.error)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     click_errors, exits, aborts, no_args = _click_exception_types()
     stopped = _utils.STOP_SIGNALS
     stopped.clear()
     previous = _on_stop_signals(stopped)
     try:
-        code = app(args=argv, prog_name="crmlab", standalone_mode=False)
+        code = _command().main(args=argv, prog_name="crmlab", standalone_mode=False)
         # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and returns its code; a signal whose
         # KeyboardInterrupt was swallowed (raised inside a finaliser) still ends the run as interrupted
         if code == 130 or stopped:
@@ -875,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
     except exits as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
     except aborts:
-        console.print("aborted")
+        err_console.print("aborted")
         return 130
     except KeyboardInterrupt:
         return _interrupted(stopped)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from crmlab.export import Bundle
 
-__all__ = ["get_scorer", "log_pyfunc", "requirements"]
+__all__ = ["get_scorer", "log_pyfunc", "requirements", "signature_of"]
 
 def get_scorer(pipeline: str) -> Callable[[pd.DataFrame, Bundle], pd.DataFrame]:
     """The pipeline's scoring function ``(input DataFrame, Bundle) -> DataFrame`` (its record's ``scorer``)."""
@@ -60,6 +60,34 @@ def requirements() -> list[str]:
     return sorted(out)
 
 
+def _schema(frame: pd.DataFrame) -> Any:
+    """The MLflow schema of ``frame``: numpy integer columns (which cannot hold a missing value) are
+    ``integer``/``long``, pandas' nullable integers (``Int64``, which can) are ``double``, the rest
+    as MLflow infers.
+
+    MLflow's own inference warns on every integer column that it cannot take a missing value; built
+    here from the dtypes, the schema says which integers can and which cannot, and nothing warns."""
+    import numpy as np
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.utils import _infer_schema
+
+    ints = [c for c in frame.columns if isinstance(frame[c].dtype, np.dtype) and frame[c].dtype.kind in "iu"]
+    nullable = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c].dtype) and c not in ints]
+    as_float = frame.astype({c: "float64" for c in [*ints, *nullable]}) if ints or nullable else frame
+    inferred = _infer_schema(as_float)
+    small = {c for c in ints if frame[c].dtype.kind == "i" and frame[c].dtype.itemsize <= 4}
+    cols = [ColSpec(DataType.integer if spec.name in small else DataType.long, spec.name, spec.required)
+            if spec.name in ints else spec for spec in inferred.inputs]
+    return Schema(cols)
+
+
+def signature_of(input_example: pd.DataFrame, output_example: pd.DataFrame) -> Any:
+    """The model signature of a crmlab pyfunc (see :func:`_schema`)."""
+    from mlflow.models import ModelSignature
+
+    return ModelSignature(inputs=_schema(input_example), outputs=_schema(output_example))
+
+
 def log_pyfunc(
     bundle_dir: str | Path,
     *,
@@ -71,9 +99,8 @@ def log_pyfunc(
     """Log the bundle as a pyfunc model in the active run, optionally registering a version (the first
     version of a registered model becomes its ``champion``)."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    signature = infer_signature(input_example, output_example)
+    signature = signature_of(input_example, output_example)
     entry = Path(__file__).with_name("_pyfunc_entry.py")
     info = mlflow.pyfunc.log_model(
         name=name,

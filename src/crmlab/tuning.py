@@ -37,7 +37,7 @@ import yaml
 from crmlab.config import CrmlabConfig, ProjectConfig, SearchParam, TuningConfig
 from crmlab.errors import ConfigError
 from crmlab.tracking import Tracker
-from crmlab.utils import Step, no_step
+from crmlab.utils import Step, no_step, progress
 
 __all__ = [
     "TuningResult",
@@ -182,6 +182,31 @@ def study_storage(pipeline: str, tuning: TuningConfig, project: ProjectConfig) -
     return f"sqlite:///{path}", path
 
 
+def tuning_progress(done: int, trials: int, history: list[dict[str, Any]], metric: str, direction: str,
+                    started: float, timeout: float | None, now: float | None = None) -> str:
+    """The spinner's line while a study runs: ``trial 8/40 (7 done, 2 pruned), best roc_auc 0.8123
+    (trial 5), 12s elapsed, ~55s left``. The time left is the mean trial's time over the trials to
+    go, no more than the timeout's remainder."""
+    now = time.perf_counter() if now is None else now
+    elapsed = now - started
+    pruned = sum(h["state"] == "PRUNED" for h in history)
+    values = [h[metric] for h in history if h["state"] == "COMPLETE" and math.isfinite(h[metric])]
+    parts = [f"trial {done + 1}/{trials}" + (f" ({done} done, {pruned} pruned)" if pruned else "")]
+    if values:
+        best = max(values) if direction == "maximize" else min(values)
+        trial = next(h["trial"] for h in history if h["state"] == "COMPLETE" and h[metric] == best)
+        parts.append(f"best {metric} {best:.4g} (trial {trial})")
+    parts.append(f"{elapsed:.0f}s elapsed")
+    if done:
+        left = elapsed / done * (trials - done)
+        if timeout is not None:
+            left = min(left, max(timeout - elapsed, 0.0))
+        parts.append(f"~{left:.0f}s left")
+    elif timeout is not None:
+        parts.append(f"at most {timeout:.0f}s")
+    return ", ".join(parts)
+
+
 def run_study(
     pipeline: str,
     objective: Objective,
@@ -236,7 +261,10 @@ def run_study(
         parent.log_params({"tuning": {"trials": trials, "timeout": timeout, "storage": str(db),
                                       "resumed_from_trials": done, "metric": metric, "direction": direction}})
 
+        started = time.perf_counter()
+
         def wrapped(trial: optuna.Trial) -> float:
+            progress(tuning_progress(len(history), trials, history, metric, direction, started, timeout))
             params = suggest(trial, tuning.search_space)
             start = time.perf_counter()
             state, value = "COMPLETE", math.nan
