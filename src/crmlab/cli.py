@@ -218,7 +218,7 @@ def _root(
     )
     # MLflow configures its own loggers when first imported; this keeps its INFO chatter out unless -v
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "lightgbm"):
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "numexpr", "lightgbm", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
