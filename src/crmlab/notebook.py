@@ -24,7 +24,7 @@ from crmlab.config import CrmlabConfig, load_config
 from crmlab.errors import ConfigError
 from crmlab.tracking import absolute_uri
 
-__all__ = ["PROJECT_ENV", "find_project", "notebook_config", "project_root"]
+__all__ = ["PROJECT_ENV", "find_project", "notebook_config", "resolve_project"]
 
 PROJECT_ENV = "CRMLAB_PROJECT"
 
@@ -41,7 +41,7 @@ def find_project(start: str | Path | None = None) -> Path | None:
     return next((folder for folder in (here, *here.parents) if _is_project(folder)), None)
 
 
-def project_root(project: str | Path | None = None) -> tuple[Path, str | None]:
+def resolve_project(project: str | Path | None = None) -> tuple[Path, str | None]:
     """The project folder and how it was found (``"argument"``, ``CRMLAB_PROJECT``, ``"found"``), or
     the working directory and None when there is no project. A given folder (argument or environment
     variable) without ``configs/`` is an error naming it, never a silent fallback to the defaults."""
@@ -72,7 +72,7 @@ def notebook_config(*overrides: str, project: str | Path | None = None) -> Crmla
 
     Prints one line: the settings it read and where the runs write (on stderr, as a warning, when
     no project was found and the defaults are used)."""
-    root, how = project_root(project)
+    root, how = resolve_project(project)
     env = os.environ.get("CRMLAB_SET", "")
     sets = [s.strip() for s in env.replace(";", "\n").splitlines() if s.strip()]
     os.chdir(root)
