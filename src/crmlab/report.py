@@ -52,7 +52,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from crmlab import __version__
 from crmlab.config import PIPELINES, CrmlabConfig
@@ -61,6 +60,7 @@ from crmlab.pipelines import records as pipeline_records
 from crmlab.errors import ModelError
 from crmlab.export import verified_file, verified_manifest
 from crmlab.kpis import KpiResult, pseudonym
+from crmlab.plotting import Figure
 from crmlab.utils import Step, no_step, raise_if_stopped
 
 __all__ = [

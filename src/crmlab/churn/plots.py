@@ -10,7 +10,7 @@ import pandas as pd
 def plot_importance(importance: pd.DataFrame, top: int = 15) -> Any:
     """Two bar charts side by side: share of split gain and mean |SHAP| (log-odds), top features."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from crmlab.plotting import Figure
 
     df = importance.head(top).iloc[::-1]
     fig = Figure(figsize=(10, 0.35 * len(df) + 1.5), layout="constrained")
@@ -27,7 +27,7 @@ def plot_importance(importance: pd.DataFrame, top: int = 15) -> Any:
 def plot_calibration(table: pd.DataFrame) -> Any:
     """Observed churn rate against mean predicted probability, one line per model."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from crmlab.plotting import Figure
 
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     FigureCanvasAgg(fig)

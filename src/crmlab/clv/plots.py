@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from scipy.special import betaln
 from scipy.stats import nbinom
 
 from crmlab.clv.models import TransactionModel
 from crmlab.errors import ModelError
+from crmlab.plotting import Figure
 
 __all__ = [
     "plot_conditional_expectations",

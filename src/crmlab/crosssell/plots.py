@@ -12,7 +12,7 @@ __all__ = ["plot_leaderboard"]
 def plot_leaderboard(board: pd.DataFrame) -> Any:
     """Hit rate and MAP against k, one line per model (item-item, popularity)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from crmlab.plotting import Figure
 
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     FigureCanvasAgg(fig)

@@ -13,7 +13,7 @@ from crmlab.forecast.series import (
 
 def plot_forecasts(panel: Panel, future: pd.DataFrame, *, max_series: int = 6) -> Any:
     """History (last two seasons or 104 periods), forecast and 80%/95% intervals, one panel per series."""
-    from matplotlib.figure import Figure
+    from crmlab.plotting import Figure
 
     ids = list(panel.series_ids)[:max_series]
     fig = Figure(figsize=(10, 2.6 * len(ids)), layout="constrained")

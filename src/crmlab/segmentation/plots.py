@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from crmlab.plotting import Figure
 
 __all__ = ["plot_profiles", "plot_sweep"]
 
