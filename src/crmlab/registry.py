@@ -209,11 +209,11 @@ def version_tags(metrics: Mapping[str, Any], fingerprint: Mapping[str, Any],
         + (f", {int(info['customers']):,} customers" if "customers" in info else "")
         + (f", {info['date_min']} to {info['date_max']}" if info.get("date_min") else "")
         + f", sha256 {info['sha256']})" for name, info in tables.items())
-    what = shipped if shipped == model or not model else f"{model}, {shipped} predicting"
+    what = shipped if shipped == model or not model else f"{model} (expected purchases: {shipped})"
     direction = "higher" if record.higher_is_better else "lower"
     description = (f"crmlab {pipeline} model: {what or 'see the bundle manifest'}. "
-                   f"{metric} = {tags.get('crmlab.primary_metric_value', 'not measured')} ({direction} is better, on "
-                   f"data the model did not see). Trained on {data or 'no tracked table'}"
+                   f"{metric} = {tags.get('crmlab.primary_metric_value', 'not measured')} ({direction} is better). "
+                   f"Trained on {data or 'no tracked table'}"
                    + (f" at as_of {fingerprint['as_of']}" if fingerprint.get("as_of") else "") + ".")
     return tags, description
 
