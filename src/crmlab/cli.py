@@ -627,9 +627,9 @@ def compare(
     from crmlab.registry import PARAM_PREFIX, recent_runs
 
     cfg = _config(set_)
-    record = pipelines.get(pipeline) if pipeline in PIPELINES else None
     df = recent_runs(cfg.project.tracking, pipeline, last=last, metrics=metric or None,
-                     order="newest" if newest else "metric")
+                     order="newest" if newest else "metric")  # checks the pipeline's name
+    record = pipelines.get(pipeline)
     fixed = ["run_id", "started", "version", "champion"]
     params = [c for c in df.columns if c.startswith(PARAM_PREFIX)]
     metrics = [c for c in df.columns if c not in (*fixed, "status", *params)]
@@ -641,9 +641,8 @@ def compare(
                  "champion": bool(r["champion"]), "metrics": {m: number(r[m]) for m in metrics},
                  "params": {c.removeprefix(PARAM_PREFIX): r[c] if isinstance(r[c], str) else None for c in params}}
                 for r in df.to_dict("records")]
-        sys.stdout.write(json.dumps({"pipeline": pipeline, "primary_metric": record.primary_metric if record else None,
-                                     "higher_is_better": record.higher_is_better if record else None,
-                                     "order": "newest" if newest else "metric", "runs": runs}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"pipeline": pipeline, "primary_metric": record.primary_metric,
+                                     "higher_is_better": record.higher_is_better, "order": "newest" if newest else "metric", "runs": runs}, indent=2) + "\n")
         return
     if df.empty:
         out.print(f"no {pipeline} runs in {cfg.project.tracking.uri} (experiment {cfg.project.tracking.experiment!r})")
@@ -652,6 +651,7 @@ def compare(
     shown = df[fixed + metrics[:n_metrics] + params[:n_params]].copy()
     shown["run_id"] = shown["run_id"].str[:8]
     shown["champion"] = shown["champion"].map({True: "*", False: ""})
+
     def param(v: Any) -> str:  # numbers as the metrics are shown, long values (lists) cut, missing as -
         if not isinstance(v, str):
             return "-"
@@ -667,10 +667,10 @@ def compare(
                      else c for c in shown.columns]
     primary, higher = record.primary_metric, record.higher_is_better
     order = "newest first" if newest else f"best {primary} first"
-    what = (f"the parameters that differ: {', '.join(p.removeprefix(PARAM_PREFIX) for p in params[:n_params])}"
-            if params else "no parameter differs")
+    what = (f"; the parameters that differ: {', '.join(p.removeprefix(PARAM_PREFIX) for p in params[:n_params])}"
+            if params else "; no parameter differs" if len(df) > 1 else "")
     out.print(f"{pipeline}: the last {len(df)} runs, {order} ({primary}: {'higher' if higher else 'lower'} is better); "
-              f"* = champion; {what}", soft_wrap=True, markup=False, highlight=False)
+              f"* = champion{what}", soft_wrap=True, markup=False, highlight=False)
     out.print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), soft_wrap=True, markup=False,
               highlight=False)
     more = [f"+{len(metrics) - n_metrics} more metrics: --metric NAME to choose"] if len(metrics) > n_metrics else []
