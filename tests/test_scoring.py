@@ -136,10 +136,13 @@ def test_registry_champion_promotion_and_scoring_from_it(trained, tmp_path):
     assert set(score_customers(cfg, source="registry")["clv_model_version"]) == {"registry:2"}
     with pytest.raises(ModelError, match=r"no version 9 \(versions: 1, 2\)"):
         promote(tracking, "clv", 9)
-    board = recent_runs(tracking, "clv")
+    board = recent_runs(tracking, "clv", order="newest")
     assert list(board["version"]) == ["2", "1"] and list(board["champion"]) == [True, False]
     assert board.columns[5] == "purchases_mae"
     assert board["purchases_mae"].notna().all()
+    best = recent_runs(tracking, "clv")  # best first: the lower purchases_mae
+    assert list(best["version"]) == list(board.sort_values("purchases_mae")["version"])
+    assert list(best["params.clv.penalizer"]) == ["0.0" if v == "1" else "0.01" for v in best["version"]]
 
 
 def test_missing_models_are_named(trained, tmp_path):

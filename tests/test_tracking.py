@@ -65,6 +65,36 @@ def test_run_logs_config_fingerprint_code_metrics_and_tables(tracking):
     assert json.loads(next(art.rglob("config.json")).read_text()) == {"clv": {"penalizer": 0.1}}
 
 
+def test_a_run_logs_each_table_of_the_fingerprint_as_a_dataset(tracking, tmp_path):
+    """issue 20: the MLflow UI's Dataset column. A dataset per table, digest = the fingerprint's hash of
+    the rows, source = where the table was read, schema from the dtypes, the counts as its profile."""
+    people = _people().assign(signup_date=pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]))
+    orders = pd.DataFrame({"customer_id": ["a", "b"], "amount": [1.5, 2.0], "n": [1, 2]})
+    (tmp_path / "people.csv").write_text("x")
+    fp = data_fingerprint({"customers": people, "transactions": orders, "surveys": None})
+    fp["sources"] = {"customers": str(tmp_path / "people.csv"),
+                     "transactions": "postgresql://crmlab@db:5432/crm (table crm.orders)"}
+    fp["as_of"] = "2024-03-31"
+    tracker = Tracker(tracking)
+    with tracker.start_run("unit", pipeline="test", fingerprint=fp,
+                           tables={"customers": people, "transactions": orders}) as run:
+        pass
+    got = {d.dataset.name: d for d in mlflow.MlflowClient(tracker.uri).get_run(run.run_id).inputs.dataset_inputs}
+    assert set(got) == {"customers", "transactions"}
+    customers, transactions = got["customers"].dataset, got["transactions"].dataset
+    assert customers.digest == fp["customers"]["sha256"] and transactions.digest == fp["transactions"]["sha256"]
+    assert (customers.source_type, json.loads(customers.source)) == ("local", {"uri": str(tmp_path / "people.csv")})
+    assert transactions.source_type == "postgresql"
+    assert json.loads(customers.profile) == {"num_rows": 3, "num_columns": 7, "customers": 3,
+                                             "date_min": "2024-01-01", "date_max": "2024-03-01"}
+    schema = {c["name"]: c["type"] for c in json.loads(transactions.schema)["mlflow_colspec"]}
+    assert schema == {"customer_id": "string", "amount": "double", "n": "long"}
+    assert [(t.key, t.value) for t in got["customers"].tags] == [("mlflow.data.context", "training")]
+    # nothing personal in what was logged: names and types only, no value
+    logged = customers.to_proto().SerializeToString().decode("utf-8", "replace")
+    assert "example.com" not in logged and "555.123" not in logged
+
+
 def test_failed_block_marks_run_failed(tracking):
     tracker = Tracker(tracking)
     with pytest.raises(RuntimeError):

@@ -802,27 +802,65 @@ def compare(
     set_: SetOpt = None,
     last: Annotated[int, typer.Option(min=1, help="How many recent runs.")] = 10,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="Metrics to show (repeatable).")] = None,
+    newest: Annotated[bool, typer.Option("--newest", help="Newest first instead of best first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Every run, metric and differing parameter as JSON.")
+                       ] = False,
 ) -> None:
-    """A leaderboard of the pipeline's recent training runs from MLflow, metrics side by side."""
-    from crmlab.registry import recent_runs
+    """A leaderboard of the pipeline's recent training runs from MLflow: best first by the primary metric,
+    metrics side by side, the parameters that differ between the runs, the champion marked."""
+    from crmlab.registry import PARAM_PREFIX, recent_runs
 
     cfg = _config(set_)
-    df = recent_runs(cfg.project.tracking, pipeline, last=last, metrics=metric or None)
+    df = recent_runs(cfg.project.tracking, pipeline, last=last, metrics=metric or None,
+                     order="newest" if newest else "metric")  # checks the pipeline's name
+    record = pipelines.get(pipeline)
+    fixed = ["run_id", "started", "version", "champion"]
+    params = [c for c in df.columns if c.startswith(PARAM_PREFIX)]
+    metrics = [c for c in df.columns if c not in (*fixed, "status", *params)]
+    if as_json:
+        def number(v: Any) -> float | None:
+            return float(v) if v is not None and v == v else None
+
+        runs = [{"run_id": r["run_id"], "started": r["started"], "status": r["status"], "version": r["version"] or None,
+                 "champion": bool(r["champion"]), "metrics": {m: number(r[m]) for m in metrics},
+                 "params": {c.removeprefix(PARAM_PREFIX): r[c] if isinstance(r[c], str) else None for c in params}}
+                for r in df.to_dict("records")]
+        sys.stdout.write(json.dumps({"pipeline": pipeline, "primary_metric": record.primary_metric,
+                                     "higher_is_better": record.higher_is_better, "order": "newest" if newest else "metric", "runs": runs}, indent=2) + "\n")
+        return
     if df.empty:
         out.print(f"no {pipeline} runs in {cfg.project.tracking.uri} (experiment {cfg.project.tracking.experiment!r})")
         return
-    fixed = ["run_id", "started", "version", "champion"]
-    metrics = [c for c in df.columns if c not in (*fixed, "status")]
-    shown = df[fixed + metrics[: len(metric) if metric else 6]].copy()
+    n_metrics, n_params = (len(metric) if metric else 6), 5
+    shown = df[fixed + metrics[:n_metrics] + params[:n_params]].copy()
     shown["run_id"] = shown["run_id"].str[:8]
     shown["champion"] = shown["champion"].map({True: "*", False: ""})
-    primary, higher = pipelines.get(pipeline).primary_metric, pipelines.get(pipeline).higher_is_better
-    out.print(f"{pipeline}: the last {len(df)} runs, newest first; primary metric {primary} "
-              f"({'higher' if higher else 'lower'} is better); * = champion", soft_wrap=True)
+
+    def param(v: Any) -> str:  # numbers as the metrics are shown, long values (lists) cut, missing as -
+        if not isinstance(v, str):
+            return "-"
+        try:
+            return f"{float(v):.4g}" if not v.lstrip("-").isdigit() else v
+        except ValueError:
+            return v if len(v) <= 24 else v[:23] + "…"
+
+    for c in params:
+        if c in shown:
+            shown[c] = shown[c].map(param)
+    shown.columns = [c.removeprefix(PARAM_PREFIX) if c in params and c.removeprefix(PARAM_PREFIX) not in shown.columns
+                     else c for c in shown.columns]
+    primary, higher = record.primary_metric, record.higher_is_better
+    order = "newest first" if newest else f"best {primary} first"
+    what = (f"; the parameters that differ: {', '.join(p.removeprefix(PARAM_PREFIX) for p in params[:n_params])}"
+            if params else "; no parameter differs" if len(df) > 1 else "")
+    out.print(f"{pipeline}: the last {len(df)} runs, {order} ({primary}: {'higher' if higher else 'lower'} is better); "
+              f"* = champion{what}", soft_wrap=True, markup=False, highlight=False)
     out.print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), soft_wrap=True, markup=False,
               highlight=False)
-    if not metric and len(metrics) > 6:
-        out.print(f"(+{len(metrics) - 6} more metrics: --metric NAME to choose)")
+    more = [f"+{len(metrics) - n_metrics} more metrics: --metric NAME to choose"] if len(metrics) > n_metrics else []
+    more += [f"+{len(params) - n_params} more differing parameters"] if len(params) > n_params else []
+    if more:
+        out.print(f"({'; '.join(more)}; --json shows all)", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- kpis and report

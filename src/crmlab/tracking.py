@@ -3,7 +3,10 @@
 Every training run goes through :class:`Tracker`: it points MLflow at the configured store (a local
 SQLite file by default, so ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` works), creates
 the experiment with a configured artifact folder, and logs, for each run, the resolved config, a
-fingerprint of the input data, the code version, metrics and artifacts.
+fingerprint of the input data, the code version, metrics and artifacts. Each table of the fingerprint
+is also logged as an MLflow dataset input (:func:`fingerprint_datasets`: its name, source, digest,
+schema and row counts, never its rows), so the MLflow UI's Dataset column says what a run was
+trained on.
 
 Personal data never reaches a log line, a parameter or an artifact: tables are scrubbed of the
 configured PII columns and of any text column that holds e-mail addresses or phone numbers before
@@ -12,6 +15,7 @@ they are logged, and the data fingerprint hashes only non-personal columns.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,8 +39,10 @@ __all__ = [
     "Tracker",
     "code_version",
     "data_fingerprint",
+    "fingerprint_datasets",
     "flatten",
     "open_store",
+    "quiet_artifact_copies",
     "scrub_pii",
     "store_lock",
 ]
@@ -120,6 +126,97 @@ def code_version() -> dict[str, str]:
     return info
 
 
+def _mlflow_type(dtype: Any) -> str:
+    """The MLflow column type of a pandas dtype (read from the dtype alone: no value is looked at)."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "long" if np.dtype(dtype).itemsize > 4 else "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double" if np.dtype(dtype).itemsize > 4 else "float"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+@functools.cache
+def _dataset_classes() -> tuple[type, type]:
+    """The dataset source and dataset classes of :func:`fingerprint_datasets` (made on first use: MLflow
+    is imported only when something is tracked)."""
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class CrmlabTableSource(DatasetSource):
+        """Where a table came from: a file (``local``), a database (``postgresql``) or the embedded demo."""
+
+        def __init__(self, uri: str) -> None:
+            self.uri = uri
+
+        def _get_source_type(self) -> str:  # type: ignore[override]
+            if self.uri.startswith(("postgresql://", "postgres://")):
+                return "postgresql"
+            return "local" if Path(self.uri).is_absolute() else "crmlab"
+
+        def load(self, **kwargs: Any) -> Any:
+            raise NotImplementedError("crmlab reads its tables through its config (project.data)")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> CrmlabTableSource:
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> CrmlabTableSource:
+            return cls(str(source_dict["uri"]))
+
+    class FingerprintDataset(MetaDataset):
+        def __init__(self, source: DatasetSource, name: str, digest: str, schema: Any, profile: dict[str, Any]):
+            self._profile = profile
+            super().__init__(source, name=name, digest=digest, schema=schema)
+
+        @property
+        def profile(self) -> dict[str, Any]:
+            return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+    return CrmlabTableSource, FingerprintDataset
+
+
+def fingerprint_datasets(fingerprint: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None] | None = None
+                         ) -> list[Any]:
+    """One MLflow dataset (metadata only) per table of a :func:`data_fingerprint`: named after the table,
+    its digest the fingerprint's ``sha256`` (the hash of every row, personal columns excluded), its
+    source the file or database the table was read from (``fingerprint["sources"]``), its profile the
+    fingerprint's counts and date range, and, when ``tables`` holds the table, its schema (column names
+    and types, from the dtypes). Nothing here reads the rows again: logging them costs nothing on big data."""
+    from mlflow.types import ColSpec, Schema
+
+    CrmlabTableSource, FingerprintDataset = _dataset_classes()
+    sources = fingerprint.get("sources") or {}
+    out = []
+    for name, info in fingerprint.items():
+        if not isinstance(info, Mapping) or "sha256" not in info:
+            continue
+        source = str(sources.get(name, name))
+        if "://" not in source and Path(source).expanduser().is_file():  # a file: its absolute path
+            source = str(Path(source).expanduser().resolve())
+        df = (tables or {}).get(name)
+        schema = (Schema([ColSpec(_mlflow_type(t), str(c)) for c, t in df.dtypes.items()])
+                  if df is not None and len(df.columns) else None)
+        profile = {"num_rows": info.get("rows"), "num_columns": info.get("columns"),
+                   **{k: info[k] for k in ("customers", "date_min", "date_max") if k in info}}
+        out.append(FingerprintDataset(CrmlabTableSource(source), str(name), str(info["sha256"]), schema, profile))
+    return out
+
+
 class Run:
     """A handle on one active MLflow run (or a no-op when tracking is disabled)."""
 
@@ -144,6 +241,17 @@ class Run:
         items = list(flat.items())
         for i in range(0, len(items), 100):
             mlflow.log_params({k: str(v)[:6000] for k, v in items[i : i + 100]})
+
+    def log_inputs(self, fingerprint: Mapping[str, Any], tables: Mapping[str, pd.DataFrame | None] | None = None,
+                   *, context: str = "training") -> None:
+        """Log each table of ``fingerprint`` as a dataset input of the run (see :func:`fingerprint_datasets`)."""
+        if self._run is None:
+            return
+        import mlflow
+
+        datasets = fingerprint_datasets(fingerprint, tables)
+        if datasets:
+            mlflow.log_inputs(datasets=datasets, contexts=[context] * len(datasets), tags_list=[None] * len(datasets))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._run is None:
@@ -255,8 +363,11 @@ class Tracker:
         fingerprint: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         nested: bool = False,
+        tables: Mapping[str, pd.DataFrame | None] | None = None,
     ) -> Iterator[Run]:
-        """Start a run that logs the resolved config, the data fingerprint and the code version.
+        """Start a run that logs the resolved config, the data fingerprint (as parameters, an artifact and
+        the run's dataset inputs; ``tables``, when given, adds their schemas to the datasets) and the code
+        version.
 
         Nested runs (``nested=True`` inside another run) become child runs, e.g. one per model of a
         comparison or one per tuning trial. A failing block marks the run FAILED and re-raises.
@@ -276,11 +387,31 @@ class Tracker:
             if fingerprint is not None:
                 run.log_dict(dict(fingerprint), "data_fingerprint.json")
                 run.log_params({"data": fingerprint})
+                run.log_inputs(fingerprint, tables)
             try:
                 yield run
             except BaseException:
                 mlflow.end_run(status="FAILED")
                 raise
+
+
+@contextmanager
+def quiet_artifact_copies() -> Iterator[None]:
+    """No "Downloading artifacts" progress bar while a block runs: MLflow draws one (on stderr, through the
+    CLI's spinner) even for a copy between two folders of this machine, as when a logged model copies
+    the bundle it holds. Set back as it was afterwards."""
+    import os
+
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 #: Stores this process has already created or checked (see :func:`open_store`).

@@ -78,8 +78,9 @@ def training_run(cfg: CrmlabConfig, pipeline: str, *, tracker: Tracker | None = 
 
     project = cfg.project
     tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
+    tables = dict(cleaning.tables.items()) if cleaning is not None else None  # their schemas, for the datasets
     with tracker.start_run(pipeline, pipeline=pipeline, config=cfg.section(pipeline), fingerprint=fingerprint,
-                           tags=tags) as run:
+                           tags=tags, tables=tables) as run:
         if cleaning is not None:
             run.log_dict(cleaning.report.to_dict(), "cleaning_report.json")
         yield TrainingRun(run, tracker)
@@ -88,10 +89,17 @@ def training_run(cfg: CrmlabConfig, pipeline: str, *, tracker: Tracker | None = 
 def register_pyfunc(result: TrainingResult, *, input_example: pd.DataFrame, output_example: pd.DataFrame,
                     registered_model_name: str | None) -> None:
     """Log the result's bundle as a pyfunc in the active run, register it under ``registered_model_name``
-    (None: log only) and record the model URI and version on the result."""
+    (None: log only) with its description and tags (:func:`crmlab.registry.register_version`) and record
+    the model URI and version on the result."""
     from crmlab.pyfunc import log_pyfunc
+    from crmlab.registry import register_version
+    from crmlab.tracking import quiet_artifact_copies
 
-    info = log_pyfunc(result.bundle_path, input_example=input_example, output_example=output_example,
-                      registered_model_name=registered_model_name)
+    with quiet_artifact_copies():  # MLflow copies the bundle into the model it logs under a progress bar
+        info = log_pyfunc(result.bundle_path, input_example=input_example, output_example=output_example)
     result.model_uri = getattr(info, "model_uri", None)
-    result.registered_model_version = getattr(info, "registered_model_version", None)
+    if registered_model_name and result.model_uri:
+        version = register_version(registered_model_name, result.model_uri, run_id=result.run_id,
+                                   model_id=getattr(info, "model_id", None), metrics=result.metrics,
+                                   fingerprint=result.fingerprint, bundle_dir=result.bundle_path)
+        result.registered_model_version = int(version)
