@@ -93,16 +93,16 @@ def log_pyfunc(
     *,
     input_example: pd.DataFrame,
     output_example: pd.DataFrame,
-    registered_model_name: str | None = None,
     name: str = "model",
 ) -> Any:
-    """Log the bundle as a pyfunc model in the active run, optionally registering a version (the first
-    version of a registered model becomes its ``champion``)."""
+    """Log the bundle as a pyfunc model in the active run (registering a version, with its description
+    and tags, is :func:`crmlab.registry.register_version`'s, called by
+    :func:`crmlab.training.register_pyfunc`)."""
     import mlflow
 
     signature = signature_of(input_example, output_example)
     entry = Path(__file__).with_name("_pyfunc_entry.py")
-    info = mlflow.pyfunc.log_model(
+    return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(entry),
         artifacts={"bundle": str(bundle_dir)},
@@ -110,15 +110,4 @@ def log_pyfunc(
         input_example=input_example.head(3),
         pip_requirements=requirements(),
         code_paths=[str(Path(__file__).parent)],
-        registered_model_name=registered_model_name,
     )
-    version = getattr(info, "registered_model_version", None)
-    if registered_model_name and version is not None:
-        from crmlab.export import manifest_sha256
-        from crmlab.registry import MANIFEST_TAG, ensure_champion
-
-        # kept in the registry's database, apart from the artifact store the bundle lives in
-        mlflow.MlflowClient().set_model_version_tag(registered_model_name, str(version), MANIFEST_TAG,
-                                                    manifest_sha256(bundle_dir))
-        ensure_champion(registered_model_name, version)
-    return info
