@@ -62,7 +62,7 @@ import polars as pl
 from crmlab.config import CrmlabConfig, LifecycleConfig
 from crmlab.errors import ConfigError, DataError
 from crmlab.features.frames import as_of_date, day_number, to_polars
-from crmlab.features.past import days_of, finish, past_transactions
+from crmlab.features.past import Past, days_of, finish, past_transactions
 
 __all__ = [
     "NOT_A_CUSTOMER",
@@ -110,19 +110,22 @@ def _no_typical_gap(as_of: date) -> DataError:
                      "derived", column="ts", expected="lifecycle.typical_gap_days set to a number of days")
 
 
-def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_gap: float | None = None,
-                     prior_gaps: float = 1.0, trend_gaps: float = 3.0) -> pd.DataFrame:
+def lifecycle_inputs(transactions: pd.DataFrame | None, *, as_of: date | str, typical_gap: float | None = None,
+                     prior_gaps: float = 1.0, trend_gaps: float = 3.0, past: Past | None = None) -> pd.DataFrame:
     """The inputs of the stage rules (module doc), one row per customer with a purchase on or before
     ``as_of``, sorted by id: ``customer_id``, ``tenure_days``, ``recency_days``, ``purchase_days``,
     ``usual_gap_days``, ``overdue``, ``last_gap_days``, ``prior_gap_days``, ``trend_window_days``,
     ``spend_recent``, ``spend_previous``, ``spend_trend``. ``typical_gap``: None derives it from these
     customers (as :func:`typical_gap_days` does, in the same pass); it is in ``attrs``. The input is
-    not modified."""
+    not modified. ``past``: the rows on or before ``as_of`` already in (customer id, day) order, as
+    :func:`crmlab.features.past.past_transactions` gives them (or only their purchase rows: returns
+    play no part here); ``transactions`` is then not read."""
     if typical_gap is not None and not typical_gap > 0:
         raise ValueError(f"typical_gap={typical_gap!r} should be a positive number of days")
     cut = as_of_date(as_of)
     as_of_day = day_number(cut)
-    past = past_transactions(transactions, as_of_day)
+    if past is None:
+        past = past_transactions(transactions, as_of_day)
     days = days_of(past)
     keep = days.n_purchase > 0
     cust, day, spend = days.cust[keep], days.day[keep].astype(np.float64), days.purchase_amount[keep]
@@ -189,17 +192,19 @@ def assign_stages(inputs: pd.DataFrame, cfg: LifecycleConfig, *, new_days: float
     return np.asarray(RULE_ORDER, dtype=object)[codes]
 
 
-def lifecycle_stages(transactions: pd.DataFrame, *, as_of: date | str, cfg: LifecycleConfig,
-                     p_alive: pd.Series | None = None, typical_gap: float | None = None) -> pd.DataFrame:
+def lifecycle_stages(transactions: pd.DataFrame | None, *, as_of: date | str, cfg: LifecycleConfig,
+                     p_alive: pd.Series | None = None, typical_gap: float | None = None,
+                     past: Past | None = None) -> pd.DataFrame:
     """:func:`lifecycle_inputs` with ``lifecycle_stage`` (second column) and ``p_alive`` (when given: a
     Series indexed by customer id; customers it lacks have it empty). ``typical_gap``: the base's
     typical gap when already known (scoring computes it once for all chunks); ``cfg.typical_gap_days``
-    wins when it is a number, else it is derived from ``transactions`` in the same pass."""
+    wins when it is a number, else it is derived from ``transactions`` in the same pass. ``past``: as in
+    :func:`lifecycle_inputs`."""
     cut = as_of_date(as_of)
     if cfg.typical_gap_days != "auto":
         typical_gap = float(cfg.typical_gap_days)
     inputs = lifecycle_inputs(transactions, as_of=cut, typical_gap=typical_gap, prior_gaps=cfg.prior_gaps,
-                              trend_gaps=cfg.trend_gaps)
+                              trend_gaps=cfg.trend_gaps, past=past)
     typ = inputs.attrs["typical_gap_days"]
     new_days = typ if cfg.new_days == "auto" else float(cfg.new_days)
     pa = None
