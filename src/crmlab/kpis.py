@@ -401,6 +401,14 @@ def _reindex(series: pd.Series, keys: pd.Index) -> pd.Series:
     return out.set_axis(keys)
 
 
+def _period_sums(rows: _Rows, idx: np.ndarray) -> pd.Series:
+    """The amounts summed by period over ``idx`` (0 for a period without rows): pandas' group sums in
+    row order (compensated), grouped on the period offsets as categories instead of hashing them."""
+    periods = pd.Categorical.from_codes(rows.period - idx[0], categories=np.arange(len(idx)))
+    sums = pd.Series(rows.amount).groupby(periods, observed=False).sum()
+    return pd.Series(sums.to_numpy(dtype=np.float64), index=idx)
+
+
 def _ratio(num: Any, den: Any) -> Any:
     """num / den with NaN where den is 0 or missing."""
     num = np.asarray(num, dtype=np.float64)
@@ -458,8 +466,8 @@ def period_kpis(
     repeaters = pd.Series(np.bincount(off[cum_by_customer >= 2], minlength=n_per), index=idx)
 
     n_orders = pd.Series(np.bincount(off, weights=n_in, minlength=n_per).astype(np.int64), index=idx)
-    gross = pd.Series(lg.pur.amount).groupby(lg.pur.period).sum().reindex(idx, fill_value=0.0)
-    rets = pd.Series(lg.ret.amount).groupby(lg.ret.period).sum().reindex(idx, fill_value=0.0)
+    gross = _period_sums(lg.pur, idx)
+    rets = _period_sums(lg.ret, idx)
     revenue = gross + rets
 
     periods = _period_index(lg.first_period, lg.last_period, period)
@@ -699,20 +707,38 @@ def rfm_segments(transactions: pd.DataFrame | PurchaseLog, *, as_of: date) -> pd
 
 def _rfm_segments(lg: PurchaseLog) -> tuple[pd.DataFrame, np.ndarray]:
     """:func:`rfm_segments` and the customer code of each of its rows."""
+    bc, r, f, m = _rfm_scores(lg)
+    names = rfm_segment_names()
+    out = pd.DataFrame({"customer_id": lg.ids[bc.buyers].to_numpy(), "r_score": r, "f_score": f, "m_score": m,
+                        "segment": names[r * 6 + f]})
+    return out, bc.buyers
+
+
+def _rfm_scores(lg: PurchaseLog) -> tuple[_ByCustomer, np.ndarray, np.ndarray, np.ndarray]:
+    """The buyers in id order and their R, F and M scores (:func:`rfm_segments`)."""
     n = len(lg.ids)
     bc = lg.by_customer()  # buyers in id order, their rows by day
     last = bc.day[np.r_[bc.starts[1:], len(bc.day)] - 1]
     orders = lg.orders()
     codes = orders["cust"].to_numpy()
     as_of_day = int(np.datetime64(lg.as_of, "D").astype(np.int64))
-    recency = pd.Series(as_of_day - last)
-    r = quintile_scores(recency, ascending=False).astype(int)
+    r = quintile_scores(pd.Series(as_of_day - last), ascending=False).astype(int)
     f = quintile_scores(np.bincount(codes, minlength=n)[bc.buyers]).astype(int)
     m = quintile_scores(np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)[bc.buyers]).astype(int)
-    names = rfm_segment_names()
-    out = pd.DataFrame({"customer_id": lg.ids[bc.buyers].to_numpy(), "r_score": r, "f_score": f, "m_score": m,
-                        "segment": names[r * 6 + f]})
-    return out, bc.buyers
+    return bc, r, f, m
+
+
+def _rfm_segment_codes(lg: PurchaseLog) -> tuple[np.ndarray, np.ndarray]:
+    """The RFM segment of every customer code as a code into the distinct names (the second item;
+    ``unassigned`` for customers without a purchase)."""
+    bc, r, f, _ = _rfm_scores(lg)
+    name_of_cell, names = pd.factorize(rfm_segment_names())
+    names = [str(s) for s in names]
+    if "unassigned" not in names:
+        names.append("unassigned")
+    codes = np.full(len(lg.ids), names.index("unassigned"), dtype=np.int64)
+    codes[bc.buyers] = name_of_cell[r * 6 + f]
+    return codes, np.asarray(names, dtype=object)
 
 
 def load_segments(
@@ -759,15 +785,17 @@ def _segment_of(ids: pd.Index, segments: pd.Series) -> np.ndarray:
     return np.where(pos >= 0, labels[np.maximum(pos, 0)] if len(labels) else "unassigned", "unassigned")
 
 
-def _group_sums(labels: np.ndarray, columns: dict[str, np.ndarray], name: str) -> pd.DataFrame:
+def _group_sums(labels: Any, columns: dict[str, np.ndarray], name: str) -> pd.DataFrame:
     """``DataFrame(columns).groupby(labels).agg(...)``: rows per label (``customers``) and the sums of the
-    columns, indexed by the labels sorted; grouped on integer codes (factorized once), which sums
-    each group in the same row order as grouping on the labels does."""
-    codes, uniques = pd.factorize(labels)
-    frame = pd.DataFrame(columns)
+    columns, indexed by the labels sorted (missing labels left out). ``labels``: the labels, or their
+    integer codes (-1: missing) and the distinct labels. Grouping on codes sums each group in the same
+    row order as grouping on the labels does, without hashing millions of strings again."""
+    codes, uniques = labels if isinstance(labels, tuple) else pd.factorize(labels)
+    groups = pd.Categorical.from_codes(codes, categories=np.arange(len(uniques)))  # -1: missing, left out
     first = next(iter(columns))
-    out = frame.groupby(codes).agg(customers=(first, "size"), **{c: (c, "sum") for c in columns})
-    out.index = pd.Index(np.asarray(uniques, dtype=object)[out.index.to_numpy()], name=name)
+    out = pd.DataFrame(columns).groupby(groups, observed=True).agg(
+        customers=(first, "size"), **{c: (c, "sum") for c in columns})
+    out.index = pd.Index(np.asarray(uniques, dtype=object)[np.asarray(out.index, dtype=np.int64)], name=name)
     return out.sort_index()
 
 
@@ -777,8 +805,9 @@ def revenue_by_segment(transactions: pd.DataFrame | PurchaseLog, segments: pd.Se
     return _revenue_by_segment(lg, _segment_of(lg.ids, segments))
 
 
-def _revenue_by_segment(lg: PurchaseLog, labels: np.ndarray) -> pd.DataFrame:
-    """:func:`revenue_by_segment` with the segment label of each customer code."""
+def _revenue_by_segment(lg: PurchaseLog, labels: np.ndarray | tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    """:func:`revenue_by_segment` with the segment label of each customer code (or their codes and the
+    distinct labels, as :func:`_group_sums` takes them)."""
     n = len(lg.ids)
     orders = lg.orders()
     codes = orders["cust"].to_numpy()
@@ -786,7 +815,8 @@ def _revenue_by_segment(lg: PurchaseLog, labels: np.ndarray) -> pd.DataFrame:
     gross = np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)
     revenue = gross + np.bincount(lg.ret.cust, weights=lg.ret.amount, minlength=n)
     bought = n_orders > 0
-    out = _group_sums(labels[bought], {"orders": n_orders[bought], "gross_sales": gross[bought],
+    labels = (labels[0][bought], labels[1]) if isinstance(labels, tuple) else labels[bought]
+    out = _group_sums(labels, {"orders": n_orders[bought], "gross_sales": gross[bought],
                                        "revenue": revenue[bought]}, "segment")
     out = out[["customers", "orders", "gross_sales", "revenue"]]
     out["customer_share"] = out["customers"] / out["customers"].sum()
@@ -863,7 +893,7 @@ def _lifecycle_by_stage(lg: PurchaseLog, stages: pd.DataFrame, pos: np.ndarray) 
     revenue = np.bincount(p.cust, weights=p.amount, minlength=n) + np.bincount(r.cust, weights=r.amount, minlength=n)
     recent = (np.bincount(p.cust[last], weights=p.amount[last], minlength=n)
               + np.bincount(r.cust[last_r], weights=r.amount[last_r], minlength=n))
-    out = _group_sums(stages["lifecycle_stage"].to_numpy(dtype=object), {
+    out = _group_sums(stages["lifecycle_stage"], {
         "revenue": np.where(pos >= 0, revenue[np.maximum(pos, 0)], 0.0),
         "revenue_last_period": np.where(pos >= 0, recent[np.maximum(pos, 0)], 0.0)}, "stage")
     out = out.reindex(list(STAGES)).fillna(0.0)
@@ -1158,10 +1188,7 @@ def compute_kpis(
     overall = overall_kpis(lg, by_period, as_of=as_of, period=k.period, margin=margin, clv=clv)
     cohorts = cohort_retention(lg, as_of=as_of, period=k.cohort_period)
     if segments is None and k.segment_table is None and k.segment_column is None:  # RFM segments, by code
-        rfm, codes = _rfm_segments(lg)
-        labels = np.full(len(lg.ids), "unassigned", dtype=object)
-        labels[codes] = rfm["segment"].to_numpy(dtype=object)
-        seg_table, segment_source = _revenue_by_segment(lg, labels), "rfm"
+        seg_table, segment_source = _revenue_by_segment(lg, _rfm_segment_codes(lg)), "rfm"
     else:
         if segments is None:
             segments, segment_source = load_segments(k, lg, as_of=as_of, customers=customers)
