@@ -156,3 +156,15 @@ def test_costs_spend_channels_and_segments_give_the_tables_computed_before(tmp_p
     table = tmp_path / "segments.csv"
     customers[["customer_id", "plan"]].rename(columns={"plan": "segment_name"}).iloc[::2].to_csv(table, index=False)
     _same(*_both(tx, [f"kpis.segment_table={table}"], customers=customers))
+
+
+def test_positions_and_reindex_by_hash_join_are_pandas_ones():
+    """The polars join that maps millions of text ids (kpis._positions) answers as Index.get_indexer."""
+    rng = np.random.default_rng(1)
+    index = pd.Index([f"id{i}" for i in rng.permutation(30_000)], dtype="str")
+    keys = pd.Index([f"id{i}" for i in rng.integers(0, 40_000, 25_000)], dtype="str")  # some unknown, repeats
+    np.testing.assert_array_equal(kpis._positions(index, keys), index.get_indexer(keys))
+    values = pd.Series(rng.random(len(index)), index=index)
+    pd.testing.assert_series_equal(kpis._reindex(values, keys), values.reindex(keys))
+    labels = pd.Series(rng.choice(["a", "b"], len(index)), index=index, dtype="string")
+    pd.testing.assert_series_equal(kpis._reindex(labels, keys), labels.reindex(keys))
