@@ -252,13 +252,19 @@ class PurchaseLog:
 
     def orders(self) -> pd.DataFrame:
         """One row per (customer, order): ``cust``, ``period`` (of its first row), ``value`` (gross)."""
+        cust, period, value = self.order_arrays()
+        return pd.DataFrame({"cust": cust, "period": period, "value": value})
+
+    def order_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`orders` as arrays (the purchase rows themselves when every row is an order)."""
         if "orders" not in self.cache:
             p = self.pur
             if self.order is None:  # every purchase row is an order
-                self.cache["orders"] = pd.DataFrame({"cust": p.cust, "period": p.period, "value": p.amount})
+                self.cache["orders"] = (p.cust, p.period, p.amount)
             else:
-                self.cache["orders"] = self.purchases.groupby(["cust", "order"], sort=False, observed=True).agg(
+                o = self.purchases.groupby(["cust", "order"], sort=False, observed=True).agg(
                     period=("period", "min"), value=("amount", "sum")).reset_index()
+                self.cache["orders"] = (o["cust"].to_numpy(), o["period"].to_numpy(), o["value"].to_numpy())
         return self.cache["orders"]
 
     def id_order(self) -> np.ndarray:
@@ -449,8 +455,8 @@ def period_kpis(
     if lg.order is None:  # every purchase row is an order
         cust, off, n_in = lg.customer_periods()
     else:
-        orders = lg.orders()
-        key = orders["cust"].to_numpy(dtype=np.int64) * n_per + (orders["period"].to_numpy() - lg.first_period)
+        o_cust, o_period, _ = lg.order_arrays()
+        key = o_cust.astype(np.int64) * n_per + (o_period - lg.first_period)
         ukey, n_in = _sorted_unique(key)
         cust, off = ukey // n_per, ukey % n_per
     active = pd.Series(np.bincount(off, minlength=n_per), index=idx)
@@ -520,11 +526,11 @@ def overall_kpis(
     """The KPIs over the whole window (module doc, "Overall"): a table of ``metric``, ``value``,
     ``definition``. ``by_period`` is :func:`period_kpis`'s table of the same data and period."""
     lg = _purchase_log(transactions, as_of, _lg_period(transactions))
-    orders = lg.orders()
-    per_customer = np.bincount(orders["cust"].to_numpy(), minlength=len(lg.ids))
+    o_cust, _, _ = lg.order_arrays()
+    per_customer = np.bincount(o_cust, minlength=len(lg.ids))
     per_customer = per_customer[per_customer > 0]  # customers with only returns are not customers here
     n_customers = int(per_customer.size)
-    n_orders = int(len(orders))
+    n_orders = int(len(o_cust))
     gross = float(pd.Series(lg.pur.amount).sum())
     revenue = gross + float(pd.Series(lg.ret.amount).sum())
     bp = by_period
@@ -719,12 +725,11 @@ def _rfm_scores(lg: PurchaseLog) -> tuple[_ByCustomer, np.ndarray, np.ndarray, n
     n = len(lg.ids)
     bc = lg.by_customer()  # buyers in id order, their rows by day
     last = bc.day[np.r_[bc.starts[1:], len(bc.day)] - 1]
-    orders = lg.orders()
-    codes = orders["cust"].to_numpy()
+    codes, _, value = lg.order_arrays()
     as_of_day = int(np.datetime64(lg.as_of, "D").astype(np.int64))
     r = quintile_scores(pd.Series(as_of_day - last), ascending=False).astype(int)
     f = quintile_scores(np.bincount(codes, minlength=n)[bc.buyers]).astype(int)
-    m = quintile_scores(np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)[bc.buyers]).astype(int)
+    m = quintile_scores(np.bincount(codes, weights=value, minlength=n)[bc.buyers]).astype(int)
     return bc, r, f, m
 
 
@@ -809,10 +814,9 @@ def _revenue_by_segment(lg: PurchaseLog, labels: np.ndarray | tuple[np.ndarray, 
     """:func:`revenue_by_segment` with the segment label of each customer code (or their codes and the
     distinct labels, as :func:`_group_sums` takes them)."""
     n = len(lg.ids)
-    orders = lg.orders()
-    codes = orders["cust"].to_numpy()
+    codes, _, value = lg.order_arrays()
     n_orders = np.bincount(codes, minlength=n)
-    gross = np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)
+    gross = np.bincount(codes, weights=value, minlength=n)
     revenue = gross + np.bincount(lg.ret.cust, weights=lg.ret.amount, minlength=n)
     bought = n_orders > 0
     labels = (labels[0][bought], labels[1]) if isinstance(labels, tuple) else labels[bought]
@@ -957,15 +961,15 @@ _NEW = {"customer_id": ["(new customer)"], "frequency": [0.0], "recency": [0.0],
 def bgnbd_clv(cfg: CrmlabConfig, transactions: pd.DataFrame, *, as_of: date) -> ClvFigures | None:
     """BG/NBD CLV per customer at ``as_of`` by ``kpis.clv_source`` (None for 'none'): scored with the
     exported bundle ``<models_dir>/clv`` or fitted with the ``clv`` section (crmlab.clv.pipeline)."""
+    source = cfg.kpis.clv_source
+    if source == "none":
+        return None
     from crmlab.clv.bundle import score_clv
     from crmlab.clv.models import fit_models, score_rfm
     from crmlab.clv.result import ClvSettings
     from crmlab.export import load_bundle
     from crmlab.features import rfm_summary
 
-    source = cfg.kpis.clv_source
-    if source == "none":
-        return None
     path = Path(cfg.project.output.models_dir) / "clv"
     if source == "bundle" or (source == "auto" and (path / "manifest.json").is_file()):
         bundle = load_bundle(path, pipeline="clv")
