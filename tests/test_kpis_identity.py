@@ -168,3 +168,14 @@ def test_positions_and_reindex_by_hash_join_are_pandas_ones():
     pd.testing.assert_series_equal(kpis._reindex(values, keys), values.reindex(keys))
     labels = pd.Series(rng.choice(["a", "b"], len(index)), index=index, dtype="string")
     pd.testing.assert_series_equal(kpis._reindex(labels, keys), labels.reindex(keys))
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_quintiles_by_counting_are_the_ranked_ones(ascending):
+    from crmlab.rfm import quintile_scores
+
+    rng = np.random.default_rng(2)
+    for values in (rng.integers(0, 40, 5_000), rng.geometric(0.3, 7_001), np.zeros(10, dtype=np.int64),
+                   np.array([3])):
+        np.testing.assert_array_equal(kpis._count_quintiles(values, ascending=ascending),
+                                      quintile_scores(values, ascending=ascending))

@@ -727,10 +727,28 @@ def _rfm_scores(lg: PurchaseLog) -> tuple[_ByCustomer, np.ndarray, np.ndarray, n
     last = bc.day[np.r_[bc.starts[1:], len(bc.day)] - 1]
     codes, _, value = lg.order_arrays()
     as_of_day = int(np.datetime64(lg.as_of, "D").astype(np.int64))
-    r = quintile_scores(pd.Series(as_of_day - last), ascending=False).astype(int)
-    f = quintile_scores(np.bincount(codes, minlength=n)[bc.buyers]).astype(int)
+    r = _count_quintiles(as_of_day - last, ascending=False).astype(int)
+    f = _count_quintiles(np.bincount(codes, minlength=n)[bc.buyers]).astype(int)
     m = quintile_scores(np.bincount(codes, weights=value, minlength=n)[bc.buyers]).astype(int)
     return bc, r, f, m
+
+
+def _count_quintiles(values: np.ndarray, *, ascending: bool = True) -> np.ndarray:
+    """:func:`crmlab.rfm.quintile_scores` of whole numbers >= 0 (days, orders), by counting instead of
+    sorting: the average rank of a tie group is the sum of its ranks over its size, as pandas
+    computes it (the sum is a whole number, exact in float64), then divided by the count."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size == 0 or v.min() < 0 or v.max() > 50_000_000:
+        return quintile_scores(pd.Series(values), ascending=ascending)
+    if not ascending:
+        v = v.max() - v
+    counts = np.bincount(v)
+    below = np.cumsum(counts) - counts
+    sum_ranks = counts * below + counts * (counts + 1) // 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = sum_ranks.astype(np.float64) / counts.astype(np.float64)
+    pct = average[v] / float(v.size)
+    return np.clip(np.ceil(pct * 5), 1, 5).astype(np.int8)
 
 
 def _rfm_segment_codes(lg: PurchaseLog) -> tuple[np.ndarray, np.ndarray]:
