@@ -353,8 +353,12 @@ def _purchase_log(transactions: pd.DataFrame | PurchaseLog, as_of: date, period:
         raise DataError(f"no purchase (amount >= 0) on or before as_of={as_of}", column="amount")
     is_return = ~is_purchase
     codes = codes.astype(np.int64, copy=False)
-    pur = _Rows(codes[is_purchase], amount[is_purchase], day[is_purchase], period_ord[is_purchase])
-    ret = _Rows(codes[is_return], amount[is_return], day[is_return], period_ord[is_return])
+    if is_return.any():
+        pur = _Rows(codes[is_purchase], amount[is_purchase], day[is_purchase], period_ord[is_purchase])
+        ret = _Rows(codes[is_return], amount[is_return], day[is_return], period_ord[is_return])
+    else:  # no return: the purchases are every row
+        pur = _Rows(codes, amount, day, period_ord)
+        ret = _Rows(codes[:0], amount[:0], day[:0], period_ord[:0])
     order = None
     if "order_id" in transactions.columns:
         oids = past("order_id")
