@@ -287,15 +287,24 @@ class PurchaseLog:
             day = self.pur.day
             lo = int(day.min())
             bits = max(1, (int(day.max()) - lo).bit_length())
-            key = (rank[self.pur.cust] << bits) | (day - lo)
-            perm = pl.Series(key).arg_sort().to_numpy()  # stable: ties keep their order
-            sorted_key = key[perm] >> bits
+            key = rank[self.pur.cust]
+            key <<= bits
+            key |= day - lo
+            # one stable sort gives the order and the sorted keys, from which the day and the customer
+            # of every sorted row follow without gathering them
+            done = pl.DataFrame({"key": key}).with_row_index("row").sort("key", maintain_order=True)
             del key
+            perm = done["row"].to_numpy().astype(np.int64)
+            sorted_key = done["key"].to_numpy()
+            del done
+            sorted_day = (sorted_key & ((1 << bits) - 1)) + lo
+            sorted_key = sorted_key >> bits
             new = np.ones(len(perm), dtype=bool)
             np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+            del sorted_key
             starts = np.flatnonzero(new)
             self.shared["by_customer"] = _ByCustomer(perm=perm, starts=starts, buyers=self.pur.cust[perm[starts]],
-                                                     cust=np.cumsum(new, dtype=np.int64) - 1, day=day[perm])
+                                                     cust=np.cumsum(new, dtype=np.int64) - 1, day=sorted_day)
         return self.shared["by_customer"]
 
     def customer_periods(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -303,7 +312,7 @@ class PurchaseLog:
         customer (0..buyers-1, in id order), period offset from ``first_period`` and purchase rows."""
         if "customer_periods" not in self.cache:
             bc = self.by_customer()
-            off = self.pur.period[bc.perm] - self.first_period
+            off = _period_ordinal(bc.day, self.period) - self.first_period
             new = np.ones(len(off), dtype=bool)
             np.not_equal(off[1:], off[:-1], out=new[1:])
             new[bc.starts] = True
