@@ -179,3 +179,15 @@ def test_quintiles_by_counting_are_the_ranked_ones(ascending):
                    np.array([3])):
         np.testing.assert_array_equal(kpis._count_quintiles(values, ascending=ascending),
                                       quintile_scores(values, ascending=ascending))
+
+
+def test_lifecycle_stages_from_the_log_are_those_from_the_transactions():
+    """Every customer's lifecycle inputs and stage, from the log's purchase rows (no returns: every day a
+    purchase day) and from the transactions (returns, days of returns only), to the last bit."""
+    from crmlab.lifecycle import lifecycle_stages
+
+    tx = _log(seed=8)
+    cfg = load_config(None, []).lifecycle
+    past = kpis.PurchaseLog.from_transactions(tx, as_of=AS_OF).past()
+    pd.testing.assert_frame_equal(lifecycle_stages(tx, as_of=AS_OF, cfg=cfg),
+                                  lifecycle_stages(None, as_of=AS_OF, cfg=cfg, past=past), check_exact=True)

@@ -128,11 +128,16 @@ def lifecycle_inputs(transactions: pd.DataFrame | None, *, as_of: date | str, ty
         past = past_transactions(transactions, as_of_day)
     days = days_of(past)
     keep = days.n_purchase > 0
-    cust, day, spend = days.cust[keep], days.day[keep].astype(np.float64), days.purchase_amount[keep]
+    every_day = bool(keep.all())  # no day of returns only: every customer is a buyer, numbered 0..n-1
+    if every_day:
+        cust, day, spend = days.cust, days.day.astype(np.float64), days.purchase_amount
+        seg = days.starts
+    else:
+        cust, day, spend = days.cust[keep], days.day[keep].astype(np.float64), days.purchase_amount[keep]
+        head = np.ones(len(cust), dtype=bool)
+        np.not_equal(cust[1:], cust[:-1], out=head[1:])
+        seg = np.flatnonzero(head)
     m = len(cust)
-    head = np.ones(m, dtype=bool)
-    np.not_equal(cust[1:], cust[:-1], out=head[1:])
-    seg = np.flatnonzero(head)
     end = np.append(seg[1:], m) - 1
     n_days = (end - seg + 1).astype(np.float64)
     first, last = day[seg], day[end]
@@ -150,10 +155,10 @@ def lifecycle_inputs(transactions: pd.DataFrame | None, *, as_of: date | str, ty
     prior = np.where(n_gaps >= 1, prior, np.nan)
     recency, tenure = as_of_day - last, as_of_day - first
     window = trend_gaps * usual
-    row_window = np.repeat(window, (end - seg + 1))
-    recent_row = day > as_of_day - row_window
-    previous_row = ~recent_row & (day > as_of_day - 2 * row_window)
-    owner = np.repeat(np.arange(len(seg)), (end - seg + 1))
+    rows = end - seg + 1
+    recent_row = day > np.repeat(as_of_day - window, rows)
+    previous_row = ~recent_row & (day > np.repeat(as_of_day - 2 * window, rows))
+    owner = cust if every_day else np.repeat(np.arange(len(seg)), rows)
     recent = np.bincount(owner, weights=np.where(recent_row, spend, 0.0), minlength=len(seg))
     previous = np.bincount(owner, weights=np.where(previous_row, spend, 0.0), minlength=len(seg))
     with np.errstate(invalid="ignore", divide="ignore"):
