@@ -91,9 +91,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from crmlab.config import CrmlabConfig, KpiConfig, TableSource
 from crmlab.errors import ConfigError, DataError, ModelError
+from crmlab.features.order import string_order
+from crmlab.features.past import Past
 from crmlab.rfm import RFM_SEGMENT_MAP, quintile_scores, rfm_segment_names
 from crmlab.utils import Step, no_step
 
@@ -136,25 +139,26 @@ def _day(ts: pd.Series) -> pd.Series:
     return ts.dt.normalize()
 
 
-def _past(transactions: pd.DataFrame, as_of: date) -> pd.DataFrame:
-    """The rows on or before ``as_of`` with their day; a clear error when a column is missing."""
-    if transactions is None:
-        raise DataError("the KPIs need a transactions table", expected="project.data.transactions")
-    missing = [c for c in ("customer_id", "ts", "amount") if c not in transactions.columns]
-    if missing:
-        raise DataError(f"transactions lack column(s) {missing}", column=missing[0],
-                        expected="clean transactions with customer_id, ts, amount")
-    day = _day(transactions["ts"])
-    keep = (day <= pd.Timestamp(as_of)).to_numpy()
-    cols = ["customer_id", "amount", *(["order_id"] if "order_id" in transactions.columns else [])]
-    out = transactions.loc[keep, cols] if not keep.all() else transactions[cols]
-    out = out.reset_index(drop=True)
-    out["day"] = day[keep].to_numpy()
-    return out
+_NO_DAY = np.iinfo(np.int64).min  # the day number of a missing timestamp (NaT)
 
 
-def _period_ordinal(day: pd.Series, period: str) -> np.ndarray:
-    return day.dt.to_period(_PANDAS_FREQ[period]).array.asi8
+def _day_numbers(ts: pd.Series) -> np.ndarray:
+    """Calendar day of each timestamp as days since 1970-01-01 (local date of time-zone-aware ones;
+    :data:`_NO_DAY` for NaT): the day of :func:`_day` without building timestamps."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_localize(None)
+    values = ts.to_numpy() if ts.dtype.kind == "M" else _day(ts).to_numpy()
+    return values.astype("datetime64[D]").astype(np.int64)  # floors, as normalize does
+
+
+def _period_ordinal(day: np.ndarray, period: str) -> np.ndarray:
+    """Period ordinal (pandas ``Period.ordinal``) of each day number, looked up per distinct day."""
+    if day.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(day.min()), int(day.max())
+    days = pd.DatetimeIndex(np.arange(lo, hi + 1).astype("datetime64[D]"))
+    table = days.to_period(_PANDAS_FREQ[period]).asi8
+    return table[day - lo]
 
 
 def _labels(periods: pd.PeriodIndex, period: str) -> np.ndarray:
@@ -170,23 +174,69 @@ def _period_index(first: int, last: int, period: str) -> pd.PeriodIndex:
 
 
 @dataclass(frozen=True)
-class PurchaseLog:
-    """Purchases and returns up to ``as_of``, customers as integer codes into ``ids``, each row with
-    its period ordinal. Build it once with :meth:`from_transactions` and pass it instead of the
-    transactions to the functions of this module to skip re-reading them (what :func:`compute_kpis`
-    does); :meth:`regrid` changes the period."""
+class _Rows:
+    """Purchase or return rows in the order of the transactions: customer code, amount, day number
+    (days since 1970-01-01) and period ordinal."""
 
-    purchases: pd.DataFrame  # cust, amount, day, period (+ order: key unique within a customer)
-    returns: pd.DataFrame  # cust, amount, day, period
+    cust: np.ndarray
+    amount: np.ndarray
+    day: np.ndarray
+    period: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"cust": self.cust, "amount": self.amount,
+                             "day": self.day.astype("datetime64[D]").astype("datetime64[ns]"), "period": self.period})
+
+
+@dataclass(frozen=True)
+class _ByCustomer:
+    """The purchase rows sorted by (customer id, day), ties in their order in the transactions (what
+    :func:`crmlab.features.past.past_transactions` does): ``perm`` of the purchase rows, ``starts`` of each
+    buyer's rows, ``buyers`` (customer codes in id order), ``cust`` (0..buyers-1 of each sorted row)."""
+
+    perm: np.ndarray
+    starts: np.ndarray
+    buyers: np.ndarray
+    cust: np.ndarray
+    day: np.ndarray  # of each sorted row
+
+
+@dataclass(frozen=True, eq=False)
+class PurchaseLog:
+    """Purchases and returns up to ``as_of``, customers as integer codes into ``ids`` (in the order
+    they first appear), each row with its period ordinal. Build it once with :meth:`from_transactions`
+    and pass it instead of the transactions to the functions of this module to skip re-reading them
+    (what :func:`compute_kpis` does); :meth:`regrid` changes the period. What does not depend on the
+    period (the rows sorted by customer, the orders without order ids) is computed once and shared
+    by the regridded logs."""
+
+    pur: _Rows
+    ret: _Rows
+    order: pd.Series | None  # order key of each purchase row (unique within a customer), None: a row is an order
     ids: pd.Index  # customer id of each code
     as_of: date
     period: str
     first_period: int
     last_period: int
+    shared: dict = field(default_factory=dict, repr=False)  # caches that do not depend on the period
+    cache: dict = field(default_factory=dict, repr=False)  # caches of this period
 
     @classmethod
     def from_transactions(cls, transactions: pd.DataFrame, *, as_of: date, period: str = "M") -> PurchaseLog:
         return _purchase_log(transactions, as_of, period)
+
+    @property
+    def purchases(self) -> pd.DataFrame:
+        """cust, amount, day (datetime64 midnight), period (+ order: key unique within a customer)."""
+        out = self.pur.frame()
+        if self.order is not None:
+            out["order"] = self.order.to_numpy()
+        return out
+
+    @property
+    def returns(self) -> pd.DataFrame:
+        """cust, amount (< 0), day, period."""
+        return self.ret.frame()
 
     def regrid(self, period: str) -> PurchaseLog:
         """The same rows with period ordinals of another frequency."""
@@ -194,20 +244,89 @@ class PurchaseLog:
             return self
         if period not in _PANDAS_FREQ:
             raise ConfigError(f"period={period!r} is not one of {', '.join(_PANDAS_FREQ)}")
-        pur = self.purchases.assign(period=_period_ordinal(self.purchases["day"], period))
-        ret = self.returns.assign(period=_period_ordinal(self.returns["day"], period))
-        first = min(int(pur["period"].min()), int(ret["period"].min()) if len(ret) else np.iinfo(np.int64).max)
+        pur = _Rows(self.pur.cust, self.pur.amount, self.pur.day, _period_ordinal(self.pur.day, period))
+        ret = _Rows(self.ret.cust, self.ret.amount, self.ret.day, _period_ordinal(self.ret.day, period))
+        first = min(int(pur.period.min()), int(ret.period.min()) if len(ret.period) else np.iinfo(np.int64).max)
         last = int(pd.Period(pd.Timestamp(self.as_of), freq=_PANDAS_FREQ[period]).ordinal)
-        return PurchaseLog(pur, ret, self.ids, self.as_of, period, first, last)
+        return PurchaseLog(pur, ret, self.order, self.ids, self.as_of, period, first, last, shared=self.shared)
 
     def orders(self) -> pd.DataFrame:
         """One row per (customer, order): ``cust``, ``period`` (of its first row), ``value`` (gross)."""
-        p = self.purchases
-        if "order" not in p.columns:  # every purchase row is an order
-            return pd.DataFrame({"cust": p["cust"].to_numpy(), "period": p["period"].to_numpy(),
-                                 "value": p["amount"].to_numpy()})
-        return p.groupby(["cust", "order"], sort=False, observed=True).agg(
-            period=("period", "min"), value=("amount", "sum")).reset_index()
+        cust, period, value = self.order_arrays()
+        return pd.DataFrame({"cust": cust, "period": period, "value": value})
+
+    def order_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`orders` as arrays (the purchase rows themselves when every row is an order)."""
+        if "orders" not in self.cache:
+            p = self.pur
+            if self.order is None:  # every purchase row is an order
+                self.cache["orders"] = (p.cust, p.period, p.amount)
+            else:
+                o = self.purchases.groupby(["cust", "order"], sort=False, observed=True).agg(
+                    period=("period", "min"), value=("amount", "sum")).reset_index()
+                self.cache["orders"] = (o["cust"].to_numpy(), o["period"].to_numpy(), o["value"].to_numpy())
+        return self.cache["orders"]
+
+    def id_order(self) -> np.ndarray:
+        """The customer codes sorted by id (as :meth:`pandas.Index.sort_values` sorts the ids)."""
+        if "id_order" not in self.shared:
+            ids = self.ids
+            if ids.dtype == "str" and len(ids) > 1:  # text: byte-wise, as pandas and polars sort it
+                order = string_order(pl.from_pandas(pd.Series(ids, copy=False)))
+            else:
+                order = np.asarray(ids.argsort(), dtype=np.int64)
+            self.shared["id_order"] = np.asarray(order, dtype=np.int64)
+        return self.shared["id_order"]
+
+    def by_customer(self) -> _ByCustomer:
+        """The purchase rows sorted by (customer id, day), computed once (one stable integer sort)."""
+        if "by_customer" not in self.shared:
+            n = len(self.ids)
+            rank = np.empty(n, dtype=np.int64)
+            rank[self.id_order()] = np.arange(n)
+            day = self.pur.day
+            lo = int(day.min())
+            bits = max(1, (int(day.max()) - lo).bit_length())
+            key = rank[self.pur.cust]
+            key <<= bits
+            key |= day - lo
+            # one stable sort gives the order and the sorted keys, from which the day and the customer
+            # of every sorted row follow without gathering them
+            done = pl.DataFrame({"key": key}).with_row_index("row").sort("key", maintain_order=True)
+            del key
+            perm = done["row"].to_numpy().astype(np.int64)
+            sorted_key = done["key"].to_numpy()
+            del done
+            sorted_day = (sorted_key & ((1 << bits) - 1)) + lo
+            sorted_key = sorted_key >> bits
+            new = np.ones(len(perm), dtype=bool)
+            np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+            del sorted_key
+            starts = np.flatnonzero(new)
+            self.shared["by_customer"] = _ByCustomer(perm=perm, starts=starts, buyers=self.pur.cust[perm[starts]],
+                                                     cust=np.cumsum(new, dtype=np.int64) - 1, day=sorted_day)
+        return self.shared["by_customer"]
+
+    def customer_periods(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (customer, period) pairs with a purchase, sorted by customer id then period:
+        customer (0..buyers-1, in id order), period offset from ``first_period`` and purchase rows."""
+        if "customer_periods" not in self.cache:
+            bc = self.by_customer()
+            off = _period_ordinal(bc.day, self.period) - self.first_period
+            new = np.ones(len(off), dtype=bool)
+            np.not_equal(off[1:], off[:-1], out=new[1:])
+            new[bc.starts] = True
+            pairs = np.flatnonzero(new)
+            self.cache["customer_periods"] = (bc.cust[pairs], off[pairs], np.diff(np.r_[pairs, len(off)]))
+        return self.cache["customer_periods"]
+
+    def past(self) -> Past:
+        """The purchase rows as :func:`crmlab.features.past.past_transactions` orders them (customers in id
+        order; the returns, which the lifecycle stages do not use, left out)."""
+        bc = self.by_customer()
+        ids = pl.from_pandas(pd.Series(self.ids[bc.buyers], copy=False)).alias("customer_id")
+        return Past(ids=ids, starts=bc.starts, cust=bc.cust, day=bc.day.astype(np.int32),
+                    amount=self.pur.amount[bc.perm], has_returns=False, extra={})
 
 
 def _purchase_log(transactions: pd.DataFrame | PurchaseLog, as_of: date, period: str) -> PurchaseLog:
@@ -217,25 +336,47 @@ def _purchase_log(transactions: pd.DataFrame | PurchaseLog, as_of: date, period:
         return transactions.regrid(period)
     if period not in _PANDAS_FREQ:
         raise ConfigError(f"period={period!r} is not one of {', '.join(_PANDAS_FREQ)}")
-    past = _past(transactions, as_of)
-    if past.empty:
+    if transactions is None:
+        raise DataError("the KPIs need a transactions table", expected="project.data.transactions")
+    missing = [c for c in ("customer_id", "ts", "amount") if c not in transactions.columns]
+    if missing:
+        raise DataError(f"transactions lack column(s) {missing}", column=missing[0],
+                        expected="clean transactions with customer_id, ts, amount")
+    day = _day_numbers(transactions["ts"])
+    as_of_day = int(np.datetime64(as_of, "D").astype(np.int64))
+    keep = (day <= as_of_day) & (day != _NO_DAY)
+    everything = bool(keep.all())
+    if not keep.any():
         raise DataError(f"no transaction on or before the cut-off as_of={as_of}", column="ts")
-    codes, ids = pd.factorize(past["customer_id"], sort=False)
-    period_ord = _period_ordinal(past["day"], period)
-    amount = past["amount"].to_numpy(dtype=np.float64)
+
+    def past(col: str) -> pd.Series:
+        s = transactions[col]
+        return s.reset_index(drop=True) if everything else s[keep].reset_index(drop=True)
+
+    day = day if everything else day[keep]
+    codes, ids = pd.factorize(past("customer_id"), sort=False)
+    period_ord = _period_ordinal(day, period)
+    amount = past("amount").to_numpy(dtype=np.float64)
     is_purchase = amount >= 0
     if not is_purchase.any():
         raise DataError(f"no purchase (amount >= 0) on or before as_of={as_of}", column="amount")
-    purchases = pd.DataFrame({"cust": codes[is_purchase], "amount": amount[is_purchase],
-                              "day": past["day"].to_numpy()[is_purchase], "period": period_ord[is_purchase]})
-    if "order_id" in past.columns and past["order_id"].notna().any():
-        oid = past["order_id"].astype("string")[is_purchase].reset_index(drop=True)
-        rows = pd.Series(np.flatnonzero(is_purchase)).astype("string")
-        purchases["order"] = oid.where(oid.notna(), "\x00row" + rows)
-    returns = pd.DataFrame({"cust": codes[~is_purchase], "amount": amount[~is_purchase],
-                            "day": past["day"].to_numpy()[~is_purchase], "period": period_ord[~is_purchase]})
+    is_return = ~is_purchase
+    codes = codes.astype(np.int64, copy=False)
+    if is_return.any():
+        pur = _Rows(codes[is_purchase], amount[is_purchase], day[is_purchase], period_ord[is_purchase])
+        ret = _Rows(codes[is_return], amount[is_return], day[is_return], period_ord[is_return])
+    else:  # no return: the purchases are every row
+        pur = _Rows(codes, amount, day, period_ord)
+        ret = _Rows(codes[:0], amount[:0], day[:0], period_ord[:0])
+    order = None
+    if "order_id" in transactions.columns:
+        oids = past("order_id")
+        if oids.notna().any():
+            oid = oids.astype("string")[is_purchase].reset_index(drop=True)
+            rows = pd.Series(np.flatnonzero(is_purchase)).astype("string")
+            order = oid.where(oid.notna(), "\x00row" + rows)
     last = int(pd.Period(pd.Timestamp(as_of), freq=_PANDAS_FREQ[period]).ordinal)
-    return PurchaseLog(purchases, returns, pd.Index(ids, name="customer_id"), as_of, period,
+    return PurchaseLog(pur, ret, order, pd.Index(ids, name="customer_id"), as_of, period,
                        int(period_ord.min()), last)
 
 
@@ -252,6 +393,39 @@ def _sorted_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return k, np.zeros(0, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     return k[starts], np.diff(np.r_[starts, k.size])
+
+
+def _positions(index: pd.Index, keys: pd.Index) -> np.ndarray:
+    """Position in ``index`` (unique) of each key, -1 where it lacks one: ``index.get_indexer(keys)``,
+    by a polars hash join when both hold text without missing values (several times faster on
+    millions of ids)."""
+    if (index.dtype == "str" and keys.dtype == "str" and len(keys) > 10_000
+            and not index.hasnans and not keys.hasnans):
+        left = pl.DataFrame({"k": pl.from_pandas(pd.Series(keys, copy=False))})
+        right = pl.DataFrame({"k": pl.from_pandas(pd.Series(index, copy=False)),
+                              "pos": np.arange(len(index), dtype=np.int64)})
+        joined = left.join(right, on="k", how="left", maintain_order="left")
+        return joined["pos"].fill_null(-1).to_numpy()
+    return index.get_indexer(keys)
+
+
+def _reindex(series: pd.Series, keys: pd.Index) -> pd.Series:
+    """``series.reindex(keys)`` (unique index) through :func:`_positions`."""
+    if not (len(series) and series.index.dtype == "str" and keys.dtype == "str" and series.index.is_unique):
+        return series.reindex(keys)
+    pos = _positions(series.index, keys)
+    out = series.iloc[np.maximum(pos, 0)].reset_index(drop=True)
+    if (pos < 0).any():
+        out = out.where(pos >= 0)
+    return out.set_axis(keys)
+
+
+def _period_sums(rows: _Rows, idx: np.ndarray) -> pd.Series:
+    """The amounts summed by period over ``idx`` (0 for a period without rows): pandas' group sums in
+    row order (compensated), grouped on the period offsets as categories instead of hashing them."""
+    periods = pd.Categorical.from_codes(rows.period - idx[0], categories=np.arange(len(idx)))
+    sums = pd.Series(rows.amount).groupby(periods, observed=False).sum()
+    return pd.Series(sums.to_numpy(dtype=np.float64), index=idx)
 
 
 def _ratio(num: Any, den: Any) -> Any:
@@ -288,15 +462,16 @@ def period_kpis(
     if period not in _PANDAS_FREQ:
         raise ConfigError(f"kpis.period={period!r} is not one of {', '.join(_PANDAS_FREQ)}")
     lg = _purchase_log(transactions, as_of, period)
-    p = lg.purchases
     idx = np.arange(lg.first_period, lg.last_period + 1)
-    orders = lg.orders()
-
-    # (customer, period) pairs with a purchase, as one int64 key: cust * n_periods + offset
     n_per = len(idx)
-    key = orders["cust"].to_numpy(dtype=np.int64) * n_per + (orders["period"].to_numpy() - lg.first_period)
-    ukey, n_in = _sorted_unique(key)  # sorted by customer, then period
-    cust, off = ukey // n_per, ukey % n_per
+    # (customer, period) pairs with a purchase, sorted by customer, then period, with their orders
+    if lg.order is None:  # every purchase row is an order
+        cust, off, n_in = lg.customer_periods()
+    else:
+        o_cust, o_period, _ = lg.order_arrays()
+        key = o_cust.astype(np.int64) * n_per + (o_period - lg.first_period)
+        ukey, n_in = _sorted_unique(key)
+        cust, off = ukey // n_per, ukey % n_per
     active = pd.Series(np.bincount(off, minlength=n_per), index=idx)
     head = np.r_[True, cust[1:] != cust[:-1]]  # first period of each customer
     new = pd.Series(np.bincount(off[head], minlength=n_per), index=idx)
@@ -310,8 +485,8 @@ def period_kpis(
     repeaters = pd.Series(np.bincount(off[cum_by_customer >= 2], minlength=n_per), index=idx)
 
     n_orders = pd.Series(np.bincount(off, weights=n_in, minlength=n_per).astype(np.int64), index=idx)
-    gross = p.groupby("period")["amount"].sum().reindex(idx, fill_value=0.0)
-    rets = lg.returns.groupby("period")["amount"].sum().reindex(idx, fill_value=0.0)
+    gross = _period_sums(lg.pur, idx)
+    rets = _period_sums(lg.ret, idx)
     revenue = gross + rets
 
     periods = _period_index(lg.first_period, lg.last_period, period)
@@ -364,13 +539,13 @@ def overall_kpis(
     """The KPIs over the whole window (module doc, "Overall"): a table of ``metric``, ``value``,
     ``definition``. ``by_period`` is :func:`period_kpis`'s table of the same data and period."""
     lg = _purchase_log(transactions, as_of, _lg_period(transactions))
-    orders = lg.orders()
-    per_customer = np.bincount(orders["cust"].to_numpy(), minlength=len(lg.ids))
+    o_cust, _, _ = lg.order_arrays()
+    per_customer = np.bincount(o_cust, minlength=len(lg.ids))
     per_customer = per_customer[per_customer > 0]  # customers with only returns are not customers here
     n_customers = int(per_customer.size)
-    n_orders = int(len(orders))
-    gross = float(lg.purchases["amount"].sum())
-    revenue = gross + float(lg.returns["amount"].sum())
+    n_orders = int(len(o_cust))
+    gross = float(pd.Series(lg.pur.amount).sum())
+    revenue = gross + float(pd.Series(lg.ret.amount).sum())
     bp = by_period
     active_periods = float(bp["active_customers"].sum())
     retained = float((bp["retention_rate"] * bp["active_customers"].shift(1)).sum(min_count=1))
@@ -433,9 +608,7 @@ def cohort_retention(transactions: pd.DataFrame | PurchaseLog, *, as_of: date, p
     periods after its first (empty where that period is after as_of)."""
     lg = _purchase_log(transactions, as_of, period)
     n_per = lg.last_period - lg.first_period + 1
-    key = lg.purchases["cust"].to_numpy(dtype=np.int64) * n_per + (lg.purchases["period"].to_numpy() - lg.first_period)
-    ukey, _ = _sorted_unique(key)
-    cust, off = ukey // n_per, ukey % n_per
+    cust, off, _ = lg.customer_periods()
     head = np.r_[True, cust[1:] != cust[:-1]]
     cohort_of = off[np.maximum.accumulate(np.where(head, np.arange(len(head)), 0))]
     counts = np.bincount(cohort_of * n_per + (off - cohort_of), minlength=n_per * n_per).reshape(n_per, n_per)
@@ -501,8 +674,11 @@ def acquisition_spend(
         return None, "none", None
     freq = _PANDAS_FREQ[period]
     lg = _purchase_log(transactions, as_of, period)
-    first_code = lg.purchases.groupby("cust")["period"].min()
-    first = pd.Series(first_code.to_numpy(), index=pd.Index(lg.ids[first_code.index.to_numpy()], name="customer_id"))
+    bc = lg.by_customer()
+    first_period = np.full(len(lg.ids), np.iinfo(np.int64).min)
+    first_period[bc.buyers] = lg.pur.period[bc.perm[bc.starts]]  # rows sorted by day: the first is the earliest
+    buyers = np.flatnonzero(first_period != np.iinfo(np.int64).min)  # in code order
+    first = pd.Series(first_period[buyers], index=pd.Index(lg.ids[buyers], name="customer_id"))
     if source == "marketing_spend":
         if marketing_spend is None:
             raise ConfigError("kpis.cac_source=marketing_spend needs project.data.marketing_spend (a table with "
@@ -517,7 +693,7 @@ def acquisition_spend(
             covered = set(spend.index.asi8)
             new_ids = first[first.isin(covered)].index
             chan = customers.drop_duplicates("customer_id").set_index("customer_id")[chan_col]
-            new_ch = chan.reindex(new_ids).astype("string").fillna("unknown").value_counts()
+            new_ch = _reindex(chan, new_ids).astype("string").fillna("unknown").value_counts()
             by_channel = pd.DataFrame({"acquisition_spend": spend_ch, "new_customers": new_ch}).fillna(0)
             by_channel["cac"] = _ratio(by_channel["acquisition_spend"].to_numpy(),
                                        by_channel["new_customers"].to_numpy())
@@ -528,7 +704,7 @@ def acquisition_spend(
                           f"kpis.acquisition_cost_column={kcfg.acquisition_cost_column!r}")
     cost = pd.to_numeric(customers.drop_duplicates("customer_id").set_index("customer_id")[kcfg.acquisition_cost_column],
                          errors="coerce")
-    frame = pd.DataFrame({"period": first, "cost": cost.reindex(first.index)})
+    frame = pd.DataFrame({"period": first, "cost": _reindex(cost, first.index)})
     spend = frame.groupby("period")["cost"].sum(min_count=1)
     spend.index = pd.PeriodIndex.from_ordinals(spend.index.to_numpy(), freq=freq)
     return spend, f"customers.{kcfg.acquisition_cost_column}", None
@@ -545,24 +721,60 @@ def rfm_segments(transactions: pd.DataFrame | PurchaseLog, *, as_of: date) -> pd
     the last purchase to as_of (fewer days = higher score), frequency = orders, monetary = gross
     sales; ``segment`` is the first pattern of :data:`RFM_SEGMENT_MAP` matching "<r><f>".
     """
-    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
-    n = len(lg.ids)
-    last = lg.purchases.groupby("cust")["day"].max().reindex(np.arange(n))
-    orders = lg.orders()
-    codes = orders["cust"].to_numpy()
-    frame = pd.DataFrame({"recency": (pd.Timestamp(as_of) - last).dt.days.to_numpy(),
-                          "n": np.bincount(codes, minlength=n),
-                          "m": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)},
-                         index=pd.Index(lg.ids, name="customer_id"))
-    bought = frame["recency"].notna().to_numpy()
-    frame = frame[bought].sort_index()
+    return _rfm_segments(_purchase_log(transactions, as_of, _lg_period(transactions)))[0]
 
-    r = quintile_scores(frame["recency"], ascending=False).astype(int)
-    f = quintile_scores(frame["n"]).astype(int)
-    m = quintile_scores(frame["m"]).astype(int)
+
+def _rfm_segments(lg: PurchaseLog) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`rfm_segments` and the customer code of each of its rows."""
+    bc, r, f, m = _rfm_scores(lg)
     names = rfm_segment_names()
-    return pd.DataFrame({"customer_id": frame.index.to_numpy(), "r_score": r, "f_score": f, "m_score": m,
-                         "segment": names[r * 6 + f]})
+    out = pd.DataFrame({"customer_id": lg.ids[bc.buyers].to_numpy(), "r_score": r, "f_score": f, "m_score": m,
+                        "segment": names[r * 6 + f]})
+    return out, bc.buyers
+
+
+def _rfm_scores(lg: PurchaseLog) -> tuple[_ByCustomer, np.ndarray, np.ndarray, np.ndarray]:
+    """The buyers in id order and their R, F and M scores (:func:`rfm_segments`)."""
+    n = len(lg.ids)
+    bc = lg.by_customer()  # buyers in id order, their rows by day
+    last = bc.day[np.r_[bc.starts[1:], len(bc.day)] - 1]
+    codes, _, value = lg.order_arrays()
+    as_of_day = int(np.datetime64(lg.as_of, "D").astype(np.int64))
+    r = _count_quintiles(as_of_day - last, ascending=False).astype(int)
+    f = _count_quintiles(np.bincount(codes, minlength=n)[bc.buyers]).astype(int)
+    m = quintile_scores(np.bincount(codes, weights=value, minlength=n)[bc.buyers]).astype(int)
+    return bc, r, f, m
+
+
+def _count_quintiles(values: np.ndarray, *, ascending: bool = True) -> np.ndarray:
+    """:func:`crmlab.rfm.quintile_scores` of whole numbers >= 0 (days, orders), by counting instead of
+    sorting: the average rank of a tie group is the sum of its ranks over its size, as pandas
+    computes it (the sum is a whole number, exact in float64), then divided by the count."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size == 0 or v.min() < 0 or v.max() > 50_000_000:
+        return quintile_scores(pd.Series(values), ascending=ascending)
+    if not ascending:
+        v = v.max() - v
+    counts = np.bincount(v)
+    below = np.cumsum(counts) - counts
+    sum_ranks = counts * below + counts * (counts + 1) // 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = sum_ranks.astype(np.float64) / counts.astype(np.float64)
+    pct = average[v] / float(v.size)
+    return np.clip(np.ceil(pct * 5), 1, 5).astype(np.int8)
+
+
+def _rfm_segment_codes(lg: PurchaseLog) -> tuple[np.ndarray, np.ndarray]:
+    """The RFM segment of every customer code as a code into the distinct names (the second item;
+    ``unassigned`` for customers without a purchase)."""
+    bc, r, f, _ = _rfm_scores(lg)
+    name_of_cell, names = pd.factorize(rfm_segment_names())
+    names = [str(s) for s in names]
+    if "unassigned" not in names:
+        names.append("unassigned")
+    codes = np.full(len(lg.ids), names.index("unassigned"), dtype=np.int64)
+    codes[bc.buyers] = name_of_cell[r * 6 + f]
+    return codes, np.asarray(names, dtype=object)
 
 
 def load_segments(
@@ -602,29 +814,46 @@ def _segment_of(ids: pd.Index, segments: pd.Series) -> np.ndarray:
     they are, or as text when their types differ (1001 vs '1001')."""
     seg = segments[~segments.index.duplicated()]
     index = pd.Index(seg.index)
-    pos = index.get_indexer(ids)
+    pos = _positions(index, ids)
     if len(ids) and (pos < 0).all() and len(index):
-        pos = index.astype(str).get_indexer(pd.Index(ids).astype(str))
+        pos = _positions(index.astype(str), pd.Index(ids).astype(str))
     labels = seg.astype("string").fillna("unassigned").to_numpy(dtype=object)
     return np.where(pos >= 0, labels[np.maximum(pos, 0)] if len(labels) else "unassigned", "unassigned")
+
+
+def _group_sums(labels: Any, columns: dict[str, np.ndarray], name: str) -> pd.DataFrame:
+    """``DataFrame(columns).groupby(labels).agg(...)``: rows per label (``customers``) and the sums of the
+    columns, indexed by the labels sorted (missing labels left out). ``labels``: the labels, or their
+    integer codes (-1: missing) and the distinct labels. Grouping on codes sums each group in the same
+    row order as grouping on the labels does, without hashing millions of strings again."""
+    codes, uniques = labels if isinstance(labels, tuple) else pd.factorize(labels)
+    groups = pd.Categorical.from_codes(codes, categories=np.arange(len(uniques)))  # -1: missing, left out
+    first = next(iter(columns))
+    out = pd.DataFrame(columns).groupby(groups, observed=True).agg(
+        customers=(first, "size"), **{c: (c, "sum") for c in columns})
+    out.index = pd.Index(np.asarray(uniques, dtype=object)[np.asarray(out.index, dtype=np.int64)], name=name)
+    return out.sort_index()
 
 
 def revenue_by_segment(transactions: pd.DataFrame | PurchaseLog, segments: pd.Series, *, as_of: date) -> pd.DataFrame:
     """Revenue by segment of the customers with a purchase up to as_of (module doc)."""
     lg = _purchase_log(transactions, as_of, _lg_period(transactions))
+    return _revenue_by_segment(lg, _segment_of(lg.ids, segments))
+
+
+def _revenue_by_segment(lg: PurchaseLog, labels: np.ndarray | tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    """:func:`revenue_by_segment` with the segment label of each customer code (or their codes and the
+    distinct labels, as :func:`_group_sums` takes them)."""
     n = len(lg.ids)
-    orders = lg.orders()
-    codes = orders["cust"].to_numpy()
-    per = pd.DataFrame({
-        "orders": np.bincount(codes, minlength=n),
-        "gross": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n),
-        "revenue": np.bincount(codes, weights=orders["value"].to_numpy(), minlength=n)
-        + np.bincount(lg.returns["cust"].to_numpy(), weights=lg.returns["amount"].to_numpy(), minlength=n),
-    })
-    per["segment"] = _segment_of(lg.ids, segments)
-    per = per[per["orders"] > 0]
-    out = per.groupby("segment").agg(customers=("orders", "size"), orders=("orders", "sum"),
-                                     gross_sales=("gross", "sum"), revenue=("revenue", "sum"))
+    codes, _, value = lg.order_arrays()
+    n_orders = np.bincount(codes, minlength=n)
+    gross = np.bincount(codes, weights=value, minlength=n)
+    revenue = gross + np.bincount(lg.ret.cust, weights=lg.ret.amount, minlength=n)
+    bought = n_orders > 0
+    labels = (labels[0][bought], labels[1]) if isinstance(labels, tuple) else labels[bought]
+    out = _group_sums(labels, {"orders": n_orders[bought], "gross_sales": gross[bought],
+                                       "revenue": revenue[bought]}, "segment")
+    out = out[["customers", "orders", "gross_sales", "revenue"]]
     out["customer_share"] = out["customers"] / out["customers"].sum()
     total = out["revenue"].sum()
     out["revenue_share"] = _ratio(out["revenue"].to_numpy(), np.full(len(out), total))
@@ -683,24 +912,25 @@ def lifecycle_by_stage(transactions: pd.DataFrame | PurchaseLog, stages: pd.Data
     """Per lifecycle stage (``stages``: :func:`crmlab.lifecycle.lifecycle_stages` at ``as_of``): ``customers``,
     ``customer_share``, ``revenue`` (net, up to as_of), ``revenue_share`` and ``revenue_last_period`` (net,
     in the period holding as_of). Every stage has a row, in lifecycle order."""
+    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
+    pos = _positions(pd.Index(lg.ids.astype(str)), pd.Index(stages["customer_id"].astype(str)))
+    return _lifecycle_by_stage(lg, stages, pos)
+
+
+def _lifecycle_by_stage(lg: PurchaseLog, stages: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:
+    """:func:`lifecycle_by_stage` with the customer code of each row of ``stages`` (-1: none)."""
     from crmlab.lifecycle import STAGES
 
-    lg = _purchase_log(transactions, as_of, _lg_period(transactions))
     n = len(lg.ids)
-    last = lg.purchases["period"].to_numpy() == lg.last_period
-    last_r = lg.returns["period"].to_numpy() == lg.last_period
-    revenue = (np.bincount(lg.purchases["cust"].to_numpy(), weights=lg.purchases["amount"].to_numpy(), minlength=n)
-               + np.bincount(lg.returns["cust"].to_numpy(), weights=lg.returns["amount"].to_numpy(), minlength=n))
-    recent = (np.bincount(lg.purchases["cust"].to_numpy()[last], weights=lg.purchases["amount"].to_numpy()[last],
-                          minlength=n)
-              + np.bincount(lg.returns["cust"].to_numpy()[last_r], weights=lg.returns["amount"].to_numpy()[last_r],
-                            minlength=n))
-    pos = pd.Index(lg.ids.astype(str)).get_indexer(stages["customer_id"].astype(str))
-    frame = pd.DataFrame({"stage": stages["lifecycle_stage"].to_numpy(dtype=object),
-                          "revenue": np.where(pos >= 0, revenue[np.maximum(pos, 0)], 0.0),
-                          "revenue_last_period": np.where(pos >= 0, recent[np.maximum(pos, 0)], 0.0)})
-    out = frame.groupby("stage").agg(customers=("revenue", "size"), revenue=("revenue", "sum"),
-                                     revenue_last_period=("revenue_last_period", "sum"))
+    p, r = lg.pur, lg.ret
+    last = p.period == lg.last_period
+    last_r = r.period == lg.last_period
+    revenue = np.bincount(p.cust, weights=p.amount, minlength=n) + np.bincount(r.cust, weights=r.amount, minlength=n)
+    recent = (np.bincount(p.cust[last], weights=p.amount[last], minlength=n)
+              + np.bincount(r.cust[last_r], weights=r.amount[last_r], minlength=n))
+    out = _group_sums(stages["lifecycle_stage"], {
+        "revenue": np.where(pos >= 0, revenue[np.maximum(pos, 0)], 0.0),
+        "revenue_last_period": np.where(pos >= 0, recent[np.maximum(pos, 0)], 0.0)}, "stage")
     out = out.reindex(list(STAGES)).fillna(0.0)
     out["customers"] = out["customers"].astype(np.int64)
     out["customer_share"] = _ratio(out["customers"].to_numpy(), np.full(len(out), out["customers"].sum()))
@@ -710,9 +940,10 @@ def lifecycle_by_stage(transactions: pd.DataFrame | PurchaseLog, stages: pd.Data
 
 
 def _stages_at(cfg: CrmlabConfig, transactions: pd.DataFrame, as_of: date, clv: ClvFigures | None,
-               notes: list[str]) -> pd.DataFrame | None:
+               notes: list[str], past: Past | None = None) -> pd.DataFrame | None:
     """Lifecycle stages at as_of, P(alive) from the CLV figures when they come from the bundle (or when
-    lifecycle.use_p_alive says yes); None with a note when the stages cannot be derived."""
+    lifecycle.use_p_alive says yes); None with a note when the stages cannot be derived. ``past``: the
+    purchase rows of ``transactions`` in (customer id, day) order, when already at hand."""
     from crmlab.lifecycle import lifecycle_stages
 
     use = cfg.lifecycle.use_p_alive
@@ -723,7 +954,7 @@ def _stages_at(cfg: CrmlabConfig, transactions: pd.DataFrame, as_of: date, clv: 
     elif use is True:
         raise ConfigError("lifecycle.use_p_alive=true needs the BG/NBD CLV (kpis.clv_source is none or it failed)")
     try:
-        return lifecycle_stages(transactions, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive)
+        return lifecycle_stages(transactions, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive, past=past)
     except DataError as exc:
         notes.append(f"lifecycle stages not available: {exc}")
         return None
@@ -761,15 +992,15 @@ _NEW = {"customer_id": ["(new customer)"], "frequency": [0.0], "recency": [0.0],
 def bgnbd_clv(cfg: CrmlabConfig, transactions: pd.DataFrame, *, as_of: date) -> ClvFigures | None:
     """BG/NBD CLV per customer at ``as_of`` by ``kpis.clv_source`` (None for 'none'): scored with the
     exported bundle ``<models_dir>/clv`` or fitted with the ``clv`` section (crmlab.clv.pipeline)."""
+    source = cfg.kpis.clv_source
+    if source == "none":
+        return None
     from crmlab.clv.bundle import score_clv
     from crmlab.clv.models import fit_models, score_rfm
     from crmlab.clv.result import ClvSettings
     from crmlab.export import load_bundle
     from crmlab.features import rfm_summary
 
-    source = cfg.kpis.clv_source
-    if source == "none":
-        return None
     path = Path(cfg.project.output.models_dir) / "clv"
     if source == "bundle" or (source == "auto" and (path / "manifest.json").is_file()):
         bundle = load_bundle(path, pipeline="clv")
@@ -947,6 +1178,16 @@ class KpiResult:
         return lines
 
 
+def _lifecycle_reads_the_log(transactions: pd.DataFrame, lg: PurchaseLog) -> bool:
+    """Whether :func:`crmlab.features.past.past_transactions` would read the purchase rows of ``lg``
+    from ``transactions`` (so :meth:`PurchaseLog.past` can stand in for it): text ids, dated
+    timestamps and numeric amounts, none missing (it refuses missing values; the log drops them)."""
+    ts, amount, ids = transactions["ts"], transactions["amount"], transactions["customer_id"]
+    return (lg.ids.dtype == "str" and ids.dtype == "str" and amount.dtype.kind in "iuf"
+            and (ts.dtype.kind == "M" or isinstance(ts.dtype, pd.DatetimeTZDtype))
+            and not (ids.hasnans or ts.hasnans or amount.hasnans))
+
+
 def compute_kpis(
     cfg: CrmlabConfig,
     transactions: pd.DataFrame,
@@ -981,12 +1222,20 @@ def compute_kpis(
         notes.append(f"BG/NBD CLV not available: {exc}")
     overall = overall_kpis(lg, by_period, as_of=as_of, period=k.period, margin=margin, clv=clv)
     cohorts = cohort_retention(lg, as_of=as_of, period=k.cohort_period)
-    if segments is None:
-        segments, segment_source = load_segments(k, lg, as_of=as_of, customers=customers)
-    seg_table = revenue_by_segment(lg, segments, as_of=as_of)
+    if segments is None and k.segment_table is None and k.segment_column is None:  # RFM segments, by code
+        seg_table, segment_source = _revenue_by_segment(lg, _rfm_segment_codes(lg)), "rfm"
+    else:
+        if segments is None:
+            segments, segment_source = load_segments(k, lg, as_of=as_of, customers=customers)
+        seg_table = revenue_by_segment(lg, segments, as_of=as_of)
     funnel = funnel_conversion(leads, k.funnel_stages, k.funnel_exit_stages) if leads is not None else None
-    stages = _stages_at(cfg, transactions, as_of, clv, notes)
-    lifecycle = lifecycle_by_stage(lg, stages, as_of=as_of) if stages is not None else None
+    same_rows = _lifecycle_reads_the_log(transactions, lg)  # the lifecycle's rows are the log's purchases
+    stages = _stages_at(cfg, transactions, as_of, clv, notes, past=lg.past() if same_rows else None)
+    lifecycle = None
+    if stages is not None:
+        pos = lg.by_customer().buyers if same_rows else _positions(
+            pd.Index(lg.ids.astype(str)), pd.Index(stages["customer_id"].astype(str)))
+        lifecycle = _lifecycle_by_stage(lg, stages, pos)
     satisfaction = None
     if surveys is not None:
         from crmlab.lifecycle import STAGES

@@ -62,7 +62,7 @@ import polars as pl
 from crmlab.config import CrmlabConfig, LifecycleConfig
 from crmlab.errors import ConfigError, DataError
 from crmlab.features.frames import as_of_date, day_number, to_polars
-from crmlab.features.past import days_of, finish, past_transactions
+from crmlab.features.past import Past, days_of, finish, past_transactions
 
 __all__ = [
     "NOT_A_CUSTOMER",
@@ -110,26 +110,34 @@ def _no_typical_gap(as_of: date) -> DataError:
                      "derived", column="ts", expected="lifecycle.typical_gap_days set to a number of days")
 
 
-def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_gap: float | None = None,
-                     prior_gaps: float = 1.0, trend_gaps: float = 3.0) -> pd.DataFrame:
+def lifecycle_inputs(transactions: pd.DataFrame | None, *, as_of: date | str, typical_gap: float | None = None,
+                     prior_gaps: float = 1.0, trend_gaps: float = 3.0, past: Past | None = None) -> pd.DataFrame:
     """The inputs of the stage rules (module doc), one row per customer with a purchase on or before
     ``as_of``, sorted by id: ``customer_id``, ``tenure_days``, ``recency_days``, ``purchase_days``,
     ``usual_gap_days``, ``overdue``, ``last_gap_days``, ``prior_gap_days``, ``trend_window_days``,
     ``spend_recent``, ``spend_previous``, ``spend_trend``. ``typical_gap``: None derives it from these
     customers (as :func:`typical_gap_days` does, in the same pass); it is in ``attrs``. The input is
-    not modified."""
+    not modified. ``past``: the rows on or before ``as_of`` already in (customer id, day) order, as
+    :func:`crmlab.features.past.past_transactions` gives them (or only their purchase rows: returns
+    play no part here); ``transactions`` is then not read."""
     if typical_gap is not None and not typical_gap > 0:
         raise ValueError(f"typical_gap={typical_gap!r} should be a positive number of days")
     cut = as_of_date(as_of)
     as_of_day = day_number(cut)
-    past = past_transactions(transactions, as_of_day)
+    if past is None:
+        past = past_transactions(transactions, as_of_day)
     days = days_of(past)
     keep = days.n_purchase > 0
-    cust, day, spend = days.cust[keep], days.day[keep].astype(np.float64), days.purchase_amount[keep]
+    every_day = bool(keep.all())  # no day of returns only: every customer is a buyer, numbered 0..n-1
+    if every_day:
+        cust, day, spend = days.cust, days.day.astype(np.float64), days.purchase_amount
+        seg = days.starts
+    else:
+        cust, day, spend = days.cust[keep], days.day[keep].astype(np.float64), days.purchase_amount[keep]
+        head = np.ones(len(cust), dtype=bool)
+        np.not_equal(cust[1:], cust[:-1], out=head[1:])
+        seg = np.flatnonzero(head)
     m = len(cust)
-    head = np.ones(m, dtype=bool)
-    np.not_equal(cust[1:], cust[:-1], out=head[1:])
-    seg = np.flatnonzero(head)
     end = np.append(seg[1:], m) - 1
     n_days = (end - seg + 1).astype(np.float64)
     first, last = day[seg], day[end]
@@ -147,10 +155,10 @@ def lifecycle_inputs(transactions: pd.DataFrame, *, as_of: date | str, typical_g
     prior = np.where(n_gaps >= 1, prior, np.nan)
     recency, tenure = as_of_day - last, as_of_day - first
     window = trend_gaps * usual
-    row_window = np.repeat(window, (end - seg + 1))
-    recent_row = day > as_of_day - row_window
-    previous_row = ~recent_row & (day > as_of_day - 2 * row_window)
-    owner = np.repeat(np.arange(len(seg)), (end - seg + 1))
+    rows = end - seg + 1
+    recent_row = day > np.repeat(as_of_day - window, rows)
+    previous_row = ~recent_row & (day > np.repeat(as_of_day - 2 * window, rows))
+    owner = cust if every_day else np.repeat(np.arange(len(seg)), rows)
     recent = np.bincount(owner, weights=np.where(recent_row, spend, 0.0), minlength=len(seg))
     previous = np.bincount(owner, weights=np.where(previous_row, spend, 0.0), minlength=len(seg))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -189,17 +197,19 @@ def assign_stages(inputs: pd.DataFrame, cfg: LifecycleConfig, *, new_days: float
     return np.asarray(RULE_ORDER, dtype=object)[codes]
 
 
-def lifecycle_stages(transactions: pd.DataFrame, *, as_of: date | str, cfg: LifecycleConfig,
-                     p_alive: pd.Series | None = None, typical_gap: float | None = None) -> pd.DataFrame:
+def lifecycle_stages(transactions: pd.DataFrame | None, *, as_of: date | str, cfg: LifecycleConfig,
+                     p_alive: pd.Series | None = None, typical_gap: float | None = None,
+                     past: Past | None = None) -> pd.DataFrame:
     """:func:`lifecycle_inputs` with ``lifecycle_stage`` (second column) and ``p_alive`` (when given: a
     Series indexed by customer id; customers it lacks have it empty). ``typical_gap``: the base's
     typical gap when already known (scoring computes it once for all chunks); ``cfg.typical_gap_days``
-    wins when it is a number, else it is derived from ``transactions`` in the same pass."""
+    wins when it is a number, else it is derived from ``transactions`` in the same pass. ``past``: as in
+    :func:`lifecycle_inputs`."""
     cut = as_of_date(as_of)
     if cfg.typical_gap_days != "auto":
         typical_gap = float(cfg.typical_gap_days)
     inputs = lifecycle_inputs(transactions, as_of=cut, typical_gap=typical_gap, prior_gaps=cfg.prior_gaps,
-                              trend_gaps=cfg.trend_gaps)
+                              trend_gaps=cfg.trend_gaps, past=past)
     typ = inputs.attrs["typical_gap_days"]
     new_days = typ if cfg.new_days == "auto" else float(cfg.new_days)
     pa = None
