@@ -167,7 +167,7 @@ def test_the_count_challenger_reports_its_folds_and_one_thread_predicts_as_two()
     said: list[str] = []
     with progress_to(said.append):
         out_of_fold(X, y, seed=1)
-    assert [s.split(" on ")[0] for s in said] == [f"blend weight: out-of-fold LightGBM fit {k}/{N_FOLDS}"
+    assert [s.split(" on ")[0] for s in said] == [f"blend weight, out-of-fold fit {k}/{N_FOLDS}"
                                                   for k in range(1, N_FOLDS + 1)]
     assert COUNT_PARAMS["num_threads"] == 1
     one = fit_count_booster(X, y, seed=1).predict(X)

@@ -151,7 +151,7 @@ def fit_challenger(tables: Any, project: ProjectConfig, window: Any, *, seed: in
     feats = feats.merge(target[["customer_id", "amount_sum_holdout"]], on="customer_id", how="inner")
     X = feature_matrix(feats.drop(columns=["amount_sum_holdout"]))
     y = feats["amount_sum_holdout"].to_numpy(dtype=np.float64)
-    progress(f"LightGBM (spend) on {len(y):,} customers, features at {ew.t0}, spend to {ew.end}")
+    progress(f"fit on {len(y):,} customers, {ew.t0} -> {ew.end}")
     model = LGBMRegressor(**LGBM_PARAMS, random_state=seed).fit(X, y)
     return SpendChallenger(model, list(X.columns), ew.t0, ew.target_days, ew.predict_days, len(feats), seed)
 

@@ -134,7 +134,7 @@ def fit_purchase_challenger(tables: Any, project: ProjectConfig, *, first_date: 
     target, feats = data
     X = feature_matrix(feats)
     y = target["frequency_holdout"].to_numpy(dtype=np.float64)
-    progress(f"LightGBM (Poisson) on {len(y):,} customers, features at {ew.t0}, purchases to {ew.end}")
+    progress(f"fit on {len(y):,} customers, {ew.t0} -> {ew.end}")
     booster = fit_count_booster(X, y, seed)
     challenger = PurchaseChallenger(booster, list(X.columns), ew, len(y), seed)
     if blend_with is not None:
@@ -148,7 +148,7 @@ def out_of_fold(X: pd.DataFrame, y: np.ndarray, seed: int, folds: int = N_FOLDS)
     fold = np.random.default_rng(seed).permutation(len(y)) % folds
     out = np.empty(len(y))
     for k in range(folds):
-        progress(f"blend weight: out-of-fold LightGBM fit {k + 1}/{folds} on {int((fold != k).sum()):,} customers")
+        progress(f"blend weight, out-of-fold fit {k + 1}/{folds} on {int((fold != k).sum()):,} customers")
         test = fold == k
         booster = fit_count_booster(X[~test], y[~test], seed)
         out[test] = booster.predict(X[test])

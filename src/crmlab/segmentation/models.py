@@ -201,7 +201,7 @@ def stability(z: np.ndarray, k: int, *, seed: int, runs: int, reference: np.ndar
     rng = np.random.default_rng(seed)
     boot = []
     for i in range(runs):
-        progress(f"{note or f'k={k}'}: bootstrap refit {i + 1}/{runs}")
+        progress(f"{note or f'k={k}'}, bootstrap refit {i + 1}/{runs}")
         idx = rng.integers(0, len(z), len(z))
         boot.append(adjusted_rand_score(reference, nearest_centre(z, fit_kmeans(z[idx], k, seed=seed + 1 + i,
                                                                                   n_init=1))))
@@ -209,7 +209,7 @@ def stability(z: np.ndarray, k: int, *, seed: int, runs: int, reference: np.ndar
     if seeds:
         other = []
         for i in range(runs):
-            progress(f"{note or f'k={k}'}: refit with another seed {i + 1}/{runs}")
+            progress(f"{note or f'k={k}'}, refit with another seed {i + 1}/{runs}")
             other.append(adjusted_rand_score(reference, nearest_centre(z, fit_kmeans(z, k, seed=seed + 1000 + i,
                                                                                      n_init=1))))
         out["stability_ari_seeds"] = float(np.mean(other))
@@ -230,8 +230,9 @@ def sweep_k(z: np.ndarray, k_values: Sequence[int], *, seed: int, n_init: int = 
     start = time.perf_counter()
     for i, k in enumerate(k_values):
         best = max((r["silhouette"] for r in rows if np.isfinite(r["silhouette"])), default=None)
-        note = f"k={k} ({i + 1}/{len(k_values)})" + (f", best silhouette so far {best:.3f}" if best is not None else "")
-        progress(f"{note}, {time.perf_counter() - start:.0f}s elapsed")
+        note = f"k={k} ({i + 1}/{len(k_values)})"  # short: the step's own text comes first on the line
+        progress(note + (f", best silhouette {best:.3f}" if best is not None else "")
+                 + f", {time.perf_counter() - start:.0f}s elapsed")
         centres = fit_kmeans(z, k, seed=seed, n_init=n_init)
         labels = nearest_centre(z, centres)
         if len(np.unique(labels)) < 2:
