@@ -12,7 +12,10 @@
    as a newcomer runs it), and with ``--before-src DIR`` the same with another checkout's ``src`` (the
    code before a change): the ratio of the two wall times.
 
-    .venv/bin/python benchmarks/bench_demo.py [--threads] [--cli] [--before-src /path/to/old/src]
+    .venv/bin/python benchmarks/bench_demo.py [--threads] [--cli [--repeat 2]] [--before-src /path/to/old/src]
+
+e.g. against the commit before this work: ``git archive 50d97ee src | tar -x -C /tmp/base`` then
+``--cli --repeat 2 --before-src /tmp/base/src``.
 
 The machine's load matters more than anything here (timings on a shared 2-core machine vary 2-3x
 from one minute to the next): compare ratios measured in one run, not figures across runs.
@@ -178,6 +181,7 @@ def main() -> None:
     ap.add_argument("--threads", action="store_true", help="compare one thread with the previous settings")
     ap.add_argument("--cli", action="store_true", help="time the whole CLI demo in a subprocess")
     ap.add_argument("--before-src", help="with --cli: also time the CLI with this src folder (the old code)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --cli: runs of each, alternating")
     ap.add_argument("--no-demo", action="store_true", help="skip the in-process demo")
     args = ap.parse_args()
     here_src = str(Path(__file__).resolve().parents[1] / "src")
@@ -203,15 +207,20 @@ def main() -> None:
 
     if args.cli:
         runs = [("this checkout", here_src)] + ([("before", args.before_src)] if args.before_src else [])
-        walls = {}
-        for label, src in runs:
-            wall, steps = time_cli(src)
-            walls[label] = wall
-            print(f"\npython -m crmlab demo ({label}: {src}): {wall:.1f}s wall")
-            for text, seconds in sorted(steps, key=lambda s: -s[1])[:5]:
-                print(f"  {seconds:6.1f}s  {text}")
+        walls: dict[str, list[float]] = defaultdict(list)
+        for rep in range(args.repeat):  # alternating, so a change in the machine's load hits both
+            for label, src in runs if rep % 2 == 0 else runs[::-1]:
+                wall, steps = time_cli(src)
+                walls[label].append(wall)
+                print(f"\npython -m crmlab demo ({label}: {src}): {wall:.1f}s wall, load average "
+                      f"{os.getloadavg()[0]:.1f}")
+                for text, seconds in sorted(steps, key=lambda s: -s[1])[:5]:
+                    print(f"  {seconds:6.1f}s  {text}")
         if len(walls) == 2:
-            print(f"\nbefore / this checkout: {walls['before'] / walls['this checkout']:.2f}x")
+            ratios = [b / a for a, b in zip(walls["this checkout"], walls["before"])]
+            print(f"\nbefore / this checkout, run by run: {', '.join(f'{r:.2f}x' for r in ratios)}; "
+                  f"best of each: {min(walls['before']):.1f}s / {min(walls['this checkout']):.1f}s = "
+                  f"{min(walls['before']) / min(walls['this checkout']):.2f}x")
     print(f"\nload average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
