@@ -3,6 +3,7 @@ headless Chromium that opens the file without errors and renders every chart."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -132,6 +133,9 @@ def test_report_has_no_personal_data_and_logs_the_same_plots(tmp_path, tracking)
     assert run.data.tags["crmlab.pipeline"] == "report"
     logged = {f.path for f in client.list_artifacts(result.run_id, "plots")}
     assert logged == {f"plots/{name}" for name in result.charts}
+    # ... drawn once: MLflow's PNG is the one embedded in the HTML, byte for byte
+    png = Path(client.download_artifacts(result.run_id, "plots/revenue.png", str(tmp_path / "logged")))
+    assert base64.b64encode(png.read_bytes()).decode("ascii") in text
     assert "clv_distribution.png" in result.charts
     top_level = {f.path for f in client.list_artifacts(result.run_id)}
     assert "r.html" in top_level

@@ -884,9 +884,14 @@ def write_report(
         tracker = tracker or Tracker(project.tracking, pii_columns=project.features.pii_columns)
         with step("Logging the report run to MLflow"), tracker.start_run(
                 "report", pipeline="report", config=cfg.section("kpis"), fingerprint=kpis.fingerprint or None) as run:
-            if run.active:
-                for name, fig in figures.items():
-                    run.log_figure(fig, f"plots/{name}")
+            if run.active:  # the report's own PNGs (drawn once, above), not a second rendering of each figure
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    for name, data in encoded.items():
+                        (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+                        (Path(tmp) / name).write_bytes(base64.b64decode(data))
+                    run.log_artifact(tmp, artifact_path="plots")
                 run.log_artifact(path)
                 log_kpis(run, kpis)
                 run.log_dict({p: {"trained": po.trained, "tables": sorted(po.tables), "problems": po.problems}

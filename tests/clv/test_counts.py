@@ -151,3 +151,25 @@ def test_lightgbm_wins_when_purchases_follow_an_attribute_bgnbd_cannot_see(tmp_p
     reseal_bundle(result.bundle_path)
     with pytest.raises(ModelError, match="not a whole LightGBM model"):
         score_clv(feats, result.bundle_path)
+
+
+def test_the_count_challenger_reports_its_folds_and_one_thread_predicts_as_two():
+    """The blend weight's out-of-fold fits say which fold runs; the one-thread LightGBM (the default,
+    against OpenMP waits on busy machines) predicts bit for bit what two threads predicted."""
+    from lightgbm import LGBMRegressor
+
+    from crmlab.clv.counts import COUNT_PARAMS, N_FOLDS, fit_count_booster, out_of_fold
+    from crmlab.utils import progress_to
+
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.normal(size=(2_000, 6)), columns=[f"f{i}" for i in range(6)])
+    y = rng.poisson(np.exp(0.5 * X["f0"] - 0.3 * X["f1"])).astype(float)
+    said: list[str] = []
+    with progress_to(said.append):
+        out_of_fold(X, y, seed=1)
+    assert [s.split(" on ")[0] for s in said] == [f"blend weight, out-of-fold fit {k}/{N_FOLDS}"
+                                                  for k in range(1, N_FOLDS + 1)]
+    assert COUNT_PARAMS["num_threads"] == 1
+    one = fit_count_booster(X, y, seed=1).predict(X)
+    two = LGBMRegressor(**{**COUNT_PARAMS, "num_threads": 2}, random_state=1).fit(X, y).booster_.predict(X)
+    assert np.array_equal(one, two)

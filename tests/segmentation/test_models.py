@@ -141,3 +141,26 @@ def test_scaler_round_trips_and_imputes_medians():
 def test_too_few_rows_is_a_clear_error():
     with pytest.raises(ModelError, match="n_samples=2 should be >= n_clusters=3"):
         fit_kmeans(np.zeros((2, 2)), 3, seed=0)
+
+
+def test_the_sweep_reports_each_k_and_one_thread_gives_the_sweep_of_every_core(monkeypatch):
+    """The sweep says which k it is fitting (and the best silhouette so far) on the step's spinner
+    line; running small fits on one thread (the default below ONE_THREAD_ROWS) leaves its table as
+    scikit-learn's default threads give it."""
+    from crmlab.segmentation import models
+    from crmlab.utils import progress_to
+
+    rng = np.random.default_rng(3)
+    z = np.vstack([rng.normal(c, 0.3, size=(200, 2)) for c in ((0, 0), (3, 0), (0, 3))])
+    said: list[str] = []
+    with progress_to(said.append):
+        one = sweep_k(z, range(2, 5), seed=0, n_init=2, stability_runs=2)
+    sweep_said = [s for s in said if "bootstrap" not in s]
+    assert [s.split(" (")[0] for s in sweep_said] == ["k=2", "k=3", "k=4"]
+    assert sweep_said[0].startswith("k=2 (1/3), ") and "best silhouette" not in sweep_said[0]
+    best = float(one["silhouette"].iloc[:2].max())
+    assert sweep_said[2].startswith(f"k=4 (3/3), best silhouette {best:.3f}, ")
+    assert said[4] == "k=3 (2/3), bootstrap refit 1/2"
+    monkeypatch.setattr(models, "ONE_THREAD_ROWS", 0)
+    every = sweep_k(z, range(2, 5), seed=0, n_init=2, stability_runs=2)
+    pd.testing.assert_frame_equal(one, every, check_exact=False, rtol=1e-12)

@@ -26,13 +26,18 @@ from crmlab.clv.evaluate import spend_metrics
 from crmlab.clv.shared import feature_matrix
 from crmlab.config import ProjectConfig
 from crmlab.features import build_features_from_tables, calibration_holdout_split
+from crmlab.utils import progress
 
 __all__ = ["LGBM_PARAMS", "EarlierWindow", "SpendChallenger", "compare_spend_models", "earlier_target", "earlier_window",
            "feature_matrix", "fit_challenger", "predict_challenger"]
 
 log = logging.getLogger(__name__)
 
-#: Fixed, modest settings: deterministic on 2 threads for a given seed (no tuning on the holdout).
+#: Fixed, modest settings: deterministic for a given seed (no tuning on the holdout). One thread: on
+#: some 20,000 customers a fit takes well under a second on one core, while two OpenMP threads on a
+#: machine whose cores are busy with other work wait at every barrier for each other (a fit took 20-70 s
+#: instead of 3-4.5 s on a loaded 2-core machine); the predictions are the same bit for bit
+#: (benchmarks/bench_demo.py --threads compares them).
 LGBM_PARAMS: dict[str, Any] = {
     "objective": "regression",
     "n_estimators": 300,
@@ -43,7 +48,7 @@ LGBM_PARAMS: dict[str, Any] = {
     "subsample_freq": 1,
     "colsample_bytree": 0.8,
     "reg_lambda": 1.0,
-    "num_threads": 2,
+    "num_threads": 1,
     "deterministic": True,
     "force_row_wise": True,
     "verbose": -1,
@@ -146,6 +151,7 @@ def fit_challenger(tables: Any, project: ProjectConfig, window: Any, *, seed: in
     feats = feats.merge(target[["customer_id", "amount_sum_holdout"]], on="customer_id", how="inner")
     X = feature_matrix(feats.drop(columns=["amount_sum_holdout"]))
     y = feats["amount_sum_holdout"].to_numpy(dtype=np.float64)
+    progress(f"fit on {len(y):,} customers, {ew.t0} -> {ew.end}")
     model = LGBMRegressor(**LGBM_PARAMS, random_state=seed).fit(X, y)
     return SpendChallenger(model, list(X.columns), ew.t0, ew.target_days, ew.predict_days, len(feats), seed)
 

@@ -34,6 +34,7 @@ from crmlab.clv.result import ClvModels, ClvSettings, ClvWindow, ShippedPurchase
 from crmlab.config import ClvConfig, ProjectConfig
 from crmlab.errors import ModelError
 from crmlab.features import build_features_from_tables
+from crmlab.utils import progress
 
 __all__ = ["BLEND_GRID", "COUNT_PARAMS", "N_FOLDS", "PurchaseChallenger", "aligned_features", "best_blend_weight", "challenger_predictions",
            "choose_blend_weight", "fit_count_booster", "fit_purchase_challenger", "out_of_fold",
@@ -133,6 +134,7 @@ def fit_purchase_challenger(tables: Any, project: ProjectConfig, *, first_date: 
     target, feats = data
     X = feature_matrix(feats)
     y = target["frequency_holdout"].to_numpy(dtype=np.float64)
+    progress(f"fit on {len(y):,} customers, {ew.t0} -> {ew.end}")
     booster = fit_count_booster(X, y, seed)
     challenger = PurchaseChallenger(booster, list(X.columns), ew, len(y), seed)
     if blend_with is not None:
@@ -146,6 +148,7 @@ def out_of_fold(X: pd.DataFrame, y: np.ndarray, seed: int, folds: int = N_FOLDS)
     fold = np.random.default_rng(seed).permutation(len(y)) % folds
     out = np.empty(len(y))
     for k in range(folds):
+        progress(f"blend weight, out-of-fold fit {k + 1}/{folds} on {int((fold != k).sum()):,} customers")
         test = fold == k
         booster = fit_count_booster(X[~test], y[~test], seed)
         out[test] = booster.predict(X[test])

@@ -241,7 +241,7 @@ def train_clv(cfg: CrmlabConfig, *, tracker: Tracker | None = None, step: Step |
         purchase_challenger = None
         predictions = {cal_models.transaction.kind: holdout["predicted_purchases"].to_numpy()}
         if clv.purchase_challenger:
-            with step("Training the LightGBM purchase challenger (and the blend's weight) on an earlier window"):
+            with step("Training the LightGBM purchase challenger and the blend weight"):
                 purchase_challenger = fit_purchase_challenger(
                     prepared.tables, project, first_date=window.first_date, end=window.calibration_end,
                     predict_days=window.holdout_days, calibration_start=window.calibration_start, seed=project.seed,

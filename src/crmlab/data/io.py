@@ -20,6 +20,7 @@ import hashlib
 import os
 import io
 import importlib.resources
+import importlib.util
 import logging
 import re
 from dataclasses import dataclass, field
@@ -220,6 +221,13 @@ def database_error(exc: Exception, name: str, kind: str, source: TableSource) ->
 
 
 def _datasets_dir():
+    """The lifetimes wheel's datasets folder, found without importing lifetimes (whose fitters pull in
+    autograd and scipy.stats: about a second of a newcomer's first ``crmlab demo``)."""
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "datasets"
+        if folder.is_dir():
+            return folder
     return importlib.resources.files("lifetimes") / "datasets"
 
 
