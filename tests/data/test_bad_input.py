@@ -262,3 +262,27 @@ def test_a_column_of_both_decimal_marks_keeps_the_point_and_rejects_the_rest():
     res = _clean(tx)
     assert res.tables.transactions["amount"].tolist() == [12.5, 3.25]
     assert res.rejects["transactions"]["_reason"].tolist() == ["unparseable amount: '12,50'"]
+
+
+def test_id_key_strips_leading_zeros_as_the_lookahead_did():
+    """id_key's RE2-friendly "^0+(\\d)" -> "\\1" (Arrow, no lookahead) against the "^0+(?=\\d)" it
+    replaced, run with Python's re, on hand-picked ids and 20,000 random ones of zeros, digits,
+    letters, signs and dots."""
+    import re
+
+    from crmlab.data.persons import id_key
+
+    rng = np.random.default_rng(7)
+    alphabet = np.array(list("0000123a.+-E"))
+    random_ids = ["".join(rng.choice(alphabet, size=rng.integers(1, 7))) for _ in range(20_000)]
+    ids = pd.Series(["000", "0012", "00a", "0", "0.0", "007x", "c007", "+0012", *random_ids], dtype="str")
+    key = id_key(ids)
+    # the old last step, applied with Python's re to what the earlier steps made of the ids
+    before_last = key.copy()  # the last step is idempotent, so re-applying the old one to its output ...
+    lookahead = [re.sub(r"^0+(?=\d)", "", k) for k in before_last]
+    assert key.tolist() == lookahead  # ... changes nothing,
+    assert key.iloc[:8].tolist() == ["0", "12", "0a", "0", "0", "7x", "c007", "+0012"]  # hand-worked
+    # and on the raw lower-cased ids, the two regular expressions strip the same zeros
+    lowered = [s.lower() for s in ids]
+    arrow = pd.Series(lowered, dtype="str").str.replace(r"^0+(\d)", r"\1", regex=True).tolist()
+    assert arrow == [re.sub(r"^0+(?=\d)", "", s) for s in lowered]

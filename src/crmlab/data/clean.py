@@ -531,8 +531,8 @@ def _note_outliers(stage: Stage) -> None:
             continue
         per = per.clip(lower=0)
         total, median = float(per.sum()), float(per.median())
-        top = per.idxmax()
-        value = float(per[top])
+        at = int(np.argmax(per.to_numpy()))  # the first largest, as idxmax; by position: a label lookup
+        top, value = per.index[at], float(per.iloc[at])  # hashes every customer id (1 s on 3.4M ids)
         if total <= 0 or value < _OUTLIER_SHARE * total or value < _OUTLIER_TIMES * max(median, 1e-9):
             continue
         note = (f"one customer ({top}) holds {value / total:.0%} of the {what} ({value:,.0f} vs a median of "
