@@ -158,25 +158,40 @@ def spend_and_log_variance(model: SpendModel, x: np.ndarray, m: np.ndarray) -> t
     """(E[spend | x, m], the variance of its log from the spend model's parameters) per customer: the
     inputs checked once for the 2k + 1 evaluations (the same numbers as
     :meth:`SpendModel.conditional_expected_spend` and central differences of its log)."""
-    spend = model.conditional_expected_spend(x, m)
     names = PARAM_NAMES[model.kind]
     cov = log_cov(model.report_, len(names), f"{model.kind} spend model")
-    if cov is None:
-        return spend, np.full(spend.size, np.nan)
-    if model.kind == "mean":
-        return spend, np.full(spend.size, float(cov[0, 0]))
+    if cov is None or model.kind == "mean":
+        spend = model.conditional_expected_spend(x, m)
+        return spend, np.full(spend.size, np.nan if cov is None else float(cov[0, 0]))
+    model._check_fitted()
+    model._check_rule()
     x, m = model._check_inputs(x, m)
     rule_spend, as_mean = model._apply_rule(x, m)
     repeat = np.where(x > 0, rule_spend, 0.0)
-    grad = np.empty((x.size, len(names)))
+    spend = gamma_gamma_spend(model.params_, x, repeat, as_mean)  # conditional_expected_spend's numbers
+    # one-time buyers all share one spend (and gradient), so do the customers scored as the population
+    # mean: one representative row of each, then every repeat customer's own row
+    one_time, own = x == 0, (x > 0) & ~as_mean
+    rows = np.concatenate([np.flatnonzero(own), np.flatnonzero(one_time)[:1], np.flatnonzero(as_mean)[:1]])
+    xr, repeat_r, as_mean_r = x[rows], repeat[rows], as_mean[rows]
+    grad = np.empty((rows.size, len(names)))
     for j, name in enumerate(names):
         values = []
         for sign in (1.0, -1.0):
             params = {**model.params_, name: model.params_[name] * np.exp(sign * STEP)}
             with np.errstate(divide="ignore", invalid="ignore"):
-                values.append(np.log(gamma_gamma_spend(params, x, repeat, as_mean)))
+                values.append(np.log(gamma_gamma_spend(params, xr, repeat_r, as_mean_r)))
         grad[:, j] = (values[0] - values[1]) / (2 * STEP)
-    return spend, _quad(np.nan_to_num(grad, copy=False), cov)
+    quad = _quad(np.nan_to_num(grad, copy=False), cov)
+    var = np.empty(x.size)
+    n_own = int(own.sum())
+    var[own] = quad[:n_own]
+    at = n_own
+    for group in (one_time, as_mean):
+        if at < rows.size and group[rows[at]]:
+            var[group] = quad[at]
+            at += 1
+    return spend, var
 
 
 def clv_bounds(clv: np.ndarray, purchase_var: np.ndarray, spend_var: np.ndarray, level: float

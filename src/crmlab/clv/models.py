@@ -173,16 +173,26 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
     m = rfm["monetary_value"].to_numpy(dtype=np.float64, na_value=np.nan)
     ok = np.isfinite(x) & np.isfinite(tx) & np.isfinite(age)
     m = np.where(ok & (x == 0) & ~np.isfinite(m), 0.0, m)
-    out = {name: np.full(len(ids), np.nan) for name in OUTPUT_COLUMNS[1:]}
+    everyone = bool(ok.all())  # the usual case: no masked copies, the scores are the output columns
+    out: dict[str, np.ndarray] = {}
+
+    def put(name: str, values: np.ndarray) -> None:
+        if everyone:
+            out[name] = values
+        else:
+            out[name] = np.full(len(ids), np.nan)
+            out[name][ok] = values
+
     shipped = models.purchases
     challenger = None
     if shipped is not None and shipped.uses_lightgbm:
         if features is None or len(features) != len(ids):
             raise ModelError(f"the shipped purchase model ({shipped.name}) needs the shared customer features of "
                              "the customers scored")
-        challenger = shipped.challenger_purchases(features.reset_index(drop=True))[ok]
+        challenger = shipped.challenger_purchases(features.reset_index(drop=True))
+        challenger = challenger if everyone else challenger[ok]
     if ok.any():
-        xo, txo, ageo, mo = x[ok], tx[ok], age[ok], m[ok]
+        xo, txo, ageo, mo = (x, tx, age, m) if everyone else (x[ok], tx[ok], age[ok], m[ok])
         tm, sm = models.transaction, models.spend
         tm._check_fitted()
         sm._check_fitted()
@@ -195,12 +205,12 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
         (ux, utx, uT), inverse, _ = unique_rows(xo, txo, ageo)
         cov = log_cov(tm.report_, len(PARAM_NAMES[tm.kind]), f"{tm.kind} model")
         alive, E, D, gE, gD = history_scores(tm, ux, utx, uT, settings, units_per_month, gradients=cov is not None)
-        out["p_alive"][ok] = alive[inverse]
+        put("p_alive", alive[inverse])
         parametric = E[inverse]
         spend, spend_var = spend_and_log_variance(sm, xo, mo)
         if spend.size != parametric.size:
             raise ModelError(f"monetary_value must have one value per customer: got {spend.size} for {parametric.size}")
-        out["expected_spend"][ok] = spend
+        put("expected_spend", spend)
         clv = settings.margin * spend * D[inverse]
         weight = 1.0
         if challenger is None:
@@ -215,11 +225,14 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
             with np.errstate(divide="ignore", invalid="ignore"):
                 per_purchase = np.where(parametric > 0, clv / parametric, settings.margin * spend * flat)
             clv = per_purchase * purchases
-        out["expected_purchases"][ok] = purchases
-        out["clv"][ok] = clv
+        put("expected_purchases", purchases)
+        put("clv", clv)
         purchase_var = (np.full(xo.size, np.nan) if cov is None else
                         log_variance_from_gradients(E, gE, gD, cov, inverse, weight=weight, challenger=challenger))
         low, high = clv_bounds(clv, purchase_var, spend_var, settings.interval)
-        out["clv_low"][ok] = low
-        out["clv_high"][ok] = high
-    return pd.DataFrame({"customer_id": ids, **out})
+        put("clv_low", low)
+        put("clv_high", high)
+    for name in OUTPUT_COLUMNS[1:]:
+        if name not in out:
+            out[name] = np.full(len(ids), np.nan)
+    return pd.DataFrame({"customer_id": ids, **{name: out[name] for name in OUTPUT_COLUMNS[1:]}})
