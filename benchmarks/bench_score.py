@@ -29,10 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crmlab  # noqa: E402,F401 - from PYTHONPATH (the previous code's src in --child), before bench_features adds ours
 from bench_features import GB, make_data, peak_bytes, reset_peak, rss_bytes  # noqa: E402
-
-if "--child" in sys.argv:  # the previous code's run: its src (PYTHONPATH) first, not this checkout's
-    sys.path[:] = [p for p in sys.path if p != str(Path(__file__).resolve().parents[1] / "src")]
 
 from crmlab.config import load_config  # noqa: E402
 from crmlab.data.io import Tables  # noqa: E402
@@ -93,8 +91,6 @@ def main() -> None:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0  # CPU: all threads (a shared machine's steadier measure)
     peak = peak_bytes()
     if args.child:
-        import crmlab
-
         print(json.dumps({"wall": wall, "peak": peak, "before": before, "rows": summary["rows"], "cpu": cpu,
                           "src": str(Path(crmlab.__file__).parent)}))
         return
