@@ -190,7 +190,12 @@ def _model_input(features: pd.DataFrame, spec: Mapping[str, Any], where: Path) -
     if not spec["categorical"] and not spec.get("text"):  # every feature a number: one float block, no stacking
         block = np.empty((len(spec["features"]), len(features)), dtype=np.float64)
         for j, col in enumerate(spec["features"]):
-            block[j] = 0.0 if col in absent else _numeric_column(features, col)
+            if col in absent:
+                block[j] = 0.0
+            elif isinstance(features[col].dtype, np.dtype) and features[col].dtype.kind in "fiub":
+                block[j] = features[col].to_numpy()  # NumPy numbers: cast on assignment, nothing to mark missing
+            else:
+                block[j] = _numeric_column(features, col)
         return pd.DataFrame(block.T, columns=list(spec["features"]), index=features.index, copy=False)
     out = {}
     for col in spec["features"]:

@@ -396,7 +396,8 @@ class LinearChurn:
         if self.numeric:  # the numbers as one block: a chunk of a large base is scored here
             block = X[self.numeric]
             if all(dtype == np.float64 for dtype in block.dtypes):  # no missing-value markers to convert
-                x = block.to_numpy(dtype=np.float64, copy=True)
+                # one copy, in the row-major layout the rest (and the row sums) work on
+                x = np.array(block.to_numpy(dtype=np.float64, copy=False), dtype=np.float64, order="C", copy=True)
             else:
                 x = np.asarray(block.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
             np.copyto(x, medians, where=~np.isfinite(x))  # in place: the same numbers as np.where
@@ -404,7 +405,7 @@ class LinearChurn:
             x *= coef / scales
             at = [self.features.index(c) for c in self.numeric]
             if at == list(range(len(self.features))):  # every feature a number, in order: x is the result
-                return np.ascontiguousarray(x)
+                return x
             if at == list(range(len(at))):
                 out[:, :len(at)] = x
             else:
