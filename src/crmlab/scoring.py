@@ -217,17 +217,23 @@ def _chunks(tables: Tables, chunk_size: int) -> Iterator[tuple[Tables, int]]:
            for name, df in frames.items()}
     bounds = _chunk_bounds(pl.concat(list(ids.values())).drop_nulls(), chunk_size)
     n_chunks = len(bounds) + 1
-    orders, cuts = {}, {}
+    orders: dict[str, np.ndarray | None] = {}
+    cuts = {}
     for name, s in ids.items():
         # chunk of each row: how many boundaries are <= its id (rows without an id: no chunk)
         bucket = bounds.search_sorted(s.fill_null(""), side="right").to_numpy().astype(np.int64)
         bucket[s.is_null().to_numpy()] = n_chunks
-        order = np.argsort(bucket, kind="stable")
-        orders[name] = order
-        cuts[name] = np.searchsorted(bucket[order], np.arange(n_chunks + 1))
+        if np.all(bucket[1:] >= bucket[:-1]):  # rows already in chunk order (a log grouped by sorted id): slices
+            orders[name] = None
+            cuts[name] = np.searchsorted(bucket, np.arange(n_chunks + 1))
+        else:
+            order = np.argsort(bucket, kind="stable")
+            orders[name] = order
+            cuts[name] = np.searchsorted(bucket[order], np.arange(n_chunks + 1))
     total = sum(len(df) for df in frames.values())
     for i in range(n_chunks):
-        parts = {name: frames[name].iloc[orders[name][cuts[name][i]:cuts[name][i + 1]]] for name in frames}
+        parts = {name: frames[name].iloc[cuts[name][i]:cuts[name][i + 1]] if orders[name] is None
+                 else frames[name].iloc[orders[name][cuts[name][i]:cuts[name][i + 1]]] for name in frames}
         share = sum(len(df) for df in parts.values()) / total
         yield (Tables(transactions=parts.get("transactions"), customers=parts.get("customers"),
                       interactions=parts.get("interactions"), surveys=parts.get("surveys"),
@@ -277,7 +283,7 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
                 scores = out[["customer_id"]].merge(scores, on="customer_id", how="left", validate="1:1")
             for col in scores.columns:
                 if col != "customer_id":
-                    out[col] = scores[col].to_numpy()
+                    out[col] = _column_values(scores[col])
             out[f"{pipeline}_model_version"] = model.version
         if lifecycle is not None and not out.empty:
             _add_lifecycle(out, part, cfg, as_of=as_of, typical_gap=lifecycle)
@@ -286,6 +292,15 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
             progress(done, 1.0)
         if not out.empty:
             yield out
+
+
+def _column_values(s: pd.Series) -> Any:
+    """A score column's values to put into the output frame, as ``s.to_numpy()`` would give them once
+    the frame has inferred their type: text columns keep their string array (no round trip through
+    Python objects, which pandas would convert back), numbers their NumPy array."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return s.array
+    return s.to_numpy()
 
 
 #: Columns of the lifecycle stage table that go into the scores, and their names there.

@@ -187,6 +187,16 @@ def _model_input(features: pd.DataFrame, spec: Mapping[str, Any], where: Path) -
     if fatal:
         raise ModelError(f"churn scoring input: {len(fatal)} feature(s) of the model {where} are missing, e.g. "
                          f"{fatal[:5]}; score a frame from crmlab.features.build_features on the same kind of tables")
+    if not spec["categorical"] and not spec.get("text"):  # every feature a number: one float block, no stacking
+        block = np.empty((len(spec["features"]), len(features)), dtype=np.float64)
+        for j, col in enumerate(spec["features"]):
+            if col in absent:
+                block[j] = 0.0
+            elif isinstance(features[col].dtype, np.dtype) and features[col].dtype.kind in "fiub":
+                block[j] = features[col].to_numpy()  # NumPy numbers: cast on assignment, nothing to mark missing
+            else:
+                block[j] = _numeric_column(features, col)
+        return pd.DataFrame(block.T, columns=list(spec["features"]), index=features.index, copy=False)
     out = {}
     for col in spec["features"]:
         if col in absent:
@@ -200,13 +210,16 @@ def _model_input(features: pd.DataFrame, spec: Mapping[str, Any], where: Path) -
             out[col] = pd.Categorical([None if v is None else str(v) for v in values],
                                       categories=spec["categorical"][col])
         else:
-            try:
-                out[col] = features[col].to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                bad = features[col][pd.to_numeric(features[col], errors="coerce").isna() & features[col].notna()]
-                raise ModelError(f"churn scoring input: column {col!r} should be numeric, got e.g. "
-                                 f"{bad.iloc[0]!r}") from None
+            out[col] = _numeric_column(features, col)
     return pd.DataFrame(out, index=features.index)
+
+
+def _numeric_column(features: pd.DataFrame, col: str) -> np.ndarray:
+    try:
+        return features[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        bad = features[col][pd.to_numeric(features[col], errors="coerce").isna() & features[col].notna()]
+        raise ModelError(f"churn scoring input: column {col!r} should be numeric, got e.g. {bad.iloc[0]!r}") from None
 
 
 def _calibrate(raw: np.ndarray, calibration: Mapping[str, Any] | None) -> np.ndarray:

@@ -196,7 +196,10 @@ def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.nd
     code -= code[easy].min() if easy.any() else 0
     key = prefix * (int(code[easy].max()) + 1 if easy.any() else 1) + code
     at = np.flatnonzero(easy)
-    _, first, inverse = np.unique(key[at], return_index=True, return_inverse=True)
+    # distinct keys by hashing (any row of a key formats to the same text: its value is not near a tie)
+    inverse, uniques = pd.factorize(key[at])
+    first = np.full(len(uniques), len(at), dtype=np.int64)
+    np.minimum.at(first, inverse, np.arange(len(at)))
     table = np.array([f"{prefix_text[p]} ({x:+.2f})" for p, x in zip(prefix[at[first]], v[at[first]], strict=True)],
                      dtype=object)
     text[at] = table[inverse]

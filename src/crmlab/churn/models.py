@@ -405,11 +405,18 @@ class LinearChurn:
         out = np.zeros((len(X), len(self.features)), dtype=np.float64)
         medians, means, scales, coef = self._num
         if self.numeric:  # the numbers as one block: a chunk of a large base is scored here
-            x = np.asarray(X[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-            x = np.where(np.isfinite(x), x, medians)
+            block = X[self.numeric]
+            if all(dtype == np.float64 for dtype in block.dtypes):  # no missing-value markers to convert
+                # one copy, in the row-major layout the rest (and the row sums) work on
+                x = np.array(block.to_numpy(dtype=np.float64, copy=False), dtype=np.float64, order="C", copy=True)
+            else:
+                x = np.asarray(block.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+            np.copyto(x, medians, where=~np.isfinite(x))  # in place: the same numbers as np.where
             x -= means
             x *= coef / scales
             at = [self.features.index(c) for c in self.numeric]
+            if at == list(range(len(self.features))):  # every feature a number, in order: x is the result
+                return x
             if at == list(range(len(at))):
                 out[:, :len(at)] = x
             else:

@@ -39,12 +39,14 @@ import numpy as np
 
 from crmlab.clv.purchase import IF_ALIVE, P_ALIVE, TransactionModel
 from crmlab.clv.shared import (  # the constants users and the other modules import from here
+    PARAM_NAMES,
     SPEND_KINDS,
     SPEND_PENALTIES,
     SPEND_RULES,
     TRANSACTION_KINDS,
     TRANSACTION_PENALTIES,
     UNITS_PER_MONTH,
+    check_rfm,
     unique_rows,
 )
 from crmlab.clv.spend import SpendModel
@@ -85,18 +87,7 @@ def customer_lifetime_value(
     """
     transaction_model._check_fitted()
     spend_model._check_fitted()
-    if units_per_month is None:
-        if time_unit not in UNITS_PER_MONTH:
-            raise ModelError(f"time_unit={time_unit!r} is not valid; choose one of {', '.join(UNITS_PER_MONTH)}")
-        units_per_month = UNITS_PER_MONTH[time_unit]
-    if not (np.isfinite(units_per_month) and units_per_month > 0):
-        raise ModelError(f"units_per_month must be > 0, got {units_per_month!r}")
-    if int(horizon_months) != horizon_months or horizon_months < 1:
-        raise ModelError(f"horizon_months must be a whole number >= 1, got {horizon_months!r}")
-    if not (np.isfinite(discount_rate_monthly) and discount_rate_monthly > -1):
-        raise ModelError(f"discount_rate_monthly must be > -1, got {discount_rate_monthly!r}")
-    if not (np.isfinite(margin) and margin > 0):
-        raise ModelError(f"margin must be > 0, got {margin!r}")
+    units_per_month = _check_clv_settings(horizon_months, discount_rate_monthly, margin, time_unit, units_per_month)
     p_alive, if_alive = P_ALIVE[transaction_model.kind], IF_ALIVE[transaction_model.kind]
     params = transaction_model.params_
 
@@ -117,6 +108,24 @@ def customer_lifetime_value(
     if spend.size != purchases.size:
         raise ModelError(f"monetary_value must have one value per customer: got {spend.size} for {purchases.size}")
     return margin * spend * purchases
+
+def _check_clv_settings(horizon_months: Any, discount_rate_monthly: float, margin: float, time_unit: str,
+                        units_per_month: float | None) -> float:
+    """Validate the CLV settings; returns the length of a month in the time unit."""
+    if units_per_month is None:
+        if time_unit not in UNITS_PER_MONTH:
+            raise ModelError(f"time_unit={time_unit!r} is not valid; choose one of {', '.join(UNITS_PER_MONTH)}")
+        units_per_month = UNITS_PER_MONTH[time_unit]
+    if not (np.isfinite(units_per_month) and units_per_month > 0):
+        raise ModelError(f"units_per_month must be > 0, got {units_per_month!r}")
+    if int(horizon_months) != horizon_months or horizon_months < 1:
+        raise ModelError(f"horizon_months must be a whole number >= 1, got {horizon_months!r}")
+    if not (np.isfinite(discount_rate_monthly) and discount_rate_monthly > -1):
+        raise ModelError(f"discount_rate_monthly must be > -1, got {discount_rate_monthly!r}")
+    if not (np.isfinite(margin) and margin > 0):
+        raise ModelError(f"margin must be > 0, got {margin!r}")
+    return float(units_per_month)
+
 
 __all__ = [
     "SPEND_KINDS",
@@ -155,7 +164,7 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
     Rows whose frequency, recency or T is missing (customers without a purchase in a features
     frame) get missing scores; ``monetary_value`` may be missing where ``frequency`` is 0.
     """
-    from crmlab.clv.interval import clv_bounds, purchase_log_variance, spend_log_variance
+    from crmlab.clv.interval import clv_bounds, history_scores, log_cov, log_variance_from_gradients, spend_and_log_variance
 
     ids = rfm["customer_id"].reset_index(drop=True)  # kept as is: converting text ids to objects is slow
     x = rfm["frequency"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -164,28 +173,45 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
     m = rfm["monetary_value"].to_numpy(dtype=np.float64, na_value=np.nan)
     ok = np.isfinite(x) & np.isfinite(tx) & np.isfinite(age)
     m = np.where(ok & (x == 0) & ~np.isfinite(m), 0.0, m)
-    out = {name: np.full(len(ids), np.nan) for name in OUTPUT_COLUMNS[1:]}
+    everyone = bool(ok.all())  # the usual case: no masked copies, the scores are the output columns
+    out: dict[str, np.ndarray] = {}
+
+    def put(name: str, values: np.ndarray) -> None:
+        if everyone:
+            out[name] = values
+        else:
+            out[name] = np.full(len(ids), np.nan)
+            out[name][ok] = values
+
     shipped = models.purchases
     challenger = None
     if shipped is not None and shipped.uses_lightgbm:
         if features is None or len(features) != len(ids):
             raise ModelError(f"the shipped purchase model ({shipped.name}) needs the shared customer features of "
                              "the customers scored")
-        challenger = shipped.challenger_purchases(features.reset_index(drop=True))[ok]
+        challenger = shipped.challenger_purchases(features.reset_index(drop=True))
+        challenger = challenger if everyone else challenger[ok]
     if ok.any():
-        xo, txo, ageo, mo = x[ok], tx[ok], age[ok], m[ok]
+        xo, txo, ageo, mo = (x, tx, age, m) if everyone else (x[ok], tx[ok], age[ok], m[ok])
         tm, sm = models.transaction, models.spend
-        out["p_alive"][ok] = tm.probability_alive(xo, txo, ageo)
-        parametric = tm.predict_purchases(settings.horizon_units, xo, txo, ageo)
-        spend = sm.conditional_expected_spend(xo, mo)
-        out["expected_spend"][ok] = spend
-        clv = customer_lifetime_value(
-            tm, sm, xo, txo, ageo, mo,
-            horizon_months=settings.horizon_months,
-            discount_rate_monthly=settings.discount_rate_monthly,
-            margin=settings.margin,
-            time_unit=settings.time_unit,
-        )
+        tm._check_fitted()
+        sm._check_fitted()
+        units_per_month = _check_clv_settings(settings.horizon_months, settings.discount_rate_monthly, settings.margin,
+                                              settings.time_unit, None)
+        xo, txo, ageo = check_rfm(xo, txo, ageo)
+        # every purchase-model score is a function of the history (x, t_x, T): computed once per distinct
+        # history (P(alive), expected and discounted purchases, their gradients for the interval) and
+        # broadcast back; the same numbers as probability_alive, predict_purchases and customer_lifetime_value
+        (ux, utx, uT), inverse, _ = unique_rows(xo, txo, ageo)
+        cov = log_cov(tm.report_, len(PARAM_NAMES[tm.kind]), f"{tm.kind} model")
+        alive, E, D, gE, gD = history_scores(tm, ux, utx, uT, settings, units_per_month, gradients=cov is not None)
+        put("p_alive", alive[inverse])
+        parametric = E[inverse]
+        spend, spend_var = spend_and_log_variance(sm, xo, mo)
+        if spend.size != parametric.size:
+            raise ModelError(f"monetary_value must have one value per customer: got {spend.size} for {parametric.size}")
+        put("expected_spend", spend)
+        clv = settings.margin * spend * D[inverse]
         weight = 1.0
         if challenger is None:
             purchases = parametric
@@ -199,11 +225,14 @@ def score_rfm(models: ClvModels, rfm: pd.DataFrame, settings: ClvSettings, *,
             with np.errstate(divide="ignore", invalid="ignore"):
                 per_purchase = np.where(parametric > 0, clv / parametric, settings.margin * spend * flat)
             clv = per_purchase * purchases
-        out["expected_purchases"][ok] = purchases
-        out["clv"][ok] = clv
-        purchase_var = purchase_log_variance(tm, xo, txo, ageo, settings, UNITS_PER_MONTH[settings.time_unit],
-                                             weight=weight, challenger=challenger)
-        low, high = clv_bounds(clv, purchase_var, spend_log_variance(sm, xo, mo), settings.interval)
-        out["clv_low"][ok] = low
-        out["clv_high"][ok] = high
-    return pd.DataFrame({"customer_id": ids, **out})
+        put("expected_purchases", purchases)
+        put("clv", clv)
+        purchase_var = (np.full(xo.size, np.nan) if cov is None else
+                        log_variance_from_gradients(E, gE, gD, cov, inverse, weight=weight, challenger=challenger))
+        low, high = clv_bounds(clv, purchase_var, spend_var, settings.interval)
+        put("clv_low", low)
+        put("clv_high", high)
+    for name in OUTPUT_COLUMNS[1:]:
+        if name not in out:
+            out[name] = np.full(len(ids), np.nan)
+    return pd.DataFrame({"customer_id": ids, **{name: out[name] for name in OUTPUT_COLUMNS[1:]}})

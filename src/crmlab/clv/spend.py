@@ -224,11 +224,7 @@ class SpendModel:
         if self.kind == "mean":
             return np.full(x.size, self.params_["mean"])
         spend, as_mean = self._apply_rule(x, m)
-        p, q, v = (self.params_[k] for k in ("p", "q", "v"))
-        px = p * x
-        with np.errstate(invalid="ignore"):
-            out = (p * v + px * np.where(x > 0, spend, 0.0)) / (px + q - 1.0)
-        return np.where(as_mean, self.population_mean_spend, out)
+        return gamma_gamma_spend(self.params_, x, np.where(x > 0, spend, 0.0), as_mean)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description of the fitted model (kind, params, penalizer, spend_rule, report)."""
@@ -257,6 +253,17 @@ class SpendModel:
             raise ModelError(f"SpendModel dict: q must be > 1 for a finite mean spend, got {model.params_['q']}")
         model.report_ = dict(data.get("report") or {})
         return model
+
+
+def gamma_gamma_spend(params: Mapping[str, float], x: np.ndarray, repeat_spend: np.ndarray, as_mean: np.ndarray
+                      ) -> np.ndarray:
+    """E[Z | x, m] of :meth:`SpendModel.conditional_expected_spend` from checked inputs: ``repeat_spend``
+    the spend after the rule where x > 0 (else 0), ``as_mean`` the rows scored as the population mean."""
+    p, q, v = (params[k] for k in ("p", "q", "v"))
+    px = p * x
+    with np.errstate(invalid="ignore"):
+        out = (p * v + px * repeat_spend) / (px + q - 1.0)
+    return np.where(as_mean, p * v / (q - 1.0), out)
 
 
 def _weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
