@@ -5,7 +5,7 @@ then the replicated base is scored chunk by chunk into a Parquet file, exactly a
 does (features, every model, atomic write). Printed: wall time, peak RSS of the whole process
 (data + models + scoring) and rows written. Target on a 2-core machine: at most 30 s and 6 GB.
 
-    .venv/bin/python benchmarks/bench_score.py [--replicas 144] [--chunk-size 500000] [--model clv ...]
+    .venv/bin/python benchmarks/bench_score.py [--replicas 144] [--chunk-size N] [--model clv ...]
         [--set churn.reasons=path] [--previous-src OTHER/src] [--work DIR]
 
 ``--previous-src`` (a git worktree of the previous commit's ``src``, say) scores the same data with the
@@ -45,7 +45,8 @@ AS_OF = "1998-06-30"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, default=144, help="copies of CDNOW (144: 10.0M transactions)")
-    parser.add_argument("--chunk-size", type=int, default=500_000, help="customers per chunk")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="customers per chunk (default: project.scoring.chunk_size, as crmlab score)")
     parser.add_argument("--model", action="append", choices=CUSTOMER_MODELS, help="only these models")
     parser.add_argument("--set", action="append", default=[], dest="sets",
                         help="config override, e.g. --set churn.reasons=path (repeatable)")
@@ -101,7 +102,7 @@ def main() -> None:
           f"{target.stat().st_size / 2**20:.0f} MiB")
     if args.previous_src:
         cmd = [sys.executable, __file__, "--child", "--work", str(work), "--replicas", str(args.replicas),
-               "--chunk-size", str(args.chunk_size), *[a for p in args.model or () for a in ("--model", p)],
+               *(["--chunk-size", str(args.chunk_size)] if args.chunk_size else []), *[a for p in args.model or () for a in ("--model", p)],
                *[a for v in args.sets for a in ("--set", v)]]
         done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": args.previous_src}, capture_output=True, text=True,
                               check=True)

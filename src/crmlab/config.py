@@ -333,7 +333,8 @@ class ScoringConfig(Frozen):
         default_factory=lambda: list(customer_models()),
         description="Customer models to score with; one that was never trained is skipped with a warning.",
     )
-    chunk_size: int = Field(500_000, gt=0, description="Customers per chunk: bounds memory while scoring.")
+    chunk_size: int = Field(200_000, gt=0, description="Customers per chunk (two chunks are scored at once): bounds "
+                            "memory while scoring.")
     spark_master: str = Field("local[*]", description="crmlab score --engine spark: the Spark master, e.g. "
                               "local[*] (this machine) or spark://host:7077.")
     spark_sample_rows: int = Field(200_000, gt=0, description="Cleaning on Spark: rows per table on which the "

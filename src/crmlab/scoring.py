@@ -40,7 +40,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -263,35 +265,87 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
     chunk_size = chunk_size or cfg.project.scoring.chunk_size
     levels = _category_levels(tables) if levels is None else levels
     lifecycle = _lifecycle_settings(cfg, tables, models, as_of, typical_gap)
+
+    def score(part: Tables) -> pd.DataFrame:
+        return _score_part(part, cfg, models, as_of=as_of, levels=levels, lifecycle=lifecycle)
+
     done = 0.0
-    for part, share in _chunks(tables, chunk_size):
-        feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
-        for col, cats in levels.items():
-            if col in feats.columns and isinstance(feats[col].dtype, pd.CategoricalDtype):
-                feats[col] = pd.Categorical(feats[col].astype("string"), categories=cats)
-        ids = feats["customer_id"].reset_index(drop=True)
-        out = pd.DataFrame({"customer_id": ids,
-                            "as_of": np.full(len(feats), np.datetime64(pd.Timestamp(as_of).date(), "ms"))})
-        for pipeline, model in models.items():
-            if feats.empty:
-                break
-            record = pipeline_record(pipeline)
-            inputs = feats if record.score_inputs is None else record.load("score_inputs")(
-                feats, part, model.bundle, as_of=as_of)
-            scores = get_scorer(pipeline)(inputs, model.bundle)
-            if not scores["customer_id"].reset_index(drop=True).equals(ids):  # scorers keep the row order
-                scores = out[["customer_id"]].merge(scores, on="customer_id", how="left", validate="1:1")
-            for col in scores.columns:
-                if col != "customer_id":
-                    out[col] = _column_values(scores[col])
-            out[f"{pipeline}_model_version"] = model.version
-        if lifecycle is not None and not out.empty:
-            _add_lifecycle(out, part, cfg, as_of=as_of, typical_gap=lifecycle)
-        done += share
-        if progress is not None:
-            progress(done, 1.0)
-        if not out.empty:
-            yield out
+    chunks = _chunks(tables, chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        return
+    # the first chunk alone (it imports the scorers and compiles what they compile), then two chunks at a
+    # time: NumPy, polars, LightGBM, the compiled reason walk and the Parquet writer release the GIL, so
+    # one chunk's Python-bound steps run while the other computes (results and their order unchanged)
+    pending: deque[tuple[Any, float]] = deque([(_Done(score(first[0])), first[1])])
+    pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT, thread_name_prefix="crmlab-score")
+    try:
+        for part, share in chunks:
+            pending.append((pool.submit(score, part), share))
+            while len(pending) >= _IN_FLIGHT:
+                out, share_done = _next(pending)
+                done += share_done
+                if progress is not None:
+                    progress(done, 1.0)
+                if not out.empty:
+                    yield out
+        while pending:
+            out, share_done = _next(pending)
+            done += share_done
+            if progress is not None:
+                progress(done, 1.0)
+            if not out.empty:
+                yield out
+    finally:  # stopped (Ctrl-C, an error, the consumer closed us): the queued chunk is dropped, the running one ends
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Chunks scored at once (module doc): two, for the two cores crmlab is sized for; each holds a chunk's
+#: features and scores in memory.
+_IN_FLIGHT = 2
+
+
+class _Done:
+    """A finished result with a future's ``result()``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def _next(pending: deque[tuple[Any, float]]) -> tuple[pd.DataFrame, float]:
+    future, share = pending.popleft()
+    return future.result(), share
+
+
+def _score_part(part: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
+                levels: dict[str, list[str]], lifecycle: float | None) -> pd.DataFrame:
+    """One chunk's scores: its features, every model's columns, the lifecycle columns."""
+    feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
+    for col, cats in levels.items():
+        if col in feats.columns and isinstance(feats[col].dtype, pd.CategoricalDtype):
+            feats[col] = pd.Categorical(feats[col].astype("string"), categories=cats)
+    ids = feats["customer_id"].reset_index(drop=True)
+    out = pd.DataFrame({"customer_id": ids,
+                        "as_of": np.full(len(feats), np.datetime64(pd.Timestamp(as_of).date(), "ms"))})
+    for pipeline, model in models.items():
+        if feats.empty:
+            break
+        record = pipeline_record(pipeline)
+        inputs = feats if record.score_inputs is None else record.load("score_inputs")(
+            feats, part, model.bundle, as_of=as_of)
+        scores = get_scorer(pipeline)(inputs, model.bundle)
+        if not scores["customer_id"].reset_index(drop=True).equals(ids):  # scorers keep the row order
+            scores = out[["customer_id"]].merge(scores, on="customer_id", how="left", validate="1:1")
+        for col in scores.columns:
+            if col != "customer_id":
+                out[col] = _column_values(scores[col])
+        out[f"{pipeline}_model_version"] = model.version
+    if lifecycle is not None and not out.empty:
+        _add_lifecycle(out, part, cfg, as_of=as_of, typical_gap=lifecycle)
+    return out
 
 
 def _column_values(s: pd.Series) -> Any:
@@ -347,7 +401,15 @@ def _add_lifecycle(out: pd.DataFrame, part: Tables, cfg: CrmlabConfig, *, as_of:
         stages = pd.DataFrame(columns=["customer_id", *LIFECYCLE_COLUMNS])
     else:
         stages = lifecycle_stages(tx, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive, typical_gap=typical_gap)
-    pos = pd.Index(stages["customer_id"].astype(str)).get_indexer(out["customer_id"].astype(str))
+    ids = out["customer_id"].astype(str).reset_index(drop=True)
+    stage_ids = stages["customer_id"].astype(str).reset_index(drop=True)
+    if stage_ids.equals(ids):  # the usual case: both in the chunk's customer order, no lookup
+        for col, name in LIFECYCLE_COLUMNS.items():
+            values = stages[col]
+            out[name] = (values.astype("string").array if col == "lifecycle_stage"
+                         else values.to_numpy(dtype=np.float64, na_value=np.nan))
+        return
+    pos = pd.Index(stage_ids).get_indexer(ids)
     found = pos >= 0
     for col, name in LIFECYCLE_COLUMNS.items():
         values = stages[col].to_numpy()
@@ -451,8 +513,10 @@ def database_target(out: str) -> tuple[str, str, str]:
 def _write_database(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], out: str, *, as_of_d: date,
                     chunk_size: int | None, progress: Progress | None) -> tuple[int, str]:
     """Score chunk by chunk into the database table ``out`` (see :func:`write_frames_to_database`)."""
-    return write_frames_to_database(iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,
-                                                      progress=progress), out)
+    # closed as soon as the writer stops (an error, Ctrl-C), not when collected: the scoring threads end first
+    with contextlib.closing(iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,
+                                              progress=progress)) as chunks:
+        return write_frames_to_database(chunks, out)
 
 
 def parquet_frames(folder: str | Path, rows: int = 500_000) -> Iterator[pd.DataFrame]:
@@ -531,21 +595,24 @@ def _write_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, LoadedMod
     try:
         os.close(create_new(tmp))
         schema = None
-        for chunk in iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size, progress=track):
-            rows += len(chunk)
-            if suffix == ".csv":
-                chunk.to_csv(tmp, mode="a" if rows > len(chunk) else "w", header=rows == len(chunk), index=False)
-                continue
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        # closed as soon as this loop stops (an error, Ctrl-C), not when collected: the scoring threads end first
+        with contextlib.closing(iter_score_chunks(tables, cfg, models, as_of=as_of_d, chunk_size=chunk_size,
+                                                  progress=track)) as chunks:
+            for chunk in chunks:
+                rows += len(chunk)
+                if suffix == ".csv":
+                    chunk.to_csv(tmp, mode="a" if rows > len(chunk) else "w", header=rows == len(chunk), index=False)
+                    continue
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            if writer is None:
-                schema = table.schema
-                writer = pq.ParquetWriter(tmp, schema)
-            else:
-                table = table.cast(schema)
-            writer.write_table(table)
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(tmp, schema)
+                else:
+                    table = table.cast(schema)
+                writer.write_table(table)
         if writer is not None:
             writer.close()
         elif suffix == ".parquet":
