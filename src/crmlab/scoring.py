@@ -269,7 +269,6 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
     def score(part: Tables) -> pd.DataFrame:
         return _score_part(part, cfg, models, as_of=as_of, levels=levels, lifecycle=lifecycle)
 
-    done = 0.0
     chunks = _chunks(tables, chunk_size)
     first = next(chunks, None)
     if first is None:
@@ -278,24 +277,26 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
     # time: NumPy, polars, LightGBM, the compiled reason walk and the Parquet writer release the GIL, so
     # one chunk's Python-bound steps run while the other computes (results and their order unchanged)
     pending: deque[tuple[Any, float]] = deque([(_Done(score(first[0])), first[1])])
-    pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT, thread_name_prefix="crmlab-score")
-    try:
-        for part, share in chunks:
-            pending.append((pool.submit(score, part), share))
-            while len(pending) >= _IN_FLIGHT:
-                out, share_done = _next(pending)
-                done += share_done
-                if progress is not None:
-                    progress(done, 1.0)
-                if not out.empty:
-                    yield out
-        while pending:
-            out, share_done = _next(pending)
-            done += share_done
+    done = 0.0
+
+    def finished(keep: int) -> Iterator[pd.DataFrame]:
+        """The oldest chunks' scores, in order, until ``keep`` chunks are left in flight."""
+        nonlocal done
+        while len(pending) > keep:
+            future, share = pending.popleft()
+            out = future.result()
+            done += share
             if progress is not None:
                 progress(done, 1.0)
             if not out.empty:
                 yield out
+
+    pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT, thread_name_prefix="crmlab-score")
+    try:
+        for part, share in chunks:
+            pending.append((pool.submit(score, part), share))
+            yield from finished(_IN_FLIGHT - 1)
+        yield from finished(0)
     finally:  # stopped (Ctrl-C, an error, the consumer closed us): the queued chunk is dropped, the running one ends
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -313,11 +314,6 @@ class _Done:
 
     def result(self) -> Any:
         return self.value
-
-
-def _next(pending: deque[tuple[Any, float]]) -> tuple[pd.DataFrame, float]:
-    future, share = pending.popleft()
-    return future.result(), share
 
 
 def _score_part(part: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
