@@ -66,7 +66,8 @@ def test_json_and_quiet_on_a_real_command(tmp_path, capsys):
     assert doc["outputs"]["customers"] == len(feats) == 23_570
     assert doc["outputs"]["as_of"] == "1998-06-30"
     assert any("23,570 customers" in line for line in doc["summary"])
-    assert "✓" not in captured.err  # no step lines under --json
+    assert "✓" not in captured.err  # no step lines under --json ...
+    assert "no data configured" in captured.err  # ... but warnings still reach stderr
 
     code = main(["-c", str(REPO / "configs"), *sets, "-q", "features", "build", "--out", str(target)])
     captured = capsys.readouterr()

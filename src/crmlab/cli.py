@@ -213,7 +213,9 @@ def _root(
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        # under --quiet or --json the spinner console is silenced; warnings and errors keep their own
+        handlers=[RichHandler(console=err_console if quiet or json_out else console, show_path=False,
+                              show_time=False)],
         force=True,
     )
     # MLflow configures its own loggers when first imported; this keeps its INFO chatter out unless -v
