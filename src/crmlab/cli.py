@@ -340,9 +340,10 @@ def _jsonable(value: Any) -> Any:
     import math
 
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items() if _jsonable(v) is not _SKIP}
+        pairs = ((str(k), _jsonable(v)) for k, v in value.items())
+        return {k: v for k, v in pairs if v is not _SKIP}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value if _jsonable(v) is not _SKIP]
+        return [v for v in map(_jsonable, value) if v is not _SKIP]
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
