@@ -269,14 +269,10 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
     def score(part: Tables) -> pd.DataFrame:
         return _score_part(part, cfg, models, as_of=as_of, levels=levels, lifecycle=lifecycle)
 
-    chunks = _chunks(tables, chunk_size)
-    first = next(chunks, None)
-    if first is None:
-        return
-    # the first chunk alone (it imports the scorers and compiles what they compile), then two chunks at a
-    # time: NumPy, polars, LightGBM, the compiled reason walk and the Parquet writer release the GIL, so
-    # one chunk's Python-bound steps run while the other computes (results and their order unchanged)
-    pending: deque[tuple[Any, float]] = deque([(_Done(score(first[0])), first[1])])
+    # two chunks at a time: NumPy, polars, LightGBM, the compiled reason walk and the Parquet writer
+    # release the GIL, so one chunk's Python-bound steps run while the other computes (results and their
+    # order unchanged; imports and the compiled code's cache load are thread-safe)
+    pending: deque[tuple[Any, float]] = deque()
     done = 0.0
 
     def finished(keep: int) -> Iterator[pd.DataFrame]:
@@ -293,7 +289,7 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
 
     pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT, thread_name_prefix="crmlab-score")
     try:
-        for part, share in chunks:
+        for part, share in _chunks(tables, chunk_size):
             pending.append((pool.submit(score, part), share))
             yield from finished(_IN_FLIGHT - 1)
         yield from finished(0)
@@ -304,16 +300,6 @@ def iter_score_chunks(tables: Tables, cfg: CrmlabConfig, models: dict[str, Loade
 #: Chunks scored at once (module doc): two, for the two cores crmlab is sized for; each holds a chunk's
 #: features and scores in memory.
 _IN_FLIGHT = 2
-
-
-class _Done:
-    """A finished result with a future's ``result()``."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def result(self) -> Any:
-        return self.value
 
 
 def _score_part(part: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
