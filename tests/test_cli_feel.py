@@ -54,7 +54,10 @@ def test_json_document_on_a_usage_error(capsys):
     assert "error:" in captured.err  # the human line still reaches stderr
 
 
-def test_json_and_quiet_on_a_real_command(tmp_path, capsys):
+def test_json_and_quiet_on_a_real_command(tmp_path, capsys, monkeypatch):
+    from crmlab.data import io
+
+    monkeypatch.setattr(io, "_demo_announced", False)  # the demo data's warning is said once per process
     sets = ["--set", f"project.output.dir={tmp_path / 'out'}", "--set", "project.tracking.enabled=false"]
     target = tmp_path / "f.parquet"
     code = main(["-c", str(REPO / "configs"), *sets, "features", "build", "--out", str(target), "--json"])
