@@ -12,6 +12,19 @@ from crmlab.config import TrackingConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_benchmark(name: str, module: str):
+    """benchmarks/<name>.py imported as ``module`` (benchmarks/ is no package): the reference
+    implementations and checks kept there."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(module, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_outputs(monkeypatch, tmp_path):
     """Run every test from its own tmp dir, so relative default paths (mlflow.db, outputs/) land there."""

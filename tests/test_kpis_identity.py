@@ -12,10 +12,7 @@ customers column and from a table.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,19 +23,12 @@ from crmlab.config import load_config
 from crmlab.features.frames import as_of_date, day_number
 from crmlab.features.past import past_transactions
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
+
 AS_OF = date(2024, 6, 30)
 
 
-def _before():
-    spec = importlib.util.spec_from_file_location("crmlab_kpis_before", ROOT / "benchmarks" / "kpis_before.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-before = _before()
+before = load_benchmark("kpis_before", "crmlab_kpis_before")
 
 
 def _log(seed: int = 7, n_customers: int = 400) -> pd.DataFrame:

@@ -2,19 +2,11 @@
 modules and no private name used across modules."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
 
 
 def _structure():
-    spec = importlib.util.spec_from_file_location("crmlab_structure", ROOT / "benchmarks" / "structure.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("structure", "crmlab_structure")
 
 
 def test_no_import_circle_and_no_private_name_across_modules():

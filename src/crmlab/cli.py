@@ -1091,16 +1091,13 @@ _ROOT_VALUES = frozenset({"--config-dir", "-c", "--set"})
 
 def _root_tokens(args: list[str]) -> list[str]:
     """The arguments before the command's name (the root's own options)."""
-    import typer.main
-
-    commands = getattr(typer.main.get_command(app), "commands", {})
     skip = False
     for i, token in enumerate(args):
         if skip:
             skip = False
         elif token.startswith("-"):
             skip = token in _ROOT_VALUES
-        elif token in commands or not token.startswith("-"):
+        else:
             return args[:i]
     return args
 
@@ -1108,9 +1105,7 @@ def _root_tokens(args: list[str]) -> list[str]:
 def _hoist_root_flags(args: list[str]) -> list[str]:
     """Move ``--json``/``--quiet`` given after the command name in front of it, where the root reads
     them, unless that command has an option of the same name (``config show --json``)."""
-    import typer.main
-
-    group: Any = typer.main.get_command(app)
+    group: Any = _command()
     names: list[str] = []
     skip = False
     end = args.index("--") if "--" in args else len(args)
