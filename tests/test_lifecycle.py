@@ -82,6 +82,30 @@ def test_p_alive_rules_come_first():
         assert out.set_index("customer_id").loc["n", "lifecycle_stage"] == "new"
 
 
+def test_p_alive_in_the_rows_order_by_id_or_partial_gives_the_same_stages():
+    """Scoring passes P(alive) in the stage rows' own order (taken as it is); any other order, extra or
+    repeated ids, or a missing customer go by id: the same stages either way."""
+    from crmlab.features.frames import day_number
+    from crmlab.features.past import past_transactions
+
+    tx = _tx(HAND_MADE)
+    ids = sorted(HAND_MADE)
+    p = pd.Series(np.linspace(0.05, 0.95, len(ids)), index=pd.Index(ids, dtype="str"))
+    aligned = lifecycle_stages(tx, as_of=_day(100), cfg=CFG, p_alive=p)
+    assert list(aligned["customer_id"]) == ids
+    by_id = lifecycle_stages(tx, as_of=_day(100), cfg=CFG, p_alive=p.iloc[::-1])
+    extra = pd.concat([p, pd.Series({"stranger": 0.0, ids[0]: 0.5})])
+    repeated = lifecycle_stages(tx, as_of=_day(100), cfg=CFG, p_alive=extra)
+    pd.testing.assert_frame_equal(aligned, by_id)
+    pd.testing.assert_frame_equal(aligned, repeated)  # the first of a repeated id counts
+    assert aligned.set_index("customer_id").loc[ids[0], "lifecycle_stage"] == "lapsed"  # P(alive) 0.05
+    partial = lifecycle_stages(tx, as_of=_day(100), cfg=CFG, p_alive=p.drop(ids[0]))
+    assert np.isnan(partial["p_alive"].iloc[0]) and partial["lifecycle_stage"].iloc[0] != "lapsed"
+    # the past rows made once by the caller (as scoring shares them with the features): the same frame
+    past = past_transactions(tx, day_number(_day(100).date()))
+    pd.testing.assert_frame_equal(lifecycle_stages(None, as_of=_day(100), cfg=CFG, p_alive=p, past=past), aligned)
+
+
 def test_the_first_rule_that_holds_wins():
     """A customer that is both silent for 1.5 gaps and new (first purchase 9 days ago, bought again 1
     day later: its shrunk gap is (1 + 10) / 2 = 5.5, so 8 silent days are 1.45 gaps, at 2 purchases 1 day

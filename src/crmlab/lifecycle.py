@@ -214,9 +214,12 @@ def lifecycle_stages(transactions: pd.DataFrame | None, *, as_of: date | str, cf
     new_days = typ if cfg.new_days == "auto" else float(cfg.new_days)
     pa = None
     if p_alive is not None:
-        s = p_alive[~p_alive.index.duplicated()]
-        pa = pd.Series(s.to_numpy(dtype=np.float64), index=s.index.astype(str)).reindex(
-            inputs["customer_id"].to_numpy()).to_numpy()
+        ids = inputs["customer_id"]
+        if len(p_alive) == len(ids) and p_alive.index.equals(pd.Index(ids)):  # already in the rows' order
+            pa = p_alive.to_numpy(dtype=np.float64)
+        else:
+            s = p_alive[~p_alive.index.duplicated()]
+            pa = pd.Series(s.to_numpy(dtype=np.float64), index=s.index.astype(str)).reindex(ids.to_numpy()).to_numpy()
         inputs["p_alive"] = pa
     inputs.insert(1, "lifecycle_stage", assign_stages(inputs, cfg, new_days=new_days, p_alive=pa))
     inputs.attrs.update(new_days=new_days, p_alive=p_alive is not None)

@@ -58,6 +58,8 @@ from crmlab.data.io import Tables
 from crmlab.errors import ConfigError, ModelError
 from crmlab.export import Bundle, load_bundle
 from crmlab.features import build_features_from_tables
+from crmlab.features.past import Past, past_transactions
+from crmlab.features.frames import day_number
 from crmlab.pipelines import customer_models
 from crmlab.pipelines import get as pipeline_record
 from crmlab.pyfunc import get_scorer
@@ -305,7 +307,10 @@ _IN_FLIGHT = 2
 def _score_part(part: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel], *, as_of: date,
                 levels: dict[str, list[str]], lifecycle: float | None) -> pd.DataFrame:
     """One chunk's scores: its features, every model's columns, the lifecycle columns."""
-    feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project)
+    # the chunk's past rows in (customer, day) order, made once for the features and the lifecycle stages
+    tx = part.transactions
+    past = past_transactions(tx, day_number(as_of)) if tx is not None and lifecycle is not None else None
+    feats = build_features_from_tables(part, as_of=as_of, cfg=cfg.project, past=past)
     for col, cats in levels.items():
         if col in feats.columns and isinstance(feats[col].dtype, pd.CategoricalDtype):
             feats[col] = pd.Categorical(feats[col].astype("string"), categories=cats)
@@ -326,7 +331,7 @@ def _score_part(part: Tables, cfg: CrmlabConfig, models: dict[str, LoadedModel],
                 out[col] = _column_values(scores[col])
         out[f"{pipeline}_model_version"] = model.version
     if lifecycle is not None and not out.empty:
-        _add_lifecycle(out, part, cfg, as_of=as_of, typical_gap=lifecycle)
+        _add_lifecycle(out, part, cfg, as_of=as_of, typical_gap=lifecycle, past=past)
     return out
 
 
@@ -371,19 +376,22 @@ def _lifecycle_settings(cfg: CrmlabConfig, tables: Tables, models: dict[str, Loa
     return gap
 
 
-def _add_lifecycle(out: pd.DataFrame, part: Tables, cfg: CrmlabConfig, *, as_of: date, typical_gap: float) -> None:
-    """The lifecycle columns of one chunk's customers, in ``out``'s row order."""
+def _add_lifecycle(out: pd.DataFrame, part: Tables, cfg: CrmlabConfig, *, as_of: date, typical_gap: float,
+                   past: Past | None = None) -> None:
+    """The lifecycle columns of one chunk's customers, in ``out``'s row order. ``past``: the chunk's
+    past rows when the features already put them in order (not done twice)."""
     from crmlab.lifecycle import lifecycle_stages
 
     tx = part.transactions
+    ids = out["customer_id"].astype(str).reset_index(drop=True)
     p_alive = None
     if "p_alive" in out.columns and cfg.lifecycle.use_p_alive is not False:
-        p_alive = pd.Series(out["p_alive"].to_numpy(dtype=np.float64), index=out["customer_id"].astype(str).to_numpy())
+        p_alive = pd.Series(out["p_alive"].to_numpy(dtype=np.float64), index=pd.Index(ids))
     if tx is None or tx.empty:
         stages = pd.DataFrame(columns=["customer_id", *LIFECYCLE_COLUMNS])
     else:
-        stages = lifecycle_stages(tx, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive, typical_gap=typical_gap)
-    ids = out["customer_id"].astype(str).reset_index(drop=True)
+        stages = lifecycle_stages(tx, as_of=as_of, cfg=cfg.lifecycle, p_alive=p_alive, typical_gap=typical_gap,
+                                  past=past)
     stage_ids = stages["customer_id"].astype(str).reset_index(drop=True)
     if stage_ids.equals(ids):  # the usual case: both in the chunk's customer order, no lookup
         for col, name in LIFECYCLE_COLUMNS.items():

@@ -182,3 +182,62 @@ def test_blend_path_reasons_are_the_mix_of_both_models_contributions(tmp_path):
     shap_reasons, shap_prob = blend_reasons(blend.lightgbm, linear, blend.weight, X, X, 3, method="shap")
     np.testing.assert_allclose(shap_prob, prob, rtol=1e-9)
     assert shap_reasons["reason_1"][0] is not None
+
+
+def test_the_regression_computed_in_the_walk_is_its_matrix_bit_for_bit(tmp_path):
+    """Scoring a blend computes the regression's terms inside the compiled walk (no rows x features
+    matrix): the probability, reasons and contributions are those of the separate path, to the last
+    bit, with missing, infinite and unseen-large values among the numbers; a str reason column is the
+    object one."""
+    from crmlab.churn.explain import blend_reasons
+    from crmlab.churn.models import LinearChurn
+
+    table, _ = _two_worlds(600, seed=9)
+    result = train_churn(load_config(tmp_path / "no-configs", _sets(tmp_path, table, "churn.cv_folds=3",
+                                                                    "churn.ship=blend", "churn.refit=false")))
+    blend = result.models["blend"]
+    linear = LinearChurn.from_model(blend.logistic)
+    X = result.dataset.X_valid.astype(np.float64)
+    X.iloc[::7, 0] = np.nan
+    X.iloc[3::11, 2] = np.inf
+    X.iloc[5::13, 4] = -1e300
+    X = pd.DataFrame(np.asfortranarray(X.to_numpy()), columns=X.columns)  # one float block, as scoring builds it
+    assert linear.fused_terms([str(c) for c in X.columns], 0.5) is not None
+    fused, p_fused = blend_reasons(blend.lightgbm, linear, blend.weight, X, X, 3, method="path")
+    apart, p_apart = blend_reasons(blend.lightgbm, linear, blend.weight, X, X.copy(), 3, method="path")
+    assert np.array_equal(p_fused, p_apart)
+    for j in (1, 2, 3):
+        assert list(fused[f"reason_{j}"]) == list(apart[f"reason_{j}"])
+        assert np.array_equal(fused[f"contribution_{j}"], apart[f"contribution_{j}"], equal_nan=True)
+    assert np.isfinite(p_fused).all()  # the regression imputes inf by its median, as its matrix path does
+    as_str, _ = blend_reasons(blend.lightgbm, linear, blend.weight, X, X, 3, method="path", text="str")
+    column = pd.Series(as_str["reason_1"])
+    assert column.dtype == pd.Series(fused["reason_1"]).dtype == "str"
+    assert column.equals(pd.Series(fused["reason_1"]))
+    # a regression with a feature the trees lack cannot be computed in the walk: the matrix path is taken
+    other = LinearChurn({**linear.spec, "features": [*linear.features[1:], linear.features[0]],
+                         "numeric": [*linear.numeric[1:], linear.numeric[0]]})
+    assert other.fused_terms([str(c) for c in X.columns], 0.5) is None
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 8, 9, 15, 16, 17, 45, 64, 127, 128])
+def test_row_sums_in_the_walk_add_up_in_numpys_order(n):
+    """The fused regression's log-odds add a row's terms up as NumPy does (eight running sums), so the
+    blend's probability is the one of LinearChurn.log_odds to the last bit; a plain left-to-right sum
+    is not (checked on rows whose magnitudes span many orders)."""
+    import numba
+
+    from crmlab.churn._paths import _numpy_sum
+
+    @numba.njit
+    def sums(a):
+        out = np.empty(a.shape[0])
+        for i in range(a.shape[0]):
+            out[i] = _numpy_sum(a[i], a.shape[1])
+        return out
+
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((20_000, n)) * rng.lognormal(0, 4, (20_000, n))
+    assert np.array_equal(sums(a), a.sum(axis=1))
+    if n >= 9:
+        assert not np.array_equal(np.cumsum(a, axis=1)[:, -1], a.sum(axis=1))

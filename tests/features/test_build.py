@@ -182,6 +182,16 @@ def test_dtypes_counts_are_integers_and_rfm_float64(tx):
     assert isinstance(out.index, pd.RangeIndex)
 
 
+def test_past_rows_made_by_the_caller_give_the_same_features(tx):
+    """Scoring puts a chunk's past rows in order once and hands them to the features and the lifecycle
+    stages: the features are those built from the transactions themselves."""
+    from crmlab.features.frames import day_number
+    from crmlab.features.past import past_transactions
+
+    past = past_transactions(tx, day_number(pd.Timestamp(AS_OF).date()))
+    pdt.assert_frame_equal(feats(tx, past=past), feats(tx))
+
+
 def test_order_values_per_row_without_order_id(tx):
     got = row(feats(tx.drop(columns=["order_id"])), "A")
     assert got["order_value_mean"] == pytest.approx(65 / 4)

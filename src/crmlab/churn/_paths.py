@@ -246,13 +246,50 @@ def top_columns(values: np.ndarray, n: int, *, risk_only: bool) -> np.ndarray:
     return cols
 
 
+@numba.njit(inline="always")
+def _numpy_sum(buf, n):
+    """The sum of ``buf[:n]`` (n <= 128) in the order NumPy adds a contiguous row up (``np.add.reduce``:
+    eight running sums, then the rest one by one), so a row's total is NumPy's to the last bit."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += buf[i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        r0 += buf[i]
+        r1 += buf[i + 1]
+        r2 += buf[i + 2]
+        r3 += buf[i + 3]
+        r4 += buf[i + 4]
+        r5 += buf[i + 5]
+        r6 += buf[i + 6]
+        r7 += buf[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += buf[i]
+        i += 1
+    return 0.0 + res  # NumPy starts the reduction from its identity, 0.0
+
+
+#: The most features the fused logistic term adds up NumPy's way (:func:`_numpy_sum`; NumPy splits
+#: longer rows in halves).
+MAX_FUSED_FEATURES = 128
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, children, delta, value,
-                   cat_start, cat_end, cats, risk_only, sigmoid, prob, cols, contrib, block, scale, extra, extra_raw):
+def _reason_kernel(X, n_feat, roots, feature, threshold, kind, nan_right, zero_right, children, delta, value,
+                   cat_start, cat_end, cats, risk_only, sigmoid, prob, cols, contrib, block, scale, extra, extra_raw,
+                   lin_median, lin_mean, lin_coef, lin_intercept, lin_scale):
     n, n_top = X.shape[0], cols.shape[1]
     mixed = extra.shape[0] > 0
+    fused = lin_median.shape[0] > 0
     for b in numba.prange((n + block - 1) // block):
-        attribution = np.zeros(X.shape[1])
+        attribution = np.zeros(n_feat + 1)
+        terms = np.zeros(n_feat + 1)
         keys = np.zeros(n_top)
         for i in range(b * block, min(b * block + block, n)):
             attribution[:] = 0.0
@@ -266,8 +303,18 @@ def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, ch
                     attribution[f] += delta[node]
                     f = feature[node]
                 raw += value[node]  # tree by tree from 0, as LightGBM adds up its prediction
-            if mixed:  # a blend: scale x the trees' log-odds + another model's, feature by feature
-                for c in range(X.shape[1] - 1):
+            if fused:  # a blend with a logistic regression on the same numbers: its terms computed here
+                for c in range(n_feat):
+                    v = X[i, c]
+                    if not np.isfinite(v):
+                        v = lin_median[c]
+                    term = (v - lin_mean[c]) * lin_coef[c]
+                    terms[c] = term
+                    attribution[c] = scale * attribution[c] + term * lin_scale
+                linear = lin_scale * (lin_intercept + _numpy_sum(terms, n_feat))
+                prob[i] = 1.0 / (1.0 + math.exp(-(scale * raw + linear)))
+            elif mixed:  # a blend: scale x the trees' log-odds + another model's, feature by feature
+                for c in range(n_feat):
                     attribution[c] = scale * attribution[c] + extra[i, c]
                 prob[i] = 1.0 / (1.0 + math.exp(-(scale * raw + extra_raw[i])))
             else:
@@ -276,7 +323,7 @@ def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, ch
             for j in range(n_top):
                 cols[i, j] = -1
                 contrib[i, j] = np.nan
-            for c in range(X.shape[1] - 1):
+            for c in range(n_feat):
                 v = attribution[c]
                 k = v if risk_only else abs(v)
                 if not (k > 0.0) or not np.isfinite(k):
@@ -297,27 +344,53 @@ def _reason_kernel(X, roots, feature, threshold, kind, nan_right, zero_right, ch
 
 
 def top_path_reasons(forest: Forest, X: np.ndarray, n: int, *, risk_only: bool, sigmoid: float,
-                     scale: float = 1.0, extra: np.ndarray | None = None, extra_raw: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     scale: float = 1.0, extra: np.ndarray | None = None, extra_raw: np.ndarray | None = None,
+                     n_features: int | None = None, linear: tuple[np.ndarray, np.ndarray, np.ndarray, float, float]
+                     | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One walk for both the probability and the reasons, no (rows x features) attributions kept:
     LightGBM's binary probability (``1 / (1 + exp(-sigmoid * raw score))``, the raw score added up
     tree by tree as LightGBM does), and per row the columns of the ``n`` largest path attributions
-    (as :func:`top_columns`; -1 for none) and their values (NaN for none). ``X`` from :func:`lgb_matrix`.
+    (as :func:`top_columns`; -1 for none) and their values (NaN for none). ``X`` from :func:`lgb_matrix`
+    (its last column spare), or any float matrix of the features alone with ``n_features=X.shape[1]``
+    (:func:`lgb_input` gives one or the other).
 
     A blend passes ``extra`` (rows x features: another model's log-odds contributions, in ``X``'s
     column order) and ``extra_raw`` (its log-odds per row): each attribution becomes ``scale`` x the
-    trees' + ``extra``, and the probability ``1 / (1 + exp(-(scale x raw score + extra_raw)))``."""
+    trees' + ``extra``, and the probability ``1 / (1 + exp(-(scale x raw score + extra_raw)))``. Or,
+    for a logistic regression on the very same numbers, ``linear=(medians, means, coef / scale,
+    intercept, weight)``: its terms (a non-finite value imputed by the median) are computed in the walk,
+    with NumPy's rounding, instead of as a matrix: the same result as ``extra`` from
+    :meth:`~crmlab.churn.models.LinearChurn.contributions` x ``weight``, bit for bit."""
+    n_feat = X.shape[1] - 1 if n_features is None else int(n_features)
     if extra is None:
         extra, extra_raw = np.zeros((0, 0)), np.zeros(0)
     else:
         extra = np.ascontiguousarray(extra, dtype=np.float64)
         extra_raw = np.ascontiguousarray(extra_raw, dtype=np.float64)
+    lin: tuple[np.ndarray, np.ndarray, np.ndarray, float, float] = (np.zeros(0), np.zeros(0), np.zeros(0), 0.0, 0.0)
+    if linear is not None:
+        if n_feat > MAX_FUSED_FEATURES:
+            raise ValueError(f"a fused logistic term adds up at most {MAX_FUSED_FEATURES} features, got {n_feat}")
+        median, mean, coef, intercept, weight = linear
+        lin = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in (median, mean, coef)) + (
+            float(intercept), float(weight))
+        if any(a.shape != (n_feat,) for a in lin[:3]):
+            raise ValueError(f"the fused logistic term needs {n_feat} medians, means and coefficients")
     prob = np.zeros(X.shape[0])
     cols = np.full((X.shape[0], n), -1, dtype=np.int64)
     contrib = np.full((X.shape[0], n), np.nan)
     if X.shape[0] and n:
         f = forest
-        _reason_kernel(X, f.roots, f.feature, f.threshold, f.kind, f.nan_right, f.zero_right, f.children, f.delta,
-                       f.value, f.cat_start, f.cat_end, f.cats, bool(risk_only), float(sigmoid), prob, cols,
-                       contrib, 1024, float(scale), extra, extra_raw)
+        _reason_kernel(X, n_feat, f.roots, f.feature, f.threshold, f.kind, f.nan_right, f.zero_right, f.children,
+                       f.delta, f.value, f.cat_start, f.cat_end, f.cats, bool(risk_only), float(sigmoid), prob, cols,
+                       contrib, 1024, float(scale), extra, extra_raw, *lin)
     return prob, cols, contrib
+
+
+def lgb_input(booster: Any, X: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """The matrix LightGBM predicts ``X`` from and its number of features: ``X``'s own float64
+    numbers when every column is one (no copy when they are one block, as scoring builds them), else
+    :func:`lgb_matrix` (categories recoded; one spare column)."""
+    if X.shape[1] and all(dtype == np.float64 for dtype in X.dtypes):
+        return X.to_numpy(dtype=np.float64, copy=False), X.shape[1]
+    return lgb_matrix(booster, X), X.shape[1]

@@ -25,7 +25,7 @@ from crmlab.churn.result import ChurnResult
 from crmlab.config import ChurnConfig
 from crmlab.errors import ModelError, NoFairComparison
 from crmlab.export import Bundle, as_bundle, write_bundle
-from crmlab.utils import ids_unique
+from crmlab.utils import ids_unique, text_column
 
 MODEL_FILE = "lightgbm.txt"
 
@@ -256,7 +256,7 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     reasons, raw = None, None
     if loaded.kind == "logistic":  # the log-odds contributions are the reasons, exactly
         if len(X):
-            reasons, raw = linear_reasons(loaded.linear, X, N_REASONS)
+            reasons, raw = linear_reasons(loaded.linear, X, N_REASONS, text="str")
             if method == "none":
                 reasons = None
     elif loaded.kind == "blend":  # w x LightGBM's contributions + (1 - w) x the regression's: the blend's log-odds
@@ -264,10 +264,11 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
             X_linear = (_model_input(features.reset_index(drop=True), linear_input_spec(loaded.linear), bundle.path)
                         if loaded.linear.categorical else X)  # its categories go in as text; numbers are alike
             reasons, raw = blend_reasons(loaded.lightgbm, loaded.linear, loaded.weight, X, X_linear, N_REASONS,
-                                         method=method)
+                                         method=method, text="str")
     elif len(X) and method != "none":
         # path reasons walk the trees once for the probability too (bit for bit predict_proba's)
-        reasons, _, raw = reasons_and_probability(loaded.lightgbm, X, N_REASONS, risk_only=True, method=method)
+        reasons, _, raw = reasons_and_probability(loaded.lightgbm, X, N_REASONS, risk_only=True, method=method,
+                                                  text="str")
     if raw is None:
         raw = loaded.lightgbm.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
     prob = _calibrate(raw, params.get("calibration"))
@@ -279,7 +280,7 @@ def score_churn(features: pd.DataFrame, bundle: Bundle | str | Path) -> pd.DataF
     else:
         flagged = prob >= decision["threshold"]
     out = pd.DataFrame({"customer_id": features["customer_id"].reset_index(drop=True),
-                        "churn_probability": prob, "churn_risk_tier": np.asarray(tiers.astype(str), dtype=object),
+                        "churn_probability": prob, "churn_risk_tier": text_column(list(tiers.categories), tiers.codes),
                         "churn_flagged": np.asarray(flagged, dtype=bool)})
     if reasons is not None:
         for i in range(1, N_REASONS + 1):

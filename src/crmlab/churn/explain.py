@@ -15,6 +15,7 @@ import pandas as pd
 
 from crmlab.churn import _paths
 from crmlab.churn.models import LightGBMChurn, feature_frame
+from crmlab.utils import text_column
 
 __all__ = ["blend_reasons", "global_importance", "reason_arrays", "reason_text", "reasons_and_probability", "shap_values",
            "top_reasons"]
@@ -75,9 +76,11 @@ def reason_arrays(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_onl
 
 
 def reasons_and_probability(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *, risk_only: bool = False,
-                            method: str = "shap") -> tuple[dict[str, np.ndarray], pd.Index, np.ndarray | None]:
+                            method: str = "shap", text: str = "object"
+                            ) -> tuple[dict[str, Any], pd.Index, np.ndarray | None]:
     """:func:`reason_arrays` plus, with ``method="path"``, the churn probability from the same walk
-    of the trees (identical to ``model.predict_proba(X)[:, 1]``; None for ``"shap"``)."""
+    of the trees (identical to ``model.predict_proba(X)[:, 1]``; None for ``"shap"``). ``text``: as
+    :func:`reason_columns`."""
     if method not in ("shap", "path"):
         raise ValueError(f"reasons method must be 'shap' or 'path', got {method!r}")
     prob = None
@@ -91,32 +94,43 @@ def reasons_and_probability(model: LightGBMChurn, X: pd.DataFrame, n: int = 3, *
         top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=risk_only)
         top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0
         columns, index = list(contrib.columns), contrib.index
-    return reason_columns(top, top_values, columns, feature_frame(X)[columns], model.feature_medians_), index, prob
+    return _reasons_of(model, X, columns, top, top_values, text), index, prob
 
 
-def linear_reasons(model: Any, X: pd.DataFrame, n: int = 3) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def linear_reasons(model: Any, X: pd.DataFrame, n: int = 3, *, text: str = "object"
+                   ) -> tuple[dict[str, Any], np.ndarray]:
     """The reasons of a :class:`~crmlab.churn.models.LinearChurn` (the features whose log-odds
     contributions push churn up the most, the same texts as LightGBM's) and its churn probability."""
     contrib = model.contributions(X)
     prob = 1.0 / (1.0 + np.exp(-model.log_odds(contrib)))
     top = _paths.top_columns(contrib, min(n, contrib.shape[1]), risk_only=True)
     top_values = np.take_along_axis(contrib, np.maximum(top, 0), axis=1) if contrib.shape[1] else top * 0.0
-    return reason_columns(top, top_values, model.features, X[model.features], model.medians), prob
+    return reason_columns(top, top_values, model.features, X[model.features], model.medians, text=text), prob
 
 
 def blend_reasons(lightgbm: LightGBMChurn, linear: Any, weight: float, X: pd.DataFrame, X_linear: pd.DataFrame,
-                  n: int = 3, *, method: str = "path") -> tuple[dict[str, np.ndarray] | None, np.ndarray]:
+                  n: int = 3, *, method: str = "path", text: str = "object"
+                  ) -> tuple[dict[str, Any] | None, np.ndarray]:
     """The reasons and churn probability of a blend: its log-odds are ``weight`` x LightGBM's plus
     ``1 - weight`` x the logistic regression's, so each feature's contribution is the same mix of
     its two contributions (LightGBM's by ``method``, ``"path"`` or ``"shap"``; ``"none"``: no
     reasons) and they add up to the blend's log-odds exactly. ``X`` is LightGBM's input,
-    ``X_linear`` the regression's (its categories as text)."""
+    ``X_linear`` the regression's (its categories as text). ``text``: the reasons as object arrays or
+    as pandas ``str`` arrays (``"str"``, what scoring writes; see :func:`reason_columns`).
+
+    With path reasons, a regression on the very same numbers (``X_linear is X``, no category) is not
+    evaluated on its own: its terms are computed in the compiled walk of the trees, row by row, with
+    NumPy's rounding (the same reasons and probability, bit for bit, without a rows x features matrix)."""
+    columns = [str(c) for c in lightgbm.feature_names_in_]
+    if method == "path" and X_linear is X and linear.fused_terms(columns, 1 - weight) is not None:
+        prob, top, top_values = lightgbm.top_path_reasons(X, min(n, len(columns)), risk_only=True, scale=weight,
+                                                          linear=linear)
+        return _reasons_of(lightgbm, X, columns, top, top_values, text), prob
     lin = linear.contributions(X_linear)
     lin_log_odds = linear.log_odds(lin)
     if method == "none":
         raw = weight * lightgbm.decision_function(X) + (1 - weight) * lin_log_odds
         return None, 1.0 / (1.0 + np.exp(-raw))
-    columns = [str(c) for c in lightgbm.feature_names_in_]
     if linear.features == columns:  # both fitted on the same frame: the same columns in the same order
         lin_cols = lin
     else:
@@ -129,20 +143,35 @@ def blend_reasons(lightgbm: LightGBMChurn, linear: Any, weight: float, X: pd.Dat
     if method == "path":  # one compiled walk of the trees, the regression's part added feature by feature
         prob, top, top_values = lightgbm.top_path_reasons(X, min(n, len(columns)), risk_only=True, scale=weight,
                                                           extra=lin_cols, extra_raw=(1 - weight) * lin_log_odds)
-        return reason_columns(top, top_values, columns, feature_frame(X)[columns], lightgbm.feature_medians_), prob
+        return _reasons_of(lightgbm, X, columns, top, top_values, text), prob
     trees = lightgbm.contributions(X)
     values = weight * trees[columns].to_numpy() + lin_cols
     raw = weight * trees.to_numpy().sum(axis=1) + (1 - weight) * lin_log_odds
     top = _paths.top_columns(values, min(n, values.shape[1]), risk_only=True)
     top_values = np.take_along_axis(values, np.maximum(top, 0), axis=1) if values.shape[1] else top * 0.0
-    reasons = reason_columns(top, top_values, columns, feature_frame(X)[columns], lightgbm.feature_medians_)
-    return reasons, 1.0 / (1.0 + np.exp(-raw))
+    return _reasons_of(lightgbm, X, columns, top, top_values, text), 1.0 / (1.0 + np.exp(-raw))
+
+
+def _reasons_of(model: LightGBMChurn, X: pd.DataFrame, columns: list[str], top: np.ndarray, top_values: np.ndarray,
+                text: str) -> dict[str, Any]:
+    """:func:`reason_columns` of LightGBM's features, each row's values at its top columns read at
+    once from the model's input when that is one float matrix (no column-by-column lookups)."""
+    Xf = feature_frame(X)[columns]
+    matrix, n_features = _paths.lgb_input(model.booster_, Xf) if len(Xf) and len(columns) else (None, 0)
+    at_top = None
+    if matrix is not None and matrix.shape[1] == n_features:  # the features' own numbers (no category)
+        at_top = matrix[np.arange(len(Xf))[:, None], np.maximum(top, 0)] if top.shape[1] else top * 0.0
+    return reason_columns(top, top_values, columns, Xf, model.feature_medians_, at_top=at_top, text=text)
 
 
 def reason_columns(top: np.ndarray, top_values: np.ndarray, columns: list[str], Xf: pd.DataFrame,
-                   feature_medians: dict[str, float]) -> dict[str, np.ndarray]:
+                   feature_medians: dict[str, float], *, at_top: np.ndarray | None = None,
+                   text: str = "object") -> dict[str, Any]:
     """``reason_<j>``, ``feature_<j>``, ``contribution_<j>`` from each row's top feature indexes and
-    contributions: a number "high"/"low" against its training median, a category by its value."""
+    contributions: a number "high"/"low" against its training median, a category by its value.
+    ``at_top`` (optional): each row's values at its top columns (``Xf``'s numbers), which spares
+    reading them from ``Xf`` column by column. ``text="str"``: the reasons as pandas ``str`` arrays
+    built from the few distinct texts (what a DataFrame column of them is; no per-row Python object)."""
     names = np.asarray(columns, dtype=object)
     medians = np.array([feature_medians.get(c, np.nan) for c in names], dtype=np.float64)
     is_cat = np.array([c not in feature_medians for c in names])
@@ -165,44 +194,56 @@ def reason_columns(top: np.ndarray, top_values: np.ndarray, columns: list[str], 
         ok = top[:, j] >= 0
         cols = np.where(ok, top[:, j], 0)
         v = np.where(ok, top_values[:, j], np.nan)
-        code = np.zeros(len(Xf), dtype=np.int64)
-        for c in np.unique(cols[ok]):
-            at = np.flatnonzero(ok & (cols == c))
-            if is_cat[c]:
-                code[at] = cat_codes[c][at]
-            else:
-                x = Xf.iloc[at, c].to_numpy(dtype=np.float64, na_value=np.nan)
-                code[at] = np.where(np.isnan(x), 2, np.where(x > medians[c], 0, 1))
-        out[f"reason_{j + 1}"] = _texts(prefix_base[cols] + code, v, ok, prefix_text)
+        if at_top is not None and not is_cat.any():  # every reason a number, its value at hand
+            x = at_top[:, j]
+            with np.errstate(invalid="ignore"):
+                code = np.where(np.isnan(x), 2, np.where(x > medians[cols], 0, 1))
+        else:
+            code = np.zeros(len(Xf), dtype=np.int64)
+            for c in np.unique(cols[ok]):
+                at = np.flatnonzero(ok & (cols == c))
+                if is_cat[c]:
+                    code[at] = cat_codes[c][at]
+                else:
+                    x = Xf.iloc[at, c].to_numpy(dtype=np.float64, na_value=np.nan)
+                    code[at] = np.where(np.isnan(x), 2, np.where(x > medians[c], 0, 1))
+        out[f"reason_{j + 1}"] = _texts(prefix_base[cols] + code, v, ok, prefix_text, text)
         out[f"feature_{j + 1}"] = np.where(ok, names[cols], None)
         out[f"contribution_{j + 1}"] = np.where(ok, v, np.nan)
     return out
 
 
-def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.ndarray) -> np.ndarray:
+def _texts(prefix: np.ndarray, v: np.ndarray, ok: np.ndarray, prefix_text: np.ndarray, kind: str = "object") -> Any:
     """``prefix_text[prefix] + " (%+.2f)" % v`` where ``ok``, else None; each distinct text is
     formatted once (a customer base has few: prefix x contribution in hundredths), except values
-    within a hair of a half-hundredth, formatted one by one so the rounding is exactly printf's."""
-    text = np.full(len(v), None, dtype=object)
-    if not ok.any():
-        return text
-    cents = np.where(ok, v, 0.0) * 100
-    lower = np.floor(cents)
-    tie = ok & (np.abs(cents - lower - 0.5) < 1e-6)
-    easy = ok & ~tie
-    hundredths = np.rint(cents).astype(np.int64)
-    # "-0.00" and "+0.00" differ: the sign is part of the key
-    code = hundredths * 2 + np.signbit(v)
-    code -= code[easy].min() if easy.any() else 0
-    key = prefix * (int(code[easy].max()) + 1 if easy.any() else 1) + code
-    at = np.flatnonzero(easy)
-    # distinct keys by hashing (any row of a key formats to the same text: its value is not near a tie)
-    inverse, uniques = pd.factorize(key[at])
-    first = np.full(len(uniques), len(at), dtype=np.int64)
-    np.minimum.at(first, inverse, np.arange(len(at)))
-    table = np.array([f"{prefix_text[p]} ({x:+.2f})" for p, x in zip(prefix[at[first]], v[at[first]], strict=True)],
-                     dtype=object)
-    text[at] = table[inverse]
-    for i in np.flatnonzero(tie):
-        text[i] = f"{prefix_text[prefix[i]]} ({v[i]:+.2f})"
+    within a hair of a half-hundredth, formatted one by one so the rounding is exactly printf's.
+    ``kind="str"``: a pandas ``str`` array (Arrow), taken from the distinct texts in one step."""
+    n = len(v)
+    pick = np.full(n, -1, dtype=np.int64)  # each row's text in `table`; -1: None
+    table: list[str] = []
+    if ok.any():
+        cents = np.where(ok, v, 0.0) * 100
+        lower = np.floor(cents)
+        tie = ok & (np.abs(cents - lower - 0.5) < 1e-6)
+        easy = ok & ~tie
+        hundredths = np.rint(cents).astype(np.int64)
+        # "-0.00" and "+0.00" differ: the sign is part of the key
+        code = hundredths * 2 + np.signbit(v)
+        code -= code[easy].min() if easy.any() else 0
+        key = prefix * (int(code[easy].max()) + 1 if easy.any() else 1) + code
+        at = np.flatnonzero(easy)
+        # distinct keys by hashing (any row of a key formats to the same text: its value is not near a tie)
+        inverse, uniques = pd.factorize(key[at])
+        first = np.full(len(uniques), len(at), dtype=np.int64)
+        np.minimum.at(first, inverse, np.arange(len(at)))
+        table = [f"{prefix_text[p]} ({x:+.2f})" for p, x in zip(prefix[at[first]], v[at[first]], strict=True)]
+        pick[at] = inverse
+        for i in np.flatnonzero(tie):
+            pick[i] = len(table)
+            table.append(f"{prefix_text[prefix[i]]} ({v[i]:+.2f})")
+    if kind == "str":
+        return text_column(table, pick)
+    text = np.full(n, None, dtype=object)
+    if table:
+        text[pick >= 0] = np.array(table, dtype=object)[pick[pick >= 0]]
     return text

@@ -274,8 +274,8 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         return cached
 
     def top_path_reasons(self, X: pd.DataFrame, n: int, *, risk_only: bool = False, scale: float = 1.0,
-                         extra: np.ndarray | None = None, extra_raw: np.ndarray | None = None
-                         ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+                         extra: np.ndarray | None = None, extra_raw: np.ndarray | None = None,
+                         linear: LinearChurn | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """What scoring needs from :meth:`path_contributions`, in one walk of the trees per customer:
         the churn probability (bit for bit :meth:`predict_proba`'s, the raw score being added up tree
         by tree as LightGBM does; None unless the objective is LightGBM's ``binary``), and per row
@@ -283,13 +283,23 @@ class LightGBMChurn(ClassifierMixin, BaseEstimator):
         ``risk_only``; -1 for none) and their values (NaN for none). A blend gives ``scale`` (its weight of
         the trees) and another model's log-odds contributions ``extra`` (rows x features, in
         ``feature_names_in_`` order) and log-odds ``extra_raw``: the attributions and the probability
-        are then the blend's (:func:`crmlab.churn._paths.top_path_reasons`)."""
+        are then the blend's (:func:`crmlab.churn._paths.top_path_reasons`). Instead of ``extra``, a
+        blend with a regression on the same numbers passes it as ``linear`` (weight ``1 - scale``): its
+        terms are computed in the walk (:meth:`LinearChurn.fused_terms`; None: not possible here)."""
         X = self._prepare(X)
         forest, sigmoid = self._forest()
-        prob, cols, values = _paths.top_path_reasons(forest, _paths.lgb_matrix(self.booster_, X), n,
-                                                     risk_only=risk_only, sigmoid=sigmoid or 1.0, scale=scale,
-                                                     extra=extra, extra_raw=extra_raw)
-        return (prob if sigmoid is not None or extra is not None else None), cols, values
+        matrix, n_features = _paths.lgb_input(self.booster_, X)
+        fused = None
+        if linear is not None:
+            fused = linear.fused_terms([str(c) for c in X.columns], 1 - scale)
+            if fused is None:
+                raise ModelError("the logistic regression's terms cannot be computed in the walk of the trees here "
+                                 "(categories, other features or too many): pass its contributions as extra")
+        prob, cols, values = _paths.top_path_reasons(forest, matrix, n, risk_only=risk_only, sigmoid=sigmoid or 1.0,
+                                                     scale=scale, extra=extra, extra_raw=extra_raw,
+                                                     n_features=n_features, linear=fused)
+        fixed = sigmoid is not None or extra is not None or linear is not None
+        return (prob if fixed else None), cols, values
 
 
 # --------------------------------------------------------------------------- logistic regression
@@ -428,6 +438,18 @@ class LinearChurn:
                 weights = self._cat[col]
                 out[:, j] = np.where(codes >= 0, weights[np.maximum(codes, 0)], 0.0) if weights.size else 0.0
         return out
+
+    def fused_terms(self, columns: list[str], weight: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+        """What a compiled walk needs to compute :meth:`contributions` x ``weight`` and the log-odds
+        itself, row by row (:func:`crmlab.churn._paths.top_path_reasons`): medians, means and
+        ``coef / scale`` in ``columns``' order, the intercept and the weight; None unless this model
+        has exactly those features, all numbers, and at most ``MAX_FUSED_FEATURES`` of them."""
+        if self.features != list(columns) or self.categorical or self.numeric != self.features or (
+                len(columns) > _paths.MAX_FUSED_FEATURES):
+            return None
+        medians, means, scales, coef = self._num
+        return medians, means, coef / scales, self.intercept, float(weight)
 
     def log_odds(self, contributions: np.ndarray) -> np.ndarray:
         """The churn log-odds: the intercept plus the row's :meth:`contributions` (sklearn's decision function)."""

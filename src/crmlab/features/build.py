@@ -519,6 +519,7 @@ def build_features(
     label_column: str | None = None,
     voice: VoiceConfig | None = None,
     surveys: pd.DataFrame | None = None,
+    past: Past | None = None,
 ) -> pd.DataFrame:
     """One row per customer with every feature as of the end of ``as_of`` (see the module doc).
 
@@ -527,7 +528,9 @@ def build_features(
     never modified. Raises :class:`~crmlab.errors.DataError` for a missing column, a missing value
     in a required column or a date column that is not datetime64. ``voice`` (default
     :class:`~crmlab.config.VoiceConfig`) says which interactions column holds texts and how they
-    become the sentiment features.
+    become the sentiment features. ``past``: ``past_transactions(transactions, as_of day)`` when the
+    caller already has it (scoring shares it with the lifecycle stages); ``transactions`` is then only
+    checked for being there.
     """
     cut = as_of_date(as_of)
     as_of_day = day_number(cut)
@@ -541,7 +544,8 @@ def build_features(
     tx_cols: dict[str, np.ndarray] = {}
     tx_ids = pl.Series("customer_id", [], pl.String)
     if transactions is not None:
-        past = past_transactions(transactions, as_of_day)
+        if past is None:
+            past = past_transactions(transactions, as_of_day)
         tx_ids = past.ids
         tx_cols = _transaction_columns(past, as_of_day, unit, windows)
         del past
@@ -596,10 +600,11 @@ def build_features_from_tables(
     as_of: date | datetime | str | None,
     cfg: ProjectConfig,
     label_column: str | None = None,
+    past: Past | None = None,
 ) -> pd.DataFrame:
     """:func:`build_features` on a :class:`~crmlab.data.io.Tables` with the project's settings.
 
-    ``as_of=None`` takes ``cfg.as_of``, else the last transaction date.
+    ``as_of=None`` takes ``cfg.as_of``, else the last transaction date. ``past``: as in :func:`build_features`.
     """
     if as_of is None:
         as_of = cfg.as_of
@@ -620,6 +625,7 @@ def build_features_from_tables(
         label_column=label_column,
         voice=cfg.voice,
         surveys=getattr(tables, "surveys", None),
+        past=past,
     )
 
 
