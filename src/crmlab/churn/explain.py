@@ -157,9 +157,9 @@ def _reasons_of(model: LightGBMChurn, X: pd.DataFrame, columns: list[str], top: 
     """:func:`reason_columns` of LightGBM's features, each row's values at its top columns read at
     once from the model's input when that is one float matrix (no column-by-column lookups)."""
     Xf = feature_frame(X)[columns]
-    matrix, n_features = _paths.lgb_input(model.booster_, Xf) if len(Xf) and len(columns) else (None, 0)
     at_top = None
-    if matrix is not None and matrix.shape[1] == n_features:  # the features' own numbers (no category)
+    if len(Xf) and len(columns) and all(dtype == np.float64 for dtype in Xf.dtypes):  # numbers only, no category
+        matrix = Xf.to_numpy(dtype=np.float64, copy=False)  # a view when they are one block, as scoring builds them
         at_top = matrix[np.arange(len(Xf))[:, None], np.maximum(top, 0)] if top.shape[1] else top * 0.0
     return reason_columns(top, top_values, columns, Xf, model.feature_medians_, at_top=at_top, text=text)
 
