@@ -107,6 +107,25 @@ def test_profile_span_by_hand():
     assert s.median_gap_days == 35.0  # gaps: a 10 days (same-day rows are one purchase day), c 60 days
 
 
+def test_a_mistyped_year_does_not_become_as_of():
+    """The cleaning rejects a date after today and one implausibly early for the column's bulk; init
+    guesses as_of from the dates it keeps, and its comment counts and shows the rows left out."""
+    days = pd.date_range("2024-01-01", periods=60, freq="7D")
+    tx = pd.DataFrame({"customer_id": [f"c{i % 9}" for i in range(60)] + ["c1", "c2"],
+                       "ts": [*days, pd.Timestamp("2099-11-28"), pd.Timestamp("1901-01-01")]})
+    s = profile_span(tx, today=date(2026, 12, 4))
+    assert (s.first, s.last, s.rows, s.left_out) == (days[0].date(), days[-1].date(), 60, 2)
+    # the early bound, as the cleaning derives it from the other 61 dates: 10th percentile 2024-02-05
+    # (the 7th date), 90th 2025-01-06, ten times their 336 days before the former: 2014-11-24
+    assert s.left_out_why == "1 dated after 2026-12-04 (e.g. 2099-11-28); 1 before 2014-11-24 (e.g. 1901-01-01)"
+    value, why = plan_pipelines(s).values["project"]["as_of"]
+    assert value == days[-1].date() and "2 row(s) left out, which the cleaning will reject" in why
+    # the clean log alone: nothing left out, the same span
+    clean = profile_span(tx.iloc[:60], today=date(2026, 12, 4))
+    assert (clean.first, clean.last, clean.left_out) == (s.first, s.last, 0)
+    assert "left out" not in plan_pipelines(clean).values["project"]["as_of"][1]
+
+
 def test_plan_of_eleven_months_and_few_accounts():
     from crmlab.init import Span
 

@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crmlab import pipelines
@@ -442,6 +443,9 @@ class Span:
     customers: int
     repeat_customers: int
     median_gap_days: float | None
+    #: rows left out of the span because the cleaning will reject their dates, and why (else "")
+    left_out: int = 0
+    left_out_why: str = ""
 
     @property
     def days(self) -> int:
@@ -456,20 +460,39 @@ class Span:
         return self.days / 30.4375
 
 
-def profile_span(tx: pd.DataFrame) -> Span:
+def profile_span(tx: pd.DataFrame, *, today: date | None = None) -> Span:
     """The span of a transaction log with canonical ``customer_id`` and parsed ``ts``: first and last
     date, customers, repeat customers (purchases on two or more distinct days) and the median gap
-    between a customer's purchase days."""
+    between a customer's purchase days. Dates the cleaning will reject with its default bounds (after
+    ``today``, default the current date; implausibly early for the column's bulk) are left out and
+    counted: one mistyped year must not become the project's ``as_of``."""
+    from crmlab.data.clean import derived_min_date
+
     tx = tx.dropna(subset=["customer_id", "ts"])
     if tx.empty:
         raise DataError("no row with both a customer id and a date", column="ts")
+    ts = tx["ts"].dt.tz_localize(None) if getattr(tx["ts"].dt, "tz", None) is not None else tx["ts"]
+    today = today or date.today()
+    future = (ts >= pd.Timestamp(today) + pd.Timedelta(days=1)).to_numpy(dtype=bool)
+    lower, _ = derived_min_date(ts, ~future, None)
+    early = (ts < pd.Timestamp(lower)).to_numpy(dtype=bool) if lower is not None else np.zeros(len(ts), dtype=bool)
+    why = []
+    if future.any():
+        why.append(f"{int(future.sum()):,} dated after {today} (e.g. {ts[future].iloc[0].date()})")
+    if early.any():
+        why.append(f"{int(early.sum()):,} before {lower} (e.g. {ts[early].iloc[0].date()})")
+    left_out = int((future | early).sum())
+    tx = tx[~(future | early)]
+    if tx.empty:
+        raise DataError(f"every dated row is outside the dates the cleaning keeps: {'; '.join(why)}", column="ts")
     days = tx.assign(day=tx["ts"].dt.normalize())[["customer_id", "day"]].drop_duplicates().sort_values(
         ["customer_id", "day"])
     per = days.groupby("customer_id")["day"].count()
     gaps = days.groupby("customer_id")["day"].diff().dt.days.dropna()
     return Span(first=tx["ts"].min().date(), last=tx["ts"].max().date(), rows=len(tx), customers=int(len(per)),
                 repeat_customers=int((per >= 2).sum()),
-                median_gap_days=float(gaps.median()) if len(gaps) else None)
+                median_gap_days=float(gaps.median()) if len(gaps) else None, left_out=left_out,
+                left_out_why="; ".join(why))
 
 
 @dataclass(frozen=True)
@@ -523,7 +546,10 @@ def plan_pipelines(tx_span: Span | None, *, has_label: bool = False, label_info:
     if tx_span is not None:
         s = tx_span
         plan.set("project", "as_of", s.last, f"guessed: the last transaction date ({s.first} .. {s.last}, "
-                 f"{s.months:.1f} months); set null to follow the data as it grows")
+                 f"{s.months:.1f} months"
+                 + (f"; {s.left_out:,} row(s) left out, which the cleaning will reject: {s.left_out_why}"
+                    if s.left_out else "")
+                 + "); set null to follow the data as it grows")
         unit = "W" if s.days >= 112 else "D"
         plan.set("project", "time_unit", unit, "weeks: the BG/NBD convention" if unit == "W" else
                  f"days: the data span only {s.days} days")
