@@ -40,6 +40,9 @@ def _env(**extra: str) -> dict[str, str]:
     (["config", "schema", "--json"], ["config", "schema", "--json"]),
     # after --, an argument, not a flag
     (["features", "build", "--", "--json"], ["features", "build", "--", "--json"]),
+    # a misspelt command has no options: its flags are the root's, so its error comes as JSON too
+    (["nosuch", "--json"], ["--json", "nosuch"]),
+    (["--set", "a=1", "nosuch", "-q", "x"], ["--set", "a=1", "-q", "nosuch", "x"]),
 ])
 def test_root_flags_may_follow_the_command(given, expected):
     assert _hoist_root_flags(given) == expected
@@ -52,6 +55,13 @@ def test_json_document_on_a_usage_error(capsys):
     assert code == 2 and doc["exit_code"] == 2 and doc["ok"] is False
     assert "--as-of" in doc["error"] and "1998-13-01" in doc["error"]
     assert "error:" in captured.err  # the human line still reaches stderr
+
+
+@pytest.mark.parametrize("args", [["nosuch", "--json"], ["data", "nosuch", "--json"]])
+def test_json_document_for_a_misspelt_command(capsys, args):
+    code = main(args)
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2 and doc["exit_code"] == 2 and "no such command 'nosuch'" in doc["error"]
 
 
 def test_json_and_quiet_on_a_real_command(tmp_path, capsys, monkeypatch):

@@ -1118,6 +1118,9 @@ def _hoist_root_flags(args: list[str]) -> list[str]:
             continue
         commands = getattr(group, "commands", None)
         if not commands or token not in commands:
+            if not names:  # a misspelt command: no option of its own, so its --json is the root's
+                names.append(token)
+                group = None
             break
         group = commands[token]
         names.append(token)
