@@ -267,3 +267,23 @@ def test_a_model_without_any_split_says_so():
     y = np.tile([0, 1], 100)
     model = LightGBMChurn(early_stopping_rounds=0, n_estimators=5).fit(X, y)
     assert "found no split in 200 rows" in model.note_
+
+
+@pytest.mark.parametrize("missing", [None, "__missing__"])
+def test_category_codes_of_a_categorical_column_are_those_of_its_values_as_text(missing):
+    """Scoring codes a categorical column through its few categories; the codes are those of every
+    value turned into text one by one: missing values, unseen values, numbers as categories."""
+    from crmlab.churn.models import category_codes
+
+    rng = np.random.default_rng(3)
+    for values, levels in (
+        (np.array(["basic", "pro", "enterprise", "trial", None], dtype=object), ["basic", "enterprise", "pro"]),
+        (np.array([1, 2, 3, None], dtype=object), ["1", "3", "__missing__"]),
+    ):
+        drawn = pd.Series(values[rng.integers(0, len(values), 5000)])
+        as_category = drawn.astype("category")
+        fast, slow = category_codes(as_category, levels, missing=missing), category_codes(drawn, levels, missing=missing)
+        assert np.array_equal(fast, slow)
+        expected = [levels.index(str(v)) if v is not None and str(v) in levels else
+                    (levels.index(missing) if v is None and missing in levels else -1) for v in drawn]
+        assert fast.tolist() == expected

@@ -20,7 +20,7 @@ from crmlab.churn.metrics import (
     profit_targets,
     risk_tiers,
 )
-from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LinearChurn, inner_lightgbm
+from crmlab.churn.models import CalibratedChurn, LightGBMChurn, LinearChurn, category_codes, inner_lightgbm
 from crmlab.churn.result import ChurnResult
 from crmlab.config import ChurnConfig
 from crmlab.errors import ModelError, NoFairComparison
@@ -203,12 +203,11 @@ def _model_input(features: pd.DataFrame, spec: Mapping[str, Any], where: Path) -
             out[col] = np.zeros(len(features))
         elif col in spec.get("text", ()):  # a logistic model's category: as it is (an unseen value is not missing)
             values = features[col]
-            out[col] = values.astype(object).where(values.notna(), None)
+            out[col] = values if isinstance(values.dtype, pd.CategoricalDtype) else (
+                values.astype(object).where(values.notna(), None))
         elif col in spec["categorical"]:
-            values = features[col]
-            values = values.astype(object).where(values.notna(), None)
-            out[col] = pd.Categorical([None if v is None else str(v) for v in values],
-                                      categories=spec["categorical"][col])
+            levels = spec["categorical"][col]
+            out[col] = pd.Categorical.from_codes(category_codes(features[col], levels), categories=levels)
         else:
             out[col] = _numeric_column(features, col)
     return pd.DataFrame(out, index=features.index)

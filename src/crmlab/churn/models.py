@@ -64,6 +64,23 @@ def _labels(y: Any) -> np.ndarray:
     return arr.astype(np.int8)
 
 
+def category_codes(values: pd.Series, levels: list[str], *, missing: str | None = None) -> np.ndarray:
+    """Each value's position in ``levels``, the values compared as text (``str(value)``); -1 for a
+    value not among them. A missing value counts as the text ``missing`` (None: it is -1). A
+    categorical column's categories are turned into text once, not each of its values (scoring
+    codes millions of customers)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        index = pd.Index(levels, dtype=object)
+        at = index.get_indexer(np.array([str(c) for c in values.cat.categories], dtype=object))
+        codes = values.cat.codes.to_numpy()
+        out = np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1)
+        if missing is not None:
+            out[codes < 0] = index.get_loc(missing) if missing in index else -1
+        return out.astype(np.int64)
+    filled = values.astype(object).where(values.notna(), missing)
+    return pd.Categorical([None if v is None else str(v) for v in filled], categories=levels).codes.astype(np.int64)
+
+
 def _check_columns(model: Any, X: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in model.feature_names_in_ if c not in X.columns]
     if missing:
@@ -433,8 +450,7 @@ class LinearChurn:
                 out[:, at] = x
         for j, col in enumerate(self.features):
             if col in self._cat:
-                values = X[col].astype(object).where(X[col].notna(), "__missing__").astype(str)
-                codes = pd.Categorical(values, categories=self.categorical[col]).codes
+                codes = category_codes(X[col], self.categorical[col], missing="__missing__")
                 weights = self._cat[col]
                 out[:, j] = np.where(codes >= 0, weights[np.maximum(codes, 0)], 0.0) if weights.size else 0.0
         return out
