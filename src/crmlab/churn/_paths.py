@@ -387,10 +387,16 @@ def top_path_reasons(forest: Forest, X: np.ndarray, n: int, *, risk_only: bool, 
     return prob, cols, contrib
 
 
-def lgb_input(booster: Any, X: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """The matrix LightGBM predicts ``X`` from and its number of features: ``X``'s own float64
-    numbers when every column is one (no copy when they are one block, as scoring builds them), else
-    :func:`lgb_matrix` (categories recoded; one spare column)."""
+def float_block(X: pd.DataFrame) -> np.ndarray | None:
+    """``X``'s numbers as one float64 matrix when every column is float64 (a view, no copy, when they
+    are one block, as scoring builds them), else None (a category or another dtype among them)."""
     if X.shape[1] and all(dtype == np.float64 for dtype in X.dtypes):
-        return X.to_numpy(dtype=np.float64, copy=False), X.shape[1]
-    return lgb_matrix(booster, X), X.shape[1]
+        return X.to_numpy(dtype=np.float64, copy=False)
+    return None
+
+
+def lgb_input(booster: Any, X: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """The matrix LightGBM predicts ``X`` from and its number of features: :func:`float_block` when
+    every column is a float64, else :func:`lgb_matrix` (categories recoded; one spare column)."""
+    block = float_block(X)
+    return (lgb_matrix(booster, X) if block is None else block), X.shape[1]

@@ -158,8 +158,8 @@ def _reasons_of(model: LightGBMChurn, X: pd.DataFrame, columns: list[str], top: 
     once from the model's input when that is one float matrix (no column-by-column lookups)."""
     Xf = feature_frame(X)[columns]
     at_top = None
-    if len(Xf) and len(columns) and all(dtype == np.float64 for dtype in Xf.dtypes):  # numbers only, no category
-        matrix = Xf.to_numpy(dtype=np.float64, copy=False)  # a view when they are one block, as scoring builds them
+    matrix = _paths.float_block(Xf) if len(Xf) else None  # None with a category among the features
+    if matrix is not None:
         at_top = matrix[np.arange(len(Xf))[:, None], np.maximum(top, 0)] if top.shape[1] else top * 0.0
     return reason_columns(top, top_values, columns, Xf, model.feature_medians_, at_top=at_top, text=text)
 
